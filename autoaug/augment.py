@@ -1,0 +1,78 @@
+"""Batched torch execution of a policy: a whole batch on its device, per-image choices, no loop over images.
+
+For each image: draw a sub-policy uniformly, then for each of its ops in order draw whether it
+fires (its probability) and, for signed ops, a sign. All draws come from the `torch.Generator`
+passed in, so the same seed gives the same pixels. Images that share an op at the same stage are
+processed by one kernel call, so a batch costs at most (ops per sub-policy) x 16 kernel calls
+however many images or sub-policies there are.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from autoaug.ops import OP_NAMES, OPS, OpContext
+from autoaug.policy import Policy
+
+_SIGNED = torch.tensor([op.signed for op in OPS])
+
+
+class PolicyAugment:
+    """Callable augmentation: `(uint8 (B, C, H, W), generator) -> uint8 (B, C, H, W)`."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        depth = max(len(sub) for sub in policy.sub_policies)
+        s = len(policy.sub_policies)
+        # (S, depth) tables; a sub-policy shorter than `depth` pads with probability 0
+        self.op_ids = torch.zeros(s, depth, dtype=torch.long)
+        self.probs = torch.zeros(s, depth)
+        self.magnitudes = torch.zeros(s, depth)
+        for i, sub in enumerate(policy.sub_policies):
+            for k, op in enumerate(sub):
+                self.op_ids[i, k] = OP_NAMES.index(op.name)
+                self.probs[i, k] = op.prob
+                self.magnitudes[i, k] = op.magnitude
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b = images.shape[0]
+        gdev = generator.device
+        sub = torch.randint(len(self.policy.sub_policies), (b,), generator=generator, device=gdev).cpu()  # (B,)
+        depth = self.op_ids.shape[1]
+        fire_draw = torch.rand(b, depth, generator=generator, device=gdev).cpu()  # (B, depth)
+        sign_draw = torch.randint(0, 2, (b, depth), generator=generator, device=gdev).cpu() * 2 - 1
+        op_ids = self.op_ids[sub]  # (B, depth)
+        fire = fire_draw < self.probs[sub]  # (B, depth)
+        mags = self.magnitudes[sub] * torch.where(_SIGNED[op_ids], sign_draw, 1)  # (B, depth)
+        return apply_ops(images, op_ids, mags, fire, generator)
+
+
+def apply_ops(
+    images: torch.Tensor,
+    op_ids: torch.Tensor,
+    magnitudes: torch.Tensor,
+    fire: torch.Tensor,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Apply, stage by stage, op `op_ids[i, k]` at `magnitudes[i, k]` to image i where `fire[i, k]`.
+
+    `op_ids`, `magnitudes`, `fire` are (B, depth) CPU tensors (choices are drawn on the CPU side
+    so grouping needs no device sync per op); images stay on their device. Shared by the
+    policy, RandAugment and TrivialAugment executions.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise ValueError(f"expected uint8 images of shape (B, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    original = images
+    out = images.clone()
+    dev = images.device
+    for k in range(op_ids.shape[1]):
+        ids_k = torch.where(fire[:, k], op_ids[:, k], -1)
+        for op_id in torch.unique(ids_k).tolist():
+            if op_id < 0:
+                continue
+            idx = torch.nonzero(ids_k == op_id).squeeze(1)  # (n,) CPU
+            idx_dev = idx.to(dev)
+            ctx = OpContext(generator=generator, batch=original, index=idx_dev)
+            m = magnitudes[idx, k].to(dev, torch.float32)
+            out[idx_dev] = OPS[op_id].kernel(out[idx_dev], m, ctx)
+    return out
