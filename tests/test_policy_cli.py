@@ -1,0 +1,51 @@
+"""`autoaug validate`, `show`, `export-albumentations`: the happy paths and user mistakes (one line, exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import albumentations as A
+import cv2
+import pytest
+
+from autoaug.cli import main
+
+
+def test_validate_prints_a_summary(capsys):
+    assert main(["validate", "policies/autoaugment-cifar10.json"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "25 sub-policies" in out and "Invert(p=0.1)" in out
+
+
+def test_show_draws_one_row_per_sub_policy_plus_the_originals(tmp_path):
+    out = tmp_path / "grid.png"
+    assert main(["show", "policies/autoaugment-cifar10.json", "--out", str(out), "--samples", "4"]) == 0
+    img = cv2.imread(str(out))
+    row = 14 + 32 * 3  # label strip + 3x upscaled image
+    assert img.shape == (26 * row, 4 * 32 * 3, 3)
+
+
+def test_export_albumentations_writes_a_loadable_file(tmp_path):
+    out = tmp_path / "svhn.albumentations.json"
+    assert main(["export-albumentations", "autoaugment-svhn", "--out", str(out)]) == 0
+    assert isinstance(A.load(str(out), data_format="json"), A.Compose)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["validate", "missing.json"], "missing.json: no such file"),
+    (["validate", "autoaugment-mnist"], "unknown published policy"),
+    (["show", "autoaugment-cifar10", "--out", "x.png", "--samples", "0"], "--samples: expected a positive number"),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, message):
+    run = subprocess.run([sys.executable, "-m", "autoaug", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_bad_policy_file_exit_2(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "autoaug.policy", "version": 1, "kind": "policy", "sub_policies": [[{"op": "Rotate", "prob": 2, "magnitude_bin": 1}]]}')
+    run = subprocess.run([sys.executable, "-m", "autoaug", "validate", str(bad)], capture_output=True, text=True)
+    assert run.returncode == 2 and "sub_policies[0][0].prob" in run.stderr and "Traceback" not in run.stderr
