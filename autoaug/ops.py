@@ -155,13 +155,28 @@ def shear_y(img, m, ctx):
     return _affine(img, shear_y=torch.rad2deg(torch.atan(m)))
 
 
+def _shift(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Move each image by whole pixels (dx right, dy down), FILL where nothing moves in.
+
+    A pure translation by whole pixels is an exact copy in OpenCV too, so this gather is the
+    same as `_affine` with a translation, at a fraction of its cost.
+    """
+    n, c, h, w = img.shape
+    ys = torch.arange(h, device=img.device)[None, :, None] - dy.long()[:, None, None]  # (N, H, 1) source rows
+    xs = torch.arange(w, device=img.device)[None, None, :] - dx.long()[:, None, None]  # (N, 1, W) source cols
+    valid = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # (N, H, W)
+    idx = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).reshape(n, 1, h * w).expand(n, c, h * w)
+    out = img.reshape(n, c, h * w).gather(2, idx).reshape(n, c, h, w)
+    return torch.where(valid[:, None], out, torch.full_like(out, FILL))
+
+
 def translate_x(img, m, ctx):
     # fraction of the width -> whole pixels, truncated toward zero as albumentations does
-    return _affine(img, translate_x=torch.trunc(m * img.shape[-1]))
+    return _shift(img, torch.trunc(m * img.shape[-1]), torch.zeros_like(m))
 
 
 def translate_y(img, m, ctx):
-    return _affine(img, translate_y=torch.trunc(m * img.shape[-2]))
+    return _shift(img, torch.zeros_like(m), torch.trunc(m * img.shape[-2]))
 
 
 def rotate(img, m, ctx):
@@ -175,14 +190,13 @@ def auto_contrast(img, m, ctx):
     leaves out the value 255; we find them the same way for parity, so 255 never widens the
     range (it still maps to 255).
     """
-    x = img.float()
     white = img == 255
-    lo = x.masked_fill(white, 256).amin(dim=(2, 3), keepdim=True)  # (N, C, 1, 1)
-    hi = x.masked_fill(white, -1).amax(dim=(2, 3), keepdim=True)
+    lo = img.amin(dim=(2, 3), keepdim=True).float()  # (N, C, 1, 1); 255 only if all white
+    hi = torch.where(white, torch.zeros_like(img), img).amax(dim=(2, 3), keepdim=True).float()
     flat = hi <= lo
     scale = torch.where(flat, torch.ones_like(hi), 255.0 / (hi - lo).clamp_min(1))
-    out = torch.where(flat, x, (x - lo) * scale)
-    return _to_uint8(out)
+    offset = torch.where(flat, torch.zeros_like(lo), lo)
+    return _to_uint8((img.float() - offset) * scale)  # 255 lands at or above 255: stays 255
 
 
 def invert(img, m, ctx):
@@ -248,11 +262,18 @@ def sharpness(img, m, ctx):
     As PIL (and torchvision) do, the one-pixel border keeps its original values.
     """
     n, c, h, w = img.shape
-    kernel = torch.tensor([[1.0, 1.0, 1.0], [1.0, 5.0, 1.0], [1.0, 1.0, 1.0]], device=img.device) / 13
+    if h < 3 or w < 3:
+        return img
     x = img.float()
-    smooth = F.conv2d(x.reshape(n * c, 1, h, w), kernel[None, None]).reshape(n, c, h - 2, w - 2)
-    f = m[:, None, None, None]
     inner = x[:, :, 1:-1, 1:-1]
+    # the 3x3 neighbourhood sum with the centre counted 5 times, over 13 (shifted slices beat a
+    # one-channel conv2d on the CPU by an order of magnitude)
+    smooth = 4 * inner
+    for dy in range(3):
+        for dx in range(3):
+            smooth = smooth + x[:, :, dy : dy + h - 2, dx : dx + w - 2]
+    smooth = smooth / 13
+    f = m[:, None, None, None]
     out = x.clone()
     out[:, :, 1:-1, 1:-1] = smooth + f * (inner - smooth)
     return _to_uint8(out)

@@ -1,0 +1,127 @@
+"""Augmentation throughput on 32x32 CIFAR images: batched torch vs albumentations vs torchvision.
+
+Applies the AutoAugment CIFAR-10 policy (25 sub-policies) to real images from the embedded
+reduced CIFAR-10, on the same number of CPU threads for every contestant, and prints images/s and
+the ratios against the albumentations export measured in the same run:
+
+    python experiments/bench_augment.py [--threads 1] [--images 10000] [--batch 1000] [--out FILE]
+
+(a) autoaug batched torch on the CPU (and on the GPU when one is present: the batch is put on the
+    device once, as in training), (b) the exported albumentations pipeline, one image per call,
+(c) torchvision v2 AutoAugment(CIFAR10) on uint8 tensors, when torchvision is importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from autoaug.augment import PolicyAugment
+from autoaug.data import load
+from autoaug.export import to_albumentations
+from autoaug.policy import published_policy
+
+
+def _best_rate(fn, n_images: int, repeats: int) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return n_images / best
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads for every contestant")
+    ap.add_argument("--images", type=int, default=10_000)
+    ap.add_argument("--batch", type=int, default=1000, help="batch size of the torch execution")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="experiments/results/bench_augment.md")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    x_np, _ = load("cifar10-reduced", "train")
+    x_np = np.resize(x_np, (args.images, 32, 32, 3))  # repeat the 4,000 images as needed
+    x = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()
+    policy = published_policy("autoaugment-cifar10")
+    aug = PolicyAugment(policy)
+    rows: list[tuple[str, float]] = []
+
+    def torch_run(device: str) -> None:
+        g = torch.Generator(device=device).manual_seed(0)
+        xd = x.to(device)
+        for i in range(0, len(xd), args.batch):
+            aug(xd[i : i + args.batch], g)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    rows.append((f"autoaug batched torch, CPU, batch {args.batch}", _best_rate(lambda: torch_run("cpu"), len(x), args.repeats)))
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = torch.cuda.get_device_name(0)
+        rows.append((f"autoaug batched torch, {gpu}, batch {args.batch}", _best_rate(lambda: torch_run("cuda"), len(x), args.repeats)))
+        big = min(len(x), 50_000)
+        rows.append((f"autoaug batched torch, {gpu}, batch {big}",
+                     _best_rate(lambda: aug(x[:big].cuda(), torch.Generator("cuda").manual_seed(0)) is not None
+                                and torch.cuda.synchronize(), big, args.repeats)))
+
+    pipeline = to_albumentations(policy, seed=0)
+    n_albu = min(len(x_np), 5000)
+    rows.append(("albumentations export, per image", _best_rate(lambda: [pipeline(image=img) for img in x_np[:n_albu]], n_albu, args.repeats)))
+
+    try:
+        from torchvision.transforms import v2
+
+        tv = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+        n_tv = min(len(x), 5000)
+        rows.append(("torchvision v2 AutoAugment(CIFAR10), per image tensor",
+                     _best_rate(lambda: [tv(img) for img in x[:n_tv]], n_tv, args.repeats)))
+    except Exception as err:  # torchvision absent, or not importable beside this torch build
+        print(f"torchvision skipped: {type(err).__name__}: {str(err).splitlines()[0][:100]}")
+
+    albu_rate = dict(rows)["albumentations export, per image"]
+    lines = [
+        "# Augmentation throughput (AutoAugment CIFAR-10 policy, 32x32 images)",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs{', GPU ' + gpu if gpu else ''}; "
+        f"{args.threads} CPU thread(s) for every contestant; torch {torch.__version__}. "
+        f"Command: `python experiments/bench_augment.py --threads {args.threads}`.",
+        "",
+        "| execution | images/s | ratio to albumentations |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {rate:,.0f} | {rate / albu_rate:.2f} |" for name, rate in rows]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and gpu is None:
+        out.write_text(text)
+    elif out.exists():
+        out.write_text(out.read_text() + "\n" + text)
+    else:
+        out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
