@@ -21,9 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import PolicyError
-
-# 5 sub-policies x 2 ops x (op out of 16, prob bin out of 11, magnitude bin out of 10).
-DEFAULT_NVEC: tuple[int, ...] = (16, 11, 10) * 10
+from autoaug.policy import SEARCH_NVEC  # the search space owns the layout; the default here follows it
 
 
 class Controller(nn.Module):
@@ -36,7 +34,7 @@ class Controller(nn.Module):
 
     def __init__(
         self,
-        nvec: Sequence[int] = DEFAULT_NVEC,
+        nvec: Sequence[int] = SEARCH_NVEC,
         hidden_size: int = 100,
         embedding_dim: int = 100,
         init_range: float = 0.1,

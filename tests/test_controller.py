@@ -7,11 +7,23 @@ import math
 import pytest
 import torch
 
-from autoaug.controller import DEFAULT_NVEC, Controller
+from autoaug.controller import Controller
 from autoaug.errors import PolicyError
+from autoaug.ops import OP_NAMES
+from autoaug.policy import SEARCH_NVEC
 from autoaug.ppo import PPOConfig, make_optimizer, ppo_update
 
-ROTATE = 4  # op id of Rotate in autoaug.ops.OP_NAMES
+ROTATE = OP_NAMES.index("Rotate")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The controller's tensors are tiny (32 x 100): on a busy machine, intra-op thread hand-offs
+    # cost 10x the arithmetic. One thread keeps the learnability test at a few seconds.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def gen(seed: int) -> torch.Generator:
@@ -19,8 +31,8 @@ def gen(seed: int) -> torch.Generator:
 
 
 def test_default_space_is_five_sub_policies() -> None:
-    assert DEFAULT_NVEC == (16, 11, 10) * 10
-    assert Controller().num_decisions == 30
+    assert ROTATE == 4
+    assert Controller().nvec == SEARCH_NVEC == (16, 11, 10) * 10
 
 
 def test_sample_shapes_and_ranges() -> None:
@@ -28,7 +40,7 @@ def test_sample_shapes_and_ranges() -> None:
     tokens, logprobs, entropies = controller.sample(7, gen(0))
     assert tokens.shape == (7, 30) and tokens.dtype == torch.int64
     assert logprobs.shape == (7,) and entropies.shape == (7,)
-    nvec = torch.tensor(DEFAULT_NVEC)
+    nvec = torch.tensor(SEARCH_NVEC)
     assert ((tokens >= 0) & (tokens < nvec)).all()
     assert (logprobs < 0).all()
     assert not logprobs.requires_grad  # sample() is the rollout: PPO's old_logprobs
@@ -56,7 +68,7 @@ def test_init_uniform_in_paper_range() -> None:
 
 def test_initial_policies_are_near_uniform() -> None:
     _, _, entropies = Controller().sample(4, gen(0))
-    max_entropy = sum(math.log(n) for n in DEFAULT_NVEC)
+    max_entropy = sum(math.log(n) for n in SEARCH_NVEC)
     assert torch.all(entropies > 0.99 * max_entropy)
 
 
@@ -144,17 +156,7 @@ def test_evaluate_rejects_bad_tokens() -> None:
         controller.evaluate(torch.zeros(2, 30))
 
 
-@pytest.fixture
-def one_thread():
-    # The controller's ops are tiny (32 x 100); with several intra-op threads on a busy machine
-    # thread hand-offs cost 10x the arithmetic. One thread keeps the test at a few seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_learns_stub_reward(one_thread: None) -> None:
+def test_learns_stub_reward() -> None:
     """Reward = fraction of the 10 ops that are Rotate: ~1/16 at first, > 0.8 once learned.
 
     Paper defaults for every PPO constant (lr 3.5e-4, entropy 1e-5, EMA 0.95, clip 0.2, 4 epochs),

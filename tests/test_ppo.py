@@ -21,6 +21,15 @@ from autoaug.ppo import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny tensors: on a busy machine, intra-op thread hand-offs cost more than the arithmetic.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def t(*values: float) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
