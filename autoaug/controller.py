@@ -9,7 +9,7 @@ as the next input, all weights initialised uniformly in [-0.1, 0.1].
 
 `sample()` draws policies (no gradient; it produces the rollout); `evaluate()` scores given
 tokens with teacher forcing and is the differentiable path PPO trains through. Both run the same
-`_unroll()`, so a token sampled with log-probability `p` is evaluated to exactly `p`.
+`_unroll()`, so a policy sampled with log-probability `p` is evaluated to the same `p`.
 """
 
 from __future__ import annotations
