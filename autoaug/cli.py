@@ -18,6 +18,10 @@ from autoaug.errors import AutoaugError
 COMMAND_MODULES = (
     "autoaug.policy_cli",
     "autoaug.data",
+    "autoaug.search",
+    "autoaug.train",
+    "autoaug.randaugment",
+    "autoaug.ensemble",
 )
 
 
