@@ -893,3 +893,22 @@ def add_commands(subparsers) -> None:
     p.add_argument("--retry-failed", action="store_true", help="train failed children again")
     p.add_argument("--no-test", action="store_true", help="skip test accuracy and the saved softmax (no ensembles)")
     p.set_defaults(func=cmd_randaugment)
+
+
+def adaptive_for_training(source: Any, step: float, logger: Any | None = None) -> AdaptiveRandAugment:
+    """The augmenter of `autoaug train --adaptive-m`: `source` must be a RandAugment (from a
+    `randaugment:N=..,M=..` spec or a randaugment JSON file); a fresh one per training run."""
+    if not isinstance(source, RandAugment):
+        got = type(source).__name__ if source is not None else "a baseline without a policy"
+        raise ConfigError(f"--adaptive-m needs a RandAugment policy (randaugment:N=..,M=.. or a randaugment file), got {got}")
+    return AdaptiveRandAugment(source, step=step, logger=logger)
+
+
+def export_adaptive(adaptive: AdaptiveRandAugment, directory: str | Path, **provenance: Any) -> Path:
+    """Write the final-M policy as `policy.json` + `policy.albumentations.json` in `directory`."""
+    from autoaug.export import albumentations_path, save_albumentations
+
+    policy = adaptive.final_policy(**provenance)
+    path = policy.save(Path(directory) / "policy.json")
+    save_albumentations(policy, albumentations_path(path))
+    return path

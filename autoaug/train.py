@@ -706,6 +706,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>)")
+    parser.add_argument("--adaptive-m", action="store_true", help="RandAugment only: raise M after an epoch whose "
+                        "val accuracy falls below the best so far (autoaug.randaugment.adapt_magnitude)")
+    parser.add_argument("--adaptive-step", type=float, default=30.0, help="M step per unit of relative val drop (default 30)")
     parser.set_defaults(func=_cmd_train)
 
 
@@ -746,6 +749,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
     out.mkdir(parents=True, exist_ok=True)
 
+    if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0
+        if args.augment != "torch":
+            raise ConfigError("--adaptive-m changes M between epochs, which needs --augment torch")
+        _randaugment_module().adaptive_for_training(resolved.source, args.adaptive_step)
+
     rows = []
     for seed in range(args.seed, args.seed + args.seeds):
         started = time.perf_counter()
@@ -757,7 +765,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
             bar.update(1)
 
         with SummaryWriter(str(seed_dir / "tb")) as writer:
-            model, history = train_model(augment, data, config, seed, on_epoch_end=tick, logger=writer)
+            seed_augment, hook, adaptive = augment, tick, None
+            if args.adaptive_m:  # a fresh M per seed; the hook of autoaug.randaugment (issue #5)
+                adaptive = _randaugment_module().adaptive_for_training(resolved.source, args.adaptive_step, writer)
+
+                def hook(epoch: int, val_acc: float | None, adaptive: Any = adaptive, tick: Any = tick) -> None:
+                    tick(epoch, val_acc)
+                    adaptive.on_epoch_end(epoch, val_acc)
+
+                seed_augment = adaptive
+            model, history = train_model(seed_augment, data, config, seed, on_epoch_end=hook, logger=writer)
             norm = dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
             val_acc = history[-1].val_acc  # measured after the last epoch (a logger is given)
             assert val_acc is not None
@@ -777,6 +794,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             seconds=round(time.perf_counter() - started, 2),
             final_train_loss=history[-1].train_loss, directory=seed_dir.name,
         ))
+        if adaptive is not None:  # the final M goes into the exported policy (seed_dir/policy.json)
+            _randaugment_module().export_adaptive(adaptive, seed_dir, dataset=args.dataset, seed=seed)
+            rows[-1]["final_m"] = adaptive.m
 
     val_mean, val_std = _mean_std([r["val_acc"] for r in rows])
     test_mean, test_std = _mean_std([r["test_acc"] for r in rows])

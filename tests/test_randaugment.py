@@ -376,6 +376,27 @@ def test_adaptive_m_in_training_logs_to_tensorboard(tmp_path, tiny_data, one_thr
     assert [v for _, v in logged] == pytest.approx([5.0] + [h.m_after for h in aug.history])
 
 
+def test_train_cli_adaptive_m_writes_the_final_m(tmp_path, tiny_npz, one_thread, capsys):
+    from autoaug.cli import main
+
+    out = tmp_path / "train"
+    assert main(["train", "--policy", "randaugment:N=2,M=5", "--adaptive-m", "--adaptive-step", "60",
+                 "--dataset", f"npz:{tiny_npz}", "--epochs", "5", "--device", "cpu", "--out", str(out)]) == 0
+    policy = load_policy(out / "seed-0" / "policy.json")
+    epochs = policy.provenance["adaptive_m"]["epochs"]
+    m, best = 5.0, None
+    for e in epochs:
+        m = adapt_magnitude(m, e["val_acc"], best, 60.0)
+        best = e["val_acc"] if best is None else max(best, e["val_acc"])
+    assert isinstance(policy, RandAugment) and len(epochs) == 5 and policy.m == pytest.approx(m)
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"][0]["final_m"] == pytest.approx(m)
+    assert A.load(str(out / "seed-0" / "policy.albumentations.json"), data_format="json") is not None
+    assert main(["train", "--policy", "trivialaugment", "--adaptive-m", "--dataset", f"npz:{tiny_npz}",
+                 "--out", str(tmp_path / "ta")]) == 2
+    assert "--adaptive-m needs a RandAugment policy" in capsys.readouterr().err
+
+
 # ---- grid search -----------------------------------------------------------------------------
 
 
