@@ -479,7 +479,9 @@ class GridSpec:
     ops: tuple[str, ...] = DEFAULT_OPS
     """Candidate ops."""
     train: Any = None
-    """An autoaug.train.TrainConfig (None: the tiny model's recipe); its device is the worker's."""
+    """An autoaug.train.TrainConfig; its device is the worker's. None: the tiny model's recipe
+    with standard augmentation and Cutout 16 after RandAugment, as `autoaug train --policy
+    randaugment:...` trains, so the chosen (N, M) means the same there."""
     save_outputs: bool = True
     """Also measure test accuracy and save each child's test softmax (for `autoaug ensemble`)."""
 
@@ -487,7 +489,7 @@ class GridSpec:
         from autoaug.train import TrainConfig
 
         if self.train is None:
-            object.__setattr__(self, "train", TrainConfig.for_model("tiny"))
+            object.__setattr__(self, "train", TrainConfig.for_model("tiny", **policy_training()))
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"train: expected a TrainConfig, got {type(self.train).__name__}")
         if not self.ns or not self.ms:
@@ -508,6 +510,13 @@ class GridSpec:
 
     def points(self) -> list[tuple[int, float, int]]:
         return [(n, m, self.first_seed + k) for n in self.ns for m in self.ms for k in range(self.seeds)]
+
+
+def policy_training() -> dict[str, Any]:
+    """TrainConfig overrides under which `autoaug train` trains any policy (standard + Cutout)."""
+    from autoaug.train import POLICY_CUTOUT
+
+    return {"standard": True, "cutout": POLICY_CUTOUT}
 
 
 def point_key(n: int, m: float) -> str:
@@ -738,8 +747,11 @@ def grid_markdown(result: GridResult) -> str:
     lines = [
         f"# RandAugment grid on {spec.dataset}",
         "",
-        f"{spec.train.model}, {spec.train.epochs} epochs, {spec.seeds} seed(s) per point from seed "
-        f"{spec.first_seed}; {len(spec.ops)} candidate ops: {', '.join(spec.ops)}.",
+        f"{spec.train.model}, {spec.train.epochs} epochs"
+        + (", then pad-crop + flip" if spec.train.standard else "")
+        + (f", then Cutout {spec.train.cutout}" if spec.train.cutout else "")
+        + f"; {spec.seeds} seed(s) per point from seed {spec.first_seed}; {len(spec.ops)} candidate ops: "
+        f"{', '.join(spec.ops)}.",
         "M on the 0..30 scale. Cells: mean ± std over seeds, in %.",
         "",
         "## Validation accuracy (selects the best point)",
@@ -829,7 +841,7 @@ def train_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 def cmd_randaugment(args: argparse.Namespace) -> int:
     from autoaug.train import TrainConfig
 
-    overrides = train_overrides(args.set or [])
+    overrides = {**policy_training(), **train_overrides(args.set or [])}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     spec = GridSpec(
@@ -883,7 +895,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", default="runs/randaugment", help="run directory (default runs/randaugment)")
     p.add_argument("--model", default="tiny", help="child network (default tiny)")
     p.add_argument("--epochs", type=int, help="epochs per child (default: the model's recipe)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a training setting, e.g. --set lr=0.1")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a training setting, e.g. --set lr=0.1 (children train like `autoaug train "
+                   "--policy randaugment:...`: standard augmentation and Cutout 16 after RandAugment)")
     p.add_argument("--backend", default="process", choices=("process", "inline", "ray"), help="where children train")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
     p.add_argument("--devices", help="comma-separated worker devices, e.g. cuda:0,cuda:0,cuda:1 (overrides --workers)")
