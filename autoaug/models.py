@@ -171,7 +171,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
                 "tiny",
                 "fast CNN for a CPU search: stride-2 stem 24, blocks 32/64/128",
                 lambda k: FastCNN(k, stem_width=24, widths=(32, 64, 128), stem_stride=2),
-                MappingProxyType(dict(epochs=20)),
+                MappingProxyType(dict(epochs=20, batch_size=128, lr=0.1)),
             ),
             ModelSpec(
                 "small",

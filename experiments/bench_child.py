@@ -1,0 +1,175 @@
+"""Child-training benchmark: how fast a child trains and how noisy its reward is.
+
+For each model preset, trains children on the embedded reduced CIFAR-10 (4,000 train images,
+reward measured on the 5,000 val images) with `autoaug.train.train_child`, the function the
+search calls, and reports
+
+- seconds per child and children per hour (one process, evaluation included);
+- the reward noise floor: the std of the validation accuracy over seeds, for the `none`,
+  `standard` and `autoaugment-cifar10` policies (the last with its paper setup, standard +
+  Cutout 16), and whether `standard` beats `none` by more than twice that std;
+- optionally (--compare-paths) the `autoaugment-cifar10` children trained through the exported
+  albumentations pipeline in DataLoader workers next to the batched torch path.
+
+Prints a markdown table and writes it, with the machine named, into --out as one section per
+device kind (re-running on the same kind replaces that section, other sections stay).
+
+    python experiments/bench_child.py                                  # CPU: tiny, 5 seeds
+    python experiments/bench_child.py --device cuda --presets small,tiny   # GPU, ~4 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from autoaug.data import load_splits  # noqa: E402
+from autoaug.models import MODEL_NAMES  # noqa: E402
+from autoaug.train import TrainConfig, prepare, resolve_device, resolve_policy, train_child  # noqa: E402
+
+POLICIES = ("none", "standard", "autoaugment-cifar10")
+
+
+def machine(device: torch.device) -> str:
+    """One line naming the machine: CPU model, cores, GPU, torch version."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    text = f"{cpu}, {cores} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if device.type == "cuda":
+        text = f"{torch.cuda.get_device_name(device)}; host {text}"
+    return text
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def run(args: argparse.Namespace) -> str:
+    device = resolve_device(args.device)
+    data = prepare(load_splits("cifar10-reduced"), device)
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    for preset in presets:
+        if preset not in MODEL_NAMES:
+            raise SystemExit(f"unknown preset {preset!r}; expected some of {', '.join(MODEL_NAMES)}")
+    seeds = list(range(args.seeds))
+    load_before = load_average()
+    rows = []
+    overrides = {"device": str(device)}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    for preset in presets:
+        # Warm-up child (not counted): cuDNN autotuning, allocator, first-call overheads.
+        train_child(None, data, TrainConfig.for_model(preset, device=str(device), epochs=1), 0)
+        results: dict[str, list[float]] = {}
+        for spec in POLICIES:
+            resolved = resolve_policy(spec)
+            config = TrainConfig.for_model(
+                preset, **overrides, standard=resolved.standard, cutout=resolved.cutout
+            )
+            accs, secs = [], []
+            for seed in seeds:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                accs.append(train_child(resolved.augment, data, config, seed))
+                secs.append(time.perf_counter() - started)
+                print(f"  {preset} {spec} seed {seed}: {100 * accs[-1]:.2f}% in {secs[-1]:.1f} s", file=sys.stderr, flush=True)
+            results[spec] = accs
+            rows.append((preset, spec, "torch", config.epochs, accs, secs))
+            if args.compare_paths and spec == "autoaugment-cifar10":
+                alb = resolved.albumentations(data.train_x.permute(0, 2, 3, 1).cpu().numpy(), args.workers)
+                accs_a, secs_a = [], []
+                for seed in seeds:
+                    started = time.perf_counter()
+                    accs_a.append(train_child(alb, data, config, seed))
+                    secs_a.append(time.perf_counter() - started)
+                    print(f"  {preset} {spec} albumentations seed {seed}: {100 * accs_a[-1]:.2f}% in {secs_a[-1]:.1f} s", file=sys.stderr, flush=True)
+                rows.append((preset, spec, f"albumentations ({args.workers} workers)", config.epochs, accs_a, secs_a))
+        gap = statistics.mean(results["standard"]) - statistics.mean(results["none"])
+        noise = max(statistics.stdev(results["standard"]), statistics.stdev(results["none"]))
+        rows.append((preset, f"standard - none = {100 * gap:+.2f} points, {gap / noise:.1f}x the larger seed std", None, None, None, None))
+
+    kind = f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
+    lines = [
+        f"## {kind}",
+        "",
+        f"Machine: {machine(device)}.",
+        f"Run {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: `python experiments/bench_child.py "
+        f"{' '.join(sys.argv[1:])}`; {len(seeds)} seeds per row; load average before "
+        f"{load_before}, after {load_average()} (the machine may be shared).",
+        "",
+        "| preset | policy | execution | epochs | val accuracy (mean +/- std) | s per child | children per hour |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for preset, spec, path, epochs, accs, secs in rows:
+        if accs is None:
+            lines.append(f"| {preset} | {spec} | | | | | |")
+            continue
+        mean_s = statistics.mean(secs)
+        lines.append(
+            f"| {preset} | {spec} | {path} | {epochs} | {100 * statistics.mean(accs):.2f}% +/- "
+            f"{100 * statistics.stdev(accs):.2f} | {mean_s:.2f} | {3600 / mean_s:,.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    """Put `section` into the file at `path`, replacing a section with the same `## ` title."""
+    title = section.splitlines()[0]
+    header = (
+        "# Child-training benchmark\n\n"
+        "Written by `experiments/bench_child.py`: seconds per child and the reward noise floor "
+        "(std of validation accuracy over seeds) on the embedded reduced CIFAR-10 "
+        "(4,000 train images, 5,000 val images).\n"
+    )
+    text = path.read_text() if path.exists() else header
+    parts = [p.rstrip("\n") for p in re.split(r"(?m)^(?=## )", text) if p.strip()]
+    kept = [p for p in parts if p.splitlines()[0] != title]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join([*kept, section.rstrip("\n")]) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", default=None, help="comma-separated presets (default: tiny on CPU, small,tiny on CUDA)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per policy (>= 2; default 5)")
+    parser.add_argument("--epochs", type=int, default=None, help="override every preset's epochs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--compare-paths", action="store_true", help="also train autoaugment-cifar10 through albumentations")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --compare-paths")
+    parser.add_argument("--out", default=str(REPO / "experiments/results/bench_child.md"), help="markdown file to update")
+    args = parser.parse_args()
+    if args.seeds < 2:
+        raise SystemExit("--seeds must be >= 2 to measure a std")
+    if args.presets is None:
+        args.presets = "small,tiny" if resolve_device(args.device).type == "cuda" else "tiny"
+    section = run(args)
+    print(section)
+    write_section(Path(args.out), section)
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
