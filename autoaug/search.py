@@ -256,6 +256,8 @@ class SearchResult:
     failed: int
     best: list[Trial]
     """The best `export_top` done trials, best first."""
+    policy: Policy
+    """The exported final policy: the sub-policies of `best`, concatenated."""
     policy_path: Path
     albumentations_path: Path
     seconds: float
@@ -415,6 +417,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             completed=counts["done"] + counts["failed"],
             failed=counts["failed"],
             best=exported.trials,
+            policy=exported.policy,
             policy_path=exported.policy_path,
             albumentations_path=exported.albumentations_path,
             seconds=time.perf_counter() - started,
@@ -590,6 +593,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     print("best rewards: " + ", ".join(f"{t.reward:.4f}" for t in result.best))
     print(f"wrote {result.policy_path} ({len(result.best) * 5} sub-policies from the best "
           f"{len(result.best)}) and {result.albumentations_path}")
+    _albumentations_note(result.policy)
     print("next:")
     print(f"  autoaug show {result.policy_path} --out {result.run_dir / 'policy.png'}")
     print(f"  autoaug train --policy {result.policy_path}")
@@ -602,7 +606,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
           f"the best {len(exported.trials)} policies, rewards {rewards})")
     print(f"wrote {exported.albumentations_path}")
+    _albumentations_note(exported.policy)
     return 0
+
+
+def _albumentations_note(policy: Policy) -> None:
+    from autoaug.export import needs_autoaug
+
+    if needs_autoaug(policy):
+        print("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
+              "SamplePairing): `import autoaug` before A.load"
+              + (", and give SamplePairing its partner images with "
+                 "autoaug.albu.set_image_pool(pipeline, images)"
+                 if "SamplePairing" in policy.op_names else ""))
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
