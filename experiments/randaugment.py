@@ -47,6 +47,7 @@ from autoaug.randaugment import (
 from autoaug.train import TrainConfig, evaluate, predict_proba, prepare, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
+ARMS = ("fixed", "adaptive", "grid-best", "trivialaugment", "baseline")
 
 
 @dataclass(frozen=True)
@@ -101,12 +102,38 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
+def adaptive_section(results: dict[str, list[dict]], m0: float, seeds: list[int]) -> list[str]:
+    """Adaptive minus fixed test accuracy, paired by seed, and the verdict."""
+    diffs = [a["test_acc"] - f["test_acc"] for a, f in zip(results["adaptive"], results["fixed"])]
+    mean_diff = statistics.fmean(diffs)
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
+    if abs(mean_diff) <= 2 * se:
+        verdict = "no difference the seeds can resolve (|mean| <= 2 standard errors)"
+    else:
+        verdict = "adaptive M helped" if mean_diff > 0 else "adaptive M hurt"
+    final_ms = [r["final_m"] for r in results["adaptive"]]
+    return [
+        "",
+        "## Did adaptive M help?",
+        "",
+        "Adaptive minus fixed test accuracy, paired by seed: "
+        + ", ".join(f"{100 * d:+.2f}" for d in diffs)
+        + f" points; mean {100 * mean_diff:+.2f} ± {100 * se:.2f} (standard error over {len(diffs)} seeds): "
+        f"**{verdict}**.",
+        f"Final M of the adaptive runs (started at {m0:g}): " + ", ".join(f"{m:.2f}" for m in final_ms)
+        + f". M per epoch, seed {seeds[0]}: " + ", ".join(f"{m:.1f}" for m in results["adaptive"][0]["m_per_epoch"]) + ".",
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="cifar10-reduced")
     p.add_argument("--model", default="tiny")
     p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe (tiny: 20)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (seeds 1..K; the grid uses seed 0)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3; the grid uses seed 0)")
+    p.add_argument("--first-seed", type=int, default=1, help="first seed of the arms (default 1)")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"which arms (default all: {','.join(ARMS)})")
     p.add_argument("--grid-n", default="1,2")
     p.add_argument("--grid-m", default="3,6,9,12")
     p.add_argument("--n", type=int, default=2, help="N of the fixed and adaptive arms")
@@ -127,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         overrides["epochs"] = args.epochs
     config = TrainConfig.for_model(args.model, **overrides)
 
-    # 1. the grid (inline: this process, its threads; resumable in out/grid)
+    wanted = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = sorted(set(wanted) - set(ARMS))
+    if unknown:
+        p.error(f"unknown arm(s) {', '.join(unknown)}; expected some of {', '.join(ARMS)}")
+
+    # 1. the grid (inline: this process, its threads; resumable in out/grid), for the grid-best arm
+    grid = None
     spec = GridSpec(
         dataset=args.dataset, ns=tuple(int(v) for v in args.grid_n.split(",")),
         ms=tuple(float(v) for v in args.grid_m.split(",")), seeds=1, first_seed=0,
@@ -135,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     devices = [str(torch.device(config.device if config.device != "auto" else
                                 ("cuda:0" if torch.cuda.is_available() else "cpu")))]
-    grid = run_grid(spec, out / "grid", backend="inline", devices=devices, progress=True)
-    best = grid.best
-    print(f"grid best: N={best.n}, M={best.m:g} (val {100 * best.val_mean:.2f}%)", flush=True)
+    if "grid-best" in wanted:
+        grid = run_grid(spec, out / "grid", backend="inline", devices=devices, progress=True)
+        print(f"grid best: N={grid.best.n}, M={grid.best.m:g} (val {100 * grid.best.val_mean:.2f}%)", flush=True)
 
     # 2. the arms
     data = prepare(load_splits(args.dataset), config.device)
@@ -145,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         Arm("fixed", f"RandAugment N={args.n}, M={args.m:g} (fixed)", RandAugment(args.n, args.m)),
         Arm("adaptive", f"RandAugment N={args.n}, M={args.m:g} → adaptive (step {args.step:g})",
             RandAugment(args.n, args.m), adaptive=True),
-        Arm("grid-best", f"RandAugment N={best.n}, M={best.m:g} (grid's best)", RandAugment(best.n, best.m)),
+        *([Arm("grid-best", f"RandAugment N={grid.best.n}, M={grid.best.m:g} (grid's best)",
+               RandAugment(grid.best.n, grid.best.m))] if grid else []),
         Arm("trivialaugment", "TrivialAugment", TrivialAugment()),
         Arm("baseline", "no policy (standard + Cutout 16 only)", None),
     ]
-    seeds = list(range(1, args.seeds + 1))
+    arms = [arm for arm in arms if arm.slug in wanted]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     results: dict[str, list[dict]] = {}
     for arm in arms:
         results[arm.slug] = []
@@ -160,16 +195,6 @@ def main(argv: list[str] | None = None) -> int:
                   + (f" final M {r['final_m']:.2f}" if "final_m" in r else ""), flush=True)
 
     # 3. the report
-    fixed = [r["test_acc"] for r in results["fixed"]]
-    adaptive = [r["test_acc"] for r in results["adaptive"]]
-    diffs = [a - f for a, f in zip(adaptive, fixed)]
-    mean_diff = statistics.fmean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
-    if abs(mean_diff) <= 2 * se:
-        verdict = "no difference the seeds can resolve (|mean| ≤ 2 standard errors)"
-    else:
-        verdict = "adaptive M helped" if mean_diff > 0 else "adaptive M hurt"
-    final_ms = [r["final_m"] for r in results["adaptive"]]
     ensemble = top_k_ensemble(find_members([out / arm.slug for arm in arms]), min(args.top, len(arms) * len(seeds)))
     wall = time.perf_counter() - started
 
@@ -187,12 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         "`autoaug train --policy ...`: the policy, then pad-crop + flip, then Cutout 16. "
         f"The grid uses seed 0; every arm uses seeds {seeds[0]}..{seeds[-1]}. M on the 0..30 scale.",
         "",
-        "## Grid (selects N and M by validation accuracy, seed 0)",
-        "",
     ]
-    grid_md = grid_markdown(grid).split("\n")
-    start = grid_md.index("## Validation accuracy (selects the best point)")
-    lines += ["#" + line if line.startswith("## ") else line for line in grid_md[start:]]
+    if grid is not None:
+        lines += ["## Grid (selects N and M by validation accuracy, seed 0)", ""]
+        grid_md = grid_markdown(grid).split("\n")
+        start = grid_md.index("## Validation accuracy (selects the best point)")
+        lines += ["#" + line if line.startswith("## ") else line for line in grid_md[start:]]
     lines += [
         "## Arms (test accuracy decides; mean ± std over seeds, %)",
         "",
@@ -204,16 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         per_seed = ", ".join(f"{100 * r['test_acc']:.2f}" for r in rs)
         lines.append(f"| {arm.label} | {mean_std([r['test_acc'] for r in rs])} | "
                      f"{mean_std([r['val_acc'] for r in rs])} | {per_seed} |")
+    lines += adaptive_section(results, args.m, seeds) if {"fixed", "adaptive"} <= set(results) else []
     lines += [
-        "",
-        "## Did adaptive M help?",
-        "",
-        f"Adaptive minus fixed test accuracy, paired by seed: "
-        + ", ".join(f"{100 * d:+.2f}" for d in diffs)
-        + f" points; mean {100 * mean_diff:+.2f} ± {100 * se:.2f} (standard error over {len(diffs)} seeds): "
-        f"**{verdict}**.",
-        f"Final M of the adaptive runs (started at {args.m:g}): " + ", ".join(f"{m:.2f}" for m in final_ms)
-        + f". M per epoch, seed {seeds[0]}: " + ", ".join(f"{m:.1f}" for m in results["adaptive"][0]["m_per_epoch"]) + ".",
         "",
         "## Ensemble",
         "",

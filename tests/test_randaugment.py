@@ -238,16 +238,28 @@ def test_cuda_execution_matches_cpu(cifar_batch):
 
     ops = tuple(name for name in DEFAULT_OPS if name != "Cutout")  # Cutout's hole follows the generator's device
     x = cifar_batch.repeat(4, 1, 1, 1)  # (256, 3, 32, 32)
-    for aug in (RandAugment(3, 12, ops), TrivialAugment(ops)):
+    report = {}
+    for aug in (TrivialAugment(ops), RandAugment(1, 12, ops), RandAugment(3, 12, ops)):
         out = aug(x.cuda(), torch.Generator(device="cuda").manual_seed(0))
         assert out.device.type == "cuda" and out.dtype == torch.uint8
+        assert torch.equal(out, aug(x.cuda(), torch.Generator(device="cuda").manual_seed(0)))  # same seed
         d = aug.sample(len(x), torch.Generator(device="cuda").manual_seed(0))  # the same draws
         ref = apply_ops(x, d.op_ids, d.magnitudes, d.fire, torch.Generator())
-        diff = (out.cpu().int() - ref.int()).abs()
-        # bilinear warps and float blends may round the other way on the GPU
-        assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01, type(aug).__name__
-        again = aug(x.cuda(), torch.Generator(device="cuda").manual_seed(0))
-        assert torch.equal(out, again)
+        diff = (out.cpu().int() - ref.int()).abs().amax(dim=1)  # (B, H, W)
+        per_op = {}
+        for k, name in enumerate(ops):
+            rows = (d.candidates == k).any(dim=1)
+            if rows.any():
+                per_op[name] = (int(diff[rows].max()), round(float((diff[rows] > 0).float().mean()), 4))
+        report[repr(aug)[:40]] = per_op
+        frac = float((diff > 0).float().mean())
+        if isinstance(aug, TrivialAugment) or aug.n == 1:
+            # one op: bilinear warps and float blends may round the other way on the GPU
+            assert int(diff.max()) <= 1 and frac < 0.01, report
+        else:
+            # a chain amplifies a one-level difference (Solarize or Posterize thresholds, Equalize's
+            # lookup), so only the share of differing pixels is bounded
+            assert frac < 0.01, report
 
 
 # ---- native JSON, specs, the policy commands --------------------------------------------------
