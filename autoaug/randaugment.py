@@ -51,6 +51,20 @@ Grid search (`run_grid`, `autoaug randaugment`)
 - Every grid point (N, M, seed) is one trial of a `TrialStore` evaluated by `autoaug.workers`
   (local processes, inline, or Ray), so a killed grid resumes without re-training finished
   points, and a grid can be extended (more M values, more seeds) in the same directory.
+- The run directory holds `trials.sqlite`, `grid.md` / `grid.json` (validation accuracy per
+  point, mean and std over seeds; test accuracy beside it, never used to choose), the best (N, M)
+  as `best.json` + `best.albumentations.json`, and `models/N=..,M=..,seed=../` with each child's
+  test softmax for `autoaug ensemble` (on Ray across machines, put --out on a shared file system).
+
+albumentations exports
+- RandAugment is N `OneOf`s of the candidates at M in a row; TrivialAugment one `OneOf` over the
+  candidates, each a `OneOf` over its 10 bins. A signed op is a `OneOf` of +m and -m. The default
+  candidates include Sharpness, one of autoaug's own transforms: `import autoaug` before `A.load`.
+- Seed such a pipeline with one shared stream, `pipeline.set_random_state(np.random.default_rng(s),
+  random.Random(s))` (what `autoaug.train` does in DataLoader workers), not with
+  `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then gives every nested
+  transform its own generator seeded with the same number, and RandAugment's N `OneOf`s all draw
+  the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
 """
 
 from __future__ import annotations
@@ -483,7 +497,8 @@ class GridSpec:
     with standard augmentation and Cutout 16 after RandAugment, as `autoaug train --policy
     randaugment:...` trains, so the chosen (N, M) means the same there."""
     save_outputs: bool = True
-    """Also measure test accuracy and save each child's test softmax (for `autoaug ensemble`)."""
+    """Also measure test accuracy and save each child's test softmax (for `autoaug ensemble`);
+    on Ray across machines the run directory must be on a file system every node sees."""
 
     def __post_init__(self) -> None:
         from autoaug.train import TrainConfig
@@ -629,7 +644,6 @@ def run_grid(
     stays failed unless `retry_failed`. `fn` is the evaluation function (tests pass stubs).
     """
     from autoaug.store import STORE_FILENAME, RunLock, TrialSpec, TrialStore
-    from autoaug.workers import Task, WorkerPool
 
     out = Path(out_dir)
     setup = json.dumps(spec.setup(), sort_keys=True)
