@@ -64,13 +64,14 @@ PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment 
 class TrainConfig:
     """How one network is trained. `TrainConfig.for_model(name)` gives a network's recipe."""
 
+    # The defaults are the `tiny` recipe, so TrainConfig() == TrainConfig.for_model("tiny").
     model: str = "tiny"
     """Network name, one of autoaug.models.MODEL_NAMES."""
     epochs: int = 20
     """Passes over the training split."""
-    batch_size: int = 256
+    batch_size: int = 128
     """Images per SGD step; the last partial batch of an epoch is dropped."""
-    lr: float = 0.2
+    lr: float = 0.1
     """Peak learning rate of the schedule (SGD with Nesterov momentum)."""
     momentum: float = 0.9
     """SGD Nesterov momentum."""
@@ -100,7 +101,7 @@ class TrainConfig:
         if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
             raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off), got {self.cutout!r}")
         for name, low, high in (
-            ("lr", 0.0, math.inf),
+            ("lr", 0.0, math.inf),  # and not 0, below
             ("momentum", 0.0, 1.0),
             ("weight_decay", 0.0, math.inf),
             ("label_smoothing", 0.0, 1.0),
@@ -109,8 +110,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
-            if not (low <= value < high) or (name == "lr" and value <= 0):
+            if not low <= value < high:
                 raise ConfigError(f"{name} must be in [{low}, {high}), got {value!r}")
+        if self.lr == 0:
+            raise ConfigError("lr must be > 0, got 0")
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"

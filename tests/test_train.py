@@ -75,7 +75,8 @@ def quick(**overrides) -> TrainConfig:
     [
         ("epochs", 0, "epochs must be an int >= 1"),
         ("batch_size", 2.5, "batch_size must be an int >= 1"),
-        ("lr", 0.0, "lr must be in"),
+        ("lr", 0.0, "lr must be > 0"),
+        ("lr", -0.1, "lr must be in"),
         ("momentum", 1.0, "momentum must be in"),
         ("label_smoothing", -0.1, "label_smoothing must be in"),
         ("cutout", -1, "cutout must be an int >= 0"),
@@ -91,6 +92,8 @@ def test_bad_config_values(field: str, value, message: str) -> None:
 
 
 def test_for_model_applies_recipe_then_overrides() -> None:
+    assert TrainConfig() == TrainConfig.for_model("tiny")
+    assert TrainConfig.for_model("small").epochs == 40
     wrn = TrainConfig.for_model("wrn-28-10")
     assert (wrn.epochs, wrn.batch_size, wrn.schedule, wrn.label_smoothing) == (200, 128, "cosine", 0.0)
     assert TrainConfig.for_model("wrn-28-10", epochs=3).epochs == 3
@@ -428,3 +431,20 @@ def test_cli_bad_input_subprocess_exit_2_no_traceback() -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "autoaug train: error:" in proc.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_child_with_a_policy(splits) -> None:
+    # The GPU path end to end: data and generator on the device, bf16 autocast, channels_last,
+    # the policy's kernels on CUDA; it must learn like the CPU path does.
+    data = prepare(splits, "cuda")
+    assert data.train_x.is_cuda
+    resolved = resolve_policy("autoaugment-cifar10")
+    config = TrainConfig.for_model("tiny", epochs=6, batch_size=64, device="cuda", cutout=16)
+    model, history = train_model(resolved.augment, data, config, 0, on_epoch_end=lambda e, a: None)
+    assert next(model.parameters()).is_cuda
+    assert all(0.0 <= h.val_acc <= 1.0 for h in history)
+    assert history[-1].val_acc > 0.3
+    proba = predict_proba(model, data.test_x, mean=data.mean, std=data.std)
+    assert proba.dtype == torch.float32 and not proba.is_cuda
+    torch.testing.assert_close(proba.sum(dim=1), torch.ones(len(proba)))
