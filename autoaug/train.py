@@ -311,7 +311,7 @@ def _loader_batches(
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """A function giving one epoch of (uint8 (B, C, H, W), labels) on data's device."""
     dataset = AlbumentationsDataset(
-        data.train_x.permute(0, 2, 3, 1).cpu().numpy(),  # (N, H, W, C)
+        np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy()),  # (N, H, W, C)
         data.train_y.cpu().numpy(),
         augment.pipeline,
     )
@@ -744,7 +744,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     config = TrainConfig.for_model(args.model, **overrides)
-    splits = load_splits(args.dataset, image_size=args.image_size, seed=args.seed)
+    # The split seed stays at its default: runs with other --seed values (an ensemble's
+    # members) must share their val and test images.
+    splits = load_splits(args.dataset, image_size=args.image_size)
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augment
     if args.augment == "albumentations":

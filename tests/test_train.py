@@ -371,12 +371,19 @@ def test_albumentations_workers_must_be_positive() -> None:
 # --- autoaug train ----------------------------------------------------------------------------
 
 
-def test_cli_end_to_end_on_an_npz_dataset(splits, tmp_path, capsys) -> None:
-    dataset = tmp_path / "small.npz"
+@pytest.fixture(scope="module")
+def npz_dataset(splits, tmp_path_factory) -> Path:
+    """A small dataset in the `npz:FILE` format: 1,000 train, 300 val, 400 test images."""
+    path = tmp_path_factory.mktemp("data") / "small.npz"
     np.savez(
-        dataset, x=splits.train_x[:1000], y=splits.train_y[:1000], x_val=splits.val_x[:300],
-        y_val=splits.val_y[:300], x_test=splits.test_x[:400], y_test=splits.test_y[:400],
+        path, x=splits.train_x[:1000], y=splits.train_y[:1000], x_val=splits.val_x[::5][:300],
+        y_val=splits.val_y[::5][:300], x_test=splits.test_x[:400], y_test=splits.test_y[:400],
     )
+    return path
+
+
+def test_cli_end_to_end_on_an_npz_dataset(npz_dataset, tmp_path, capsys) -> None:
+    dataset = npz_dataset
     out = tmp_path / "run"
     code = cli.main([
         "train", "--policy", "cutout", "--dataset", f"npz:{dataset}", "--model", "tiny",
@@ -401,6 +408,19 @@ def test_cli_end_to_end_on_an_npz_dataset(splits, tmp_path, capsys) -> None:
             float((arrays["test_proba"].argmax(1) == arrays["test_labels"]).mean())
         )
         assert list((seed_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_cli_albumentations_path(npz_dataset, tmp_path, capsys) -> None:
+    out = tmp_path / "alb"
+    code = cli.main([
+        "train", "--policy", "autoaugment-cifar10", "--augment", "albumentations", "--workers", "1",
+        "--dataset", f"npz:{npz_dataset}", "--epochs", "1", "--device", "cpu", "--out", str(out),
+    ])
+    assert code == 0
+    assert "augment albumentations" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["augment"] == "albumentations" and results["config"]["cutout"] == POLICY_CUTOUT
+    assert json.loads((out / "seed-0" / "outputs.json").read_text())["augment"] == "albumentations"
 
 
 @pytest.mark.parametrize(
