@@ -80,10 +80,11 @@ class SamplePairing(A.ImageOnlyTransform):
         return ("weight",)
 
 
-def _walk(transform: Any):
+def walk(transform: Any):
+    """A transform and, depth first, every transform nested in it."""
     yield transform
     for child in getattr(transform, "transforms", ()):
-        yield from _walk(child)
+        yield from walk(child)
 
 
 def set_image_pool(pipeline: Any, images: np.ndarray) -> int:
@@ -94,7 +95,7 @@ def set_image_pool(pipeline: Any, images: np.ndarray) -> int:
             f"image pool: expected a uint8 array of shape (N, H, W, C), got {images.dtype} {images.shape}"
         )
     found = 0
-    for t in _walk(pipeline):
+    for t in walk(pipeline):
         if isinstance(t, SamplePairing):
             t.image_pool = images
             found += 1

@@ -9,20 +9,17 @@ transforms (`autoaug.albu`); a file holding them loads after `import autoaug`.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
 import albumentations as A
 import numpy as np
 
-from autoaug.albu import set_image_pool
+from autoaug.albu import SamplePairing, Sharpness, set_image_pool, walk
 from autoaug.errors import PolicyError
 from autoaug.ops import OPS_BY_NAME
 from autoaug.policy import Operation, Policy
-
-# albumentations ships every op's transform except these (see the table's notes)
-CUSTOM_OPS = frozenset({"Sharpness", "SamplePairing"})
-
 
 def op_to_albumentations(name: str, magnitude: float, prob: float) -> A.BasicTransform:
     """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed."""
@@ -50,15 +47,27 @@ def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: i
         transforms = policy.to_albumentations_transforms()
     else:
         raise PolicyError(f"cannot export {type(policy).__name__} to albumentations")
-    pipeline = A.Compose(transforms, p=1.0, seed=seed)
+    pipeline = A.Compose(transforms, p=1.0)
+    if seed is not None:
+        seed_pipeline(pipeline, seed)
     if image_pool is not None:
         set_image_pool(pipeline, image_pool)
     return pipeline
 
 
-def needs_autoaug(policy: Policy) -> bool:
-    """Whether loading the export needs `import autoaug` (it holds autoaug's own transforms)."""
-    return bool(policy.op_names & CUSTOM_OPS)
+def seed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:
+    """Make `pipeline` reproducible from one seed, all its transforms drawing from ONE stream.
+
+    Not `A.Compose(seed=...)` / `set_random_seed`: those give every nested transform its own
+    generator with the same seed, so identical transforms (RandAugment's N `OneOf`s, two ops
+    with the same probability) draw the same numbers and their choices correlate.
+    """
+    pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+def needs_autoaug(policy: Any) -> bool:
+    """Whether loading the export of `policy` needs `import autoaug` (it holds autoaug's own transforms)."""
+    return any(isinstance(t, (Sharpness, SamplePairing)) for t in walk(to_albumentations(policy)))
 
 
 def save_albumentations(policy: Any, path: str | Path) -> Path:

@@ -85,7 +85,7 @@ def cmd_export_albumentations(args: argparse.Namespace) -> int:
     policy = resolve(args.policy)
     path = save_albumentations(policy, args.out)
     print(f"wrote {path}")
-    if isinstance(policy, Policy) and needs_autoaug(policy):
+    if needs_autoaug(policy):
         print("note: it holds autoaug's own transforms (Sharpness / SamplePairing): `import autoaug` before A.load")
     return 0
 

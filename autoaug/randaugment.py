@@ -60,8 +60,8 @@ albumentations exports
 - RandAugment is N `OneOf`s of the candidates at M in a row; TrivialAugment one `OneOf` over the
   candidates, each a `OneOf` over its 10 bins. A signed op is a `OneOf` of +m and -m. The default
   candidates include Sharpness, one of autoaug's own transforms: `import autoaug` before `A.load`.
-- Seed such a pipeline with one shared stream, `pipeline.set_random_state(np.random.default_rng(s),
-  random.Random(s))` (what `autoaug.train` does in DataLoader workers), not with
+- Seed such a pipeline with one shared stream, `autoaug.export.seed_pipeline(pipeline, s)` (what
+  `autoaug.train` does in DataLoader workers), not with
   `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then gives every nested
   transform its own generator seeded with the same number, and RandAugment's N `OneOf`s all draw
   the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.

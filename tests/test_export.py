@@ -11,7 +11,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from autoaug.export import albumentations_path, needs_autoaug, save_albumentations, to_albumentations
+from autoaug.export import albumentations_path, needs_autoaug, save_albumentations, seed_pipeline, to_albumentations
 from autoaug.policy import Operation, Policy, load_policy, published_policy
 from autoaug.published import PUBLISHED
 
@@ -70,7 +70,7 @@ def test_loaded_pipeline_reproduces_the_saved_one(tmp_path, cifar_images):
     policy = published_policy("autoaugment-cifar10")
     path = save_albumentations(policy, tmp_path / "c10.json")
     loaded = A.load(str(path), data_format="json")
-    loaded.set_random_seed(3)
+    seed_pipeline(loaded, 3)
     fresh = to_albumentations(policy, seed=3)
     for img in cifar_images[:32]:
         assert np.array_equal(loaded(image=img)["image"], fresh(image=img)["image"])
@@ -94,3 +94,14 @@ def test_policies_folder_holds_the_published_policies_in_sync(name):
     expected = to_albumentations(published_policy(name)).to_dict()
     on_disk = json.loads(albumentations_path(native).read_text())
     assert on_disk["transform"] == json.loads(json.dumps(expected["transform"]))
+
+
+def test_a_seeded_pipeline_draws_its_ops_independently():
+    # two identical ops in a row: with one shared stream the second fires independently of the
+    # first (about p * p of the time both fire); per-transform seeding would make them agree always
+    policy = Policy(((Operation("Invert", 0.5, None), Operation("Invert", 0.5, None)),))
+    pipeline = to_albumentations(policy, seed=0)
+    img = np.zeros((2, 2, 3), np.uint8)
+    inverted = [pipeline(image=img)["image"][0, 0, 0] == 255 for _ in range(2000)]
+    # inverted once = exactly one of the two fired: probability 0.5
+    assert 0.45 < np.mean(inverted) < 0.55
