@@ -66,19 +66,35 @@ def load_average() -> str:
         return "n/a"
 
 
+def children(augment, data, config: TrainConfig, seeds: list[int], label: str) -> tuple[list[float], list[float], list[float]]:
+    """Train one child per seed: (val accuracies, wall seconds, CPU seconds of this process)."""
+    accs, wall, cpu = [], [], []
+    for seed in seeds:
+        if data.device.type == "cuda":
+            torch.cuda.synchronize(data.device)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        accs.append(train_child(augment, data, config, seed))  # returns a float: synchronised
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
+        print(f"  {label} seed {seed}: {100 * accs[-1]:.2f}% in {wall[-1]:.1f} s", file=sys.stderr, flush=True)
+    return accs, wall, cpu
+
+
 def run(args: argparse.Namespace) -> str:
     device = resolve_device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     data = prepare(load_splits("cifar10-reduced"), device)
     presets = [p.strip() for p in args.presets.split(",") if p.strip()]
     for preset in presets:
         if preset not in MODEL_NAMES:
             raise SystemExit(f"unknown preset {preset!r}; expected some of {', '.join(MODEL_NAMES)}")
     seeds = list(range(args.seeds))
-    load_before = load_average()
-    rows = []
     overrides = {"device": str(device)}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    load_before = load_average()
+    rows = []  # (preset, policy, execution, epochs, accs, wall, cpu); accs None: a note row
     for preset in presets:
         # Warm-up child (not counted): cuDNN autotuning, allocator, first-call overheads.
         train_child(None, data, TrainConfig.for_model(preset, device=str(device), epochs=1), 0)
@@ -88,28 +104,19 @@ def run(args: argparse.Namespace) -> str:
             config = TrainConfig.for_model(
                 preset, **overrides, standard=resolved.standard, cutout=resolved.cutout
             )
-            accs, secs = [], []
-            for seed in seeds:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                accs.append(train_child(resolved.augment, data, config, seed))
-                secs.append(time.perf_counter() - started)
-                print(f"  {preset} {spec} seed {seed}: {100 * accs[-1]:.2f}% in {secs[-1]:.1f} s", file=sys.stderr, flush=True)
+            accs, wall, cpu = children(resolved.augment, data, config, seeds, f"{preset} {spec}")
             results[spec] = accs
-            rows.append((preset, spec, "torch", config.epochs, accs, secs))
+            rows.append((preset, spec, "torch", config.epochs, accs, wall, cpu))
             if args.compare_paths and spec == "autoaugment-cifar10":
-                alb = resolved.albumentations(data.train_x.permute(0, 2, 3, 1).cpu().numpy(), args.workers)
-                accs_a, secs_a = [], []
-                for seed in seeds:
-                    started = time.perf_counter()
-                    accs_a.append(train_child(alb, data, config, seed))
-                    secs_a.append(time.perf_counter() - started)
-                    print(f"  {preset} {spec} albumentations seed {seed}: {100 * accs_a[-1]:.2f}% in {secs_a[-1]:.1f} s", file=sys.stderr, flush=True)
-                rows.append((preset, spec, f"albumentations ({args.workers} workers)", config.epochs, accs_a, secs_a))
+                pool = data.train_x.permute(0, 2, 3, 1).cpu().numpy()  # SamplePairing partners
+                alb = resolved.albumentations(pool, args.workers)
+                label = f"albumentations ({args.workers} workers)"
+                accs, wall, cpu = children(alb, data, config, seeds, f"{preset} {spec} {label}")
+                rows.append((preset, spec, label, config.epochs, accs, wall, cpu))
         gap = statistics.mean(results["standard"]) - statistics.mean(results["none"])
         noise = max(statistics.stdev(results["standard"]), statistics.stdev(results["none"]))
-        rows.append((preset, f"standard - none = {100 * gap:+.2f} points, {gap / noise:.1f}x the larger seed std", None, None, None, None))
+        note = f"standard - none = {100 * gap:+.2f} points = {gap / noise:.1f} x the larger of their seed stds"
+        rows.append((preset, note, None, None, None, None, None))
 
     kind = f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
     lines = [
@@ -117,21 +124,29 @@ def run(args: argparse.Namespace) -> str:
         "",
         f"Machine: {machine(device)}.",
         f"Run {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: `python experiments/bench_child.py "
-        f"{' '.join(sys.argv[1:])}`; {len(seeds)} seeds per row; load average before "
-        f"{load_before}, after {load_average()} (the machine may be shared).",
+        f"{' '.join(sys.argv[1:])}`; {len(seeds)} seeds per row; load average (1, 5, 15 min) "
+        f"before {load_before}, after {load_average()}.",
         "",
-        "| preset | policy | execution | epochs | val accuracy (mean +/- std) | s per child | children per hour |",
-        "|---|---|---|---|---|---|---|",
+        "| preset | policy | execution | epochs | val accuracy (mean +/- std) | s per child | "
+        "CPU s per child | children per hour |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for preset, spec, path, epochs, accs, secs in rows:
+    for preset, spec, path, epochs, accs, wall, cpu in rows:
         if accs is None:
-            lines.append(f"| {preset} | {spec} | | | | | |")
+            lines.append(f"| {preset} | {spec} | | | | | | |")
             continue
-        mean_s = statistics.mean(secs)
+        mean_s = statistics.mean(wall)
         lines.append(
             f"| {preset} | {spec} | {path} | {epochs} | {100 * statistics.mean(accs):.2f}% +/- "
-            f"{100 * statistics.stdev(accs):.2f} | {mean_s:.2f} | {3600 / mean_s:,.0f} |"
+            f"{100 * statistics.stdev(accs):.2f} | {mean_s:.2f} | {statistics.mean(cpu):.2f} | "
+            f"{3600 / mean_s:,.0f} |"
         )
+    lines += [
+        "",
+        "s per child: wall time of `train_child` (training + evaluation on the 5,000 val images), "
+        "one process; CPU s: that process's CPU time (DataLoader workers not included). "
+        "Children per hour = 3600 / s per child.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -159,6 +174,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--compare-paths", action="store_true", help="also train autoaugment-cifar10 through albumentations")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --compare-paths")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", default=str(REPO / "experiments/results/bench_child.md"), help="markdown file to update")
     args = parser.parse_args()
     if args.seeds < 2:
