@@ -67,7 +67,8 @@ _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 def _cpu_quick_child() -> TrainConfig:
     # The tiny CNN's own recipe, cut to 8 epochs on 2,000 images (see SearchConfig.train_subset):
-    # about 3 s per child on 2 cores, so the default budget fits in 15 minutes.
+    # about 4.5 s per child on one core, two children at a time on 2 cores, so the default
+    # budget of 160 took 6.5 minutes on an idle 2-core machine (11 on a busy one).
     return TrainConfig.for_model("tiny", epochs=8)
 
 
@@ -94,7 +95,7 @@ class SearchConfig:
     turn (balanced, the same images every trial); none = the whole split."""
     val_subset: int | None = 2000
     """Reward images per trial, taken from the val split like train_subset; none = all of it."""
-    workers: int = 1
+    workers: int = 2
     """Worker processes per device (several children can share one GPU)."""
     devices: str = "auto"
     """Comma-separated devices for the workers ('cpu', 'cuda:0,cuda:1'); 'auto' = every visible
