@@ -12,7 +12,7 @@ search calls, and reports
   albumentations pipeline in DataLoader workers next to the batched torch path.
 
 Prints a markdown table and writes it, with the machine named, into --out as one section per
-device kind (re-running on the same kind replaces that section, other sections stay).
+device (re-running on the same device and thread count replaces that section, others stay).
 
     python experiments/bench_child.py                                  # CPU: tiny, 5 seeds
     python experiments/bench_child.py --device cuda --presets small,tiny   # GPU, ~4 minutes
@@ -118,7 +118,11 @@ def run(args: argparse.Namespace) -> str:
         note = f"standard - none = {100 * gap:+.2f} points = {gap / noise:.1f} x the larger of their seed stds"
         rows.append((preset, note, None, None, None, None, None))
 
-    kind = f"GPU ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "CPU"
+    kind = (
+        f"GPU ({torch.cuda.get_device_name(device)})"
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} torch threads"
+    )
     lines = [
         f"## {kind}",
         "",
