@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> str:
             results[spec] = accs
             rows.append((preset, spec, "torch", config.epochs, accs, wall, cpu))
             if args.compare_paths and spec == "autoaugment-cifar10":
-                pool = data.train_x.permute(0, 2, 3, 1).cpu().numpy()  # SamplePairing partners
+                pool = np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy())  # SamplePairing partners
                 alb = resolved.albumentations(pool, args.workers)
                 label = f"albumentations ({args.workers} workers)"
                 accs, wall, cpu = children(alb, data, config, seeds, f"{preset} {spec} {label}")
