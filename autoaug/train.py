@@ -502,6 +502,23 @@ def _log_images(logger: Any, x: torch.Tensor, data: DeviceData) -> None:
 
 
 @torch.no_grad()
+def _logits(
+    model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """(B, K) float32 logits of the un-augmented images x[start : start + B], batch by batch,
+    with the model in eval mode (its mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(x), batch_size):
+            batch = normalise(x[start : start + batch_size], mean, std)  # (B, C, H, W)
+            with _autocast(x.device):
+                logits = model(batch.contiguous(memory_format=torch.channels_last))  # (B, K)
+            yield logits.float()
+    finally:
+        model.train(was_training)
+
+
 def predict_proba(
     model: nn.Module,
     x: torch.Tensor,
@@ -512,21 +529,13 @@ def predict_proba(
 ) -> torch.Tensor:
     """Softmax outputs float32 (N, K) on the CPU for uint8 (N, C, H, W) images on the model's
     device, normalised with the training data's `mean` and `std`; no augmentation."""
-    was_training = model.training
-    model.eval()
-    outputs = []
-    for start in range(0, len(x), batch_size):
-        batch = normalise(x[start : start + batch_size], mean, std)  # (B, C, H, W)
-        with _autocast(x.device):
-            logits = model(batch.contiguous(memory_format=torch.channels_last))  # (B, K)
-        outputs.append(torch.softmax(logits.float(), dim=1).cpu())
-    model.train(was_training)
-    if not outputs:
-        return torch.zeros((0, 0))
-    return torch.cat(outputs)  # (N, K)
+    if len(x) == 0:
+        raise DataError("cannot predict on an empty split")
+    return torch.cat(
+        [torch.softmax(logits, dim=1).cpu() for logits in _logits(model, x, mean, std, batch_size)]
+    )  # (N, K)
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     x: torch.Tensor,
@@ -539,15 +548,9 @@ def evaluate(
     """Accuracy in [0, 1] on uint8 (N, C, H, W) images `x` with labels `y` (no augmentation)."""
     if len(x) == 0:
         raise DataError("cannot evaluate on an empty split")
-    was_training = model.training
-    model.eval()
     correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for start in range(0, len(x), batch_size):
-        batch = normalise(x[start : start + batch_size], mean, std)  # (B, C, H, W)
-        with _autocast(x.device):
-            logits = model(batch.contiguous(memory_format=torch.channels_last))  # (B, K)
+    for start, logits in zip(range(0, len(x), batch_size), _logits(model, x, mean, std, batch_size)):
         correct += (logits.argmax(dim=1) == y[start : start + batch_size]).sum()
-    model.train(was_training)
     return float(correct) / len(x)
 
 
