@@ -54,7 +54,8 @@ def machine(device: torch.device) -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    text = f"{cpu}, {cores} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    text = f"{cpu}, {cores} cores, torch {torch.__version__} ({threads} thread{'s' if threads > 1 else ''})"
     if device.type == "cuda":
         text = f"{torch.cuda.get_device_name(device)}; host {text}"
     return text
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> str:
     kind = (
         f"GPU ({torch.cuda.get_device_name(device)})"
         if device.type == "cuda"
-        else f"CPU, {torch.get_num_threads()} torch threads"
+        else f"CPU, {torch.get_num_threads()} torch thread{'s' if torch.get_num_threads() > 1 else ''}"
     )
     lines = [
         f"## {kind}",
