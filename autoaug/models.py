@@ -7,7 +7,7 @@ recipe (one row per network in `MODELS`); the loop that trains them lives in `au
 - `tiny`, `small`: airbench94-shaped CNNs (Jordan 2024): a stem convolution, three blocks of
   conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU, a global max pool and a
   linear head. `tiny` is sized so one child trains on the 4,000-image reduced CIFAR-10 in about
-  10 s on 2 CPU cores; `small` is sized for a GPU search.
+  12 s on 2 CPU cores (experiments/results/bench_child.md); `small` is sized for a GPU search.
 - `wrn-40-2`, `wrn-28-10`: Wide-ResNets (Zagoruyko & Komodakis 2016) with pre-activation basic
   blocks, the child model and the final model of the AutoAugment paper (Cubuk et al. 2018).
 
