@@ -46,7 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import AutoaugError, ConfigError, DataError, PolicyError
+from autoaug.errors import ConfigError, DataError, PolicyError
 from autoaug.models import MODEL_NAMES, build_model, model_spec
 
 if TYPE_CHECKING:
@@ -626,16 +626,6 @@ class ResolvedPolicy:
         return AlbumentationsAugment(to_albumentations(self.source, image_pool=image_pool), workers)
 
 
-def _randaugment_module() -> Any:
-    try:
-        from autoaug import randaugment
-    except ModuleNotFoundError as err:
-        if err.name != "autoaug.randaugment":
-            raise
-        raise AutoaugError("randaugment is not available yet (autoaug/randaugment.py)") from None
-    return randaugment
-
-
 def resolve_policy(spec: str) -> ResolvedPolicy:
     """`--policy` SPEC -> augmentation + standard/Cutout flags (see POLICY_SPECS).
 
@@ -656,7 +646,9 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
         description = f"{spec} (published) + standard + Cutout {POLICY_CUTOUT}"
     elif spec.split(":", 1)[0].lower() in ("randaugment", "trivialaugment"):
         # randaugment[:N=..,M=..,ops=..] and trivialaugment[:ops=..]; that module parses them.
-        source = _randaugment_module().parse_spec(spec)
+        from autoaug import randaugment
+
+        source = randaugment.parse_spec(spec)
         if spec.split(":", 1)[0].lower() == "randaugment":
             description = f"RandAugment N={source.n} M={source.m:g}"
         else:
@@ -733,6 +725,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from torch.utils.tensorboard import SummaryWriter
     from tqdm import tqdm
 
+    from autoaug import randaugment
     from autoaug.data import load_splits
     from autoaug.ensemble import save_outputs
 
@@ -760,7 +753,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0
         if args.augment != "torch":
             raise ConfigError("--adaptive-m changes M between epochs, which needs --augment torch")
-        _randaugment_module().adaptive_for_training(resolved.source, args.adaptive_step)
+        randaugment.adaptive_for_training(resolved.source, args.adaptive_step)
 
     rows = []
     for seed in range(args.seed, args.seed + args.seeds):
@@ -775,7 +768,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         with SummaryWriter(str(seed_dir / "tb")) as writer:
             seed_augment, hook, adaptive = augment, tick, None
             if args.adaptive_m:  # a fresh M per seed; the hook of autoaug.randaugment (issue #5)
-                adaptive = _randaugment_module().adaptive_for_training(resolved.source, args.adaptive_step, writer)
+                adaptive = randaugment.adaptive_for_training(resolved.source, args.adaptive_step, writer)
 
                 def hook(epoch: int, val_acc: float | None, adaptive: Any = adaptive, tick: Any = tick) -> None:
                     tick(epoch, val_acc)
@@ -803,7 +796,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             final_train_loss=history[-1].train_loss, directory=seed_dir.name,
         ))
         if adaptive is not None:  # the final M goes into the exported policy (seed_dir/policy.json)
-            _randaugment_module().export_adaptive(adaptive, seed_dir, dataset=args.dataset, seed=seed)
+            randaugment.export_adaptive(adaptive, seed_dir, dataset=args.dataset, seed=seed)
             rows[-1]["final_m"] = adaptive.m
 
     val_mean, val_std = _mean_std([r["val_acc"] for r in rows])
