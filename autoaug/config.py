@@ -30,7 +30,6 @@ import os
 import re
 import sys
 import tempfile
-import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+
+from hostinfo import cpu_model
 
 from autoaug.augment import PolicyAugment
 from autoaug.data import load
@@ -37,16 +38,6 @@ def _best_rate(fn, n_images: int, repeats: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return n_images / best
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -103,7 +94,7 @@ def main() -> None:
     lines = [
         "# Augmentation throughput (AutoAugment CIFAR-10 policy, 32x32 images)",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs{', GPU ' + gpu if gpu else ''}; "
+        f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs{', GPU ' + gpu if gpu else ''}; "
         f"{args.threads} CPU thread(s) for every contestant; torch {torch.__version__}. "
         f"Command: `python experiments/bench_augment.py --threads {args.threads}`.",
         "",

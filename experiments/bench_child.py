@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import platform
 import re
 import statistics
 import sys
@@ -38,34 +36,10 @@ sys.path.insert(0, str(REPO))
 
 from autoaug.data import load_splits  # noqa: E402
 from autoaug.models import MODEL_NAMES  # noqa: E402
+from hostinfo import describe, load_average  # noqa: E402
 from autoaug.train import TrainConfig, prepare, resolve_device, resolve_policy, train_child  # noqa: E402
 
 POLICIES = ("none", "standard", "autoaugment-cifar10")
-
-
-def machine(device: torch.device) -> str:
-    """One line naming the machine: CPU model, cores, GPU, torch version."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = torch.get_num_threads()
-    text = f"{cpu}, {cores} cores, torch {torch.__version__} ({threads} thread{'s' if threads > 1 else ''})"
-    if device.type == "cuda":
-        text = f"{torch.cuda.get_device_name(device)}; host {text}"
-    return text
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 def children(augment, data, config: TrainConfig, seeds: list[int], label: str) -> tuple[list[float], list[float], list[float]]:
@@ -128,7 +102,7 @@ def run(args: argparse.Namespace) -> str:
     lines = [
         f"## {kind}",
         "",
-        f"Machine: {machine(device)}.",
+        f"Machine: {describe(device)}.",
         f"Run {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}: `python experiments/bench_child.py "
         f"{' '.join(sys.argv[1:])}`; {len(seeds)} seeds per row; load average (1, 5, 15 min) "
         f"before {load_before}, after {load_average()}.",

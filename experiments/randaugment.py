@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from hostinfo import describe
 
 from autoaug.data import load_splits
 from autoaug.ensemble import find_members, save_outputs, top_k_ensemble
@@ -56,22 +56,6 @@ class Arm:
     label: str
     augment: object  # a RandAugment / TrivialAugment / None; AdaptiveRandAugment is built per seed
     adaptive: bool = False
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    text = f"{cpu}, {cores} cores visible, torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
-    if torch.cuda.is_available():
-        text += f"; GPU: {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def run_arm(arm: Arm, seed: int, data, config: TrainConfig, step: float, out: Path) -> dict:
@@ -203,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Produced by `python experiments/randaugment.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
         f" in {wall / 60:.1f} min (runs already in `{out}` were read back, not retrained).",
-        f"Machine: {machine()}.",
+        f"Machine: {describe()}.",
         "",
         f"Dataset `{args.dataset}`"
         + (" (reduced CIFAR-10: train 4,000, val 5,000, test 10,000)" if args.dataset == "cifar10-reduced" else "")

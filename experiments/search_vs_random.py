@@ -14,24 +14,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from hostinfo import cpu_model
+
 from autoaug.config import load_config
 from autoaug.policy import Policy
 from autoaug.search import ChildTask, _device_data, derive_seed, export_policy, run_search
 from autoaug.train import train_child
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else ():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -76,7 +70,7 @@ def main() -> None:
     lines = [
         f"# PPO search vs random search (budget {args.budget}, cpu-quick preset)",
         "",
-        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
+        f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}"
         + (f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "") + ". "
         f"Command: `python experiments/search_vs_random.py --budget {args.budget} --seeds {args.seeds}`.",
         f"Child: `{task.child.model}`, {task.child.epochs} epochs, {task.train_subset} train / "

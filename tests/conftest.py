@@ -17,3 +17,13 @@ def cifar_images() -> np.ndarray:
 @pytest.fixture(scope="session")
 def cifar_batch(cifar_images) -> torch.Tensor:
     return torch.from_numpy(cifar_images).permute(0, 3, 1, 2).contiguous()  # (64, 3, 32, 32)
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test single-threaded: its tensors are tiny, and on a busy machine intra-op thread
+    hand-offs cost more than the arithmetic (10x on the controller's 32 x 100 steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

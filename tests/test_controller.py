@@ -16,14 +16,7 @@ from autoaug.ppo import PPOConfig, make_optimizer, ppo_update
 ROTATE = OP_NAMES.index("Rotate")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The controller's tensors are tiny (32 x 100): on a busy machine, intra-op thread hand-offs
-    # cost 10x the arithmetic. One thread keeps the learnability test at a few seconds.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed: int) -> torch.Generator:

@@ -21,13 +21,7 @@ from autoaug.ppo import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: on a busy machine, intra-op thread hand-offs cost more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def t(*values: float) -> torch.Tensor:

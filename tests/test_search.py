@@ -50,13 +50,7 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(REPO), NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The in-process searches (backend inline) single-threaded too, as in _env()."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rows(run: Path, where: str = "") -> list[tuple]:
