@@ -83,8 +83,9 @@ class SamplePairing(A.ImageOnlyTransform):
 def walk(transform: Any):
     """A transform and, depth first, every transform nested in it."""
     yield transform
-    for child in getattr(transform, "transforms", ()):
-        yield from walk(child)
+    if isinstance(transform, A.BaseCompose):  # not ColorJitter, whose `transforms` are functions
+        for child in transform.transforms:
+            yield from walk(child)
 
 
 def set_image_pool(pipeline: Any, images: np.ndarray) -> int:

@@ -10,14 +10,41 @@ import numpy as np
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.policy import Policy, load_policy, published_policy
+from autoaug.policy import Policy, policy_from_json, published_policy, read_json
+
+
+class AlbumentationsFile:
+    """An exported albumentations pipeline, drawn like an augmenter: `(images, generator) -> images`."""
+
+    def __init__(self, path: str):
+        import albumentations as A
+
+        self.pipeline = A.load(path, data_format="json")
+
+    def describe(self) -> str:
+        from autoaug.albu import walk
+
+        names = sorted({type(t).__name__ for t in walk(self.pipeline)} - {"Compose", "OneOf", "Sequential"})
+        return f"albumentations pipeline (A.load reads it) of {', '.join(names)}"
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        from autoaug.export import seed_pipeline
+
+        seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator)))
+        hwc = images.permute(0, 2, 3, 1).numpy()
+        out = np.stack([self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc])
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 def resolve(spec: str):
-    """A policy file path, or a published name such as `autoaugment-cifar10`."""
+    """A native policy file, an albumentations export (drawn as is), or a published name such as
+    `autoaugment-cifar10`."""
     if spec.startswith("autoaugment-") and not Path(spec).exists():
         return published_policy(spec)
-    return load_policy(spec)
+    doc = read_json(spec)
+    if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
+        return AlbumentationsFile(spec)
+    return policy_from_json(doc, spec)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -83,6 +110,8 @@ def cmd_export_albumentations(args: argparse.Namespace) -> int:
     from autoaug.export import needs_autoaug, save_albumentations
 
     policy = resolve(args.policy)
+    if isinstance(policy, AlbumentationsFile):
+        raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
     path = save_albumentations(policy, args.out)
     print(f"wrote {path}")
     if needs_autoaug(policy):

@@ -49,3 +49,14 @@ def test_bad_policy_file_exit_2(tmp_path):
     bad.write_text('{"format": "autoaug.policy", "version": 1, "kind": "policy", "sub_policies": [[{"op": "Rotate", "prob": 2, "magnitude_bin": 1}]]}')
     run = subprocess.run([sys.executable, "-m", "autoaug", "validate", str(bad)], capture_output=True, text=True)
     assert run.returncode == 2 and "sub_policies[0][0].prob" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_show_draws_an_albumentations_export(tmp_path):
+    exported = tmp_path / "c10.albumentations.json"
+    assert main(["export-albumentations", "autoaugment-cifar10", "--out", str(exported)]) == 0
+    out = tmp_path / "grid.png"
+    assert main(["show", str(exported), "--out", str(out), "--samples", "3"]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (6 * (14 + 32 * 3), 3 * 32 * 3, 3)  # originals + 5 fresh draws
+    assert main(["validate", str(exported)]) == 0
+    assert main(["export-albumentations", str(exported), "--out", str(tmp_path / "again.json")]) == 2
