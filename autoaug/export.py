@@ -67,7 +67,19 @@ def seed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:
 
 def needs_autoaug(policy: Any) -> bool:
     """Whether loading the export of `policy` needs `import autoaug` (it holds autoaug's own transforms)."""
-    return any(isinstance(t, (Sharpness, SamplePairing)) for t in walk(to_albumentations(policy)))
+    return loading_note(policy) is not None
+
+
+def loading_note(policy: Any) -> str | None:
+    """What a user must do before using the export of `policy`, or None when plain `A.load` is enough."""
+    transforms = list(walk(to_albumentations(policy)))
+    if not any(isinstance(t, (Sharpness, SamplePairing)) for t in transforms):
+        return None
+    note = ("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
+            "SamplePairing): `import autoaug` before A.load")
+    if any(isinstance(t, SamplePairing) for t in transforms):
+        note += ", and give SamplePairing its partner images with autoaug.albu.set_image_pool(pipeline, images)"
+    return note
 
 
 def save_albumentations(policy: Any, path: str | Path) -> Path:

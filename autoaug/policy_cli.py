@@ -107,15 +107,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    from autoaug.export import needs_autoaug, save_albumentations
+    from autoaug.export import loading_note, save_albumentations
 
     policy = resolve(args.policy)
     if isinstance(policy, AlbumentationsFile):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
     path = save_albumentations(policy, args.out)
     print(f"wrote {path}")
-    if needs_autoaug(policy):
-        print("note: it holds autoaug's own transforms (Sharpness / SamplePairing): `import autoaug` before A.load")
+    note = loading_note(policy)
+    if note:
+        print(note)
     return 0
 
 

@@ -611,14 +611,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _albumentations_note(policy: Policy) -> None:
-    from autoaug.export import needs_autoaug
+    from autoaug.export import loading_note
 
-    if needs_autoaug(policy):
-        print("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
-              "SamplePairing): `import autoaug` before A.load"
-              + (", and give SamplePairing its partner images with "
-                 "autoaug.albu.set_image_pool(pipeline, images)"
-                 if "SamplePairing" in policy.op_names else ""))
+    note = loading_note(policy)
+    if note:
+        print(note)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
