@@ -46,6 +46,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ALGOS = ("ppo", "random")
+REWARD_KINDS = ("child", "density")
 BACKENDS = ("process", "inline", "ray")  # autoaug.workers.BACKENDS, without importing the pool
 CONFIG_FILENAME = "config.toml"
 DEFAULT_PRESET = "cpu-quick"
@@ -62,6 +63,29 @@ RESUMABLE_KEYS = frozenset({
 _OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """How a policy is scored (table [reward])."""
+
+    kind: str = "child"
+    """'child': train a child with the policy, reward = its val accuracy (the paper's);
+    'density': train `folds` models once, reward = their accuracy on their held-out fold
+    augmented by the policy (Fast AutoAugment's density matching, autoaug.density)."""
+    folds: int = 5
+    """'density': folds of the child-train images, one model each (Fast AutoAugment's K = 5)."""
+    draws: int = 1
+    """'density': policy-augmented copies of every held-out image per policy (more draws,
+    less noise, proportionally more time)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in REWARD_KINDS:
+            raise ConfigError(
+                f"unknown reward.kind {self.kind!r}; expected one of {', '.join(REWARD_KINDS)}"
+            )
+        _check_int("reward.folds", self.folds, low=2)
+        _check_int("reward.draws", self.draws, low=1)
 
 
 def _cpu_quick_child() -> TrainConfig:
@@ -113,6 +137,8 @@ class SearchConfig:
     """How each child model trains (table [child]; `device` comes from `devices`)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """The controller's PPO hyperparameters (table [ppo]); unused by algo 'random'."""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    """How a policy is scored (table [reward]): a trained child, or density matching."""
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size", "workers", "export_top"):
@@ -140,6 +166,8 @@ class SearchConfig:
             raise ConfigError(f"child must be a TrainConfig, got {type(self.child).__name__}")
         if not isinstance(self.ppo, PPOConfig):
             raise ConfigError(f"ppo must be a PPOConfig, got {type(self.ppo).__name__}")
+        if not isinstance(self.reward, RewardConfig):
+            raise ConfigError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
 
     @property
     def device_list(self) -> tuple[str, ...]:
@@ -168,7 +196,7 @@ def _check_int(name: str, value: Any, low: int) -> None:
 
 # --- the key space ----------------------------------------------------------------------------
 
-_TABLES: dict[str, type] = {"child": TrainConfig, "ppo": PPOConfig}
+_TABLES: dict[str, type] = {"child": TrainConfig, "ppo": PPOConfig, "reward": RewardConfig}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -333,8 +361,8 @@ def load_config(
         child = dataclasses.replace(child, **child_values)
     except ConfigError as err:
         raise ConfigError(f"[child] {err}") from None
-    ppo = dataclasses.replace(base.ppo, **values["ppo"])
-    return dataclasses.replace(base, **values[""], child=child, ppo=ppo)
+    tables = {t: dataclasses.replace(getattr(base, t), **values[t]) for t in _TABLES if t != "child"}
+    return dataclasses.replace(base, **values[""], child=child, **tables)
 
 
 # --- writing ----------------------------------------------------------------------------------

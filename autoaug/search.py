@@ -14,6 +14,7 @@ A run directory holds:
     tensorboard/          rewards, baseline, entropy, approx KL, clip fraction, op frequencies,
                           a picture of the best policy so far
     policy.json           the exported final policy (+ policy.albumentations.json)
+    density/              reward.kind "density" only: the fold models (autoaug.density)
 
 Resume: the checkpoint is written after each controller update, and the round after it is
 sampled from the checkpointed controller with the checkpointed generator, so a restarted search
@@ -35,7 +36,7 @@ import hashlib
 import itertools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +176,13 @@ def trial_key(tokens: Sequence[int]) -> str:
     return "-".join(str(int(t)) for t in tokens)
 
 
+def uniform_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` uniformly random policies as tokens (n, T) int64: each decision uniform over its bins."""
+    nvec = torch.tensor(SEARCH_NVEC)  # (T,)
+    u = torch.rand(n, len(nvec), generator=generator)  # (n, T)
+    return (u * nvec).long().clamp_max(nvec - 1)  # (n, T)
+
+
 class Sampler:
     """Where policies come from: the PPO-trained controller, or uniform random ('random').
 
@@ -201,8 +209,7 @@ class Sampler:
     def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` policies: tokens (n, T) int64 and their log-probabilities (n,)."""
         if self.controller is None:
-            u = torch.rand(n, len(self.nvec), generator=self.sample_rng)  # (n, T)
-            tokens = (u * self.nvec).long().clamp_max(self.nvec - 1)  # (n, T) uniform per decision
+            tokens = uniform_tokens(n, self.sample_rng)  # (n, T)
             logprobs = torch.full((n,), -float(torch.log(self.nvec.double()).sum()))  # (n,)
             return tokens, logprobs
         tokens, logprobs, _ = self.controller.sample(n, self.sample_rng)  # (n, T), (n,), (n,)
@@ -278,10 +285,20 @@ def _make_run_dir(run_dir: Path) -> None:
         ) from None
 
 
-def _worker_pool(config: SearchConfig, task: ChildTask) -> WorkerPool:
+def _evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[..., float]:
+    """The workers' `fn(payload, seed, device) -> reward` for `config.reward.kind`."""
+    if config.reward.kind == "density":
+        from autoaug.density import FOLD_DIRNAME, DensityTask, evaluate_density
+
+        density = DensityTask(task, config.reward.folds, config.reward.draws,
+                              str((run_dir / FOLD_DIRNAME).resolve()))
+        return functools.partial(evaluate_density, density)
+    return functools.partial(evaluate_policy, task)
+
+
+def _worker_pool(config: SearchConfig, fn: Callable[..., float]) -> WorkerPool:
     from autoaug.workers import RayOptions, WorkerPool
 
-    fn = functools.partial(evaluate_policy, task)
     if config.backend == "ray":
         options = RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial)
         return WorkerPool(fn, backend="ray", timeout_s=config.trial_timeout_s, ray_options=options)
@@ -339,8 +356,14 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         bar = tqdm(total=config.budget, initial=min(step, config.budget), unit="policy",
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
-        pool = _worker_pool(config, task) if _work_left(store, next_round, config) else None
+        fn = _evaluator(config, task, run_dir)
+        pool = _worker_pool(config, fn) if _work_left(store, next_round, config) else None
         try:
+            if pool is not None and config.reward.kind == "density":
+                from autoaug.density import ensure_fold_models
+
+                ensure_fold_models(fn.args[0], config.seed, pool,
+                                   log=lambda line: tqdm.write(line, file=sys.stderr))
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
                 stored = store.rows(round=round_)

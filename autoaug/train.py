@@ -336,19 +336,24 @@ def _loader_batches(
 
 
 def _device_batches(
-    augment: Augment | None, data: DeviceData, config: TrainConfig, generator: torch.Generator
+    augment: Augment | None,
+    data: DeviceData,
+    config: TrainConfig,
+    order_generator: torch.Generator,
+    augment_generator: torch.Generator,
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of policy-augmented (uint8 (B, C, H, W), labels) batches."""
+    """A function giving one epoch of policy-augmented (uint8 (B, C, H, W), labels) batches:
+    the order from `order_generator`, the policy's draws from `augment_generator`."""
     n = len(data.train_x)
     batch_size = min(config.batch_size, n)
 
     def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(n, generator=generator, device=data.device)  # (N,)
+        order = torch.randperm(n, generator=order_generator, device=data.device)  # (N,)
         for start in range(0, n - batch_size + 1, batch_size):
             index = order[start : start + batch_size]  # (B,)
             images = data.train_x[index]  # (B, C, H, W) uint8
             if augment is not None:
-                images = augment(images, generator)
+                images = augment(images, augment_generator)
             yield images, data.train_y[index]
 
     return epoch
@@ -373,6 +378,12 @@ class EpochStats:
     """Validation accuracy after the epoch, or None where nobody asked for it."""
     seconds: float
     """Wall time of the epoch, evaluation included."""
+
+
+def stream_seeds(seed: int, n: int) -> list[int]:
+    """`n` independent 64-bit seeds derived from `seed` (numpy's SeedSequence), one per random
+    stream of a training run, so that drawing more from one stream never shifts another."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint64)]
 
 
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
@@ -414,7 +425,8 @@ def train_model(
 
     `augment` is a batched torch augmentation (see `Augment`), an `AlbumentationsAugment` or None.
     `seed` fixes the initial weights, the batch order and every augmentation draw: on the CPU
-    the same seed gives the same weights and accuracy. Validation accuracy is measured after
+    the same seed gives the same weights and accuracy. The initial weights, the batch order and
+    the pad-crop / flip / Cutout draws do not depend on `augment` (see `stream_seeds`). Validation accuracy is measured after
     every epoch only if `on_epoch_end(epoch, val_acc)` or `logger` is given (it costs time);
     `logger` is a TensorBoard `SummaryWriter` (or anything with add_scalar / add_images).
     """
@@ -428,11 +440,17 @@ def train_model(
     )
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     model = model.to(device=device, memory_format=torch.channels_last)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    # One stream per purpose (issue #10, common random numbers): children trained on one seed
+    # see the same batches in the same order with the same crops, flips and Cutout squares
+    # whatever their policy draws. With one shared stream, a policy that fires more ops would
+    # shift every later draw, and two policies on "the same seed" would differ by the seed too.
+    order_gen, augment_gen, standard_gen = (
+        torch.Generator(device=device).manual_seed(s) for s in stream_seeds(seed, 3)
+    )
     if isinstance(augment, AlbumentationsAugment):
         epoch_batches = _loader_batches(augment, data, config, seed)
     else:
-        epoch_batches = _device_batches(augment, data, config, generator)
+        epoch_batches = _device_batches(augment, data, config, order_gen, augment_gen)
     steps_per_epoch = max(1, len(data.train_x) // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     optimizer = torch.optim.SGD(
@@ -455,7 +473,7 @@ def train_model(
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         for step, (images, labels) in enumerate(epoch_batches()):
-            x = model_input(images, data, config, generator)  # (B, C, H, W) float32
+            x = model_input(images, data, config, standard_gen)  # (B, C, H, W) float32
             with _autocast(device):
                 logits = model(x)  # (B, K)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)

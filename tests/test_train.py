@@ -219,6 +219,31 @@ def test_same_seed_same_accuracy_and_weights(data) -> None:
     assert evaluate(a, data.val_x, data.val_y, **kwargs) == evaluate(b, data.val_x, data.val_y, **kwargs)
 
 
+def test_policy_draws_do_not_shift_order_crops_or_weights(data) -> None:
+    """Common random numbers (issue #10): an augmentation that draws from its generator but
+    changes no pixel trains exactly the child that no augmentation trains on the same seed
+    (same initial weights, batch order, crops, flips and Cutout squares)."""
+    data = dataclasses.replace(data, train_x=data.train_x[:256], train_y=data.train_y[:256])
+    config = quick(epochs=2, standard=True, cutout=8)
+    seen: dict[str, list[torch.Tensor]] = {"plain": [], "drawing": []}
+
+    def plain(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        seen["plain"].append(images.clone())
+        return images
+
+    def drawing(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        seen["drawing"].append(images.clone())
+        torch.rand(len(images) * 7, generator=generator)  # a policy's draws, no effect
+        return images
+
+    a, _ = train_model(plain, data, config, seed=3)
+    b, _ = train_model(drawing, data, config, seed=3)
+    assert len(seen["plain"]) == len(seen["drawing"]) == 2 * (256 // config.batch_size)
+    assert all(torch.equal(x, y) for x, y in zip(seen["plain"], seen["drawing"]))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def test_standard_learns_well_above_chance(data) -> None:
     acc = train_child(None, data, quick(epochs=4, standard=True), seed=0)
     assert 0.35 < acc <= 1.0  # chance is 0.10
