@@ -56,7 +56,7 @@ DEFAULT_PRESET = "cpu-quick"
 # search means, so resuming with a different value would mix two searches in one store.
 RESUMABLE_KEYS = frozenset({
     "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
-    "trial_timeout_s", "export_top",
+    "trial_timeout_s", "export_top", "export.reevaluate_top", "export.reevaluate_seeds",
 })
 
 # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
@@ -73,6 +73,12 @@ class RewardConfig:
     """'child': train a child with the policy, reward = its val accuracy (the paper's);
     'density': train `folds` models once, reward = their accuracy on their held-out fold
     augmented by the policy (Fast AutoAugment's density matching, autoaug.density)."""
+    paired: bool = True
+    """Common random numbers (issue #10): every policy of a controller batch trains on the
+    batch's seed (initial weights, batch order, crops) next to a reference child without a
+    policy; the store keeps each policy's raw reward and its paired reward (raw - reference),
+    the controller's advantages are centred within the batch, and policies are ranked by the
+    paired reward. false: a seed per trial, advantages against the EMA baseline (the paper's)."""
     folds: int = 5
     """'density': folds of the child-train images, one model each (Fast AutoAugment's K = 5)."""
     draws: int = 1
@@ -84,8 +90,27 @@ class RewardConfig:
             raise ConfigError(
                 f"unknown reward.kind {self.kind!r}; expected one of {', '.join(REWARD_KINDS)}"
             )
+        if not isinstance(self.paired, bool):
+            raise ConfigError(f"reward.paired must be true or false, got {self.paired!r}")
         _check_int("reward.folds", self.folds, low=2)
         _check_int("reward.draws", self.draws, low=1)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How the final policy is chosen (table [export])."""
+
+    reevaluate_top: int = 8
+    """Re-train this many of the search's best policies on fresh seeds before export and
+    export the best `export_top` by their mean there (issue #10): a search's best single
+    rewards are partly luck. 0 = export by the search's own rewards."""
+    reevaluate_seeds: int = 3
+    """Fresh seeds per re-evaluated policy (paired with a reference child per seed when
+    reward.paired)."""
+
+    def __post_init__(self) -> None:
+        _check_int("export.reevaluate_top", self.reevaluate_top, low=0)
+        _check_int("export.reevaluate_seeds", self.reevaluate_seeds, low=1)
 
 
 def _cpu_quick_child() -> TrainConfig:
@@ -139,6 +164,8 @@ class SearchConfig:
     """The controller's PPO hyperparameters (table [ppo]); unused by algo 'random'."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """How a policy is scored (table [reward]): a trained child, or density matching."""
+    export: ExportConfig = field(default_factory=ExportConfig)
+    """How the final policy is chosen (table [export]): re-evaluation on fresh seeds."""
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size", "workers", "export_top"):
@@ -168,6 +195,14 @@ class SearchConfig:
             raise ConfigError(f"ppo must be a PPOConfig, got {type(self.ppo).__name__}")
         if not isinstance(self.reward, RewardConfig):
             raise ConfigError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
+        if not isinstance(self.export, ExportConfig):
+            raise ConfigError(f"export must be an ExportConfig, got {type(self.export).__name__}")
+        if 0 < self.export.reevaluate_top < self.export_top:
+            raise ConfigError(
+                f"export.reevaluate_top ({self.export.reevaluate_top}) must be 0 or at least "
+                f"export_top ({self.export_top}): the exported policies are chosen among the "
+                "re-evaluated ones"
+            )
 
     @property
     def device_list(self) -> tuple[str, ...]:
@@ -196,7 +231,9 @@ def _check_int(name: str, value: Any, low: int) -> None:
 
 # --- the key space ----------------------------------------------------------------------------
 
-_TABLES: dict[str, type] = {"child": TrainConfig, "ppo": PPOConfig, "reward": RewardConfig}
+_TABLES: dict[str, type] = {
+    "child": TrainConfig, "ppo": PPOConfig, "reward": RewardConfig, "export": ExportConfig,
+}
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -144,12 +145,13 @@ def _device_data(task: ChildTask, device: str):  # -> autoaug.train.DeviceData
 
 
 def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
-    """A trial: train one child with the payload's policy on `device`; its val accuracy is the
-    reward. Top level so worker processes can unpickle it (as `functools.partial(evaluate_policy,
-    task)`)."""
+    """A trial: train one child with the payload's policy (None: the reference child, no
+    policy) on `device`; its val accuracy is the reward. Top level so worker processes can
+    unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     from autoaug.train import train_child
 
-    policy = Policy.from_json(payload["policy"], "trial payload")
+    doc = payload["policy"]
+    policy = None if doc is None else Policy.from_json(doc, "trial payload")
     data = _device_data(task, device)
     return train_child(policy, data, dataclasses.replace(task.child, device=device), seed)
 
@@ -172,8 +174,48 @@ def trial_seed(seed: int, round: int, slot: int) -> int:
     return derive_seed(seed, "trial", round, slot)
 
 
+def batch_seed(seed: int, round: int) -> int:
+    """The child seed every trial of round `round` shares when `reward.paired` (issue #10)."""
+    return derive_seed(seed, "batch", round)
+
+
+def reevaluation_seed(seed: int, index: int) -> int:
+    """Fresh seed `index` of the re-evaluation before export; no search trial uses it."""
+    return derive_seed(seed, "reevaluation", index)
+
+
 def trial_key(tokens: Sequence[int]) -> str:
     return "-".join(str(int(t)) for t in tokens)
+
+
+REFERENCE_KEY = "reference"
+
+
+def reference_spec(seed: int) -> TrialSpec:
+    """The reference child of a paired batch: the same recipe and seed, no policy."""
+    return TrialSpec(key=REFERENCE_KEY, payload={"policy": None}, seed=seed, role="reference")
+
+
+def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[TrialSpec]:
+    """The trials of one controller batch (tokens (n, T)): with `reward.paired`, every policy on
+    the batch's seed and a reference child after them; otherwise a seed per policy."""
+    paired = config.reward.paired
+    specs = [
+        TrialSpec(key=trial_key(t),
+                  seed=batch_seed(config.seed, round) if paired else trial_seed(config.seed, round, slot),
+                  payload={"policy": Policy.from_tokens(t.tolist()).to_json()},
+                  tokens=t.tolist())
+        for slot, t in enumerate(tokens)
+    ]
+    if paired:
+        specs.append(reference_spec(batch_seed(config.seed, round)))
+    return specs
+
+
+def rank_by(config: SearchConfig | None) -> str:
+    """The store column that ranks a search's policies: "paired" when its rewards are paired
+    (raw rewards of different batches carry different seeds), else "reward"."""
+    return "paired" if config is not None and config.reward.paired else "reward"
 
 
 def uniform_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -225,9 +267,14 @@ class Sampler:
                     "charts/reward_max": float(rewards_t.max())}
         from autoaug.ppo import ppo_update
 
+        # Paired rewards: the batch shares one seed, so its own mean is the baseline that
+        # cancels the seed (ppo_update centres on the batch when given no baseline); an EMA
+        # over earlier batches would carry their seeds' luck into this batch's advantages.
+        paired = self.config.reward.paired
         stats = ppo_update(self.controller, self.optimizer, tokens, old_logprobs, rewards_t,
-                           self.baseline, self.config.ppo, self.update_rng)
-        self.baseline = stats["charts/baseline"]
+                           None if paired else self.baseline, self.config.ppo, self.update_rng)
+        if not paired:
+            self.baseline = stats["charts/baseline"]
         return stats
 
     def state_dict(self) -> dict[str, Any]:
@@ -270,6 +317,8 @@ class SearchResult:
     seconds: float
     """Wall time of this invocation."""
     resumed: bool
+    reevaluation: list[Reevaluation] | None = None
+    """The re-evaluated candidates, best mean first (None when export.reevaluate_top is 0)."""
 
 
 def _make_run_dir(run_dir: Path) -> None:
@@ -317,8 +366,6 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
     from tqdm import tqdm
 
-    from autoaug.workers import Task
-
     started = time.perf_counter()
     run_dir = Path(config.out)
     task = ChildTask.from_config(config)
@@ -356,43 +403,24 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         bar = tqdm(total=config.budget, initial=min(step, config.budget), unit="policy",
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
-        fn = _evaluator(config, task, run_dir)
-        pool = _worker_pool(config, fn) if _work_left(store, next_round, config) else None
+        pool = _LazyPool(config, task, run_dir)
         try:
-            if pool is not None and config.reward.kind == "density":
-                from autoaug.density import ensure_fold_models
-
-                ensure_fold_models(fn.args[0], config.seed, pool,
-                                   log=lambda line: tqdm.write(line, file=sys.stderr))
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
-                stored = store.rows(round=round_)
+                stored = store.rows(round=round_, phase="search", role="policy")
                 n = len(stored) if stored else min(config.batch_size, config.budget - _total(store))
                 if n <= 0:
                     break
                 tokens, old_logprobs = sampler.sample(n)  # (n, T), (n,)
-                specs = [
-                    TrialSpec(key=trial_key(t), seed=trial_seed(config.seed, round_, slot),
-                              payload={"policy": Policy.from_tokens(t.tolist()).to_json()},
-                              tokens=t.tolist())
-                    for slot, t in enumerate(tokens)
-                ]
-                trials = store.add_pending(round_, specs)
+                trials = store.add_pending(round_, round_specs(config, round_, tokens))
 
                 # 2. Evaluate what is unfinished; each result is committed the moment it arrives.
-                def on_start(t: Task, worker: str) -> None:
-                    store.mark_running(t.id, worker)
-
-                def on_result(result: Result) -> None:
+                def after(trial: Trial, result: Result) -> None:
                     nonlocal best_reward, step
-                    if result.ok:
-                        store.mark_done(result.task_id, result.reward, result.duration)
-                        if best_reward is None or result.reward > best_reward:
-                            best_reward = result.reward
-                    else:
-                        store.mark_failed(result.task_id, result.error, result.duration,
-                                          result.traceback)
-                        tqdm.write(f"trial {result.task_id} failed: {result.error}", file=sys.stderr)
+                    if trial.role != "policy":
+                        return  # the reference child: the budget and the charts count policies
+                    if result.ok and (best_reward is None or result.reward > best_reward):
+                        best_reward = result.reward
                     step += 1
                     if writer is not None and result.ok:
                         writer.add_scalar("charts/trial_reward", result.reward, step)
@@ -400,22 +428,25 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     if best_reward is not None:
                         bar.set_postfix(best=f"{best_reward:.4f}", round=round_)
 
-                todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
-                if todo:
-                    pool.run(todo, on_start=on_start, on_result=on_result)
+                _evaluate_trials(store, pool, trials, after)
 
-                # 3. Learn from the round's completed trials (failed ones are left out).
-                trials = store.rows(round=round_)
+                # 3. Learn from the round's completed policies (failed ones are left out). With
+                # paired rewards the raw ones serve: centred within the batch, they give the
+                # same advantages, and need no reference that might have failed.
+                trials = store.rows(round=round_, phase="search", role="policy")
                 ok = [slot for slot, t in enumerate(trials) if t.status == "done"]
                 failed = len(trials) - len(ok)
                 stats: dict[str, float] = {}
                 if ok:
                     rewards = [trials[slot].reward for slot in ok]
                     stats = sampler.update(tokens[ok], old_logprobs[ok], rewards)
+                reference = store.rows(round=round_, phase="search", role="reference")
+                if reference and reference[0].status == "done":
+                    stats["charts/reference_reward"] = reference[0].reward
 
                 # 4. Log, then checkpoint: what the next round is drawn from.
                 if writer is not None:
-                    _log_round(writer, step, stats, tokens, failed, store, picture_images)
+                    _log_round(writer, step, stats, tokens, failed, store, picture_images, config)
                 save_checkpoint(run_dir / CHECKPOINT_FILENAME, {
                     **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
                     "next_round": round_ + 1, "step": step,
@@ -426,14 +457,16 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                         f"every trial of round {round_} failed; first error: {trials[0].error} "
                         f"(tracebacks are in {store.path}, table trials, column traceback)"
                     )
+            bar.close()
+            exported = _export(run_dir, store, config, config.export_top, None, pool,
+                               config.export.reevaluate_top, config.export.reevaluate_seeds,
+                               progress)
         finally:
             bar.close()
-            if pool is not None:
-                pool.close()
+            pool.close()
             if writer is not None:
                 writer.close()
 
-        exported = export_policy(run_dir, top=config.export_top)
         counts = store.counts()
         return SearchResult(
             run_dir=run_dir,
@@ -445,15 +478,76 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             albumentations_path=exported.albumentations_path,
             seconds=time.perf_counter() - started,
             resumed=resumed,
+            reevaluation=exported.reevaluation,
         )
+
+
+class _LazyPool:
+    """The worker pool of a search or export, started by the first trial that needs it (the
+    density reward's fold models are trained through it then): a finished run resumed or
+    exported again starts no workers."""
+
+    def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
+        self.config = config
+        self.fn = _evaluator(config, task, run_dir)
+        self._pool: WorkerPool | None = None
+
+    def get(self) -> WorkerPool:
+        if self._pool is None:
+            from tqdm import tqdm
+
+            self._pool = _worker_pool(self.config, self.fn)
+            if self.config.reward.kind == "density":
+                from autoaug.density import ensure_fold_models
+
+                ensure_fold_models(self.fn.args[0], self.config.seed, self._pool,
+                                   log=lambda line: tqdm.write(line, file=sys.stderr))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def _evaluate_trials(
+    store: TrialStore,
+    pool: _LazyPool,
+    trials: Sequence[Trial],
+    after: Callable[[Trial, Result], None] | None = None,
+) -> None:
+    """Evaluate the unfinished `trials` on the pool, committing each result to `store` the
+    moment it arrives (a killed run loses only the trials in flight); then `after(trial,
+    result)`."""
+    from tqdm import tqdm
+
+    from autoaug.workers import Task
+
+    by_id = {t.id: t for t in trials}
+    todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
+    if not todo:
+        return
+
+    def on_start(task: Task, worker: str) -> None:
+        store.mark_running(task.id, worker)
+
+    def on_result(result: Result) -> None:
+        trial = by_id[result.task_id]
+        if result.ok:
+            store.mark_done(result.task_id, result.reward, result.duration)
+        else:
+            store.mark_failed(result.task_id, result.error, result.duration, result.traceback)
+            what = "reference child" if trial.role == "reference" else "trial"
+            tqdm.write(f"{trial.phase} {what} {result.task_id} failed: {result.error}",
+                       file=sys.stderr)
+        if after is not None:
+            after(trial, result)
+
+    pool.get().run(todo, on_start=on_start, on_result=on_result)
 
 
 def _total(store: TrialStore) -> int:
     return sum(store.counts().values())
-
-
-def _work_left(store: TrialStore, next_round: int, config: SearchConfig) -> bool:
-    return bool(store.pending_or_running(next_round)) or _total(store) < config.budget
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
@@ -462,6 +556,8 @@ def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: d
     text = f"round {round_ + 1}/{config.rounds}: {len(trials)} policies"
     if rewards:
         text += f", reward mean {np.mean(rewards):.4f} max {max(rewards):.4f}"
+    if "charts/reference_reward" in stats:
+        text += f", reference {stats['charts/reference_reward']:.4f}"
     if "charts/baseline" in stats:
         text += (f", baseline {stats['charts/baseline']:.4f}, entropy {stats['losses/entropy']:.2f}"
                  f", approx_kl {stats['losses/approx_kl']:.2e}")
@@ -492,15 +588,17 @@ def _log_round(
     failed: int,
     store: TrialStore,
     picture_images: np.ndarray,
+    config: SearchConfig,
 ) -> None:
     from autoaug.ops import OP_NAMES
 
     for tag, value in stats.items():
         writer.add_scalar(tag, value, step)
     writer.add_scalar("charts/failed_trials", failed, step)
-    best = store.best(1)
+    by = rank_by(config)
+    best = store.best(1, by=by)
     if best:
-        writer.add_scalar("charts/best_reward", best[0].reward, step)
+        writer.add_scalar(f"charts/best_{by}", getattr(best[0], by), step)
     # Op choices: one histogram per op position (decision 0, 3, 6, ... of the tokens), and the
     # share of each op over all positions.
     per_op = len(DECISIONS_PER_OP)
@@ -525,6 +623,23 @@ def _log_round(
 
 
 @dataclass(frozen=True)
+class Reevaluation:
+    """One candidate of the re-evaluation before export: a search trial and its rewards
+    (paired when the search's are) on the fresh seeds where its child and reference succeeded."""
+
+    trial: Trial
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+@dataclass(frozen=True)
 class Export:
     """What `export_policy` wrote."""
 
@@ -532,21 +647,93 @@ class Export:
     trials: list[Trial]
     policy_path: Path
     albumentations_path: Path
+    reevaluation: list[Reevaluation] | None = None
+    """Every re-evaluated candidate, best mean first; None without re-evaluation."""
+
+
+def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
+    """The `k` best search policies by `by`, one trial per policy (a policy sampled twice
+    competes once, with its best trial)."""
+    seen: set[str] = set()
+    out: list[Trial] = []
+    for trial in store.best(len(store.rows(phase="search")), by=by):
+        if trial.key not in seen:
+            seen.add(trial.key)
+            out.append(trial)
+        if len(out) == k:
+            break
+    return out
+
+
+def reevaluate(
+    store: TrialStore,
+    config: SearchConfig,
+    pool: _LazyPool,
+    top: int,
+    seeds: int,
+    progress: bool = True,
+) -> list[Reevaluation]:
+    """Re-train the `top` best policies of the search on `seeds` fresh seeds (one shared seed
+    per round of candidates, plus a reference child per seed when rewards are paired) and
+    return them, best mean first (ties: the better search rank).
+
+    Resumable like the search: every child is a trial of the store's "reeval" phase, keyed by
+    (policy, seed); a rerun adds only the (policy, seed) pairs it does not hold (a grown search
+    may have new candidates) and evaluates only unfinished trials.
+    """
+    from tqdm import tqdm
+
+    by = rank_by(config)
+    candidates = distinct_best(store, top, by)
+    fresh = [reevaluation_seed(config.seed, j) for j in range(seeds)]
+    held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
+    next_round = max(store.rounds("reeval"), default=-1) + 1
+    for seed in fresh:
+        specs = [TrialSpec(key=c.key, payload=c.payload, seed=seed, tokens=c.tokens)
+                 for c in candidates if (c.key, seed) not in held]
+        if specs and config.reward.paired and (REFERENCE_KEY, seed) not in held:
+            specs.append(reference_spec(seed))
+        if specs:
+            store.add_pending(next_round, specs, phase="reeval")
+            next_round += 1
+    wanted = {(c.key, s) for c in candidates for s in fresh} | {(REFERENCE_KEY, s) for s in fresh}
+    trials = [t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted]
+    todo = sum(t.status in UNFINISHED for t in trials)
+    bar = tqdm(total=len(trials), initial=len(trials) - todo, unit="child",
+               desc=f"re-evaluate top {len(candidates)} x {seeds} seeds",
+               disable=not progress or not todo, dynamic_ncols=True, file=sys.stderr)
+    try:
+        _evaluate_trials(store, pool, trials, lambda trial, result: bar.update(1))
+    finally:
+        bar.close()
+    done = {(t.key, t.seed): getattr(t, by)
+            for t in store.rows(phase="reeval", role="policy", status="done")}
+    scored = [Reevaluation(c, [done[(c.key, s)] for s in fresh if done.get((c.key, s)) is not None])
+              for c in candidates]
+    # sorted() is stable: equal means keep the search's order.
+    return sorted(scored, key=lambda r: -r.mean if r.values else math.inf)
 
 
 def export_policy(
-    run_dir: str | Path, top: int = 5, out: str | Path | None = None
+    run_dir: str | Path,
+    top: int = 5,
+    out: str | Path | None = None,
+    *,
+    reevaluate_top: int | None = 0,
+    reevaluate_seeds: int | None = None,
+    progress: bool = True,
 ) -> Export:
     """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
 
-    Best by reward, ties to the earlier trial. Writes native JSON to `out` (default
-    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it.
+    Best by the search's reward (the paired one when the search paired its rewards), ties to
+    the earlier trial; or, with `reevaluate_top` > 0, the `top` best by their mean reward when
+    the search's best `reevaluate_top` are re-trained on `reevaluate_seeds` fresh seeds (None:
+    the run's `[export]` settings). Re-evaluation trains children through the run's workers and
+    store, so it takes the run directory's lock, and a killed export resumes. Writes native
+    JSON to `out` (default RUN_DIR/policy.json) with provenance, and the albumentations JSON
+    next to it.
     """
-    from autoaug.export import albumentations_path, save_albumentations
-
     run_dir = Path(run_dir)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
     store_path = run_dir / STORE_FILENAME
     if not store_path.is_file():
         what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
@@ -554,14 +741,70 @@ def export_policy(
             f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
         )
     config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
-    with TrialStore(store_path) as store:
-        best = store.best(top)
-        counts = store.counts()
+    if config is not None:
+        reevaluate_top = config.export.reevaluate_top if reevaluate_top is None else reevaluate_top
+        reevaluate_seeds = config.export.reevaluate_seeds if reevaluate_seeds is None else reevaluate_seeds
+    if reevaluate_top and config is None:
+        raise AutoaugError(f"{run_dir} has no {CONFIG_FILENAME}: cannot re-train its policies; "
+                           "export with --reevaluate-top 0")
+    if not reevaluate_top:
+        with TrialStore(store_path) as store:
+            return _export(run_dir, store, config, top, out, None, 0, 0, progress)
+    assert config is not None
+    task = ChildTask.from_config(config)
+    with RunLock(run_dir), TrialStore(store_path) as store:
+        store.requeue_running()  # re-evaluation children a killed export left running
+        pool = _LazyPool(config, task, run_dir)
+        try:
+            return _export(run_dir, store, config, top, out, pool, reevaluate_top,
+                           reevaluate_seeds or 1, progress)
+        finally:
+            pool.close()
+
+
+def _export(
+    run_dir: Path,
+    store: TrialStore,
+    config: SearchConfig | None,
+    top: int,
+    out: str | Path | None,
+    pool: _LazyPool | None,
+    reevaluate_top: int,
+    reevaluate_seeds: int,
+    progress: bool,
+) -> Export:
+    """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool)."""
+    from autoaug.export import albumentations_path, save_albumentations
+
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    for name, value in (("--reevaluate-top", reevaluate_top), ("--reevaluate-seeds", reevaluate_seeds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise AutoaugError(f"{name} must be an integer >= 0, got {value!r}")
+    if 0 < reevaluate_top < top:
+        raise AutoaugError(f"--reevaluate-top ({reevaluate_top}) must be 0 or at least --top "
+                           f"({top}): the exported policies are chosen among the re-evaluated ones")
+    by = rank_by(config)
+    counts = store.counts()
+    best = distinct_best(store, top, by)
+    if not best and counts["done"]:
+        raise AutoaugError(
+            f"no policy of {run_dir} has a paired reward: the reference children failed (their "
+            f"errors are in {store.path}, role 'reference')"
+        )
     if not best:
         raise AutoaugError(
             f"{run_dir} has no completed trials yet ({counts['failed']} failed, "
             f"{counts['pending'] + counts['running']} unfinished); run `autoaug search --out {run_dir}`"
         )
+    reevaluation = None
+    if reevaluate_top:
+        assert config is not None and pool is not None
+        reevaluation = reevaluate(store, config, pool, reevaluate_top, reevaluate_seeds, progress)
+        best = [r.trial for r in reevaluation if r.values][:top]
+        if not best:
+            raise AutoaugError(f"every re-evaluation child of {run_dir} failed; the errors are in "
+                               f"{store.path} (phase 'reeval'); export with --reevaluate-top 0")
     sub_policies = tuple(
         sub for t in best for sub in Policy.from_json(t.payload["policy"], f"trial {t.id}").sub_policies
     )
@@ -573,9 +816,16 @@ def export_policy(
         completed=counts["done"] + counts["failed"],
         failed=counts["failed"],
         top=len(best),
+        ranked_by=by,
         rewards=[t.reward for t in best],
-        trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward}
-                for t in best],
+        trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward,
+                 "paired": t.paired} for t in best],
+        reevaluation=None if reevaluation is None else {
+            "seeds": reevaluate_seeds,
+            "values": by,
+            "candidates": [{"id": r.trial.id, "search": getattr(r.trial, by), "mean": r.mean if r.values else None,
+                            "values": r.values} for r in reevaluation],
+        },
         run_dir=str(run_dir.resolve()),
         config=to_dict(config) if config else None,
     )
@@ -587,7 +837,7 @@ def export_policy(
         save_albumentations(policy, albu_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out)
+    return Export(policy, best, out, albu_out, reevaluation)
 
 
 # --- CLI --------------------------------------------------------------------------------------
@@ -614,6 +864,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"search done: {result.completed} policies evaluated ({result.failed} failed) in "
           f"{result.run_dir}; this run took {int(minutes)}m{seconds:04.1f}s")
     print("best rewards: " + ", ".join(f"{t.reward:.4f}" for t in result.best))
+    _reevaluation_lines(result.reevaluation)
     print(f"wrote {result.policy_path} ({len(result.best) * 5} sub-policies from the best "
           f"{len(result.best)}) and {result.albumentations_path}")
     _albumentations_note(result.policy)
@@ -624,13 +875,31 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    exported = export_policy(args.run_dir, top=args.top, out=args.out)
+    exported = export_policy(args.run_dir, top=args.top, out=args.out,
+                             reevaluate_top=args.reevaluate_top,
+                             reevaluate_seeds=args.reevaluate_seeds, progress=not args.no_progress)
     rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
+    _reevaluation_lines(exported.reevaluation)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
-          f"the best {len(exported.trials)} policies, rewards {rewards})")
+          f"the best {len(exported.trials)} policies, search rewards {rewards})")
     print(f"wrote {exported.albumentations_path}")
     _albumentations_note(exported.policy)
     return 0
+
+
+def _reevaluation_lines(reevaluation: list[Reevaluation] | None) -> None:
+    if not reevaluation:
+        return
+    print("re-evaluated on fresh seeds (mean +/- std; the first are exported):")
+    for r in reevaluation:
+        trial = r.trial
+        search = trial.reward if trial.paired is None else trial.paired
+        what = "reward" if trial.paired is None else "paired reward"
+        if r.values:
+            print(f"  trial {trial.id}: search {what} {search:+.4f}, re-evaluated "
+                  f"{r.mean:+.4f} +/- {r.std:.4f} over {len(r.values)} seeds")
+        else:
+            print(f"  trial {trial.id}: search {what} {search:+.4f}, every re-evaluation failed")
 
 
 def _albumentations_note(policy: Policy) -> None:
@@ -676,4 +945,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.json",
                    help="native policy file to write (default RUN_DIR/policy.json); the "
                         "albumentations JSON goes next to it as FILE.albumentations.json")
+    p.add_argument("--reevaluate-top", type=int, metavar="N",
+                   help="re-train the best N policies on fresh seeds and export the best --top by "
+                        "their mean (default: the run's export.reevaluate_top; 0 = no re-training)")
+    p.add_argument("--reevaluate-seeds", type=int, metavar="S",
+                   help="fresh seeds per re-evaluated policy (default: export.reevaluate_seeds)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)

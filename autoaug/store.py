@@ -43,8 +43,14 @@ STORE_FILENAME = "trials.sqlite"
 CHECKPOINT_FILENAME = "checkpoint.pt"
 LOCK_FILENAME = ".autoaug.lock"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATUSES = ("pending", "running", "done", "failed")
+# What a trial is for (issue #10): "search" trials are the search's own (and the RandAugment
+# grid's), "reeval" trials re-train the best candidates on fresh seeds before export.
+PHASES = ("search", "reeval")
+# "policy": a payload to score; "reference": the child without a policy that the policies of
+# the same phase and seed are paired with (paired = reward - the reference's reward).
+ROLES = ("policy", "reference")
 # Status groups, named once so every query agrees on what "complete" means.
 UNFINISHED = ("pending", "running")
 COMPLETE = ("done", "failed")
@@ -73,16 +79,20 @@ CREATE TABLE trials (
     started   REAL,
     finished  REAL,
     duration  REAL,
-    UNIQUE (round, slot)
+    phase     TEXT    NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'reeval')),
+    role      TEXT    NOT NULL DEFAULT 'policy' CHECK (role IN ('policy', 'reference')),
+    paired    REAL,
+    UNIQUE (phase, round, slot)
 );
 CREATE INDEX trials_status ON trials (status);
 CREATE INDEX trials_key ON trials (key);
 """
 
-_COLUMNS = (
+_V1_COLUMNS = (
     "id, key, round, slot, tokens, payload, seed, status, reward, error, traceback, worker, "
     "started, finished, duration"
 )
+_COLUMNS = _V1_COLUMNS + ", phase, role, paired"
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ class TrialSpec:
     """Seed of the evaluation (child model init, augmentation draws); 0 <= seed < 2**63."""
     tokens: Sequence[int] | None = None
     """The controller's tokens, when the trial came from the controller."""
+    role: str = "policy"
+    """"policy", or "reference": the child without a policy that pairs the policies of its seed."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,11 @@ class Trial:
     started: float | None
     finished: float | None
     duration: float | None
+    phase: str = "search"
+    role: str = "policy"
+    paired: float | None = None
+    """reward - the reward of the done reference trial of the same phase and seed; None while
+    there is none (no reference, or it is not done)."""
 
 
 class TrialStore:
@@ -216,11 +233,28 @@ class TrialStore:
                     f"trial store {self.path} has schema version {version}, newer than this "
                     f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug"
                 )
-            if int(version) != SCHEMA_VERSION:
+            if int(version) == 1:
+                self._migrate_v1()
+            elif int(version) != SCHEMA_VERSION:
                 raise AutoaugError(
                     f"trial store {self.path} has schema version {version}, expected "
                     f"{SCHEMA_VERSION}"
                 )
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2 in place (inside _prepare's transaction): the columns phase, role and
+        paired, and UNIQUE (phase, round, slot). SQLite cannot change a constraint, so the
+        table is rebuilt; every v1 row becomes a search-phase policy trial."""
+        conn = self._conn
+        conn.execute("ALTER TABLE trials RENAME TO trials_v1")
+        conn.execute("DROP INDEX IF EXISTS trials_status")
+        conn.execute("DROP INDEX IF EXISTS trials_key")
+        for statement in _SCHEMA.split(";"):
+            if "CREATE TABLE trials" in statement or "CREATE INDEX" in statement:
+                conn.execute(statement)
+        conn.execute(f"INSERT INTO trials ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM trials_v1")
+        conn.execute("DROP TABLE trials_v1")
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -240,8 +274,10 @@ class TrialStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_pending(self, round: int, specs: Sequence[TrialSpec]) -> list[Trial]:
-        """Insert a whole batch as `round`, slot i = specs[i], in one transaction.
+    def add_pending(
+        self, round: int, specs: Sequence[TrialSpec], phase: str = "search"
+    ) -> list[Trial]:
+        """Insert a whole batch as `round` of `phase`, slot i = specs[i], in one transaction.
 
         Idempotent: if `round` already exists with the same keys and seeds slot by slot (a
         resumed search re-sampling the round it was killed in), the stored rows are returned
@@ -250,11 +286,12 @@ class TrialStore:
         not match its store.
         """
         _check_int("round", round)
+        _check_choice("phase", phase, PHASES)
         if not specs:
             raise ValueError("add_pending needs at least one trial")
         encoded = [_encode_spec(slot, spec) for slot, spec in enumerate(specs)]
         with self._transaction():
-            existing = self._select("WHERE round = ? ORDER BY slot", (round,))
+            existing = self._select("WHERE phase = ? AND round = ? ORDER BY slot", (phase, round))
             if existing:
                 stored = [(t.key, t.seed) for t in existing]
                 wanted = [(spec.key, spec.seed) for spec in specs]
@@ -264,19 +301,19 @@ class TrialStore:
                         min(len(stored), len(wanted)),
                     )
                     raise AutoaugError(
-                        f"trial store {self.path}: round {round} already holds a different "
+                        f"trial store {self.path}: {phase} round {round} already holds a different "
                         f"batch ({len(stored)} trials, now {len(wanted)}; first difference at "
                         f"slot {first}); the run directory belongs to another search or its "
                         "checkpoint does not match its trial store"
                     )
                 return existing
             self._conn.executemany(
-                "INSERT INTO trials (key, round, slot, tokens, payload, seed, status) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
-                [(key, round, slot, tokens, payload, seed)
-                 for slot, (key, tokens, payload, seed) in enumerate(encoded)],
+                "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [(key, round, slot, tokens, payload, seed, phase, spec.role)
+                 for slot, ((key, tokens, payload, seed), spec) in enumerate(zip(encoded, specs))],
             )
-            return self._select("WHERE round = ? ORDER BY slot", (round,))
+            return self._select("WHERE phase = ? AND round = ? ORDER BY slot", (phase, round))
 
     def mark_running(self, trial_id: int, worker: str) -> None:
         """pending -> running on `worker` (now)."""
@@ -289,11 +326,25 @@ class TrialStore:
             self._bad_transition(trial_id, "running", ("pending",))
 
     def mark_done(self, trial_id: int, reward: float, duration: float) -> None:
-        """pending | running -> done with `reward`; `duration` is the evaluation's seconds."""
+        """pending | running -> done with `reward`; `duration` is the evaluation's seconds.
+
+        Pairs in the same transaction: a policy gets `paired` if its reference is done, a
+        reference gives it to every done policy of its phase and seed.
+        """
         reward = float(reward)
         if not math.isfinite(reward):
             raise ValueError(f"trial {trial_id}: reward must be finite, got {reward}")
-        self._finish(trial_id, "done", reward, None, None, duration)
+        with self._transaction():
+            self._finish(trial_id, "done", reward, None, None, duration)
+            self._conn.execute(
+                "UPDATE trials SET paired = reward - ("
+                "  SELECT r.reward FROM trials r WHERE r.phase = trials.phase"
+                "  AND r.seed = trials.seed AND r.role = 'reference' AND r.status = 'done'"
+                "  ORDER BY r.id LIMIT 1) "
+                "WHERE role = 'policy' AND status = 'done' AND (phase, seed) = "
+                "  (SELECT phase, seed FROM trials WHERE id = ?)",
+                (trial_id,),
+            )
 
     def mark_failed(
         self, trial_id: int, error: str, duration: float, traceback: str | None = None
@@ -359,11 +410,22 @@ class TrialStore:
         return found[0]
 
     def rows(
-        self, round: int | None = None, status: str | None = None, key: str | None = None
+        self,
+        round: int | None = None,
+        status: str | None = None,
+        key: str | None = None,
+        *,
+        phase: str | None = None,
+        role: str | None = None,
     ) -> list[Trial]:
-        """Trials matching every given filter, ordered by (round, slot)."""
+        """Trials matching every given filter, ordered by (phase, round, slot)."""
         clauses: list[str] = []
         params: list[Any] = []
+        for column, value, allowed in (("phase", phase, PHASES), ("role", role, ROLES)):
+            if value is not None:
+                _check_choice(column, value, allowed)
+                clauses.append(f"{column} = ?")
+                params.append(value)
         if round is not None:
             clauses.append("round = ?")
             params.append(round)
@@ -375,37 +437,50 @@ class TrialStore:
             clauses.append("key = ?")
             params.append(key)
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        return self._select(f"{where} ORDER BY round, slot", tuple(params))
+        return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(params))
 
-    def pending_or_running(self, round: int) -> list[Trial]:
+    def pending_or_running(self, round: int, phase: str = "search") -> list[Trial]:
         """The trials of `round` that still need evaluating; [] means the round is complete."""
         return self._select(
-            "WHERE round = ? AND status IN ('pending', 'running') ORDER BY slot", (round,)
+            "WHERE phase = ? AND round = ? AND status IN ('pending', 'running') ORDER BY slot",
+            (phase, round),
         )
 
     def completed_count(self) -> int:
-        """Trials that are done or failed: evaluated, never to be evaluated again."""
-        return int(self._conn.execute(
-            "SELECT COUNT(*) FROM trials WHERE status IN ('done', 'failed')"
-        ).fetchone()[0])
+        """Search-phase policy trials that are done or failed: evaluated, never to be evaluated
+        again (what a search's budget counts)."""
+        counts = self.counts()
+        return counts["done"] + counts["failed"]
 
-    def counts(self) -> dict[str, int]:
-        """Number of trials per status (every status present, zeros included)."""
-        found = dict(self._conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
+    def counts(self, phase: str = "search", role: str | None = "policy") -> dict[str, int]:
+        """Number of trials of `phase` (and `role`; None: any) per status (every status present,
+        zeros included). The defaults count what a search's budget counts: its policies."""
+        _check_choice("phase", phase, PHASES)
+        query, params = "SELECT status, COUNT(*) FROM trials WHERE phase = ?", [phase]
+        if role is not None:
+            _check_choice("role", role, ROLES)
+            query += " AND role = ?"
+            params.append(role)
+        found = dict(self._conn.execute(query + " GROUP BY status", params))
         return {status: int(found.get(status, 0)) for status in STATUSES}
 
-    def best(self, k: int) -> list[Trial]:
-        """The `k` done trials with the highest reward; ties go to the earlier trial."""
+    def best(self, k: int, by: str = "reward", phase: str = "search") -> list[Trial]:
+        """The `k` done policy trials of `phase` with the highest `by` ("reward", or "paired":
+        only trials that have a paired reward); ties go to the earlier trial."""
         if k < 0:
             raise ValueError(f"best(k) needs k >= 0, got {k}")
+        _check_choice("by", by, ("reward", "paired"))
+        _check_choice("phase", phase, PHASES)
         return self._select(
-            "WHERE status = 'done' ORDER BY reward DESC, id ASC LIMIT ?", (k,)
+            f"WHERE status = 'done' AND role = 'policy' AND phase = ? AND {by} IS NOT NULL "
+            f"ORDER BY {by} DESC, id ASC LIMIT ?", (phase, k)
         )
 
-    def rounds(self) -> list[int]:
-        """Every round that has trials, ascending."""
+    def rounds(self, phase: str = "search") -> list[int]:
+        """Every round of `phase` that has trials, ascending."""
+        _check_choice("phase", phase, PHASES)
         return [int(r[0]) for r in self._conn.execute(
-            "SELECT DISTINCT round FROM trials ORDER BY round"
+            "SELECT DISTINCT round FROM trials WHERE phase = ? ORDER BY round", (phase,)
         )]
 
     # -- internals -------------------------------------------------------------------------
@@ -455,13 +530,18 @@ def _check_int(name: str, value: object) -> None:
 
 
 def _check_status(status: str) -> None:
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}, expected one of {', '.join(STATUSES)}")
+    _check_choice("status", status, STATUSES)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}, expected one of {', '.join(allowed)}")
 
 
 def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]:
     if not isinstance(spec.key, str) or not spec.key:
         raise ValueError(f"slot {slot}: key must be a non-empty string, got {spec.key!r}")
+    _check_choice(f"slot {slot}: role", spec.role, ROLES)
     _check_int(f"slot {slot}: seed", spec.seed)
     # SQLite INTEGER is a signed 64-bit value.
     if not 0 <= spec.seed < 2**63:
@@ -480,7 +560,7 @@ def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]
 
 def _decode_row(row: tuple[Any, ...]) -> Trial:
     (trial_id, key, round_, slot, tokens, payload, seed, status, reward, error, traceback,
-     worker, started, finished, duration) = row
+     worker, started, finished, duration, phase, role, paired) = row
     return Trial(
         id=trial_id,
         key=key,
@@ -497,6 +577,9 @@ def _decode_row(row: tuple[Any, ...]) -> Trial:
         started=started,
         finished=finished,
         duration=duration,
+        phase=phase,
+        role=role,
+        paired=paired,
     )
 
 

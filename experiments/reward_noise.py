@@ -93,15 +93,16 @@ def main() -> None:
         lines.append(f"| {seed} | " + " | ".join(f"{acc[n][i]:.2f}" for n in policies) + " |")
     lines += [
         "",
-        "| policy | raw reward | std raw | paired reward (policy - reference, same seed) | std paired | std raw / std paired |",
-        "|---|---|---|---|---|---|",
+        "| policy | raw reward | std raw | paired reward (policy - reference, same seed) | std paired | std raw / std paired | correlation with the reference over seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name in list(policies)[1:]:
         paired = [a - r for a, r in zip(acc[name], ref)]
         lines.append(
             f"| {name} | {statistics.mean(acc[name]):.2f} | {statistics.stdev(acc[name]):.2f} | "
             f"{ms(paired)} | {statistics.stdev(paired):.2f} | "
-            f"{statistics.stdev(acc[name]) / max(statistics.stdev(paired), 1e-9):.1f} |"
+            f"{statistics.stdev(acc[name]) / max(statistics.stdev(paired), 1e-9):.1f} | "
+            f"{statistics.correlation(acc[name], ref):+.2f} |"
         )
     a, b = (acc[n] for n in list(policies)[1:3])
     same = [x - y for x, y in zip(a, b)]

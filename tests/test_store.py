@@ -61,12 +61,12 @@ def test_schema_wal_and_meta(store: TrialStore) -> None:
     columns = [row[1] for row in raw.execute("PRAGMA table_info(trials)")]
     assert columns == ["id", "key", "round", "slot", "tokens", "payload", "seed", "status",
                        "reward", "error", "traceback", "worker", "started", "finished",
-                       "duration"]
+                       "duration", "phase", "role", "paired"]
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(raw.execute("SELECT name, value FROM meta"))
     assert meta["schema_version"] == str(SCHEMA_VERSION)
     assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    # UNIQUE(round, slot) is enforced by SQLite itself, not only by add_pending.
+    # UNIQUE(phase, round, slot) is enforced by SQLite itself, not only by add_pending.
     store.add_pending(0, _batch(0))
     with pytest.raises(sqlite3.IntegrityError):
         raw.execute("INSERT INTO trials (key, round, slot, payload, seed, status) "
@@ -75,6 +75,62 @@ def test_schema_wal_and_meta(store: TrialStore) -> None:
         raw.execute("INSERT INTO trials (key, round, slot, payload, seed, status) "
                     "VALUES ('x', 9, 0, '{}', 0, 'bogus')")
     raw.close()
+
+
+def test_paired_reward_is_reward_minus_the_reference_of_the_same_phase_and_seed(
+    store: TrialStore,
+) -> None:
+    batch = [TrialSpec(key=f"p{i}", payload={"i": i}, seed=7) for i in range(3)]
+    batch.append(TrialSpec(key="reference", payload={"policy": None}, seed=7, role="reference"))
+    trials = store.add_pending(0, batch)
+    store.mark_done(trials[0].id, 0.50, 1.0)
+    assert store.get(trials[0].id).paired is None  # the reference is not done yet
+    store.mark_done(trials[3].id, 0.40, 1.0)  # the reference pairs the done policy at once
+    store.mark_done(trials[1].id, 0.30, 1.0)  # and a policy done later pairs on arrival
+    store.mark_failed(trials[2].id, "boom", 1.0)
+    got = {t.key: (t.role, t.paired) for t in store.rows(round=0)}
+    assert got["p0"] == ("policy", pytest.approx(0.10)) and got["p1"] == ("policy", pytest.approx(-0.10))
+    assert got["p2"] == ("policy", None) and got["reference"] == ("reference", None)
+    # Re-evaluation trials live in their own phase: same round numbers, own seeds, own pairing.
+    reeval = store.add_pending(0, [TrialSpec(key="p0", payload={"i": 0}, seed=8),
+                                   TrialSpec(key="reference", payload={}, seed=8, role="reference")],
+                               phase="reeval")
+    store.mark_done(reeval[0].id, 0.45, 1.0)
+    store.mark_done(reeval[1].id, 0.44, 1.0)
+    assert store.get(reeval[0].id).paired == pytest.approx(0.01)
+    # Budgets, rankings and rounds count the search's policies only.
+    assert store.counts() == {"pending": 0, "running": 0, "done": 2, "failed": 1}
+    assert store.counts(role=None)["done"] == 3 and store.counts("reeval")["done"] == 1
+    assert [t.key for t in store.best(5)] == ["p0", "p1"]
+    assert [t.key for t in store.best(5, by="paired")] == ["p0", "p1"]
+    assert [t.key for t in store.best(5, phase="reeval")] == ["p0"]
+    assert store.rounds() == [0] and store.rounds("reeval") == [0]
+
+
+def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / STORE_FILENAME
+    raw = sqlite3.connect(path)
+    raw.executescript("""
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE trials (id INTEGER PRIMARY KEY, key TEXT NOT NULL, round INTEGER NOT NULL,
+            slot INTEGER NOT NULL, tokens TEXT, payload TEXT NOT NULL, seed INTEGER NOT NULL,
+            status TEXT NOT NULL, reward REAL, error TEXT, traceback TEXT, worker TEXT,
+            started REAL, finished REAL, duration REAL, UNIQUE (round, slot));
+        CREATE INDEX trials_status ON trials (status);
+        CREATE INDEX trials_key ON trials (key);
+        INSERT INTO meta VALUES ('kind', 'autoaug-trials'), ('schema_version', '1');
+        INSERT INTO trials (key, round, slot, payload, seed, status, reward)
+            VALUES ('a', 0, 0, '{}', 5, 'done', 0.5), ('b', 0, 1, '{}', 6, 'pending', NULL);
+    """)
+    raw.close()
+    with TrialStore(path) as store:
+        rows = store.rows()
+        assert [(t.key, t.status, t.reward, t.phase, t.role, t.paired) for t in rows] == [
+            ("a", "done", 0.5, "search", "policy", None), ("b", "pending", None, "search", "policy", None)]
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        store.mark_done(rows[1].id, 0.25, 1.0)  # and it works as a current store
+    with TrialStore(path) as store:
+        assert [t.reward for t in store.best(2)] == [0.5, 0.25]
 
 
 def test_add_pending_round_trips_and_is_idempotent(store: TrialStore) -> None:
