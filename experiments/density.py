@@ -28,12 +28,12 @@ import torch
 
 from hostinfo import describe, load_average
 
-from autoaug.config import load_config
-from autoaug.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
-from autoaug.policy import Policy, published_policy
-from autoaug.search import ChildTask, _device_data, run_search, uniform_tokens
-from autoaug.train import train_child
-from autoaug.workers import WorkerPool
+from autoaug.search.config import load_config
+from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
+from autoaug.search.search import ChildTask, _device_data, run_search, uniform_tokens
+from autoaug.search.workers import WorkerPool
+from autoaug.space.policy import Policy, published_policy
+from autoaug.training.loop import train_child
 
 
 def main() -> None:

@@ -27,10 +27,10 @@ import torch
 
 from hostinfo import describe, load_average
 
-from autoaug.config import SearchConfig
-from autoaug.policy import Policy, published_policy
-from autoaug.search import ChildTask, _device_data, uniform_tokens
-from autoaug.train import train_child
+from autoaug.search.config import SearchConfig
+from autoaug.search.search import ChildTask, _device_data, uniform_tokens
+from autoaug.space.policy import Policy, published_policy
+from autoaug.training.loop import train_child
 
 
 def main() -> None:

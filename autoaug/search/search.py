@@ -1,0 +1,742 @@
+"""The policy search (issue #4): the loop that samples policies, trains children, updates the
+controller, and the export of its result (the commands are `autoaug.cli.search`).
+
+This module owns the loop and the run directory's layout; the pieces it drives live beside it
+in `autoaug.search`: the controller (`controller`), its PPO update (`ppo`), the workers
+(`workers`), the trial store, checkpoint and lock (`store`), the configuration (`config`) and
+the rewards: a child per policy (`child`, training with `autoaug.training.loop.train_child`) or
+density matching (`density`).
+
+Paired rewards (`reward.paired`, issue #10): every policy of a round trains on the round's seed
+next to a reference child without a policy; the store keeps each policy's raw reward and its
+paired reward (raw - reference), advantages are centred within the round, and policies are
+ranked by the paired reward. Before export, the best `export.reevaluate_top` policies are
+re-trained on fresh seeds (trials of the store's "reeval" phase, so a killed export resumes)
+and the exported ones are the best by their mean there.
+
+A run directory holds:
+
+    config.toml           the resolved configuration (resuming checks it)
+    trials.sqlite         every policy evaluated: tokens, policy JSON, seed, reward, status, ...
+    checkpoint.pt         controller, optimiser, baseline and RNG states after the last update
+    tensorboard/          rewards, baseline, entropy, approx KL, clip fraction, op frequencies,
+                          a picture of the best policy so far
+    policy.json           the exported final policy (+ policy.albumentations.json)
+    density/              reward.kind "density" only: the fold models (autoaug.search.density)
+
+Resume: the checkpoint is written after each controller update, and the round after it is
+sampled from the checkpointed controller with the checkpointed generator, so a restarted search
+re-draws exactly the round it was killed in; `TrialStore.add_pending` then returns the stored
+rows and only their unfinished trials are evaluated. Completed trials are never repeated.
+
+A failed trial (the child raised, diverged to a non-finite reward, its worker died or timed out)
+stays in the store with its error but is left out of the PPO batch: there is no honest reward to
+give it, and a made-up one (0, or the baseline) would teach the controller something about the
+policy that the policy did not earn. A round in which every trial failed stops the search.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from autoaug.errors import AutoaugError
+from autoaug.search.config import (
+    CONFIG_FILENAME,
+    SearchConfig,
+    check_resume,
+    load_config,
+    save_config,
+    to_dict,
+)
+from autoaug.search.child import (
+    ChildTask,
+    _device_data,
+    balanced_head,
+    derive_seed,
+    evaluate_policy,
+    load_search_data,
+)
+from autoaug.search.controller import Controller
+from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
+from autoaug.search.ppo import make_optimizer, ppo_update
+from autoaug.search.store import (
+    CHECKPOINT_FILENAME,
+    STORE_FILENAME,
+    UNFINISHED,
+    RunLock,
+    Trial,
+    TrialSpec,
+    TrialStore,
+    load_checkpoint,
+    save_checkpoint,
+)
+from autoaug.search.workers import RayOptions, Result, Task, WorkerPool
+from autoaug.space.augment import render_grid
+from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.space.ops import OP_NAMES
+from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
+
+POLICY_FILENAME = "policy.json"
+TENSORBOARD_DIRNAME = "tensorboard"
+CHECKPOINT_VERSION = 1
+# Images in the TensorBoard picture of the best policy (one row per sub-policy).
+_PICTURE_IMAGES = 8
+
+
+# --- seeds and sampling -----------------------------------------------------------------------
+
+
+def trial_seed(seed: int, round: int, slot: int) -> int:
+    """The child seed of trial (`round`, `slot`) of a search seeded `seed` (stored with it)."""
+    return derive_seed(seed, "trial", round, slot)
+
+
+def batch_seed(seed: int, round: int) -> int:
+    """The child seed every trial of round `round` shares when `reward.paired` (issue #10)."""
+    return derive_seed(seed, "batch", round)
+
+
+def reevaluation_seed(seed: int, index: int) -> int:
+    """Fresh seed `index` of the re-evaluation before export; no search trial uses it."""
+    return derive_seed(seed, "reevaluation", index)
+
+
+def trial_key(tokens: Sequence[int]) -> str:
+    return "-".join(str(int(t)) for t in tokens)
+
+
+REFERENCE_KEY = "reference"
+
+
+def reference_spec(seed: int) -> TrialSpec:
+    """The reference child of a paired batch: the same recipe and seed, no policy."""
+    return TrialSpec(key=REFERENCE_KEY, payload={"policy": None}, seed=seed, role="reference")
+
+
+def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[TrialSpec]:
+    """The trials of one controller batch (tokens (n, T)): with `reward.paired`, every policy on
+    the batch's seed and a reference child after them; otherwise a seed per policy."""
+    paired = config.reward.paired
+    specs = [
+        TrialSpec(key=trial_key(t),
+                  seed=batch_seed(config.seed, round) if paired else trial_seed(config.seed, round, slot),
+                  payload={"policy": Policy.from_tokens(t.tolist()).to_json()},
+                  tokens=t.tolist())
+        for slot, t in enumerate(tokens)
+    ]
+    if paired:
+        specs.append(reference_spec(batch_seed(config.seed, round)))
+    return specs
+
+
+def rank_by(config: SearchConfig | None) -> str:
+    """The store column that ranks a search's policies: "paired" when its rewards are paired
+    (raw rewards of different batches carry different seeds), else "reward"."""
+    return "paired" if config is not None and config.reward.paired else "reward"
+
+
+def uniform_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
+    """`n` uniformly random policies as tokens (n, T) int64: each decision uniform over its bins."""
+    nvec = torch.tensor(SEARCH_NVEC)  # (T,)
+    u = torch.rand(n, len(nvec), generator=generator)  # (n, T)
+    return (u * nvec).long().clamp_max(nvec - 1)  # (n, T)
+
+
+class Sampler:
+    """Where policies come from: the PPO-trained controller, or uniform random ('random').
+
+    Both draw from their own `torch.Generator`, and both save and restore everything they draw
+    with, so a resumed search continues the same stream.
+    """
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.config = config
+        self.nvec = torch.tensor(SEARCH_NVEC)  # (T,)
+        self.sample_rng = torch.Generator().manual_seed(derive_seed(config.seed, "sample"))
+        self.update_rng = torch.Generator().manual_seed(derive_seed(config.seed, "update"))
+        self.baseline: float | None = None
+        self.controller = None
+        self.optimizer = None
+        if config.algo == "ppo":
+            init = torch.Generator().manual_seed(derive_seed(config.seed, "controller"))
+            self.controller = Controller(SEARCH_NVEC, generator=init)
+            self.optimizer = make_optimizer(self.controller, config.ppo)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` policies: tokens (n, T) int64 and their log-probabilities (n,)."""
+        if self.controller is None:
+            tokens = uniform_tokens(n, self.sample_rng)  # (n, T)
+            logprobs = torch.full((n,), -float(torch.log(self.nvec.double()).sum()))  # (n,)
+            return tokens, logprobs
+        tokens, logprobs, _ = self.controller.sample(n, self.sample_rng)  # (n, T), (n,), (n,)
+        return tokens, logprobs
+
+    def update(
+        self, tokens: torch.Tensor, old_logprobs: torch.Tensor, rewards: Sequence[float]
+    ) -> dict[str, float]:
+        """One PPO update on the round's completed policies; TensorBoard-ready stats."""
+        rewards_t = torch.tensor(rewards, dtype=torch.float32)  # (n,)
+        if self.controller is None:
+            return {"charts/reward_mean": float(rewards_t.mean()),
+                    "charts/reward_max": float(rewards_t.max())}
+        # Paired rewards: the batch shares one seed, so its own mean is the baseline that
+        # cancels the seed (ppo_update centres on the batch when given no baseline); an EMA
+        # over earlier batches would carry their seeds' luck into this batch's advantages.
+        paired = self.config.reward.paired
+        stats = ppo_update(self.controller, self.optimizer, tokens, old_logprobs, rewards_t,
+                           None if paired else self.baseline, self.config.ppo, self.update_rng)
+        if not paired:
+            self.baseline = stats["charts/baseline"]
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "sample_rng": self.sample_rng.get_state(),
+            "update_rng": self.update_rng.get_state(),
+            "baseline": self.baseline,
+        }
+        if self.controller is not None:
+            state["controller"] = self.controller.state_dict()
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sample_rng.set_state(state["sample_rng"])
+        self.update_rng.set_state(state["update_rng"])
+        self.baseline = state["baseline"]
+        if self.controller is not None:
+            self.controller.load_state_dict(state["controller"])
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What `run_search` did."""
+
+    run_dir: Path
+    completed: int
+    """Trials evaluated in this run directory (done + failed), over every invocation."""
+    failed: int
+    best: list[Trial]
+    """The best `export_top` done trials, best first."""
+    policy: Policy
+    """The exported final policy: the sub-policies of `best`, concatenated."""
+    policy_path: Path
+    albumentations_path: Path
+    seconds: float
+    """Wall time of this invocation."""
+    resumed: bool
+    reevaluation: list[Reevaluation] | None = None
+    """The re-evaluated candidates, best mean first (None when export.reevaluate_top is 0)."""
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".autoaug-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise AutoaugError(
+            f"cannot use run directory {run_dir}: {err.strerror or err} "
+            "(expected a directory this user can create and write)"
+        ) from None
+
+
+def _evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[..., float]:
+    """The workers' `fn(payload, seed, device) -> reward` for `config.reward.kind`."""
+    if config.reward.kind == "density":
+        density = DensityTask(task, config.reward.folds, config.reward.draws,
+                              str((run_dir / FOLD_DIRNAME).resolve()))
+        return functools.partial(evaluate_density, density)
+    return functools.partial(evaluate_policy, task)
+
+
+def _worker_pool(config: SearchConfig, fn: Callable[..., float]) -> WorkerPool:
+    if config.backend == "ray":
+        options = RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial)
+        return WorkerPool(fn, backend="ray", timeout_s=config.trial_timeout_s, ray_options=options)
+    devices = list(config.device_list)
+    if devices == ["auto"]:
+        gpus = torch.cuda.device_count()
+        devices = [f"cuda:{i}" for i in range(gpus)] or ["cpu"]
+    if config.backend == "inline":
+        devices = devices[:1]  # one trial at a time, in this process
+    else:
+        devices = [d for _ in range(config.workers) for d in devices]  # round-robin over devices
+    return WorkerPool(fn, backend=config.backend, devices=devices, timeout_s=config.trial_timeout_s)
+
+
+def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
+    """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
+    started = time.perf_counter()
+    run_dir = Path(config.out)
+    task = ChildTask.from_config(config)
+    splits = load_search_data(task)  # a bad dataset fails here, before any directory or worker
+    _make_run_dir(run_dir)
+    with RunLock(run_dir), TrialStore(run_dir / STORE_FILENAME) as store:
+        saved_path = run_dir / CONFIG_FILENAME
+        if saved_path.is_file():
+            check_resume(load_config(saved_path), config, run_dir)
+        save_config(config, saved_path)  # records a grown budget or new devices
+        requeued = store.requeue_running()  # rows a killed run left running never finished
+
+        sampler = Sampler(config)
+        state = load_checkpoint(run_dir / CHECKPOINT_FILENAME)
+        next_round = 0
+        if state is not None:
+            if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
+                raise AutoaugError(
+                    f"checkpoint {run_dir / CHECKPOINT_FILENAME} is not a checkpoint of this "
+                    f"search (version {state.get('version')!r}, algo {state.get('algo')!r})"
+                )
+            sampler.load_state_dict(state)
+            next_round = int(state["next_round"])
+        resumed = state is not None or bool(store.rounds())
+        step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
+        writer = _summary_writer(run_dir, purge_step=None if state is None else state["step"] + 1)
+        best = store.best(1)
+        best_reward = best[0].reward if best else None
+        picture_images = splits.val_x[:_PICTURE_IMAGES]
+        if resumed:
+            tqdm.write(f"resuming {run_dir}: {step} of {config.budget} policies evaluated"
+                       + (f", {requeued} interrupted trials to redo" if requeued else ""),
+                       file=sys.stderr)
+
+        bar = tqdm(total=config.budget, initial=min(step, config.budget), unit="policy",
+                   desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
+                   file=sys.stderr)
+        pool = _LazyPool(config, task, run_dir)
+        try:
+            for round_ in itertools.count(next_round):
+                # 1. The round's policies: re-drawn identically if the round was started before.
+                stored = store.rows(round=round_, phase="search", role="policy")
+                n = len(stored) if stored else min(config.batch_size, config.budget - _total(store))
+                if n <= 0:
+                    break
+                tokens, old_logprobs = sampler.sample(n)  # (n, T), (n,)
+                trials = store.add_pending(round_, round_specs(config, round_, tokens))
+
+                # 2. Evaluate what is unfinished; each result is committed the moment it arrives.
+                def after(trial: Trial, result: Result) -> None:
+                    nonlocal best_reward, step
+                    if trial.role != "policy":
+                        return  # the reference child: the budget and the charts count policies
+                    if result.ok and (best_reward is None or result.reward > best_reward):
+                        best_reward = result.reward
+                    step += 1
+                    if writer is not None and result.ok:
+                        writer.add_scalar("charts/trial_reward", result.reward, step)
+                    bar.update(1)
+                    if best_reward is not None:
+                        bar.set_postfix(best=f"{best_reward:.4f}", round=round_)
+
+                _evaluate_trials(store, pool, trials, after)
+
+                # 3. Learn from the round's completed policies (failed ones are left out). With
+                # paired rewards the raw ones serve: centred within the batch, they give the
+                # same advantages, and need no reference that might have failed.
+                trials = store.rows(round=round_, phase="search", role="policy")
+                ok = [slot for slot, t in enumerate(trials) if t.status == "done"]
+                failed = len(trials) - len(ok)
+                stats: dict[str, float] = {}
+                if ok:
+                    rewards = [trials[slot].reward for slot in ok]
+                    stats = sampler.update(tokens[ok], old_logprobs[ok], rewards)
+                reference = store.rows(round=round_, phase="search", role="reference")
+                if reference and reference[0].status == "done":
+                    stats["charts/reference_reward"] = reference[0].reward
+
+                # 4. Log, then checkpoint: what the next round is drawn from.
+                if writer is not None:
+                    _log_round(writer, step, stats, tokens, failed, store, picture_images, config)
+                save_checkpoint(run_dir / CHECKPOINT_FILENAME, {
+                    **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
+                    "next_round": round_ + 1, "step": step,
+                })
+                tqdm.write(_round_line(round_, config, trials, stats), file=sys.stderr)
+                if not ok:
+                    raise AutoaugError(
+                        f"every trial of round {round_} failed; first error: {trials[0].error} "
+                        f"(tracebacks are in {store.path}, table trials, column traceback)"
+                    )
+            bar.close()
+            exported = _export(run_dir, store, config, config.export_top, None, pool,
+                               config.export.reevaluate_top, config.export.reevaluate_seeds,
+                               progress)
+        finally:
+            bar.close()
+            pool.close()
+            if writer is not None:
+                writer.close()
+
+        counts = store.counts()
+        return SearchResult(
+            run_dir=run_dir,
+            completed=counts["done"] + counts["failed"],
+            failed=counts["failed"],
+            best=exported.trials,
+            policy=exported.policy,
+            policy_path=exported.policy_path,
+            albumentations_path=exported.albumentations_path,
+            seconds=time.perf_counter() - started,
+            resumed=resumed,
+            reevaluation=exported.reevaluation,
+        )
+
+
+class _LazyPool:
+    """The worker pool of a search or export, started by the first trial that needs it (the
+    density reward's fold models are trained through it then): a finished run resumed or
+    exported again starts no workers."""
+
+    def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
+        self.config = config
+        self.fn = _evaluator(config, task, run_dir)
+        self._pool: WorkerPool | None = None
+
+    def get(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = _worker_pool(self.config, self.fn)
+            if self.config.reward.kind == "density":
+                ensure_fold_models(self.fn.args[0], self.config.seed, self._pool,
+                                   log=lambda line: tqdm.write(line, file=sys.stderr))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def _evaluate_trials(
+    store: TrialStore,
+    pool: _LazyPool,
+    trials: Sequence[Trial],
+    after: Callable[[Trial, Result], None] | None = None,
+) -> None:
+    """Evaluate the unfinished `trials` on the pool, committing each result to `store` the
+    moment it arrives (a killed run loses only the trials in flight); then `after(trial,
+    result)`."""
+    by_id = {t.id: t for t in trials}
+    todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
+    if not todo:
+        return
+
+    def on_start(task: Task, worker: str) -> None:
+        store.mark_running(task.id, worker)
+
+    def on_result(result: Result) -> None:
+        trial = by_id[result.task_id]
+        if result.ok:
+            store.mark_done(result.task_id, result.reward, result.duration)
+        else:
+            store.mark_failed(result.task_id, result.error, result.duration, result.traceback)
+            what = "reference child" if trial.role == "reference" else "trial"
+            tqdm.write(f"{trial.phase} {what} {result.task_id} failed: {result.error}",
+                       file=sys.stderr)
+        if after is not None:
+            after(trial, result)
+
+    pool.get().run(todo, on_start=on_start, on_result=on_result)
+
+
+def _total(store: TrialStore) -> int:
+    return sum(store.counts().values())
+
+
+def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
+    rewards = [t.reward for t in trials if t.status == "done"]
+    failed = len(trials) - len(rewards)
+    text = f"round {round_ + 1}/{config.rounds}: {len(trials)} policies"
+    if rewards:
+        text += f", reward mean {np.mean(rewards):.4f} max {max(rewards):.4f}"
+    if "charts/reference_reward" in stats:
+        text += f", reference {stats['charts/reference_reward']:.4f}"
+    if "charts/baseline" in stats:
+        text += (f", baseline {stats['charts/baseline']:.4f}, entropy {stats['losses/entropy']:.2f}"
+                 f", approx_kl {stats['losses/approx_kl']:.2e}")
+    if failed:
+        text += f", {failed} failed (left out of the update)"
+    return text
+
+
+# --- TensorBoard ------------------------------------------------------------------------------
+
+
+def _summary_writer(run_dir: Path, purge_step: int | None):  # -> SummaryWriter | None
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard: ~0.25 s of start-up, only for commands that log
+    except ImportError:  # tensorboard is a dependency; a broken install loses the logs only
+        print("warning: tensorboard is not importable; no TensorBoard logs", file=sys.stderr)
+        return None
+    # purge_step: events a killed run logged after its last checkpoint are dropped on resume,
+    # so a round redone after a restart is not plotted twice.
+    return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIRNAME), purge_step=purge_step)
+
+
+def _log_round(
+    writer: Any,
+    step: int,
+    stats: dict[str, float],
+    tokens: torch.Tensor,
+    failed: int,
+    store: TrialStore,
+    picture_images: np.ndarray,
+    config: SearchConfig,
+) -> None:
+    for tag, value in stats.items():
+        writer.add_scalar(tag, value, step)
+    writer.add_scalar("charts/failed_trials", failed, step)
+    by = rank_by(config)
+    best = store.best(1, by=by)
+    if best:
+        writer.add_scalar(f"charts/best_{by}", getattr(best[0], by), step)
+    # Op choices: one histogram per op position (decision 0, 3, 6, ... of the tokens), and the
+    # share of each op over all positions.
+    per_op = len(DECISIONS_PER_OP)
+    op_tokens = tokens[:, ::per_op]  # (n, positions)
+    edges = np.arange(len(OP_NAMES) + 1) - 0.5
+    for position in range(op_tokens.shape[1]):
+        writer.add_histogram(f"ops/position_{position}", op_tokens[:, position].numpy(), step,
+                             bins=edges)
+    counts = torch.bincount(op_tokens.reshape(-1), minlength=len(OP_NAMES)).double()
+    for op_id, name in enumerate(OP_NAMES):
+        writer.add_scalar(f"ops/frequency/{name}", float(counts[op_id] / counts.sum()), step)
+    if best:
+        policy = Policy.from_json(best[0].payload["policy"], "trial payload")
+        grid = render_grid(policy, picture_images, seed=0, scale=2)  # (H, W, 3) uint8
+        writer.add_image("best_policy", grid, step, dataformats="HWC")
+    writer.flush()
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """One candidate of the re-evaluation before export: a search trial and its rewards
+    (paired when the search's are) on the fresh seeds where its child and reference succeeded."""
+
+    trial: Trial
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export_policy` wrote."""
+
+    policy: Policy
+    trials: list[Trial]
+    policy_path: Path
+    albumentations_path: Path
+    reevaluation: list[Reevaluation] | None = None
+    """Every re-evaluated candidate, best mean first; None without re-evaluation."""
+
+
+def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
+    """The `k` best search policies by `by`, one trial per policy (a policy sampled twice
+    competes once, with its best trial)."""
+    seen: set[str] = set()
+    out: list[Trial] = []
+    for trial in store.best(len(store.rows(phase="search")), by=by):
+        if trial.key not in seen:
+            seen.add(trial.key)
+            out.append(trial)
+        if len(out) == k:
+            break
+    return out
+
+
+def reevaluate(
+    store: TrialStore,
+    config: SearchConfig,
+    pool: _LazyPool,
+    top: int,
+    seeds: int,
+    progress: bool = True,
+) -> list[Reevaluation]:
+    """Re-train the `top` best policies of the search on `seeds` fresh seeds (one shared seed
+    per round of candidates, plus a reference child per seed when rewards are paired) and
+    return them, best mean first (ties: the better search rank).
+
+    Resumable like the search: every child is a trial of the store's "reeval" phase, keyed by
+    (policy, seed); a rerun adds only the (policy, seed) pairs it does not hold (a grown search
+    may have new candidates) and evaluates only unfinished trials.
+    """
+    by = rank_by(config)
+    candidates = distinct_best(store, top, by)
+    fresh = [reevaluation_seed(config.seed, j) for j in range(seeds)]
+    held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
+    next_round = max(store.rounds("reeval"), default=-1) + 1
+    for seed in fresh:
+        specs = [TrialSpec(key=c.key, payload=c.payload, seed=seed, tokens=c.tokens)
+                 for c in candidates if (c.key, seed) not in held]
+        if specs and config.reward.paired and (REFERENCE_KEY, seed) not in held:
+            specs.append(reference_spec(seed))
+        if specs:
+            store.add_pending(next_round, specs, phase="reeval")
+            next_round += 1
+    wanted = {(c.key, s) for c in candidates for s in fresh} | {(REFERENCE_KEY, s) for s in fresh}
+    trials = [t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted]
+    todo = sum(t.status in UNFINISHED for t in trials)
+    bar = tqdm(total=len(trials), initial=len(trials) - todo, unit="child",
+               desc=f"re-evaluate top {len(candidates)} x {seeds} seeds",
+               disable=not progress or not todo, dynamic_ncols=True, file=sys.stderr)
+    try:
+        _evaluate_trials(store, pool, trials, lambda trial, result: bar.update(1))
+    finally:
+        bar.close()
+    done = {(t.key, t.seed): getattr(t, by)
+            for t in store.rows(phase="reeval", role="policy", status="done")}
+    scored = [Reevaluation(c, [done[(c.key, s)] for s in fresh if done.get((c.key, s)) is not None])
+              for c in candidates]
+    # sorted() is stable: equal means keep the search's order.
+    return sorted(scored, key=lambda r: -r.mean if r.values else math.inf)
+
+
+def export_policy(
+    run_dir: str | Path,
+    top: int = 5,
+    out: str | Path | None = None,
+    *,
+    reevaluate_top: int | None = 0,
+    reevaluate_seeds: int | None = None,
+    progress: bool = True,
+) -> Export:
+    """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
+
+    Best by the search's reward (the paired one when the search paired its rewards), ties to
+    the earlier trial; or, with `reevaluate_top` > 0, the `top` best by their mean reward when
+    the search's best `reevaluate_top` are re-trained on `reevaluate_seeds` fresh seeds (None:
+    the run's `[export]` settings). Re-evaluation trains children through the run's workers and
+    store, so it takes the run directory's lock, and a killed export resumes. Writes native
+    JSON to `out` (default RUN_DIR/policy.json) with provenance, and the albumentations JSON
+    next to it.
+    """
+    run_dir = Path(run_dir)
+    store_path = run_dir / STORE_FILENAME
+    if not store_path.is_file():
+        what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
+        raise AutoaugError(
+            f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
+        )
+    config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
+    if config is not None:
+        reevaluate_top = config.export.reevaluate_top if reevaluate_top is None else reevaluate_top
+        reevaluate_seeds = config.export.reevaluate_seeds if reevaluate_seeds is None else reevaluate_seeds
+    if reevaluate_top and config is None:
+        raise AutoaugError(f"{run_dir} has no {CONFIG_FILENAME}: cannot re-train its policies; "
+                           "export with --reevaluate-top 0")
+    if not reevaluate_top:
+        with TrialStore(store_path) as store:
+            return _export(run_dir, store, config, top, out, None, 0, 0, progress)
+    assert config is not None
+    task = ChildTask.from_config(config)
+    with RunLock(run_dir), TrialStore(store_path) as store:
+        store.requeue_running()  # re-evaluation children a killed export left running
+        pool = _LazyPool(config, task, run_dir)
+        try:
+            return _export(run_dir, store, config, top, out, pool, reevaluate_top,
+                           reevaluate_seeds or 1, progress)
+        finally:
+            pool.close()
+
+
+def _export(
+    run_dir: Path,
+    store: TrialStore,
+    config: SearchConfig | None,
+    top: int,
+    out: str | Path | None,
+    pool: _LazyPool | None,
+    reevaluate_top: int,
+    reevaluate_seeds: int,
+    progress: bool,
+) -> Export:
+    """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    for name, value in (("--reevaluate-top", reevaluate_top), ("--reevaluate-seeds", reevaluate_seeds)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise AutoaugError(f"{name} must be an integer >= 0, got {value!r}")
+    if 0 < reevaluate_top < top:
+        raise AutoaugError(f"--reevaluate-top ({reevaluate_top}) must be 0 or at least --top "
+                           f"({top}): the exported policies are chosen among the re-evaluated ones")
+    by = rank_by(config)
+    counts = store.counts()
+    best = distinct_best(store, top, by)
+    if not best and counts["done"]:
+        raise AutoaugError(
+            f"no policy of {run_dir} has a paired reward: the reference children failed (their "
+            f"errors are in {store.path}, role 'reference')"
+        )
+    if not best:
+        raise AutoaugError(
+            f"{run_dir} has no completed trials yet ({counts['failed']} failed, "
+            f"{counts['pending'] + counts['running']} unfinished); run `autoaug search --out {run_dir}`"
+        )
+    reevaluation = None
+    if reevaluate_top:
+        assert config is not None and pool is not None
+        reevaluation = reevaluate(store, config, pool, reevaluate_top, reevaluate_seeds, progress)
+        best = [r.trial for r in reevaluation if r.values][:top]
+        if not best:
+            raise AutoaugError(f"every re-evaluation child of {run_dir} failed; the errors are in "
+                               f"{store.path} (phase 'reeval'); export with --reevaluate-top 0")
+    sub_policies = tuple(
+        sub for t in best for sub in Policy.from_json(t.payload["policy"], f"trial {t.id}").sub_policies
+    )
+    info = provenance(
+        "autoaug search",
+        dataset=config.dataset if config else None,
+        algo=config.algo if config else None,
+        budget=config.budget if config else None,
+        completed=counts["done"] + counts["failed"],
+        failed=counts["failed"],
+        top=len(best),
+        ranked_by=by,
+        rewards=[t.reward for t in best],
+        trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward,
+                 "paired": t.paired} for t in best],
+        reevaluation=None if reevaluation is None else {
+            "seeds": reevaluate_seeds,
+            "values": by,
+            "candidates": [{"id": r.trial.id, "search": getattr(r.trial, by), "mean": r.mean if r.values else None,
+                            "values": r.values} for r in reevaluation],
+        },
+        run_dir=str(run_dir.resolve()),
+        config=to_dict(config) if config else None,
+    )
+    policy = Policy(sub_policies, info)
+    out = run_dir / POLICY_FILENAME if out is None else Path(out)
+    albu_out = albumentations_path(out)
+    try:
+        policy.save(out)
+        save_albumentations(policy, albu_out)
+    except OSError as err:
+        raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
+    return Export(policy, best, out, albu_out, reevaluation)

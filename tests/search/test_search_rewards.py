@@ -1,0 +1,172 @@
+"""Rewards with less noise and the re-evaluation before export (issue #10, items 1 and 2):
+every policy of a controller batch trains on the batch's seed next to a reference child, the
+store keeps raw and paired rewards, advantages are centred within the batch, a search killed
+mid-round resumes to the same store, and the export re-trains the best candidates on fresh
+seeds (resumably) and picks the final K by their mean.
+
+Children are real and tiny (1 epoch on 160 images, scored on 200), as in test_search.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autoaug import cli
+from autoaug.errors import ConfigError
+from autoaug.search.config import load_config
+from autoaug.search.search import (
+    REFERENCE_KEY,
+    Sampler,
+    batch_seed,
+    export_policy,
+    reevaluation_seed,
+    run_search,
+)
+from autoaug.search.store import CHECKPOINT_FILENAME, STORE_FILENAME, TrialStore
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
+        "backend=inline", "batch_size=3"]
+
+
+def _config(run: Path, *overrides: str):
+    return load_config(None, [f"out={run}", *TINY, *overrides])
+
+
+def _search_rows(run: Path) -> list[tuple]:
+    with TrialStore(run / STORE_FILENAME) as store:
+        return [(t.round, t.slot, t.key, t.seed, t.role, t.status, t.reward, t.paired)
+                for t in store.rows(phase="search")]
+
+
+@pytest.fixture(scope="module")
+def paired_run(tmp_path_factory) -> Path:
+    """A finished paired search: 2 rounds of 3 policies + a reference each, no re-evaluation."""
+    run = tmp_path_factory.mktemp("paired") / "run"
+    run_search(_config(run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    return run
+
+
+def test_a_batch_shares_one_seed_and_a_reference_child(paired_run: Path) -> None:
+    rows = _search_rows(paired_run)
+    assert [(r[0], r[1], r[4]) for r in rows] == [
+        (0, 0, "policy"), (0, 1, "policy"), (0, 2, "policy"), (0, 3, "reference"),
+        (1, 0, "policy"), (1, 1, "policy"), (1, 2, "policy"), (1, 3, "reference")]
+    for round_ in (0, 1):
+        batch = [r for r in rows if r[0] == round_]
+        assert {r[3] for r in batch} == {batch_seed(0, round_)}  # one seed for the whole batch
+        reference = batch[-1]
+        assert reference[2] == REFERENCE_KEY and reference[5] == "done" and reference[7] is None
+        for r in batch[:-1]:  # paired = raw - the reference's raw, both kept
+            assert r[5] == "done" and r[7] == pytest.approx(r[6] - reference[6])
+    assert batch_seed(0, 0) != batch_seed(0, 1)
+
+
+def test_advantages_are_centred_within_the_batch() -> None:
+    """Paired: adding a constant to a batch's rewards (a luckier seed) changes nothing; with
+    the paper's EMA baseline it changes the update."""
+    for paired, same in ((True, True), (False, False)):
+        config = load_config(None, [f"reward.paired={str(paired).lower()}"])
+        a, b = Sampler(config), Sampler(config)
+        tokens, logprobs = a.sample(6)
+        b.sample(6)
+        rewards = [0.30, 0.35, 0.32, 0.40, 0.28, 0.33]
+        a.update(tokens, logprobs, rewards)
+        b.update(tokens, logprobs, rewards)
+        tokens, logprobs = a.sample(6)
+        b.sample(6)
+        a.update(tokens, logprobs, rewards)
+        b.update(tokens, logprobs, [r + 0.2 for r in rewards])
+        equal = all(torch.allclose(p, q) for p, q in
+                    zip(a.controller.parameters(), b.controller.parameters()))
+        assert equal is same
+
+
+def test_a_search_killed_mid_round_resumes_to_the_same_store(paired_run: Path, tmp_path: Path) -> None:
+    # Round 0 done, round 1 interrupted: the checkpoint is the one written after round 0, and
+    # round 1 holds one finished policy, one left running, and an unfinished reference.
+    run = tmp_path / "killed"
+    run_search(_config(run, "budget=3", "export.reevaluate_top=0"), progress=False)
+    after_round_0 = (run / CHECKPOINT_FILENAME).read_bytes()
+    run_search(_config(run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    (run / CHECKPOINT_FILENAME).write_bytes(after_round_0)
+    conn = sqlite3.connect(run / STORE_FILENAME)
+    with conn:
+        conn.execute("UPDATE trials SET status = 'running', reward = NULL, paired = NULL "
+                     "WHERE round = 1 AND slot = 1")
+        conn.execute("UPDATE trials SET status = 'pending', reward = NULL, paired = NULL "
+                     "WHERE round = 1 AND slot = 3")
+        conn.execute("UPDATE trials SET paired = NULL WHERE round = 1")
+    conn.close()
+    run_search(_config(run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    rows, clean = _search_rows(run), _search_rows(paired_run)
+    assert [r[:6] for r in rows] == [r[:6] for r in clean]  # same policies, seeds, statuses
+    np.testing.assert_allclose([r[6] for r in rows], [r[6] for r in clean])
+    np.testing.assert_allclose([np.nan if r[7] is None else r[7] for r in rows],
+                               [np.nan if r[7] is None else r[7] for r in clean])
+
+
+def _reeval_rows(run: Path) -> list[tuple]:
+    with TrialStore(run / STORE_FILENAME) as store:
+        return [(t.id, t.key, t.seed, t.role, t.status, t.reward, t.paired, t.finished)
+                for t in store.rows(phase="reeval")]
+
+
+def test_reevaluation_picks_by_mean_and_resumes(paired_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(paired_run, run)
+    exported = export_policy(run, top=2, reevaluate_top=3, reevaluate_seeds=2, progress=False)
+    rows = _reeval_rows(run)
+    seeds = [reevaluation_seed(0, 0), reevaluation_seed(0, 1)]
+    # 3 candidates x 2 fresh seeds + a reference per seed, none of them a search seed.
+    assert sorted((r[3], r[2]) for r in rows) == sorted(
+        [("policy", s) for s in seeds for _ in range(3)] + [("reference", s) for s in seeds])
+    assert all(r[4] == "done" for r in rows)
+    assert not {r[2] for r in rows} & {r[3] for r in _search_rows(run)}
+    # The candidates are the search's best 3 by paired reward; the export is the best 2 of them
+    # by the mean of their paired rewards on the fresh seeds.
+    search = sorted((r for r in _search_rows(run) if r[4] == "policy"), key=lambda r: -r[7])
+    candidates = [r[2] for r in search[:3]]
+    means = {k: np.mean([r[6] for r in rows if r[1] == k]) for k in candidates}
+    expected = sorted(candidates, key=lambda k: -means[k])[:2]
+    assert [t.key for t in exported.trials] == expected
+    assert [r.trial.key for r in exported.reevaluation] == sorted(candidates, key=lambda k: -means[k])
+    provenance = exported.policy.provenance["reevaluation"]
+    assert provenance["seeds"] == 2 and provenance["values"] == "paired"
+    assert [c["mean"] for c in provenance["candidates"]] == pytest.approx(sorted(means.values(), reverse=True))
+
+    # A killed export: one child left running, one never started. The rerun evaluates those
+    # two only and reaches the same choice; the other children are not trained again.
+    conn = sqlite3.connect(run / STORE_FILENAME)
+    with conn:
+        conn.execute("UPDATE trials SET status = 'running', reward = NULL, paired = NULL "
+                     "WHERE id = ?", (rows[0][0],))
+        conn.execute("UPDATE trials SET status = 'pending', reward = NULL, paired = NULL "
+                     "WHERE id = ?", (rows[-1][0],))
+    conn.close()
+    again = export_policy(run, top=2, reevaluate_top=3, reevaluate_seeds=2, progress=False)
+    rerun = _reeval_rows(run)
+    assert [r[:4] for r in rerun] == [r[:4] for r in rows]
+    assert [r[7] for r in rerun[1:-1]] == [r[7] for r in rows[1:-1]]  # untouched
+    assert [t.key for t in again.trials] == expected
+
+    # More candidates: only the new (policy, seed) pairs are added.
+    export_policy(run, top=2, reevaluate_top=4, reevaluate_seeds=2, progress=False)
+    grown = _reeval_rows(run)
+    assert len(grown) == 4 * 2 + 2 and grown[: len(rows)] == rerun
+
+
+def test_export_settings_are_checked(paired_run: Path, capsys) -> None:
+    with pytest.raises(ConfigError, match=r"export.reevaluate_top \(3\) must be 0 or at least export_top \(5\)"):
+        load_config(None, ["export.reevaluate_top=3"])
+    assert cli.main(["export", str(paired_run), "--top", "3", "--reevaluate-top", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--reevaluate-top (2) must be 0 or at least --top (3): the exported "
+                        "policies are chosen among the re-evaluated ones") and "\n" not in err
