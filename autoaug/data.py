@@ -177,6 +177,20 @@ def load_splits(
     return _load_npz(spec, Path(arg).expanduser(), image_size, seed, val_fraction)
 
 
+def fingerprint(*arrays: np.ndarray) -> str:
+    """A content hash of `arrays` (dtype, shape and bytes of each, in order): what a trial store
+    records so that a resumed search can tell that the data behind its dataset spec changed.
+
+    SHA-256 runs at about 1 GB/s, so the search's default 2 x 2,000 CIFAR images cost ~10 ms.
+    """
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape};".encode())
+        digest.update(memoryview(array).cast("B"))
+    return "sha256:" + digest.hexdigest()
+
+
 # --- spec parsing and shared helpers ----------------------------------------------------------
 
 
