@@ -101,3 +101,59 @@ def set_image_pool(pipeline: Any, images: np.ndarray) -> int:
             t.image_pool = images
             found += 1
     return found
+
+
+# --- reading an albumentations file -----------------------------------------------------------
+
+_COMPOSITIONS = ("Compose", "OneOf", "Sequential", "SomeOf")
+
+
+def load_pipeline(doc: Any, where: str) -> tuple[Any, list[str]]:
+    """An albumentations pipeline from its parsed JSON `doc` (what `A.load` reads), checked:
+    (pipeline, warnings). PolicyError for a document `A.load` refuses (unknown transform,
+    missing or mistyped fields), for arguments it would drop with only a warning (a misspelled
+    name would silently become the default), for a transform without `p` (it would silently
+    become 0.5) and for a `p` that is not a number in [0, 1] (Compose does not check its own).
+    A pipeline in which no transform can ever fire is valid but gets a warning.
+    """
+    import warnings
+
+    from autoaug.errors import PolicyError
+    from autoaug.policy import is_number
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pipeline = A.from_dict(doc)
+        except KeyError as err:  # albumentations' registry lookup: an unknown class name
+            raise PolicyError(f"{where}: unknown albumentations transform or missing key {_first_line(err)}") from None
+        except Exception as err:  # A.from_dict has no error type of its own for a bad document
+            raise PolicyError(f"{where}: albumentations cannot load it ({type(err).__name__}: {_first_line(err)})") from None
+    for warning in caught:
+        text = str(warning.message)
+        if "not valid for transform" in text or "has no 'p' parameter" in text:
+            raise PolicyError(f"{where}: {_first_line(text)}")
+    if not isinstance(pipeline, A.BaseCompose):
+        raise PolicyError(f"{where}: expected a Compose pipeline, got a {type(pipeline).__name__}")
+    for t in walk(pipeline):
+        if not is_number(t.p) or not 0 <= t.p <= 1:
+            raise PolicyError(f"{where}: {type(t).__name__} has p = {t.p!r}; expected a number in [0, 1]")
+    notes = []
+    if not _can_fire(pipeline):
+        notes.append(f"{where}: no transform in this pipeline can ever fire (all p = 0, NoOp or "
+                     "empty): it never changes an image")
+    return pipeline, notes
+
+
+def _can_fire(transform: Any) -> bool:
+    if transform.p <= 0 or isinstance(transform, A.NoOp):
+        return False
+    if isinstance(transform, A.BaseCompose):
+        return any(_can_fire(child) for child in transform.transforms)
+    return True
+
+
+def _first_line(err: Any) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else type(err).__name__
+    return line if len(line) <= 160 else line[:157] + "..."

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,9 +30,19 @@ DECISIONS_PER_OP = (len(OP_NAMES), PROB_BINS, MAGNITUDE_BINS)  # (16, 11, 10)
 SEARCH_NVEC: tuple[int, ...] = DECISIONS_PER_OP * (NUM_SUB_POLICIES * OPS_PER_SUB_POLICY)
 
 
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (JSON's true is no number), not beyond float range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int such as 10**400 has no float value
+        return False
+
+
 def _check_prob(prob: Any, where: str) -> float:
-    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not math.isfinite(prob):
-        raise PolicyError(f"{where}: expected a probability (number), got {prob!r}")
+    if not is_number(prob):
+        raise PolicyError(f"{where}: expected a probability (number), got {_short(prob)}")
     scaled = prob * (PROB_BINS - 1)
     if not 0 <= prob <= 1 or abs(scaled - round(scaled)) > 1e-9:
         raise PolicyError(f"{where}: expected a probability in 0.0, 0.1, ..., 1.0, got {prob!r}")
@@ -44,9 +55,9 @@ def _check_bin(name: str, magnitude_bin: Any, where: str) -> int | None:
             raise PolicyError(f"{where}: {name} needs a magnitude bin 0..{MAGNITUDE_BINS - 1}, got null")
         return None
     if isinstance(magnitude_bin, bool) or not isinstance(magnitude_bin, int):
-        raise PolicyError(f"{where}: expected a magnitude bin (integer 0..{MAGNITUDE_BINS - 1}), got {magnitude_bin!r}")
+        raise PolicyError(f"{where}: expected a magnitude bin (integer 0..{MAGNITUDE_BINS - 1}), got {_short(magnitude_bin)}")
     if not 0 <= magnitude_bin < MAGNITUDE_BINS:
-        raise PolicyError(f"{where}: expected a magnitude bin in 0..{MAGNITUDE_BINS - 1}, got {magnitude_bin}")
+        raise PolicyError(f"{where}: expected a magnitude bin in 0..{MAGNITUDE_BINS - 1}, got {_short(magnitude_bin)}")
     return magnitude_bin
 
 
@@ -176,7 +187,11 @@ class Policy:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    """`value` as JSON (a string as repr), cut to fit in one line of an error."""
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError, RecursionError):  # too deep, or an int too long to print
+        text = f"a {type(value).__name__} too large to print"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -185,7 +200,7 @@ def _check_header(doc: Any, where: str, kind: str) -> None:
         raise PolicyError(f"{where}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") != FORMAT:
         raise PolicyError(f"{where}: expected \"format\": \"{FORMAT}\", got {_short(doc.get('format'))}")
-    if doc.get("version") != VERSION:
+    if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):  # true == 1
         raise PolicyError(f"{where}: expected \"version\": {VERSION}, got {_short(doc.get('version'))}")
     if doc.get("kind") != kind:
         raise PolicyError(f"{where}: expected \"kind\": \"{kind}\", got {_short(doc.get('kind'))}")
@@ -198,7 +213,7 @@ def _operation_from_json(doc: Any, where: str) -> Operation:
     if unknown:
         raise PolicyError(f"{where}: unknown keys {sorted(unknown)}; expected op, prob, magnitude_bin")
     name = doc.get("op")
-    if name not in OPS_BY_NAME:
+    if not isinstance(name, str) or name not in OPS_BY_NAME:
         raise PolicyError(f"{where}.op: unknown op {_short(name)}; expected one of {', '.join(OP_NAMES)}")
     if "prob" not in doc:
         raise PolicyError(f"{where}: missing \"prob\"")
@@ -219,18 +234,59 @@ def save_json(doc: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+# A policy file is small: the largest published one is 25 sub-policies (about 3 KB native, 60 KB
+# as albumentations JSON). Anything past this is not a policy, and is refused before parsing.
+MAX_FILE_BYTES = 16 * 2**20
+
+
+def _no_constant(name: str) -> None:
+    raise PolicyError(f"{name} is not a number a policy can hold (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise PolicyError(f"{text[:20]} is beyond the range of a float")
+    return value
+
+
+def is_file(path: str | Path) -> bool:
+    """Path.is_file without its OSError for a name too long for the file system."""
+    try:
+        return Path(path).expanduser().is_file()
+    except OSError:
+        return False
+
+
 def read_json(path: str | Path) -> Any:
+    """The JSON document in `path`; PolicyError for anything that is not a readable, strict JSON
+    file (no NaN / Infinity, no number that overflows a float)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a directory, or a pipe that would block the read
+            raise PolicyError(f"{path}: not a regular file; expected a policy JSON file")
+        if info.st_size > MAX_FILE_BYTES:
+            raise PolicyError(f"{path}: {info.st_size} bytes is too large for a policy file "
+                              f"(at most {MAX_FILE_BYTES} bytes)")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
-        raise PolicyError(f"{path}: cannot read a policy file ({err.__class__.__name__})") from None
+    except UnicodeDecodeError as err:
+        raise PolicyError(f"{path}: not UTF-8 text (byte {err.start}); a policy file is JSON") from None
+    except OSError as err:  # a directory, no permission, a symlink loop, a name too long, ...
+        raise PolicyError(f"{path}: cannot read a policy file ({err.strerror or type(err).__name__})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as err:
         raise PolicyError(f"{path}: not JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except PolicyError as err:
+        raise PolicyError(f"{path}: {err}") from None
+    except RecursionError:
+        raise PolicyError(f"{path}: JSON nested too deeply to be a policy") from None
+    except ValueError:  # Python's limit on the digits of an int ("Exceeds the limit ...")
+        raise PolicyError(f"{path}: holds an integer too long to read (thousands of digits); "
+                          "no policy value is") from None
 
 
 def policy_from_json(doc: Any, where: str = "policy"):

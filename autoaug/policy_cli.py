@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -10,16 +11,16 @@ import numpy as np
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.policy import Policy, policy_from_json, published_policy, read_json
+from autoaug.policy import Policy, is_file, policy_from_json, published_policy, read_json
 
 
 class AlbumentationsFile:
     """An exported albumentations pipeline, drawn like an augmenter: `(images, generator) -> images`."""
 
-    def __init__(self, path: str):
-        import albumentations as A
+    def __init__(self, doc: dict, path: str):
+        from autoaug.albu import load_pipeline
 
-        self.pipeline = A.load(path, data_format="json")
+        self.pipeline, self.warnings = load_pipeline(doc, path)
 
     def describe(self) -> str:
         from autoaug.albu import walk
@@ -39,16 +40,18 @@ class AlbumentationsFile:
 def resolve(spec: str):
     """A native policy file, an albumentations export (drawn as is), or a published name such as
     `autoaugment-cifar10`."""
-    if spec.startswith("autoaugment-") and not Path(spec).exists():
+    if spec.startswith("autoaugment-") and not is_file(spec):
         return published_policy(spec)
     doc = read_json(spec)
     if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
-        return AlbumentationsFile(spec)
+        return AlbumentationsFile(doc, spec)
     return policy_from_json(doc, spec)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     policy = resolve(args.policy)
+    for note in getattr(policy, "warnings", ()):
+        print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
     print(policy.describe())
     source = getattr(policy, "provenance", {}).get("source")
@@ -58,10 +61,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
-    """A strip of `text` above `img` (HWC uint8 RGB)."""
-    strip = np.full((14, img.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, text[: img.shape[1] // 6], (2, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA)
+    """A strip with each line of `text` above `img` (HWC uint8 RGB); lines too long are cut."""
+    lines = text.splitlines()
+    strip = np.full((14 * len(lines), img.shape[1], 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        cv2.putText(strip, line[: img.shape[1] // 6], (2, 11 + 14 * k), cv2.FONT_HERSHEY_PLAIN, 0.8,
+                    (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([strip, img], axis=0)
+
+
+def sub_policy_label(index: int, sub) -> str:
+    """One line per op of a sub-policy: its probability and its magnitude, as the bin and the
+    value in the op's unit (`Rotate(p=0.7, bin 2 = +/-6.67 degrees)`)."""
+    return "\n".join(f"{index}: {op}" if k == 0 else f"  > {op}" for k, op in enumerate(sub))
 
 
 def render_grid(policy, images: np.ndarray, seed: int = 0, scale: int = 3) -> np.ndarray:
@@ -77,7 +89,7 @@ def render_grid(policy, images: np.ndarray, seed: int = 0, scale: int = 3) -> np
     if isinstance(policy, Policy):
         for i, sub in enumerate(policy.sub_policies):
             rows.append(PolicyAugment(Policy((sub,)))(x, g))
-            labels.append(f"{i}: " + " > ".join(f"{op.name} {op.prob:.1f}" for op in sub))
+            labels.append(sub_policy_label(i, sub))
     else:
         for i in range(5):
             rows.append(policy(x, g))

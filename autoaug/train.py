@@ -633,6 +633,8 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
     trivialaugment, randaugment:N=..,M=.. and policy files get the standard augmentation and
     Cutout 16 after them, as in the AutoAugment paper.
     """
+    from autoaug.policy import is_file
+
     if not isinstance(spec, str) or not spec.strip():
         raise PolicyError(f"expected a policy spec ({' | '.join(POLICY_SPECS)}), got {spec!r}")
     spec = spec.strip()
@@ -654,11 +656,11 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
         else:
             description = "TrivialAugment"
         description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or Path(spec).expanduser().is_file():
+    elif spec.endswith(".json") or is_file(spec):
         from autoaug.policy import load_policy
 
         path = Path(spec).expanduser()
-        if not path.is_file():
+        if not is_file(path):
             raise PolicyError(f"policy file {spec!r} does not exist")
         source = load_policy(path)
         description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
