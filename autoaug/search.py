@@ -310,7 +310,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     run_dir = Path(config.out)
     task = ChildTask.from_config(config)
     splits = load_search_data(task)  # a bad dataset fails here, before any directory or worker
-    check_child_batch(config, len(splits.train_y))
+    check_child_fits(config, splits)
     _make_run_dir(run_dir)
     store_path = run_dir / STORE_FILENAME
     with contextlib.ExitStack() as held:
@@ -445,9 +445,15 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         )
 
 
-def check_child_batch(config: SearchConfig, train_images: int) -> None:
-    """ConfigError unless a child's batch fits its training set: with fewer images than one
-    batch, an epoch has no full batch to train on, and every reward would be chance."""
+def check_child_fits(config: SearchConfig, splits: Any) -> None:
+    """An error unless a child can train on the search's data: its network must take the
+    images' size, and its batch must fit the training set (with fewer images than one batch an
+    epoch has no full batch to train on, and every reward would be chance)."""
+    from autoaug.models import build_model, check_image_size
+
+    model = build_model(config.child.model, splits.num_classes)
+    check_image_size(model, config.child.model, *splits.image_shape, where=config.dataset)
+    train_images = len(splits.train_y)
     if config.child.batch_size > train_images:
         raise ConfigError(
             f"child.batch_size = {config.child.batch_size} is larger than the child's training "

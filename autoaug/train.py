@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import ConfigError, DataError, PolicyError
-from autoaug.models import MODEL_NAMES, build_model, model_spec
+from autoaug.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 if TYPE_CHECKING:
     from autoaug.data import Splits
@@ -426,6 +426,7 @@ def train_model(
     model = build_model(
         config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
     )
+    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     model = model.to(device=device, memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(seed)
