@@ -138,11 +138,45 @@ def load_pipeline(doc: Any, where: str) -> tuple[Any, list[str]]:
     for t in walk(pipeline):
         if not is_number(t.p) or not 0 <= t.p <= 1:
             raise PolicyError(f"{where}: {type(t).__name__} has p = {t.p!r}; expected a number in [0, 1]")
+    _try_each(pipeline, where)
     notes = []
     if not _can_fire(pipeline):
         notes.append(f"{where}: no transform in this pipeline can ever fire (all p = 0, NoOp or "
                      "empty): it never changes an image")
     return pipeline, notes
+
+
+def _try_each(pipeline: Any, where: str) -> None:
+    """Run every transform of `pipeline` once, whatever its p, on a 32x32 RGB image: albumentations
+    accepts arguments it then cannot apply (an int beyond float range in an Affine, say), and
+    a file found broken mid-training would cost the run."""
+    import warnings
+
+    from autoaug.errors import PolicyError
+
+    image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)  # (H, W, C)
+    for t in walk(pipeline):
+        if isinstance(t, A.BaseCompose):
+            continue
+        p, pool = t.p, getattr(t, "image_pool", None)
+        t.p = 1.0
+        if isinstance(t, SamplePairing):
+            t.image_pool = image[None]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # overflow warnings of extreme but finite values
+                out = t(image=image)["image"]
+            if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3:
+                raise TypeError(f"gave {type(out).__name__} {getattr(out, 'dtype', '')}")
+        except Exception as err:  # noqa: BLE001 - any failure of a transform on a plain image
+            raise PolicyError(
+                f"{where}: {type(t).__name__} fails on a 32x32 RGB image ({type(err).__name__}: "
+                f"{_first_line(err)}); check its arguments"
+            ) from None
+        finally:
+            t.p = p
+            if isinstance(t, SamplePairing):
+                t.image_pool = pool
 
 
 def _can_fire(transform: Any) -> bool:

@@ -358,7 +358,8 @@ def load_config(
             )
     for item in overrides:
         key, value = _parse_override(item)
-        raw[key] = (value, f"--set {item if len(item) <= 80 else key + '=...'}")
+        shown = item if item.isprintable() and len(item) <= 80 else _short_number(item)
+        raw[key] = (value, f"--set {shown}")
     keys = set(valid_keys())
     values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in _TABLES}}
     for key, (value, where) in raw.items():
