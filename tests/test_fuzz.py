@@ -23,18 +23,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 import albumentations as A
+import cv2
 import numpy as np
 import pytest
 import torch
 
-from autoaug.config import load_config, to_toml, valid_keys
-from autoaug.data import load_splits
+from autoaug.search.config import load_config, to_dict, to_toml, valid_keys
+from autoaug.training.data import load_splits
 from autoaug.errors import AutoaugError
-from autoaug.export import to_albumentations
-from autoaug.ops import OP_NAMES
-from autoaug.policy import Policy, published_policy
-from autoaug.policy_cli import AlbumentationsFile, resolve
-from autoaug.randaugment import RandAugment, TrivialAugment
+from autoaug.space.albu import set_image_pool, walk
+from autoaug.space.augment import PolicyAugment
+from autoaug.space.export import AlbumentationsFile, to_albumentations
+from autoaug.space.ops import OP_NAMES
+from autoaug.space.policy import Policy, published_policy
+from autoaug.space.specs import resolve
+from autoaug.space.randaugment import RandAugment, TrivialAugment
 
 SEED = 12
 POLICY_CASES = 600  # half native (policy, randaugment, trivialaugment), half albumentations
@@ -159,8 +162,6 @@ def _native_bases() -> list[dict[str, Any]]:
 
 
 def _albumentations_base() -> dict[str, Any]:
-    import albumentations as A
-
     subs = published_policy("autoaugment-cifar10").sub_policies
     # Sub-policies 0-2 and 22 (SamplePairing is not in the paper's CIFAR policy, so add it).
     policy = Policy((subs[0], subs[1], subs[2], ((Policy.from_tokens([15, 5, 3] * 2)).sub_policies[0])))
@@ -193,10 +194,6 @@ def _check_policy_runs(policy: Any, images: np.ndarray) -> None:
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
     g = torch.Generator().manual_seed(0)
     if isinstance(policy, AlbumentationsFile):
-        from autoaug.albu import set_image_pool
-
-        from autoaug.albu import walk
-
         set_image_pool(policy.pipeline, images)
         out = policy(x, g)
         for t in walk(policy.pipeline):  # every transform once, whatever its p
@@ -209,8 +206,6 @@ def _check_policy_runs(policy: Any, images: np.ndarray) -> None:
             for op in sub:
                 assert op.name in OP_NAMES and 0 <= op.prob <= 1
                 assert op.magnitude_bin is None or 0 <= op.magnitude_bin <= 9
-        from autoaug.augment import PolicyAugment
-
         out = PolicyAugment(policy)(x, g)
     else:
         assert isinstance(policy, (RandAugment, TrivialAugment))
@@ -368,8 +363,6 @@ def _cifar_case(rng: random.Random, nrng: np.random.Generator, root: Path) -> st
 
 
 def _folder_case(rng: random.Random, nrng: np.random.Generator, root: Path) -> str:
-    import cv2
-
     for c in range(3):
         (root / f"class{c}").mkdir(parents=True)
         for k in range(6):
@@ -462,8 +455,6 @@ def _check_config(config: Any) -> None:
 
 
 def _flat(config: Any) -> dict[str, Any]:
-    from autoaug.config import to_dict
-
     doc = to_dict(config)
     flat = {k: v for k, v in doc.items() if not isinstance(v, dict)}
     for table in ("child", "ppo"):
