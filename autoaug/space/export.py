@@ -10,27 +10,27 @@ transforms (`autoaug.space.albu`); a file holding them loads after `import autoa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 
 from autoaug.space.albu import SamplePairing, Sharpness, compose, seed_pipeline, walk
+from autoaug.space.augment import Augmenter
 
 
-def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
+def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
     """An `A.Compose` that applies `policy` (a Policy, RandAugment or TrivialAugment) to one HWC
     uint8 image per call. `image_pool` feeds SamplePairing (usually the training images)."""
     return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
 
 
-def needs_autoaug(policy: Any) -> bool:
+def needs_autoaug(policy: Augmenter) -> bool:
     """Whether loading the export of `policy` needs `import autoaug` (it holds autoaug's own transforms)."""
     return loading_note(policy) is not None
 
 
-def loading_note(policy: Any) -> str | None:
+def loading_note(policy: Augmenter) -> str | None:
     """What a user must do before using the export of `policy`, or None when plain `A.load` is enough."""
     transforms = list(walk(to_albumentations(policy)))
     if not any(isinstance(t, (Sharpness, SamplePairing)) for t in transforms):
@@ -42,7 +42,7 @@ def loading_note(policy: Any) -> str | None:
     return note
 
 
-def save_albumentations(policy: Any, path: str | Path) -> Path:
+def save_albumentations(policy: Augmenter, path: str | Path) -> Path:
     """Write the albumentations JSON of `policy` with `A.save`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,13 +62,20 @@ class AlbumentationsFile:
 
     def __init__(self, path: str):
         self.pipeline = A.load(path, data_format="json")
+        self.provenance = {"source": path}
 
     def describe(self) -> str:
         names = sorted({type(t).__name__ for t in walk(self.pipeline)} - {"Compose", "OneOf", "Sequential"})
         return f"albumentations pipeline (A.load reads it) of {', '.join(names)}"
 
+    def summary(self) -> str:
+        return "albumentations pipeline"
+
+    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+        return list(self.pipeline.transforms)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator)))
-        hwc = images.permute(0, 2, 3, 1).numpy()
+        seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator, device=generator.device)))
+        hwc = images.permute(0, 2, 3, 1).cpu().numpy()
         out = np.stack([self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc])
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().to(images.device)

@@ -10,8 +10,6 @@ This module owns the training core and what sits directly on it:
   DataLoader in the hot path. bf16 autocast and channels_last on CUDA, plain fp32 on CPU.
 - `train_child`: train one child, return its validation accuracy (what the search calls).
 - `evaluate`, `predict_proba`: accuracy and softmax outputs.
-- `resolve_policy`: the named policies of `autoaug train --policy` (baselines, the published
-  AutoAugment policies, TrivialAugment, RandAugment, policy files).
 - `AlbumentationsAugment`: the exported-pipeline path: albumentations per image in DataLoader
   worker processes, the way a user trains with an exported policy.
 
@@ -35,7 +33,6 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import albumentations as A
@@ -44,18 +41,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError, PolicyError
-from autoaug.space import randaugment
+from autoaug.errors import ConfigError, DataError
 from autoaug.space.albu import seed_pipeline
-from autoaug.space.augment import PolicyAugment
 from autoaug.space.export import to_albumentations
-from autoaug.space.policy import Policy, published_policy
-from autoaug.space.specs import load_policy
+from autoaug.space.specs import PolicySpec
 from autoaug.training.data import Splits
 from autoaug.training.models import MODEL_NAMES, build_model, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
-# same shape, dtype and device, each image augmented with its own random choices.
+# same shape, dtype and device, each image augmented with its own random choices. Every
+# `Augmenter` is one; so is the adaptive RandAugment, or any function of that shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
@@ -549,103 +544,18 @@ def evaluate(
     return float(correct) / len(x)
 
 
-def as_augment(policy: Any) -> Augment | AlbumentationsAugment | None:
-    """A Policy -> its batched torch execution; an augmentation callable, an
-    AlbumentationsAugment or None -> itself."""
-    if policy is None or isinstance(policy, AlbumentationsAugment):
-        return policy
-    if isinstance(policy, Policy):
-        return PolicyAugment(policy)
-    if callable(policy):
-        return policy
-    raise PolicyError(
-        f"expected a Policy, an augmentation callable or None, got {type(policy).__name__}"
-    )
-
-
-def train_child(policy: Any, data: DeviceData, config: TrainConfig, seed: int) -> float:
-    """Train one child with `policy` (a Policy, an augmentation callable or None) and return
-    its validation accuracy in [0, 1]: the search's reward."""
-    model, _ = train_model(as_augment(policy), data, config, seed)
+def train_child(augment: Augment | None, data: DeviceData, config: TrainConfig, seed: int) -> float:
+    """Train one child with `augment` (a policy, any other augmenter, or None) and return its
+    validation accuracy in [0, 1]: the search's reward."""
+    model, _ = train_model(augment, data, config, seed)
     return evaluate(
         model, data.val_x, data.val_y, mean=data.mean, std=data.std,
         batch_size=config.eval_batch_size,
     )
 
 
-# --- named policies (`autoaug train --policy SPEC`) -------------------------------------------
-
-PUBLISHED_SPECS = ("autoaugment-cifar10", "autoaugment-svhn", "autoaugment-imagenet")
-# name -> (description, pad-crop + flip, Cutout pixels)
-_BASELINES = {
-    "none": ("no augmentation", False, 0),
-    "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
-    "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
-}
-POLICY_SPECS = (*_BASELINES, *PUBLISHED_SPECS, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
-# The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
-# on top (the reference code applies both to every image); the RandAugment and TrivialAugment
-# papers kept that setup for their CIFAR results, so every learned or published policy gets it.
-POLICY_CUTOUT = 16
-
-
-@dataclass(frozen=True, eq=False)
-class ResolvedPolicy:
-    """What a `--policy` spec means for training."""
-
-    spec: str
-    """The spec as given."""
-    description: str
-    """One line for reports."""
-    source: Any
-    """The Policy / RandAugment / TrivialAugment object (what exports to albumentations), or None."""
-    augment: Augment | None
-    """Its batched torch execution, or None."""
-    standard: bool
-    """Pad-crop + flip after the policy (TrainConfig.standard)."""
-    cutout: int
-    """Cutout side in pixels after that (TrainConfig.cutout)."""
-
-    def albumentations(self, image_pool: np.ndarray | None, workers: int) -> AlbumentationsAugment:
-        """The same policy as an albumentations pipeline run in DataLoader workers."""
-        if self.source is None:
-            return AlbumentationsAugment(A.Compose([], p=1.0), workers=workers)
-        return AlbumentationsAugment(to_albumentations(self.source, image_pool=image_pool), workers)
-
-
-def resolve_policy(spec: str) -> ResolvedPolicy:
-    """`--policy` SPEC -> augmentation + standard/Cutout flags (see POLICY_SPECS).
-
-    none / standard / cutout are the baselines; the published AutoAugment policies,
-    trivialaugment, randaugment:N=..,M=.. and policy files get the standard augmentation and
-    Cutout 16 after them, as in the AutoAugment paper.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise PolicyError(f"expected a policy spec ({' | '.join(POLICY_SPECS)}), got {spec!r}")
-    spec = spec.strip()
-    if spec in _BASELINES:
-        description, standard, cutout_px = _BASELINES[spec]
-        return ResolvedPolicy(spec, description, None, None, standard, cutout_px)
-    if spec in PUBLISHED_SPECS:
-        source = published_policy(spec)
-        description = f"{spec} (published) + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.split(":", 1)[0].lower() in ("randaugment", "trivialaugment"):
-        # randaugment[:N=..,M=..,ops=..] and trivialaugment[:ops=..]; that module parses them.
-        source = randaugment.parse_spec(spec)
-        if spec.split(":", 1)[0].lower() == "randaugment":
-            description = f"RandAugment N={source.n} M={source.m:g}"
-        else:
-            description = "TrivialAugment"
-        description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or Path(spec).expanduser().is_file():
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            raise PolicyError(f"policy file {spec!r} does not exist")
-        source = load_policy(path)
-        description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
-    else:
-        raise PolicyError(
-            f"unknown policy {spec!r}; expected a policy file or one of {', '.join(POLICY_SPECS[:-1])}"
-        )
-    augment = as_augment(source)
-    return ResolvedPolicy(spec, description, source, augment, True, POLICY_CUTOUT)
+def albumentations_augment(spec: PolicySpec, image_pool: np.ndarray | None, workers: int) -> AlbumentationsAugment:
+    """The policy of `spec` as an albumentations pipeline run in DataLoader workers (an empty one
+    for a baseline)."""
+    pipeline = A.Compose([], p=1.0) if spec.augmenter is None else to_albumentations(spec.augmenter, image_pool)
+    return AlbumentationsAugment(pipeline, workers)

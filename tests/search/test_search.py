@@ -29,11 +29,11 @@ from autoaug.space.specs import load_policy
 from autoaug.search.search import (
     POLICY_FILENAME,
     Sampler,
-    balanced_head,
     export_policy,
     run_search,
     trial_seed,
 )
+from autoaug.search.trials import balanced_head
 from autoaug.search.store import CHECKPOINT_FILENAME, STORE_FILENAME, TrialSpec, TrialStore, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
