@@ -30,7 +30,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise AutoaugError(f"--samples: expected a positive number, got {args.samples}")
-    policy = resolve_policy(args.policy, "show")
+    policy = resolve_policy(args.policy)
     images, _ = load(args.dataset, "test")
     grid = render_grid(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)
@@ -42,7 +42,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    policy = resolve_policy(args.policy, "export-albumentations")
+    policy = resolve_policy(args.policy)
     if isinstance(policy, AlbumentationsFile):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
     path = save_albumentations(policy, args.out)

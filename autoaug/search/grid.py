@@ -27,8 +27,8 @@ from autoaug.search.trials import add_batch, check_setup, device_data, make_pool
 from autoaug.search.workers import EvalFn, RayOptions
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
-from autoaug.training.ensemble import read_outputs_meta, save_outputs
 from autoaug.space.specs import POLICY_CUTOUT
+from autoaug.training.ensemble import read_outputs_meta, save_outputs
 from autoaug.training.loop import TrainConfig, evaluate, predict_proba, train_model
 
 GRID_JSON = "grid.json"

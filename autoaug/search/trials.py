@@ -88,7 +88,7 @@ def run_trials(
             store.mark_done(result.task_id, result.reward, result.duration)
         else:
             store.mark_failed(result.task_id, result.error or "failed", result.duration, result.traceback)
-            tqdm.write(f"trial {store.get(result.task_id).key} failed: {result.error}", file=sys.stderr)
+            tqdm.write(f"trial {result.task_id} [{store.get(result.task_id).key}] failed: {result.error}", file=sys.stderr)
         if on_result is not None:
             on_result(result)
 

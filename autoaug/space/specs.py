@@ -100,9 +100,9 @@ def resolve(spec: str) -> PolicySpec:
     return PolicySpec(spec, f"{description} + standard + Cutout {POLICY_CUTOUT}", augmenter, True, POLICY_CUTOUT)
 
 
-def resolve_policy(spec: str, command: str) -> Augmenter | AlbumentationsFile:
-    """`resolve(spec).augmenter` for a command that needs a policy (a baseline names none)."""
+def resolve_policy(spec: str) -> Augmenter | AlbumentationsFile:
+    """`resolve(spec).augmenter` where a policy is needed (a baseline names none)."""
     augmenter = resolve(spec).augmenter
     if augmenter is None:
-        raise PolicyError(f"{command}: {spec!r} is a baseline without a policy; expected a policy file or name")
+        raise PolicyError(f"{spec!r} is a baseline without a policy; expected a policy file or a policy name")
     return augmenter

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError
+from autoaug.errors import ConfigError, DataError, PolicyError
 from autoaug.space.albu import seed_pipeline
 from autoaug.space.export import to_albumentations
 from autoaug.space.specs import PolicySpec
@@ -408,6 +408,8 @@ def train_model(
     every epoch only if `on_epoch_end(epoch, val_acc)` or `logger` is given (it costs time);
     `logger` is a TensorBoard `SummaryWriter` (or anything with add_scalar / add_images).
     """
+    if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
+        raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
     _check_device(data, config)
     device = data.device
     if device.type == "cuda":

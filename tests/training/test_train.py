@@ -19,6 +19,7 @@ from autoaug.training.loop import (
     AlbumentationsAugment,
     TrainConfig,
     _loader_batches,
+    albumentations_augment,
     cutout,
     evaluate,
     lr_factor,
@@ -270,7 +271,7 @@ def test_train_child_rejects_a_non_policy(data) -> None:
 )
 def test_baselines(spec: str, standard: bool, cutout_px: int) -> None:
     resolved = resolve(spec)
-    assert resolved.augmenterer is None
+    assert resolved.augmenter is None
     assert (resolved.standard, resolved.cutout) == (standard, cutout_px)
 
 
@@ -328,7 +329,7 @@ def test_loader_is_seeded_per_worker(data) -> None:
     config = quick(batch_size=64)
 
     def first_batches(seed: int) -> torch.Tensor:
-        augment = resolved.albumentations(None, workers=2)
+        augment = albumentations_augment(resolved, None, workers=2)
         epoch = _loader_batches(augment, small, config, seed)
         return torch.cat([images for images, _ in epoch()])
 
@@ -350,7 +351,7 @@ def test_albumentations_and_torch_paths_agree(data) -> None:
     resolved = resolve("autoaugment-cifar10")
     config = quick(epochs=6, batch_size=64, standard=True, cutout=0)
     torch_acc = train_child(resolved.augmenter, data, config, 0)
-    alb_acc = train_child(resolved.albumentations(None, workers=2), data, config, 0)
+    alb_acc = train_child(albumentations_augment(resolved, None, workers=2), data, config, 0)
     assert min(torch_acc, alb_acc) > 0.3
     assert abs(torch_acc - alb_acc) < 0.045, (torch_acc, alb_acc)
 
