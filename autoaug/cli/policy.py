@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,9 @@ from autoaug.training.data import load
 
 def cmd_validate(args: argparse.Namespace) -> int:
     resolved = resolve(args.policy)
+    if isinstance(resolved.augmenter, AlbumentationsFile):
+        for note in resolved.augmenter.warnings:
+            print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
     if resolved.augmenter is None:
         print(resolved.description)

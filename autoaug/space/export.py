@@ -10,12 +10,13 @@ transforms (`autoaug.space.albu`); a file holding them loads after `import autoa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 
-from autoaug.space.albu import SamplePairing, Sharpness, compose, seed_pipeline, walk
+from autoaug.space.albu import SamplePairing, Sharpness, compose, load_pipeline, seed_pipeline, walk
 from autoaug.space.augment import Augmenter
 
 
@@ -60,8 +61,10 @@ def albumentations_path(native_path: str | Path) -> Path:
 class AlbumentationsFile:
     """An exported albumentations pipeline, drawn like an augmenter: `(images, generator) -> images`."""
 
-    def __init__(self, path: str):
-        self.pipeline = A.load(path, data_format="json")
+    def __init__(self, doc: Any, path: str):
+        """From the parsed JSON `doc` of file `path`, checked by `load_pipeline`; what it warns
+        about (a pipeline that never changes an image) is in `warnings`."""
+        self.pipeline, self.warnings = load_pipeline(doc, path)
         self.provenance = {"source": path}
 
     def describe(self) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from autoaug.errors import PolicyError
-from autoaug.files import read_json
+from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile
@@ -81,16 +81,16 @@ def resolve(spec: str) -> PolicySpec:
         description, standard, cutout = BASELINES[spec]
         return PolicySpec(spec, description, None, standard, cutout)
     path = Path(spec).expanduser()
-    if spec.startswith("autoaugment-") and not path.is_file():
+    if spec.startswith("autoaugment-") and not is_file(path):
         augmenter: Augmenter | AlbumentationsFile = published_policy(spec)
         description = f"{spec} (published)"
     elif randaugment.is_spec(spec):
         augmenter = randaugment.parse_spec(spec)
         description = augmenter.summary()
-    elif spec.endswith(".json") or path.is_file():
+    elif spec.endswith(".json") or is_file(path):
         doc = read_json(path)
         if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
-            augmenter = AlbumentationsFile(str(path))
+            augmenter = AlbumentationsFile(doc, str(path))
             description = f"albumentations file {path.name}"
         else:
             augmenter = policy_from_json(doc, spec)

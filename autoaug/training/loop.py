@@ -46,7 +46,7 @@ from autoaug.space.albu import seed_pipeline
 from autoaug.space.export import to_albumentations
 from autoaug.space.specs import PolicySpec
 from autoaug.training.data import Splits
-from autoaug.training.models import MODEL_NAMES, build_model, model_spec
+from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
 # same shape, dtype and device, each image augmented with its own random choices. Every
@@ -418,6 +418,7 @@ def train_model(
     model = build_model(
         config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
     )
+    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     model = model.to(device=device, memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(seed)
