@@ -57,17 +57,8 @@ from autoaug.search.config import (
 )
 from autoaug.search.controller import Controller
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.store import (
-    CHECKPOINT_FILENAME,
-    STORE_FILENAME,
-    RunLock,
-    Trial,
-    TrialSpec,
-    TrialStore,
-    load_checkpoint,
-    save_checkpoint,
-    store_exists,
-)
+from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
+from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
 from autoaug.search.trials import device_data, load_data, make_pool, run_trials
 from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.export import albumentations_path, save_albumentations

@@ -29,7 +29,8 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.store import STORE_FILENAME, UNFINISHED, RunLock, Trial, TrialSpec, TrialStore
+from autoaug.search.rundir import RunLock
+from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool
 from autoaug.space.policy import _short
 from autoaug.training.data import Splits, load_splits

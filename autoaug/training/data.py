@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
-import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from autoaug.errors import ConfigError, DataError
+from autoaug.training import readers
 
 DATASET_SPECS = (
     "cifar10-reduced (embedded, the default) | cifar10:DIR | cifar100:DIR | folder:DIR | npz:FILE"
@@ -410,15 +410,15 @@ def _load_cifar(
                 f"{spec}: missing {name!r} in {str(root)!r}; expected the official "
                 f"{folder_name} folder or its parent"
             )
-    meta = _read_cifar_pickle(root / meta_file, spec)
+    meta = readers.read_cifar_pickle(root / meta_file, spec)
     class_names = tuple(
         n.decode("utf-8") if isinstance(n, bytes) else str(n)
-        for n in _cifar_key(meta, names_key, root / meta_file, spec)
+        for n in readers.cifar_key(meta, names_key, root / meta_file, spec)
     )
     num_classes = len(class_names)
-    parts = [_read_cifar_batch(root / n, label_key, num_classes, spec) for n in train_files]
+    parts = [readers.read_cifar_batch(root / n, label_key, num_classes, spec) for n in train_files]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    test = _read_cifar_batch(root / test_file, label_key, num_classes, spec)
+    test = readers.read_cifar_batch(root / test_file, label_key, num_classes, spec)
     return _finish(
         spec,
         {"train": train, "val": None, "test": test},
@@ -429,56 +429,6 @@ def _load_cifar(
         val_fraction,
     )
 
-
-def _read_cifar_pickle(path: Path, spec: str) -> dict:
-    # The official CIFAR files are Python pickles, and unpickling can run arbitrary code: only
-    # point cifar10:/cifar100: at files you trust (e.g. ones `download` checked by MD5).
-    # encoding="bytes" reads the Python 2 pickles the archives hold (keys come back as bytes).
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except Exception as err:  # noqa: BLE001 - a damaged pickle raises almost anything
-        # (UnpicklingError, EOFError, LookupError for a damaged encoding name, KeyError, ...)
-        text = " ".join(str(err).split())[:120] or type(err).__name__
-        raise DataError(f"{spec}: cannot read {str(path)!r} as a CIFAR pickle: {text}") from None
-    if not isinstance(obj, dict):
-        raise DataError(
-            f"{spec}: {str(path)!r} holds a {type(obj).__name__}, expected a CIFAR batch dict"
-        )
-    return obj
-
-
-def _cifar_key(obj: dict, key: str, path: Path, spec: str) -> object:
-    # Original files have bytes keys; accept str keys too (files re-pickled under Python 3).
-    for k in (key.encode(), key):
-        if k in obj:
-            return obj[k]
-    raise DataError(f"{spec}: {str(path)!r} has no {key!r} entry")
-
-
-def _read_cifar_batch(
-    path: Path, label_key: str, num_classes: int, spec: str
-) -> tuple[np.ndarray, np.ndarray]:
-    batch = _read_cifar_pickle(path, spec)
-    data = np.asarray(_cifar_key(batch, "data", path, spec))
-    labels = np.asarray(_cifar_key(batch, label_key, path, spec))
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataError(
-            f"{spec}: {str(path)!r} data must be uint8 (N, 3072), got {data.dtype} {data.shape}"
-        )
-    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{spec}: {str(path)!r} needs {len(data)} integer labels, "
-            f"got {labels.dtype} {labels.shape}"
-        )
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(
-            f"{spec}: {str(path)!r} labels must be in [0, {num_classes}), "
-            f"got {labels.min()}..{labels.max()}"
-        )
-    # Each row is the red plane, then green, then blue, each 32x32 row-major: (N, C, H, W).
-    x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
 # --- folder of class sub-folders --------------------------------------------------------------
@@ -530,7 +480,7 @@ def _load_folder(
             labels.extend([label_of[class_dir.name]] * len(images))
         files[split] = (paths, labels)
 
-    decoded = {s: [_read_image(p, spec) for p in ps] for s, (ps, _) in files.items()}
+    decoded = {s: [readers.read_image(p, spec) for p in ps] for s, (ps, _) in files.items()}
     if image_size is None:
         sizes: dict[tuple[int, int], Path] = {}
         for split, images in decoded.items():
@@ -558,18 +508,6 @@ def _class_dirs(root: Path) -> list[Path]:
     return [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
 
 
-def _read_image(path: Path, spec: str) -> np.ndarray:
-    """One image file -> (H, W, 3) uint8 RGB; grey is replicated, alpha dropped."""
-    try:
-        # fromfile + imdecode rather than imread: imread cannot open non-ASCII paths on Windows.
-        buf = np.fromfile(path, np.uint8)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
-    except (OSError, cv2.error) as err:
-        raise DataError(f"{spec}: cannot read image {str(path)!r}: {err}") from None
-    if bgr is None:
-        raise DataError(f"{spec}: cannot read image {str(path)!r} (not a valid PNG or JPEG)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
 
 # --- .npz arrays ------------------------------------------------------------------------------
 
@@ -582,7 +520,7 @@ def _load_npz(
     if not path.is_file():
         raise DataError(f"{spec}: no such file {str(path)!r}")
     if zipfile.is_zipfile(path):
-        _check_npz_members(spec, path)
+        readers.check_npz_members(spec, path)
     try:
         pack = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
@@ -609,10 +547,10 @@ def _load_npz(
         for split, xk, yk in (("train", "x", "y"), ("val", "x_val", "y_val"),
                               ("test", "x_test", "y_test")):
             if xk in keys:
-                arrays[split] = (_npz_array(pack, xk, spec), _npz_array(pack, yk, spec))
+                arrays[split] = (readers.npz_array(pack, xk, spec), readers.npz_array(pack, yk, spec))
             else:
                 arrays[split] = None
-        names = _npz_array(pack, "class_names", spec) if "class_names" in keys else None
+        names = readers.npz_array(pack, "class_names", spec) if "class_names" in keys else None
 
     checked: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for split, pair in arrays.items():
@@ -675,57 +613,4 @@ def _load_npz(
     return _finish(spec, checked, num_classes, class_names, image_size, seed, val_fraction)
 
 
-def _check_npz_members(spec: str, path: Path) -> None:
-    """DataError unless every member of the .npz is a .npy array whose header is readable and
-    whose shape fits in the bytes the member holds: a damaged header claiming 1e10 images must
-    not make numpy allocate terabytes before it finds out the data is not there."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise DataError(
-                        f"{spec}: {str(path)!r} holds {info.filename!r}, which is not a .npy "
-                        "array; an .npz holds only arrays (x, y, ...)"
-                    )
-                key = info.filename[:-4]
-                with archive.open(info) as member:
-                    try:
-                        version = np.lib.format.read_magic(member)
-                        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                       else np.lib.format.read_array_header_2_0)
-                        shape, _, dtype = read_header(member)
-                    except Exception as err:  # noqa: BLE001 - numpy parses the header with
-                        # ast/tokenize: ValueError, SyntaxError, TokenError, ... for a damaged one
-                        raise DataError(
-                            f"{spec}: array {key!r} in {str(path)!r} has a damaged .npy header "
-                            f"({type(err).__name__})"
-                        ) from None
-                    header_bytes = member.tell()
-                if dtype.hasobject:
-                    continue  # refused with its own message when read (no pickles)
-                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                if claimed > info.file_size - header_bytes:
-                    raise DataError(
-                        f"{spec}: array {key!r} in {str(path)!r} claims shape {shape} "
-                        f"({claimed:,} bytes) but holds {info.file_size - header_bytes:,} bytes; "
-                        "the file is damaged or cut short"
-                    )
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
-        raise DataError(f"{spec}: cannot read {str(path)!r} as .npz: {err}") from None
 
-
-def _npz_array(pack: np.lib.npyio.NpzFile, key: str, spec: str) -> np.ndarray:
-    try:
-        array = pack[key]
-        if not isinstance(array, np.ndarray):
-            raise DataError(f"{spec}: member {key!r} is not a .npy array")
-        return array
-    except ValueError:
-        # np.savez turns a list of differently shaped images into an object array, which only
-        # loads with pickling, and we never unpickle a data file.
-        raise DataError(
-            f"{spec}: array {key!r} holds Python objects (images of mixed shapes?); expected one "
-            "numeric array, e.g. x uint8 (N, H, W, C)"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{spec}: cannot read array {key!r}: {err}") from None

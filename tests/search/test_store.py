@@ -17,16 +17,8 @@ import pytest
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.search.store import (
-    CHECKPOINT_FILENAME,
-    SCHEMA_VERSION,
-    STORE_FILENAME,
-    RunLock,
-    TrialSpec,
-    TrialStore,
-    load_checkpoint,
-    save_checkpoint,
-)
+from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
+from autoaug.search.store import SCHEMA_VERSION, STORE_FILENAME, TrialSpec, TrialStore
 
 REPO = Path(__file__).resolve().parents[2]
 
