@@ -80,6 +80,40 @@ class SamplePairing(A.ImageOnlyTransform):
         return ("weight",)
 
 
+class ClippedCutout(A.ImageOnlyTransform):
+    """Fill one `size` x `size` square with `fill`, its centre uniform over every pixel of the
+    image and the square clipped at the borders (DeVries & Taylor 2017, the AutoAugment reference
+    code's `cutout_numpy`): the Cutout 16 of the training recipe, `autoaug.train.cutout` per image.
+
+    albumentations' `CoarseDropout` keeps its holes wholly inside the image, which cuts out more
+    pixels near the border than this. In the training pipeline it runs after `Normalize`, so
+    `fill` 0.0 is the dataset's mean colour, as the zeros of the torch path are.
+    """
+
+    def __init__(self, size: int = 16, fill: float = 0.0, p: float = 1.0):
+        super().__init__(p=p)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise AutoaugError(f"ClippedCutout size: expected an int >= 1 (pixels), got {size!r}")
+        self.size = size
+        self.fill = float(fill)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        cy = int(self.random_generator.integers(h))
+        cx = int(self.random_generator.integers(w))
+        y0, x0 = cy - self.size // 2, cx - self.size // 2  # may lie outside: clipped below
+        return {"box": (max(y0, 0), min(y0 + self.size, h), max(x0, 0), min(x0 + self.size, w))}
+
+    def apply(self, img: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0), **params: Any) -> np.ndarray:
+        y0, y1, x0, x1 = box
+        out = img.copy()
+        out[y0:y1, x0:x1] = self.fill
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "fill")
+
+
 def walk(transform: Any):
     """A transform and, depth first, every transform nested in it."""
     yield transform

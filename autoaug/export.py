@@ -16,7 +16,7 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from autoaug.albu import SamplePairing, Sharpness, set_image_pool, walk
+from autoaug.albu import ClippedCutout, SamplePairing, set_image_pool, walk
 from autoaug.errors import PolicyError
 from autoaug.ops import OPS_BY_NAME
 from autoaug.policy import Operation, Policy
@@ -66,17 +66,21 @@ def seed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:
 
 
 def needs_autoaug(policy: Any) -> bool:
-    """Whether loading the export of `policy` needs `import autoaug` (it holds autoaug's own transforms)."""
+    """Whether loading the export of `policy` (or an albumentations pipeline) needs `import autoaug`
+    (it holds autoaug's own transforms)."""
     return loading_note(policy) is not None
 
 
 def loading_note(policy: Any) -> str | None:
-    """What a user must do before using the export of `policy`, or None when plain `A.load` is enough."""
-    transforms = list(walk(to_albumentations(policy)))
-    if not any(isinstance(t, (Sharpness, SamplePairing)) for t in transforms):
+    """What a user must do before using the export of `policy` (or an albumentations pipeline,
+    e.g. a whole training pipeline), or None when plain `A.load` is enough."""
+    pipeline = policy if isinstance(policy, A.BaseCompose) else to_albumentations(policy)
+    transforms = list(walk(pipeline))
+    own = sorted({type(t).__name__ for t in transforms if type(t).__module__ == ClippedCutout.__module__})
+    if not own:
         return None
-    note = ("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
-            "SamplePairing): `import autoaug` before A.load")
+    note = (f"note: the albumentations JSON holds autoaug's own transforms ({' / '.join(own)}): "
+            "`import autoaug` before A.load")
     if any(isinstance(t, SamplePairing) for t in transforms):
         note += ", and give SamplePairing its partner images with autoaug.albu.set_image_pool(pipeline, images)"
     return note

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from autoaug.errors import AutoaugError
+
+DEFAULT_DATASET = "cifar10-reduced"
 from autoaug.policy import Policy, policy_from_json, published_policy, read_json
 
 
@@ -30,10 +32,18 @@ class AlbumentationsFile:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         from autoaug.export import seed_pipeline
 
+        from autoaug.pipeline import normalization
+
         seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator)))
-        hwc = images.permute(0, 2, 3, 1).numpy()
-        out = np.stack([self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc])
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        outs = [self.pipeline(image=np.ascontiguousarray(img))["image"] for img in images.permute(0, 2, 3, 1).numpy()]
+        if not isinstance(outs[0], torch.Tensor):  # a policy pipeline: HWC uint8
+            return torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).contiguous()
+        # A whole pipeline ending in ToTensorV2: back from its normalisation to pixels to draw.
+        x = torch.stack(outs)  # (N, C, H, W) float32
+        stats = normalization(self.pipeline)
+        if stats is not None:
+            x = x * torch.tensor(stats[1]).view(1, -1, 1, 1) + torch.tensor(stats[0]).view(1, -1, 1, 1)
+        return x.round().clamp(0, 255).to(torch.uint8)
 
 
 def resolve(spec: str):
@@ -107,17 +117,49 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    from autoaug.export import loading_note, save_albumentations
+    from autoaug.export import loading_note, to_albumentations
+    from autoaug.pipeline import is_pipeline_document, save_pipeline
 
-    policy = resolve(args.policy)
-    if isinstance(policy, AlbumentationsFile):
+    if Path(args.policy).is_file() and is_pipeline_document(read_json(args.policy)):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
-    path = save_albumentations(policy, args.out)
-    print(f"wrote {path}")
-    note = loading_note(policy)
+    if args.pipeline == "policy":
+        if args.dataset is not None:
+            raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
+                               "the policy pipeline has none")
+        from autoaug.train import BASELINE_SPECS
+
+        if args.policy in BASELINE_SPECS and not Path(args.policy).exists():
+            raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
+                               "writes its pad-crop / flip / Cutout")
+        pipeline = to_albumentations(resolve(args.policy))
+    else:
+        from autoaug.train import export_pipeline, resolve_policy
+
+        pipeline = export_pipeline(args.pipeline, resolve_policy(args.policy), args.dataset or DEFAULT_DATASET)
+    path = save_pipeline(pipeline, args.out)
+    print(f"wrote {path} ({describe_pipeline(pipeline)})")
+    note = loading_note(pipeline)
     if note:
         print(note)
     return 0
+
+
+def describe_pipeline(pipeline) -> str:
+    """One line: the top-level transforms of an albumentations pipeline, in order."""
+    return " > ".join(type(t).__name__ for t in pipeline.transforms)
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -> None:
+    """--pipeline and --dataset, shared by `export-albumentations` and `export`."""
+    from autoaug.pipeline import PIPELINES
+
+    parser.add_argument(
+        "--pipeline", choices=PIPELINES, default="policy",
+        help="policy: the policy alone (HWC uint8 -> uint8); train: the whole training recipe "
+        "(policy, Normalize, pad-crop, flip, Cutout where the recipe has it, ToTensorV2); "
+        "eval: Normalize + ToTensorV2 (default policy)",
+    )
+    parser.add_argument("--dataset", default=None, metavar="SPEC", help=dataset_help)
 
 
 def add_commands(subparsers) -> None:
@@ -134,6 +176,9 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_show)
 
     p = subparsers.add_parser("export-albumentations", help="write a policy as albumentations JSON (A.load reads it)")
-    p.add_argument("policy", help="policy JSON file or published name")
+    p.add_argument("policy", help="policy JSON file or published name (with --pipeline train / eval "
+                   "also any `autoaug train --policy` spec)")
     p.add_argument("--out", required=True, help="JSON file to write")
+    add_pipeline_arguments(p, f"dataset whose training split gives Normalize's mean and std "
+                           f"(--pipeline train / eval; default {DEFAULT_DATASET})")
     p.set_defaults(func=cmd_export_albumentations)

@@ -509,21 +509,33 @@ class Export:
     trials: list[Trial]
     policy_path: Path
     albumentations_path: Path
+    pipeline_path: Path | None = None
+    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline: Any = None
+    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
 
 
 def export_policy(
-    run_dir: str | Path, top: int = 5, out: str | Path | None = None
+    run_dir: str | Path, top: int = 5, out: str | Path | None = None,
+    pipeline: str = "policy", dataset: str | None = None,
 ) -> Export:
     """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
 
     Best by reward, ties to the earlier trial. Writes native JSON to `out` (default
-    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it.
+    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it. With
+    `pipeline` "train" or "eval" also the whole training / evaluation pipeline
+    (FILE.train.albumentations.json, FILE.eval...), normalised with `dataset`'s statistics
+    (default: the run's dataset).
     """
     from autoaug.export import albumentations_path, save_albumentations
+    from autoaug.pipeline import PIPELINES, pipeline_path, save_pipeline
+    from autoaug.train import POLICY_CUTOUT, ResolvedPolicy, export_pipeline
 
     run_dir = Path(run_dir)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    if pipeline not in PIPELINES:
+        raise AutoaugError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}")
     store_path = run_dir / STORE_FILENAME
     if not store_path.is_file():
         what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
@@ -559,12 +571,19 @@ def export_policy(
     policy = Policy(sub_policies, info)
     out = run_dir / POLICY_FILENAME if out is None else Path(out)
     albu_out = albumentations_path(out)
+    whole, whole_out = None, None
+    if pipeline != "policy":  # built first: a bad --dataset writes nothing
+        resolved = ResolvedPolicy(str(out), "exported", policy, None, True, POLICY_CUTOUT)
+        dataset = dataset or (config.dataset if config else "cifar10-reduced")
+        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
         policy.save(out)
         save_albumentations(policy, albu_out)
+        if whole is not None:
+            save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out)
+    return Export(policy, best, out, albu_out, whole_out, whole)
 
 
 # --- CLI --------------------------------------------------------------------------------------
@@ -601,16 +620,19 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    exported = export_policy(args.run_dir, top=args.top, out=args.out)
+    exported = export_policy(args.run_dir, top=args.top, out=args.out, pipeline=args.pipeline,
+                             dataset=args.dataset)
     rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
           f"the best {len(exported.trials)} policies, rewards {rewards})")
     print(f"wrote {exported.albumentations_path}")
-    _albumentations_note(exported.policy)
+    if exported.pipeline_path is not None:
+        print(f"wrote {exported.pipeline_path} (the whole {args.pipeline} pipeline, ending in ToTensorV2)")
+    _albumentations_note(exported.policy if exported.pipeline is None else exported.pipeline)
     return 0
 
 
-def _albumentations_note(policy: Policy) -> None:
+def _albumentations_note(policy: Any) -> None:
     from autoaug.export import loading_note
 
     note = loading_note(policy)
@@ -653,4 +675,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.json",
                    help="native policy file to write (default RUN_DIR/policy.json); the "
                         "albumentations JSON goes next to it as FILE.albumentations.json")
+    from autoaug.policy_cli import add_pipeline_arguments
+
+    add_pipeline_arguments(p, "with --pipeline train / eval: dataset whose training split gives "
+                           "Normalize's mean and std (default: the run's dataset)")
     p.set_defaults(func=cmd_export)

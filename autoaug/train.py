@@ -12,8 +12,9 @@ This module owns the training core and what sits directly on it:
 - `evaluate`, `predict_proba`: accuracy and softmax outputs.
 - `resolve_policy`: the named policies of `autoaug train --policy` (baselines, the published
   AutoAugment policies, TrivialAugment, RandAugment, policy files).
-- `AlbumentationsAugment`: the exported-pipeline path: albumentations per image in DataLoader
-  worker processes, the way a user trains with an exported policy.
+- `AlbumentationsAugment`: the exported-pipeline path: the whole training pipeline
+  (`autoaug.pipeline.train_pipeline`, policy to `ToTensorV2`) per image in DataLoader worker
+  processes, the way a user trains with an exported pipeline.
 - the `autoaug train` sub-command.
 
 Per batch, in the order of the AutoAugment reference code (its CIFAR input pipeline applies the
@@ -48,6 +49,7 @@ import torch.nn.functional as F
 
 from autoaug.errors import ConfigError, DataError, PolicyError
 from autoaug.models import MODEL_NAMES, build_model, model_spec
+from autoaug.pipeline import PAD, PipelineError, check_tensor_pipeline, seed_worker, train_pipeline
 
 if TYPE_CHECKING:
     from autoaug.data import Splits
@@ -57,7 +59,6 @@ if TYPE_CHECKING:
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
-PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
 
 
 @dataclass(frozen=True)
@@ -181,14 +182,29 @@ def prepare(splits: Splits, device: str | torch.device = "auto") -> DeviceData:
         x = getattr(splits, f"{split}_x")  # (N, H, W, 3) uint8, checked by Splits
         tensors[f"{split}_x"] = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous()
         tensors[f"{split}_y"] = torch.from_numpy(getattr(splits, f"{split}_y")).to(dev)
-    pixels = tensors["train_x"].float()  # (N, C, H, W)
+    mean, std = pixel_stats(tensors["train_x"])
     return DeviceData(
-        name=splits.name,
-        num_classes=int(splits.num_classes),
-        mean=pixels.mean(dim=(0, 2, 3)),
-        std=pixels.std(dim=(0, 2, 3)).clamp_min(1.0),
-        **tensors,
+        name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors
     )
+
+
+def pixel_stats(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) of uint8 (N, C, H, W) training images, float32 (C,) each on the
+    0..255 scale: what the network's inputs are normalised with (std at least 1)."""
+    pixels = train_x.float()  # (N, C, H, W)
+    return pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)).clamp_min(1.0)
+
+
+def dataset_stats(spec: str, image_size: int | None = None) -> tuple[list[float], list[float], tuple[int, int]]:
+    """(mean, std, (H, W)) of dataset `spec`'s training split as `autoaug train` computes them
+    (same split, same arithmetic): the numbers an exported train / eval pipeline normalises with."""
+    from autoaug.data import load_splits
+
+    splits = load_splits(spec, image_size=image_size)
+    # contiguous as in `prepare`: the same summation order, the same float32 numbers
+    train_x = torch.from_numpy(splits.train_x).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W) uint8
+    mean, std = pixel_stats(train_x)
+    return mean.tolist(), std.tolist(), (int(train_x.shape[2]), int(train_x.shape[3]))
 
 
 # --- batched pre-processing -------------------------------------------------------------------
@@ -256,24 +272,29 @@ def model_input(
 
 @dataclass(frozen=True, eq=False)
 class AlbumentationsAugment:
-    """Run an albumentations pipeline (e.g. from `autoaug.export.to_albumentations`) per image
-    in DataLoader worker processes instead of the batched torch kernels: the path a user takes
-    with an exported policy. Pad-crop, flip and Cutout still follow it as in the torch path."""
+    """Run a whole albumentations training pipeline (`autoaug.pipeline.train_pipeline`: policy,
+    normalisation, pad-crop, flip, Cutout, `ToTensorV2`) per image in DataLoader worker
+    processes instead of the batched torch path: what a user does with an exported pipeline.
+    The pipeline holds the whole recipe: `TrainConfig.standard` and `.cutout` are not applied
+    again on top of it."""
 
     pipeline: Any
-    """An albumentations transform called as pipeline(image=HWC uint8) -> {'image': ...}."""
+    """An albumentations Compose ending in ToTensorV2: HWC uint8 -> float32 (C, H, W) tensor."""
     workers: int = 2
     """DataLoader worker processes (>= 1), persistent across epochs."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+        check_tensor_pipeline(self.pipeline, "the albumentations training pipeline")
 
 
 class AlbumentationsDataset(torch.utils.data.Dataset):
-    """HWC uint8 images and labels; each item is run through the albumentations pipeline."""
+    """HWC uint8 images and labels; each item is run through an albumentations pipeline that
+    ends in ToTensorV2 (checked here: PipelineError otherwise) and gives (float (C, H, W), label)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline: Any) -> None:
+        check_tensor_pipeline(pipeline, "the pipeline of an AlbumentationsDataset")
         self.images = images  # (N, H, W, C) uint8
         self.labels = labels  # (N,) int64
         self.pipeline = pipeline
@@ -283,33 +304,19 @@ class AlbumentationsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.images[index]  # (H, W, C) uint8
-        out = self.pipeline(image=image)["image"]  # (H, W, C) uint8
-        if out.shape != image.shape or out.dtype != np.uint8:
-            raise DataError(
-                f"the albumentations pipeline must keep images {image.dtype} {image.shape}, "
-                f"got {out.dtype} {out.shape}"
+        out = self.pipeline(image=image)["image"]  # (C, H, W) float32
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.ndim != 3:
+            got = f"{out.dtype} {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+            raise PipelineError(
+                f"the albumentations pipeline must give float32 (C, H, W) tensors, got {got}"
             )
-        return torch.from_numpy(np.ascontiguousarray(out)), int(self.labels[index])
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Give each worker's copy of the pipeline its own stream, from the loader's seed.
-
-    One shared numpy and Python generator for the whole pipeline: albumentations'
-    `set_random_seed` would give every nested transform an identically seeded generator,
-    whose draws are then correlated.
-    """
-    info = torch.utils.data.get_worker_info()
-    assert info is not None
-    info.dataset.pipeline.set_random_state(
-        np.random.default_rng(info.seed), random.Random(info.seed)
-    )
+        return out, int(self.labels[index])
 
 
 def _loader_batches(
     augment: AlbumentationsAugment, data: DeviceData, config: TrainConfig, seed: int
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of (uint8 (B, C, H, W), labels) on data's device."""
+    """A function giving one epoch of (model input float32 (B, C, H, W), labels) on data's device."""
     dataset = AlbumentationsDataset(
         np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy()),  # (N, H, W, C)
         data.train_y.cpu().numpy(),
@@ -322,15 +329,15 @@ def _loader_batches(
         drop_last=True,
         num_workers=augment.workers,
         persistent_workers=True,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=seed_worker,  # a stream per worker, from the loader's seed
         generator=torch.Generator().manual_seed(seed),
         pin_memory=data.device.type == "cuda",
     )
 
     def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in loader:  # (B, H, W, C) uint8, (B,)
-            images = images.to(data.device, non_blocking=True).permute(0, 3, 1, 2)
-            yield images, labels.to(data.device, non_blocking=True)
+        for x, labels in loader:  # (B, C, H, W) float32, (B,)
+            x = x.to(data.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            yield x, labels.to(data.device, non_blocking=True)
 
     return epoch
 
@@ -338,7 +345,8 @@ def _loader_batches(
 def _device_batches(
     augment: Augment | None, data: DeviceData, config: TrainConfig, generator: torch.Generator
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of policy-augmented (uint8 (B, C, H, W), labels) batches."""
+    """A function giving one epoch of (model input float32 (B, C, H, W), labels): the policy's
+    batched kernels on uint8 images, then `model_input`, all on data's device."""
     n = len(data.train_x)
     batch_size = min(config.batch_size, n)
 
@@ -349,10 +357,9 @@ def _device_batches(
             images = data.train_x[index]  # (B, C, H, W) uint8
             if augment is not None:
                 images = augment(images, generator)
-            yield images, data.train_y[index]
+            yield model_input(images, data, config, generator), data.train_y[index]
 
     return epoch
-
 
 # --- the loop ---------------------------------------------------------------------------------
 
@@ -454,8 +461,7 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for step, (images, labels) in enumerate(epoch_batches()):
-            x = model_input(images, data, config, generator)  # (B, C, H, W) float32
+        for step, (x, labels) in enumerate(epoch_batches()):  # (B, C, H, W) float32, (B,)
             with _autocast(device):
                 logits = model(x)  # (B, K)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
@@ -591,6 +597,7 @@ _BASELINES = {
     "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
     "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
 }
+BASELINE_SPECS = tuple(_BASELINES)
 POLICY_SPECS = (*_BASELINES, *PUBLISHED_SPECS, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
 # The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
 # on top (the reference code applies both to every image); the RandAugment and TrivialAugment
@@ -614,16 +621,55 @@ class ResolvedPolicy:
     """Pad-crop + flip after the policy (TrainConfig.standard)."""
     cutout: int
     """Cutout side in pixels after that (TrainConfig.cutout)."""
+    pipeline_file: Path | None = None
+    """An exported albumentations pipeline file given as the spec: it is the whole recipe and
+    trains only with --augment albumentations (source and augment are None)."""
 
-    def albumentations(self, image_pool: np.ndarray | None, workers: int) -> AlbumentationsAugment:
-        """The same policy as an albumentations pipeline run in DataLoader workers."""
-        if self.source is None:
-            import albumentations as A
+    def pipeline(self, data: DeviceData, config: TrainConfig) -> Any:
+        """The whole albumentations training pipeline of this policy with `config`'s pad-crop,
+        flip and Cutout and `data`'s normalisation: the object `autoaug export-albumentations
+        --pipeline train` writes."""
+        if self.pipeline_file is not None:
+            from autoaug.pipeline import load_pipeline
 
-            return AlbumentationsAugment(A.Compose([], p=1.0), workers=workers)
-        from autoaug.export import to_albumentations
+            return load_pipeline(self.pipeline_file)
+        return train_pipeline(
+            self.source, mean=data.mean.tolist(), std=data.std.tolist(),
+            image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
+            standard=config.standard, cutout=config.cutout,
+        )
 
-        return AlbumentationsAugment(to_albumentations(self.source, image_pool=image_pool), workers)
+    def albumentations(
+        self, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray | None = None
+    ) -> AlbumentationsAugment:
+        """The same recipe as one albumentations pipeline run in DataLoader workers, read back
+        from its serialised form (what a file holds), SamplePairing fed from `image_pool`."""
+        import albumentations as A
+
+        from autoaug.albu import set_image_pool
+
+        pipeline = A.from_dict(A.to_dict(self.pipeline(data, config)))
+        if image_pool is not None:
+            set_image_pool(pipeline, image_pool)
+        return AlbumentationsAugment(pipeline, workers)
+
+
+def export_pipeline(kind: str, resolved: ResolvedPolicy, dataset: str, image_size: int | None = None) -> Any:
+    """The `--pipeline train` or `eval` albumentations pipeline of `resolved`, normalised with the
+    statistics of `dataset`'s training split as `autoaug train` computes them."""
+    from autoaug.pipeline import PIPELINES, eval_pipeline
+
+    if kind not in PIPELINES[1:]:
+        raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
+    if resolved.pipeline_file is not None:
+        raise PipelineError(f"{resolved.spec} is already an albumentations pipeline; expected a policy")
+    mean, std, size = dataset_stats(dataset, image_size)
+    if kind == "eval":
+        return eval_pipeline(mean=mean, std=std)
+    return train_pipeline(
+        resolved.source, mean=mean, std=std, image_size=size,
+        standard=resolved.standard, cutout=resolved.cutout,
+    )
 
 
 def resolve_policy(spec: str) -> ResolvedPolicy:
@@ -655,11 +701,15 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
             description = "TrivialAugment"
         description += f" + standard + Cutout {POLICY_CUTOUT}"
     elif spec.endswith(".json") or Path(spec).expanduser().is_file():
-        from autoaug.policy import load_policy
+        from autoaug.pipeline import is_pipeline_document
+        from autoaug.policy import load_policy, read_json
 
         path = Path(spec).expanduser()
         if not path.is_file():
             raise PolicyError(f"policy file {spec!r} does not exist")
+        if is_pipeline_document(read_json(path)):
+            description = f"albumentations pipeline {path.name} (as written)"
+            return ResolvedPolicy(spec, description, None, None, False, 0, pipeline_file=path)
         source = load_policy(path)
         description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
     else:
@@ -734,6 +784,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     resolved = resolve_policy(args.policy)
+    if resolved.pipeline_file is not None and args.augment != "albumentations":
+        raise ConfigError(
+            f"{args.policy} is an albumentations pipeline file: it trains with --augment albumentations"
+        )
     overrides: dict[str, Any] = dict(
         standard=resolved.standard, cutout=resolved.cutout, device=args.device
     )
@@ -745,9 +799,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     splits = load_splits(args.dataset, image_size=args.image_size)
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augment
-    if args.augment == "albumentations":
-        augment = resolved.albumentations(splits.train_x, args.workers)
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    if args.augment == "albumentations":
+        augment = _albumentations_for_training(resolved, data, config, args.workers, splits.train_x, out)
     out.mkdir(parents=True, exist_ok=True)
 
     if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0
@@ -813,6 +867,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(_table(results))
     print(f"wrote {out / 'results.json'}")
     return 0
+
+
+def _albumentations_for_training(
+    resolved: ResolvedPolicy, data: DeviceData, config: TrainConfig, workers: int,
+    image_pool: np.ndarray, out: Path,
+) -> AlbumentationsAugment:
+    """The pipeline `--augment albumentations` trains from, read with `A.load` from a file: the
+    given pipeline file, or OUT/train.albumentations.json, written here with the very code of
+    `autoaug export-albumentations --pipeline train`, so what ships is what is measured."""
+    from autoaug.albu import set_image_pool
+    from autoaug.pipeline import load_pipeline, normalization, save_pipeline
+
+    if resolved.pipeline_file is not None:
+        path = resolved.pipeline_file
+    else:
+        path = save_pipeline(resolved.pipeline(data, config), out / "train.albumentations.json")
+    pipeline = load_pipeline(path)  # PipelineError unless it ends in ToTensorV2
+    stats = normalization(pipeline)
+    if stats is None:
+        print(f"warning: {path} has no Normalize; val and test images are normalised with the "
+              "training set's mean and std", file=sys.stderr)
+    elif not np.allclose(stats, (data.mean.tolist(), data.std.tolist()), rtol=1e-3, atol=0.05):
+        print(f"warning: {path} normalises with mean {np.round(stats[0], 2).tolist()}, std "
+              f"{np.round(stats[1], 2).tolist()}; val and test images are normalised with this "
+              f"dataset's {np.round(data.mean.tolist(), 2).tolist()}, "
+              f"{np.round(data.std.tolist(), 2).tolist()}", file=sys.stderr)
+    set_image_pool(pipeline, image_pool)
+    return AlbumentationsAugment(pipeline, workers)
 
 
 def _table(results: dict[str, Any]) -> str:
