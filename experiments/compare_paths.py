@@ -3,7 +3,7 @@ against the whole exported albumentations training pipeline (`--pipeline train`:
 Normalize, pad-crop, flip, Cutout 16, ToTensorV2, read back with `A.load` from the file the
 export writes) in DataLoader workers, paired by seed.
 
-Each seed trains one `tiny` child per path with `autoaug.train.train_child` on the embedded
+Each seed trains one `tiny` child per path with `autoaug.training.loop.train_child` on the embedded
 reduced CIFAR-10 (4,000 train images, val accuracy on 5,000), the same initial weights per seed.
 Reports both means +/- std over the seeds, the difference of the means and its standard error
 from the per-seed differences, and writes experiments/results/compare_paths.md.
@@ -28,10 +28,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autoaug.albu import set_image_pool  # noqa: E402
-from autoaug.data import load_splits  # noqa: E402
-from autoaug.pipeline import load_pipeline, save_pipeline  # noqa: E402
-from autoaug.train import AlbumentationsAugment, TrainConfig, prepare, resolve_policy, train_child  # noqa: E402
+from autoaug.space.albu import set_image_pool  # noqa: E402
+from autoaug.space.pipeline import load_pipeline, save_pipeline  # noqa: E402
+from autoaug.training.data import load_splits  # noqa: E402
+from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, resolve_policy, train_child  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
 
 

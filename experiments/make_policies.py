@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoaug.export import albumentations_path, save_albumentations
-from autoaug.pipeline import pipeline_path, save_pipeline
-from autoaug.policy import published_policy
-from autoaug.published import PUBLISHED
-from autoaug.train import export_pipeline, resolve_policy
+from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.space.pipeline import pipeline_path, save_pipeline
+from autoaug.space.policy import published_policy
+from autoaug.space.published import PUBLISHED
+from autoaug.training.loop import export_pipeline, resolve_policy
 
 OUT = Path(__file__).resolve().parent.parent / "policies"
 WHOLE = {"autoaugment-cifar10": "cifar10-reduced"}  # policy -> dataset of its normalisation

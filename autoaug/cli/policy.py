@@ -1,0 +1,97 @@
+"""Sub-commands that look at a policy file: `validate`, `show`, `export-albumentations`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+
+from autoaug.errors import AutoaugError
+from autoaug.files import read_json
+from autoaug.space.augment import render_grid
+from autoaug.space.export import loading_note, to_albumentations
+from autoaug.space.pipeline import PIPELINES, is_pipeline_document, save_pipeline
+from autoaug.space.specs import resolve
+from autoaug.training.data import load
+from autoaug.training.loop import BASELINE_SPECS, export_pipeline, resolve_policy
+
+DEFAULT_DATASET = "cifar10-reduced"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    policy = resolve(args.policy)
+    print(f"{args.policy}: valid")
+    print(policy.describe())
+    source = getattr(policy, "provenance", {}).get("source")
+    if source:
+        print(f"source: {source}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if args.samples < 1:
+        raise AutoaugError(f"--samples: expected a positive number, got {args.samples}")
+    policy = resolve(args.policy)
+    images, _ = load(args.dataset, "test")
+    grid = render_grid(policy, images[: args.samples], seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+        raise AutoaugError(f"{out}: could not write the image (expected a writable path ending in .png)")
+    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
+    return 0
+
+
+def cmd_export_albumentations(args: argparse.Namespace) -> int:
+    if Path(args.policy).is_file() and is_pipeline_document(read_json(args.policy)):
+        raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
+    if args.pipeline == "policy":
+        if args.dataset is not None:
+            raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
+                               "the policy pipeline has none")
+        if args.policy in BASELINE_SPECS and not Path(args.policy).exists():
+            raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
+                               "writes its pad-crop / flip / Cutout")
+        pipeline = to_albumentations(resolve(args.policy))
+    else:
+        pipeline = export_pipeline(args.pipeline, resolve_policy(args.policy), args.dataset or DEFAULT_DATASET)
+    path = save_pipeline(pipeline, args.out)
+    print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
+    note = loading_note(pipeline)
+    if note:
+        print(note)
+    return 0
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -> None:
+    """--pipeline and --dataset, shared by `export-albumentations` and `export`."""
+    parser.add_argument(
+        "--pipeline", choices=PIPELINES, default="policy",
+        help="policy: the policy alone (HWC uint8 -> uint8); train: the whole training recipe "
+        "(policy, Normalize, pad-crop, flip, Cutout where the recipe has it, ToTensorV2); "
+        "eval: Normalize + ToTensorV2 (default policy)",
+    )
+    parser.add_argument("--dataset", default=None, metavar="SPEC", help=dataset_help)
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("validate", help="check a policy file and summarise it")
+    p.add_argument("policy", help="policy JSON file or published name (autoaugment-cifar10, -svhn, -imagenet)")
+    p.set_defaults(func=cmd_validate)
+
+    p = subparsers.add_parser("show", help="draw a grid of what a policy does to real images")
+    p.add_argument("policy", help="policy JSON file or published name")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--samples", type=int, default=8, help="images per row (default 8)")
+    p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_show)
+
+    p = subparsers.add_parser("export-albumentations", help="write a policy as albumentations JSON (A.load reads it)")
+    p.add_argument("policy", help="policy JSON file or published name (with --pipeline train / eval "
+                   "also any `autoaug train --policy` spec)")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    add_pipeline_arguments(p, f"dataset whose training split gives Normalize's mean and std "
+                           f"(--pipeline train / eval; default {DEFAULT_DATASET})")
+    p.set_defaults(func=cmd_export_albumentations)
