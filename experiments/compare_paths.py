@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from autoaug.space.albu import set_image_pool  # noqa: E402
-from autoaug.space.pipeline import load_pipeline, save_pipeline  # noqa: E402
+from autoaug.space.pipeline import load_pipeline_file, save_pipeline  # noqa: E402
 from autoaug.training.data import load_splits  # noqa: E402
 from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, resolve_policy, train_child  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> str:
     )
     with tempfile.TemporaryDirectory() as tmp:  # the file `autoaug train --augment albumentations` writes
         path = save_pipeline(resolved.pipeline(data, config), Path(tmp) / "train.albumentations.json")
-        pipeline = load_pipeline(path)
+        pipeline = load_pipeline_file(path)
     set_image_pool(pipeline, np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).numpy()))
     paths = {"torch": resolved.augment, "albumentations": AlbumentationsAugment(pipeline, args.workers)}
     load_before = load_average()

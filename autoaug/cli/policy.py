@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 
 from autoaug.errors import AutoaugError
-from autoaug.files import read_json
+from autoaug.files import is_file, read_json
 from autoaug.space.augment import render_grid
 from autoaug.space.export import loading_note, to_albumentations
 from autoaug.space.pipeline import PIPELINES, is_pipeline_document, save_pipeline
@@ -21,6 +22,8 @@ DEFAULT_DATASET = "cifar10-reduced"
 
 def cmd_validate(args: argparse.Namespace) -> int:
     policy = resolve(args.policy)
+    for note in getattr(policy, "warnings", ()):
+        print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
     print(policy.describe())
     source = getattr(policy, "provenance", {}).get("source")
@@ -44,13 +47,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    if Path(args.policy).is_file() and is_pipeline_document(read_json(args.policy)):
+    if is_file(args.policy) and is_pipeline_document(read_json(args.policy)):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
     if args.pipeline == "policy":
         if args.dataset is not None:
             raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
                                "the policy pipeline has none")
-        if args.policy in BASELINE_SPECS and not Path(args.policy).exists():
+        if args.policy in BASELINE_SPECS and not is_file(args.policy):
             raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
                                "writes its pad-crop / flip / Cutout")
         pipeline = to_albumentations(resolve(args.policy))

@@ -29,11 +29,12 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import PipelineError
-from autoaug.space.albu import ClippedCutout, normalization, seed_pipeline
+from autoaug.files import read_json
+from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
 from autoaug.space.export import to_albumentations
 
 __all__ = ["PIPELINES", "PAD", "PipelineError", "normalization", "normalize", "train_pipeline",
-           "eval_pipeline", "check_tensor_pipeline", "load_pipeline", "is_pipeline_document",
+           "eval_pipeline", "check_tensor_pipeline", "load_pipeline_file", "is_pipeline_document",
            "seed_worker", "save_pipeline", "pipeline_path"]
 
 PIPELINES = ("policy", "train", "eval")
@@ -103,16 +104,11 @@ def check_tensor_pipeline(pipeline: Any, name: str = "the pipeline") -> None:
         )
 
 
-def load_pipeline(path: str | Path, *, tensors: bool = True) -> A.Compose:
-    """`A.load` an exported pipeline; with `tensors`, one that ends in ToTensorV2 (PipelineError
-    otherwise). A pipeline with autoaug's own transforms loads because this module imported them."""
-    path = Path(path)
-    if not path.is_file():
-        raise PipelineError(f"pipeline file {str(path)!r} does not exist")
-    try:
-        pipeline = A.load(str(path), data_format="json")
-    except (ValueError, KeyError, TypeError) as err:
-        raise PipelineError(f"{path}: not an albumentations pipeline A.load can read ({err})") from None
+def load_pipeline_file(path: str | Path, *, tensors: bool = True) -> A.Compose:
+    """Read an exported pipeline file as `A.load` does, checked by `autoaug.space.albu.load_pipeline`
+    (PolicyError for a broken one); with `tensors`, one that ends in ToTensorV2 (PipelineError
+    otherwise). autoaug's own transforms load because importing autoaug registered them."""
+    pipeline, _ = load_pipeline(read_json(path, PipelineError, "an albumentations pipeline file"), str(path))
     if tensors:
         check_tensor_pipeline(pipeline, str(path))
     return pipeline

@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError
-from autoaug.files import read_json
+from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.albu import normalization, set_image_pool
 from autoaug.space.augment import PolicyAugment
@@ -56,7 +56,7 @@ from autoaug.space.pipeline import (
     check_tensor_pipeline,
     eval_pipeline,
     is_pipeline_document,
-    load_pipeline,
+    load_pipeline_file,
     save_pipeline,
     seed_worker,
     train_pipeline,
@@ -64,7 +64,7 @@ from autoaug.space.pipeline import (
 from autoaug.space.policy import Policy, published_policy
 from autoaug.space.specs import load_policy
 from autoaug.training.data import Splits, load_splits
-from autoaug.training.models import MODEL_NAMES, build_model, model_spec
+from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
 # same shape, dtype and device, each image augmented with its own random choices.
@@ -444,6 +444,7 @@ def train_model(
     model = build_model(
         config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
     )
+    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     model = model.to(device=device, memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -637,7 +638,7 @@ class ResolvedPolicy:
         flip and Cutout and `data`'s normalisation: the object `autoaug export-albumentations
         --pipeline train` writes (or the pipeline file given, as it is)."""
         if self.pipeline_file is not None:
-            return load_pipeline(self.pipeline_file)
+            return load_pipeline_file(self.pipeline_file)
         return train_pipeline(
             self.source, mean=data.mean.tolist(), std=data.std.tolist(),
             image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
@@ -665,7 +666,7 @@ class ResolvedPolicy:
         path = self.pipeline_file
         if path is None:
             path = save_pipeline(self.pipeline(data, config), out / "train.albumentations.json")
-        pipeline = load_pipeline(path)
+        pipeline = load_pipeline_file(path)
         set_image_pool(pipeline, image_pool)
         stats, warning = normalization(pipeline), None
         ours = (data.mean.tolist(), data.std.tolist())
@@ -719,11 +720,12 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
         else:
             description = "TrivialAugment"
         description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or Path(spec).expanduser().is_file():
+    elif spec.endswith(".json") or is_file(spec):
         path = Path(spec).expanduser()
-        if not path.is_file():
+        if not is_file(path):
             raise PolicyError(f"policy file {spec!r} does not exist")
         if is_pipeline_document(read_json(path)):
+            load_pipeline_file(path)  # checked now, before any data are loaded: ends in ToTensorV2
             description = f"albumentations pipeline {path.name} (as written)"
             return ResolvedPolicy(spec, description, None, None, False, 0, pipeline_file=path)
         source = load_policy(path)

@@ -21,7 +21,7 @@ from autoaug.cli import main
 from autoaug.errors import AutoaugError, PipelineError
 from autoaug.space.pipeline import (
     eval_pipeline,
-    load_pipeline,
+    load_pipeline_file,
     normalization,
     pipeline_path,
     seed_worker,
@@ -78,10 +78,10 @@ def test_exported_train_and_eval_files_give_normalised_chw_tensors(tmp_path, cif
 def test_policies_dir_holds_the_published_cifar10_train_and_eval_pipelines(cifar_images, stats):
     mean, std, size = stats
     for path in (C10_TRAIN, C10_EVAL):
-        pipeline = load_pipeline(path)  # ends in ToTensorV2 or PipelineError
+        pipeline = load_pipeline_file(path)  # ends in ToTensorV2 or PipelineError
         np.testing.assert_allclose(normalization(pipeline)[0], mean, rtol=1e-6)
     fresh = train_pipeline(published_policy("autoaugment-cifar10"), mean=mean, std=std, image_size=size)
-    assert A.to_dict(load_pipeline(C10_TRAIN)) == A.to_dict(fresh), "rerun experiments/make_policies.py"
+    assert A.to_dict(load_pipeline_file(C10_TRAIN)) == A.to_dict(fresh), "rerun experiments/make_policies.py"
 
 
 def test_without_standard_or_cutout_the_train_pipeline_leaves_them_out(stats):
@@ -174,7 +174,7 @@ def test_cutout_draws_as_the_torch_path():
 def test_dataloader_with_two_workers_over_the_exported_file(cifar_images):
     # Every image the same, so each draw shows the randomness alone.
     dataset = AlbumentationsDataset(np.repeat(cifar_images[:1], 64, axis=0), np.arange(64) % 10,
-                                    load_pipeline(C10_TRAIN))
+                                    load_pipeline_file(C10_TRAIN))
 
     def epoch(**kwargs) -> torch.Tensor:
         batches = list(torch.utils.data.DataLoader(dataset, batch_size=16, num_workers=2, **kwargs))
@@ -223,7 +223,7 @@ def test_a_pipeline_without_totensorv2_is_refused_in_one_line(tmp_path, cifar_im
     policy_only = tmp_path / "c10.albumentations.json"
     assert main(["export-albumentations", "autoaugment-cifar10", "--out", str(policy_only)]) == 0
     with pytest.raises(PipelineError, match="ends in OneOf, expected ToTensorV2"):
-        load_pipeline(policy_only)
+        load_pipeline_file(policy_only)
     with pytest.raises(PipelineError, match="expected ToTensorV2"):
         AlbumentationsDataset(cifar_images[:4], np.zeros(4), A.load(str(policy_only), data_format="json"))
     assert issubclass(PipelineError, AutoaugError)
@@ -264,4 +264,4 @@ def test_cli_writes_the_three_pipelines(tmp_path, capsys):
         assert ("import autoaug" in capsys.readouterr().out) == (kind != "eval")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "c10.albumentations.json", "c10.eval.albumentations.json", "c10.train.albumentations.json"]
-    assert isinstance(load_pipeline(tmp_path / "c10.albumentations.json", tensors=False).transforms[0], A.OneOf)
+    assert isinstance(load_pipeline_file(tmp_path / "c10.albumentations.json", tensors=False).transforms[0], A.OneOf)
