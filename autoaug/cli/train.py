@@ -18,6 +18,7 @@ from autoaug.cli.common import add_child_arguments, child_config
 from autoaug.errors import ConfigError
 from autoaug.files import save_json
 from autoaug.space import randaugment
+from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import NAMES, resolve
 from autoaug.training.data import load_splits
 from autoaug.training.ensemble import save_outputs
@@ -25,7 +26,7 @@ from autoaug.training.loop import (
     AlbumentationsAugment,
     Augment,
     TrainConfig,
-    albumentations_augment,
+    albumentations_file,
     predict_proba,
     prepare,
     train_model,
@@ -47,15 +48,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy", required=True,
-        help=f"a policy file or one of: {', '.join(NAMES[:-1])}",
+        help=f"a policy file, a whole pipeline file (export-albumentations --pipeline train; with "
+        f"--augment albumentations) or one of: {', '.join(NAMES[:-1])}",
     )
     parser.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds to train (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are SEED..SEED+K-1")
     parser.add_argument(
         "--augment", default="torch",
-        help="torch (batched kernels on the device) or albumentations (exported pipeline in "
-        "DataLoader workers)",
+        help="torch (batched kernels on the device) or albumentations (the exported whole training "
+        "pipeline, written to OUT/train.albumentations.json, in DataLoader workers)",
     )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
     parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
@@ -86,15 +88,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     resolved = resolve(args.policy)
+    if resolved.pipeline_file is not None:
+        if args.augment != "albumentations":
+            raise ConfigError(
+                f"{args.policy} is an albumentations pipeline file: it trains with --augment albumentations"
+            )
+        load_pipeline_file(resolved.pipeline_file)  # checked now, before any data are loaded: ends in ToTensorV2
     config = child_config(args, TrainConfig(standard=resolved.standard, cutout=resolved.cutout))
     # The split seed stays at its default: runs with other --seed values (an ensemble's
     # members) must share their val and test images.
     splits = load_splits(args.dataset, image_size=args.image_size)
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augmenter
-    if args.augment == "albumentations":
-        augment = albumentations_augment(resolved, splits.train_x, args.workers)
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    if args.augment == "albumentations":  # trains from OUT/train.albumentations.json, or the file given
+        augment, warning = albumentations_file(resolved, data, config, args.workers, splits.train_x, out)
+        if warning:
+            print(warning, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
 
     if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0

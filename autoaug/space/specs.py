@@ -26,6 +26,7 @@ from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile
+from autoaug.space.pipeline import is_pipeline_document
 from autoaug.space.policy import Policy, published_policy
 from autoaug.space.published import PUBLISHED
 
@@ -56,6 +57,9 @@ class PolicySpec:
     """Pad-crop + flip after the policy (TrainConfig.standard)."""
     cutout: int
     """Cutout side in pixels after that (TrainConfig.cutout)."""
+    pipeline_file: Path | None = None
+    """An albumentations file given as the spec: the whole recipe as written, so it trains only
+    with `--augment albumentations` (`autoaug.training.loop.albumentations_file`)."""
 
 
 def policy_from_json(doc: Any, where: str = "policy") -> Augmenter:
@@ -89,9 +93,9 @@ def resolve(spec: str) -> PolicySpec:
         description = augmenter.summary()
     elif spec.endswith(".json") or is_file(path):
         doc = read_json(path)
-        if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
-            augmenter = AlbumentationsFile(doc, str(path))
-            description = f"albumentations file {path.name}"
+        if is_pipeline_document(doc):  # a policy or a whole pipeline, the whole recipe as written
+            description = f"albumentations pipeline {path.name} (as written)"
+            return PolicySpec(spec, description, AlbumentationsFile(doc, str(path)), False, 0, pipeline_file=path)
         else:
             augmenter = policy_from_json(doc, spec)
             description = f"policy file {path.name}"
