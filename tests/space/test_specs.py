@@ -25,7 +25,9 @@ SPECS = [
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_command_accepts_the_same_specs(spec, tmp_path, cifar_batch):
     resolved = resolve(spec)  # what `autoaug train --policy` uses
-    assert (resolved.standard, resolved.cutout) == (True, 16)
+    # a policy gets standard + Cutout 16; an albumentations file is the whole recipe as written
+    expected = (False, 0) if resolved.pipeline_file is not None else (True, 16)
+    assert (resolved.standard, resolved.cutout) == expected
     out = resolved.augmenter(cifar_batch[:4], torch.Generator().manual_seed(0))
     assert out.shape == cifar_batch[:4].shape and out.dtype == torch.uint8
     assert main(["validate", spec]) == 0
