@@ -30,7 +30,8 @@ from hostinfo import describe, load_average
 
 from autoaug.search.config import load_config
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
-from autoaug.search.search import ChildTask, _device_data, run_search, uniform_tokens
+from autoaug.search.search import ChildTask, run_search, uniform_tokens
+from autoaug.search.trials import device_data
 from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import Policy, published_policy
 from autoaug.training.loop import train_child
@@ -67,7 +68,7 @@ def main() -> None:
     rate = result.completed / (search_cpu / 3600)
 
     published = published_policy("autoaugment-cifar10")
-    data = _device_data(child_task, "cpu")
+    data = device_data(child_task.dataset, "cpu", child_task.train_subset, child_task.val_subset)
     c0 = time.process_time()
     child_acc = train_child(published, data, dataclasses.replace(child_task.child, device="cpu"), 0)
     child_cpu = time.process_time() - c0

@@ -28,7 +28,8 @@ import torch
 from hostinfo import describe, load_average
 
 from autoaug.search.config import SearchConfig
-from autoaug.search.search import ChildTask, _device_data, uniform_tokens
+from autoaug.search.search import ChildTask, uniform_tokens
+from autoaug.search.trials import device_data
 from autoaug.space.policy import Policy, published_policy
 from autoaug.training.loop import train_child
 
@@ -43,7 +44,7 @@ def main() -> None:
 
     config = SearchConfig()
     task = ChildTask.from_config(config)
-    data = _device_data(task, "cpu")
+    data = device_data(task.dataset, "cpu", task.train_subset, task.val_subset)
     child = dataclasses.replace(task.child, device="cpu")
     policies: dict[str, Policy | None] = {
         "reference (no policy)": None,

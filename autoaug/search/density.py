@@ -38,11 +38,11 @@ import torch
 import torch.nn as nn
 
 from autoaug.errors import AutoaugError, DataError
-from autoaug.search.child import ChildTask, _device_data, derive_seed
-from autoaug.search.store import load_checkpoint, save_checkpoint
+from autoaug.search.rundir import load_checkpoint, save_checkpoint
+from autoaug.search.trials import derive_seed, device_data
 from autoaug.search.workers import Task, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import Augment, DeviceData, as_augment, evaluate, train_model
+from autoaug.training.loop import Augment, DeviceData, TrainConfig, evaluate, train_model
 from autoaug.training.models import build_model
 
 FOLD_DIRNAME = "density"
@@ -53,20 +53,29 @@ FOLD_VERSION = 1
 class DensityTask:
     """What every density trial of one search shares; pickled once into each worker."""
 
-    child: ChildTask
-    """The data (the child-train images are what the folds split) and the fold models' recipe."""
+    dataset: str
+    train_subset: int | None
+    """The child-train images of the search: what the folds split."""
+    val_subset: int | None
+    """Unused by the reward; with the two above it names the data every worker prepares once."""
+    child: TrainConfig
+    """The fold models' recipe (the search's [child], with no policy)."""
     folds: int
     draws: int
     fold_dir: str
     """Absolute path of RUN_DIR/density."""
+
+    def data(self, device: str) -> DeviceData:
+        """The search's data on `device`, prepared once per worker process."""
+        return device_data(self.dataset, device, self.train_subset, self.val_subset)
 
     def fold_path(self, k: int) -> Path:
         return Path(self.fold_dir) / f"fold-{k}.pt"
 
     def setup(self, k: int, seed: int) -> str:
         """What fold model k is trained from, as one string stored with its weights."""
-        child = {f: v for f, v in dataclasses.asdict(self.child.child).items() if f != "device"}
-        return json.dumps({"dataset": self.child.dataset, "train_subset": self.child.train_subset,
+        child = {f: v for f, v in dataclasses.asdict(self.child).items() if f != "device"}
+        return json.dumps({"dataset": self.dataset, "train_subset": self.train_subset,
                            "child": child, "folds": self.folds, "fold": k, "seed": seed},
                           sort_keys=True)
 
@@ -107,8 +116,8 @@ def fold_data(data: DeviceData, k: int, folds: int) -> DeviceData:
 
 def train_fold(task: DensityTask, k: int, seed: int, device: str) -> float:
     """Train fold model `k` with the plain recipe, save it, return its clean held-out accuracy."""
-    data = fold_data(_device_data(task.child, device), k, task.folds)
-    config = dataclasses.replace(task.child.child, device=device)
+    data = fold_data(task.data(device), k, task.folds)
+    config = dataclasses.replace(task.child, device=device)
     model, _ = train_model(None, data, config, seed)
     accuracy = evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std,
                         batch_size=config.eval_batch_size)
@@ -181,13 +190,13 @@ def load_folds(task: DensityTask, device: str) -> list[Fold]:
     """The fold models of `task` on `device`, with their held-out images (cached per process)."""
     key = (task.fold_dir, task.folds, device)
     if key not in _FOLD_CACHE:
-        data = _device_data(task.child, device)
+        data = task.data(device)
         folds = []
         for k in range(task.folds):
             state = load_checkpoint(task.fold_path(k))
             if state is None:
                 raise AutoaugError(f"density fold model {task.fold_path(k)} is missing")
-            model = build_model(task.child.child.model, int(state["num_classes"]))
+            model = build_model(task.child.model, int(state["num_classes"]))
             model.load_state_dict(state["state_dict"])
             model = model.to(device=data.device, memory_format=torch.channels_last).eval()
             held = fold_data(data, k, task.folds)
@@ -227,7 +236,7 @@ def evaluate_density(task: DensityTask, payload: dict[str, Any], seed: int, devi
     if "fold" in payload:
         return train_fold(task, int(payload["fold"]), seed, device)
     doc = payload["policy"]
-    augment = None if doc is None else as_augment(Policy.from_json(doc, "trial payload"))
-    data = _device_data(task.child, device)
+    augment = None if doc is None else Policy.from_json(doc, "trial payload")  # batched call
+    data = task.data(device)
     return density_reward(augment, load_folds(task, device), data, task.draws, seed,
-                          task.child.child.eval_batch_size)
+                          task.child.eval_batch_size)

@@ -38,6 +38,7 @@ policy that the policy did not earn. A round in which every trial failed stops t
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import math
@@ -63,35 +64,21 @@ from autoaug.search.config import (
     search_identity,
     to_dict,
 )
-from autoaug.search.child import (
-    ChildTask,
-    _device_data,
-    balanced_head,
-    derive_seed,
-    evaluate_policy,
-    load_search_data,
-)
 from autoaug.search.controller import Controller
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.store import (
-    CHECKPOINT_FILENAME,
-    STORE_FILENAME,
-    UNFINISHED,
-    RunLock,
-    Trial,
-    TrialSpec,
-    TrialStore,
-    load_checkpoint,
-    save_checkpoint,
-    store_exists,
-)
-from autoaug.search.workers import RayOptions, Result, Task, WorkerPool
-from autoaug.space.augment import render_grid
+from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
+from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore, store_exists
+from autoaug.search.trials import derive_seed, device_data, load_data, make_pool, run_trials
+from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import OP_NAMES
+from autoaug.space.pipeline import PIPELINES, pipeline_path, save_pipeline
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
-from autoaug.training.data import fingerprint
+from autoaug.space.render import render_grid
+from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
+from autoaug.training.data import Splits, fingerprint
+from autoaug.training.loop import TrainConfig, export_pipeline, train_child
 from autoaug.training.models import build_model, check_image_size
 
 POLICY_FILENAME = "policy.json"
@@ -99,6 +86,38 @@ TENSORBOARD_DIRNAME = "tensorboard"
 CHECKPOINT_VERSION = 1
 # Images in the TensorBoard picture of the best policy (one row per sub-policy).
 _PICTURE_IMAGES = 8
+
+
+# --- what a worker evaluates ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """What every trial of one search shares; pickled once into each worker with the function."""
+
+    dataset: str
+    train_subset: int | None
+    val_subset: int | None
+    child: TrainConfig
+
+    @classmethod
+    def from_config(cls, config: SearchConfig) -> ChildTask:
+        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
+
+
+def load_search_data(task: ChildTask) -> Splits:
+    """The dataset's splits with the child-train and reward-val subsets applied."""
+    return load_data(task.dataset, task.train_subset, task.val_subset)
+
+
+def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
+    """A trial: train one child with the payload's policy (None: the reference child, no
+    policy) on `device`; its val accuracy is the reward. Top level so worker processes can
+    unpickle it (as `functools.partial(evaluate_policy, task)`)."""
+    doc = payload["policy"]
+    policy = None if doc is None else Policy.from_json(doc, "trial payload")
+    data = device_data(task.dataset, device, task.train_subset, task.val_subset)
+    return train_child(policy, data, dataclasses.replace(task.child, device=device), seed)
 
 
 # --- seeds and sampling -----------------------------------------------------------------------
@@ -267,25 +286,19 @@ def _make_run_dir(run_dir: Path) -> None:
 def _evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[..., float]:
     """The workers' `fn(payload, seed, device) -> reward` for `config.reward.kind`."""
     if config.reward.kind == "density":
-        density = DensityTask(task, config.reward.folds, config.reward.draws,
+        density = DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
+                              config.reward.folds, config.reward.draws,
                               str((run_dir / FOLD_DIRNAME).resolve()))
         return functools.partial(evaluate_density, density)
     return functools.partial(evaluate_policy, task)
 
 
 def _worker_pool(config: SearchConfig, fn: Callable[..., float]) -> WorkerPool:
-    if config.backend == "ray":
-        options = RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial)
-        return WorkerPool(fn, backend="ray", timeout_s=config.trial_timeout_s, ray_options=options)
-    devices = list(config.device_list)
-    if devices == ["auto"]:
-        gpus = torch.cuda.device_count()
-        devices = [f"cuda:{i}" for i in range(gpus)] or ["cpu"]
-    if config.backend == "inline":
-        devices = devices[:1]  # one trial at a time, in this process
-    else:
-        devices = [d for _ in range(config.workers) for d in devices]  # round-robin over devices
-    return WorkerPool(fn, backend=config.backend, devices=devices, timeout_s=config.trial_timeout_s)
+    return make_pool(
+        fn, backend=config.backend, devices=config.device_list,
+        workers=config.workers, timeout_s=config.trial_timeout_s,
+        ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
+    )
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
@@ -398,9 +411,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                         f"(tracebacks are in {store.path}, table trials, column traceback)"
                     )
             bar.close()
-            exported = _export(run_dir, store, config, config.export_top, None, pool,
-                               config.export.reevaluate_top, config.export.reevaluate_seeds,
-                               progress)
+            exported = _export(run_dir, store, config, config.export_top, None, "policy", None,
+                               pool, config.export.reevaluate_top,
+                               config.export.reevaluate_seeds, progress)
         finally:
             bar.close()
             pool.close()
@@ -452,30 +465,12 @@ def _evaluate_trials(
     trials: Sequence[Trial],
     after: Callable[[Trial, Result], None] | None = None,
 ) -> None:
-    """Evaluate the unfinished `trials` on the pool, committing each result to `store` the
-    moment it arrives (a killed run loses only the trials in flight); then `after(trial,
-    result)`."""
+    """`run_trials` on the lazily started pool (started only if something is unfinished), with
+    `after(trial, result)` told which trial each result belongs to."""
     by_id = {t.id: t for t in trials}
-    todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
-    if not todo:
-        return
-
-    def on_start(task: Task, worker: str) -> None:
-        store.mark_running(task.id, worker)
-
-    def on_result(result: Result) -> None:
-        trial = by_id[result.task_id]
-        if result.ok:
-            store.mark_done(result.task_id, result.reward, result.duration)
-        else:
-            store.mark_failed(result.task_id, result.error, result.duration, result.traceback)
-            what = "reference child" if trial.role == "reference" else "trial"
-            tqdm.write(f"{trial.phase} {what} {result.task_id} failed: {result.error}",
-                       file=sys.stderr)
-        if after is not None:
-            after(trial, result)
-
-    pool.get().run(todo, on_start=on_start, on_result=on_result)
+    if any(t.status in UNFINISHED for t in trials):
+        run_trials(store, pool.get(), trials,
+                   None if after is None else lambda result: after(by_id[result.task_id], result))
 
 
 def check_child_fits(config: SearchConfig, splits: Any) -> None:
@@ -638,6 +633,10 @@ class Export:
     albumentations_path: Path
     reevaluation: list[Reevaluation] | None = None
     """Every re-evaluated candidate, best mean first; None without re-evaluation."""
+    pipeline_path: Path | None = None
+    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline: Any = None
+    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
 
 
 def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
@@ -705,6 +704,8 @@ def export_policy(
     run_dir: str | Path,
     top: int = 5,
     out: str | Path | None = None,
+    pipeline: str = "policy",
+    dataset: str | None = None,
     *,
     reevaluate_top: int | None = 0,
     reevaluate_seeds: int | None = None,
@@ -736,15 +737,15 @@ def export_policy(
                            "export with --reevaluate-top 0")
     if not reevaluate_top:
         with TrialStore(store_path) as store:
-            return _export(run_dir, store, config, top, out, None, 0, 0, progress)
+            return _export(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0, progress)
     assert config is not None
     task = ChildTask.from_config(config)
     with RunLock(run_dir), TrialStore(store_path) as store:
         store.requeue_running()  # re-evaluation children a killed export left running
         pool = _LazyPool(config, task, run_dir)
         try:
-            return _export(run_dir, store, config, top, out, pool, reevaluate_top,
-                           reevaluate_seeds or 1, progress)
+            return _export(run_dir, store, config, top, out, pipeline, dataset, pool,
+                           reevaluate_top, reevaluate_seeds or 1, progress)
         finally:
             pool.close()
 
@@ -755,6 +756,8 @@ def _export(
     config: SearchConfig | None,
     top: int,
     out: str | Path | None,
+    pipeline: str,
+    dataset: str | None,
     pool: _LazyPool | None,
     reevaluate_top: int,
     reevaluate_seeds: int,
@@ -817,9 +820,16 @@ def _export(
     policy = Policy(sub_policies, info)
     out = run_dir / POLICY_FILENAME if out is None else Path(out)
     albu_out = albumentations_path(out)
+    whole, whole_out = None, None
+    if pipeline != "policy":  # built first: a bad dataset writes nothing
+        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT)
+        dataset = dataset or (config.dataset if config else "cifar10-reduced")
+        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
         policy.save(out)
         save_albumentations(policy, albu_out)
+        if whole is not None:
+            save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out, reevaluation)
+    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole)

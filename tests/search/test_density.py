@@ -23,7 +23,7 @@ from autoaug.search.density import (
     fold_split,
     read_fold,
 )
-from autoaug.search.search import ChildTask, run_search
+from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialStore
 from autoaug.space.policy import Operation, Policy
 
@@ -39,7 +39,8 @@ def _config(run: Path, budget: int):
 
 
 def _task(config) -> DensityTask:
-    return DensityTask(ChildTask.from_config(config), config.reward.folds, config.reward.draws,
+    return DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
+                       config.reward.folds, config.reward.draws,
                        str((Path(config.out) / FOLD_DIRNAME).resolve()))
 
 
