@@ -118,7 +118,18 @@ def main() -> None:
         "",
         "The std of the paired reward is what the controller and the export ranking see of seed "
         "noise when every policy of a batch trains on the batch's seed next to a reference child; "
-        "the raw std is what a per-trial seed gives.",
+        "the raw std is what a per-trial seed gives. Pairing removes noise only in proportion to "
+        "how much of a child's luck the seed fixes: var(paired) = var(policy) + var(reference) - "
+        "2 cov, smaller than var(policy) only when the correlation exceeds std(reference) / "
+        "(2 std(policy)). "
+        + ("Here it does not: sharing the initial weights, batch order and crops leaves the "
+           "children of one seed nearly uncorrelated (correlations in the table), so the paired "
+           "reward is not less noisy than the raw one on this child; centring advantages within "
+           "a batch is harmless either way, and the re-evaluation before export (a mean over "
+           "fresh seeds) is what reduces the luck in the exported choice."
+           if all(statistics.stdev([a - r for a, r in zip(acc[n], ref)]) >= 0.9 * statistics.stdev(acc[n])
+                  for n in list(policies)[1:])
+           else "Here it does for at least one policy (table)."),
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
