@@ -7,7 +7,7 @@ pipeline that holds them loads with plain `albumentations.load`.
 
 from __future__ import annotations
 
-from autoaug import albu  # noqa: F401  (registers Sharpness / SamplePairing with albumentations)
+from autoaug import albu  # noqa: F401  (registers autoaug's own transforms with albumentations)
 from autoaug.policy import Operation, Policy, load_policy, published_policy
 
 __version__ = "0.1.0"

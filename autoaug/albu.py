@@ -3,7 +3,8 @@
 They subclass `ImageOnlyTransform`, so albumentations' serialisation registers them by class
 name the moment this module is imported (`import autoaug` does that): after it, a pipeline that
 contains them loads with plain `A.load`. Each mirrors the torch kernel of the same name in
-`autoaug.ops`; `tests/test_parity.py` holds them together.
+`autoaug.ops` (AutoContrast, Equalize and Translate run that kernel on the one image, so the two
+executions are the same arithmetic); `tests/test_parity.py` holds them together.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+import torch
 
 from autoaug.errors import AutoaugError
 
@@ -42,6 +44,61 @@ class Sharpness(A.ImageOnlyTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("factor",)
+
+
+def _run_kernel(name: str, img: np.ndarray, magnitude: float = 0.0) -> np.ndarray:
+    """Apply the torch kernel of op `name` to one HWC (or HW) uint8 image."""
+    from autoaug.ops import OpContext, get_op  # autoaug.ops imports this module
+
+    hwc = img[..., None] if img.ndim == 2 else img
+    x = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None]  # (1, C, H, W)
+    ctx = OpContext(torch.Generator(), x, torch.zeros(1, dtype=torch.long))
+    out = get_op(name).kernel(x, torch.tensor([magnitude], dtype=torch.float32), ctx)
+    out = out[0].permute(1, 2, 0).numpy()
+    return out[..., 0] if img.ndim == 2 else out
+
+
+class AutoContrast(A.ImageOnlyTransform):
+    """PIL's `ImageOps.autocontrast` per channel (255 counts towards the range, values truncate).
+
+    albumentations' `AutoContrast` leaves 255 out of the range and rounds.
+    """
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return _run_kernel("AutoContrast", img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+class Equalize(A.ImageOnlyTransform):
+    """PIL's `ImageOps.equalize` per channel. albumentations' `Equalize(mode="pil")` is not PIL's rule."""
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return _run_kernel("Equalize", img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+class Translate(A.ImageOnlyTransform):
+    """Move the image by `x` of its width and `y` of its height, rounded to whole pixels, grey fill.
+
+    albumentations' `Affine(translate_percent=...)` truncates the shift to whole pixels.
+    """
+
+    def __init__(self, x: float = 0.0, y: float = 0.0, p: float = 0.5):
+        super().__init__(p=p)
+        self.x, self.y = float(x), float(y)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        if self.y == 0:
+            return _run_kernel("TranslateX", img, self.x)
+        out = _run_kernel("TranslateY", img, self.y)
+        return _run_kernel("TranslateX", out, self.x) if self.x else out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("x", "y")
 
 
 class SamplePairing(A.ImageOnlyTransform):

@@ -32,7 +32,7 @@ class PolicyAugment:
             for k, op in enumerate(sub):
                 self.op_ids[i, k] = OP_NAMES.index(op.name)
                 self.probs[i, k] = op.prob
-                self.magnitudes[i, k] = op.magnitude
+                self.magnitudes[i, k] = policy.magnitude(op)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         b = images.shape[0]

@@ -16,7 +16,8 @@ from typing import Any
 import albumentations as A
 import numpy as np
 
-from autoaug.albu import SamplePairing, Sharpness, set_image_pool, walk
+from autoaug import albu
+from autoaug.albu import SamplePairing, set_image_pool, walk
 from autoaug.errors import PolicyError
 from autoaug.ops import OPS_BY_NAME
 from autoaug.policy import Operation, Policy
@@ -30,8 +31,8 @@ def op_to_albumentations(name: str, magnitude: float, prob: float) -> A.BasicTra
     return spec.albumentations(magnitude, prob)
 
 
-def _op(op: Operation) -> A.BasicTransform:
-    return op_to_albumentations(op.name, op.magnitude, op.prob)
+def _op(op: Operation, policy: Policy) -> A.BasicTransform:
+    return op_to_albumentations(op.name, policy.magnitude(op), op.prob)
 
 
 def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
@@ -41,7 +42,7 @@ def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: i
     TrivialAugment). `image_pool` feeds SamplePairing (usually the training images).
     """
     if isinstance(policy, Policy):
-        subs = [A.Sequential([_op(op) for op in sub], p=1.0) for sub in policy.sub_policies]
+        subs = [A.Sequential([_op(op, policy) for op in sub], p=1.0) for sub in policy.sub_policies]
         transforms = [A.OneOf(subs, p=1.0)]
     elif hasattr(policy, "to_albumentations_transforms"):
         transforms = policy.to_albumentations_transforms()
@@ -73,10 +74,11 @@ def needs_autoaug(policy: Any) -> bool:
 def loading_note(policy: Any) -> str | None:
     """What a user must do before using the export of `policy`, or None when plain `A.load` is enough."""
     transforms = list(walk(to_albumentations(policy)))
-    if not any(isinstance(t, (Sharpness, SamplePairing)) for t in transforms):
+    own = sorted({type(t).__name__ for t in transforms if type(t).__module__ == albu.__name__})
+    if not own:
         return None
-    note = ("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
-            "SamplePairing): `import autoaug` before A.load")
+    note = (f"note: the albumentations JSON holds autoaug's own transforms ({' / '.join(own)}): "
+            "`import autoaug` before A.load")
     if any(isinstance(t, SamplePairing) for t in transforms):
         note += ", and give SamplePairing its partner images with autoaug.albu.set_image_pool(pipeline, images)"
     return note

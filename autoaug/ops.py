@@ -38,6 +38,11 @@ from autoaug import albu
 MAGNITUDE_BINS = 10
 PROB_BINS = 11
 FILL = 128  # grey, for pixels an affine op uncovers and for Cutout
+# How a policy reads the ranges of the table (issue #8). "paper": the appendix table's ranges.
+# "reference": where the reference code that found the CIFAR-10 and SVHN policies used another
+# range, that one (`OpSpec.reference_high`; only TranslateX/Y have one: 10 px of 32, not 150 of
+# 331). A policy carries its reading (`Policy.range_reading`); search uses "paper".
+RANGE_READINGS = ("paper", "reference")
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,18 @@ class OpSpec:
     albumentations: AlbuFactory
     integer: bool = False  # magnitudes are rounded to whole numbers (bits, thresholds)
     notes: str = ""  # where we differ from the paper, the TF reference code and torchvision
+    reference_high: float | None = None  # bin 9 under the "reference" range reading, where it differs
 
     @property
     def has_magnitude(self) -> bool:
         return self.low is not None
 
-    def magnitude(self, magnitude_bin: int) -> float:
-        """Physical magnitude of a bin (before any random sign)."""
+    def magnitude(self, magnitude_bin: int, reading: str = "paper") -> float:
+        """Physical magnitude of a bin (before any random sign) under a range reading."""
         if self.low is None or self.high is None:
             return 0.0
-        value = self.low + (self.high - self.low) * magnitude_bin / (MAGNITUDE_BINS - 1)
+        high = self.reference_high if reading == "reference" and self.reference_high is not None else self.high
+        value = self.low + (high - self.low) * magnitude_bin / (MAGNITUDE_BINS - 1)
         return float(round(value)) if self.integer else value
 
 
@@ -170,33 +177,58 @@ def _shift(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tenso
     return torch.where(valid[:, None], out, torch.full_like(out, FILL))
 
 
+def _whole_pixels(fraction: torch.Tensor, size: int) -> torch.Tensor:
+    """A fraction of the side -> whole pixels, rounded half away from zero (issue #8: truncating,
+    as albumentations' `Affine` does, fell a pixel short on 5 of the 10 bins)."""
+    px = fraction * size
+    return torch.sign(px) * torch.floor(px.abs() + 0.5)
+
+
 def translate_x(img, m, ctx):
-    # fraction of the width -> whole pixels, truncated toward zero as albumentations does
-    return _shift(img, torch.trunc(m * img.shape[-1]), torch.zeros_like(m))
+    # m is a fraction of the width; a positive m moves the content right
+    return _shift(img, _whole_pixels(m, img.shape[-1]), torch.zeros_like(m))
 
 
 def translate_y(img, m, ctx):
-    return _shift(img, torch.zeros_like(m), torch.trunc(m * img.shape[-2]))
+    return _shift(img, torch.zeros_like(m), _whole_pixels(m, img.shape[-2]))
 
 
 def rotate(img, m, ctx):
     return _affine(img, rotate=m)
 
 
-def auto_contrast(img, m, ctx):
-    """Per image and channel, stretch [lo, hi] to [0, 255]; a flat channel is left alone.
+def _histograms(img: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N * C, 256) long: one histogram per image and channel."""
+    n, c, h, w = img.shape
+    flat = img.reshape(n * c, h * w).long()  # (NC, HW)
+    offsets = torch.arange(n * c, device=img.device)[:, None] * 256
+    return torch.bincount((flat + offsets).reshape(-1), minlength=n * c * 256).reshape(n * c, 256)
 
-    albumentations 2.0.8 finds lo and hi in a `cv2.calcHist` over the range [0, 255), which
-    leaves out the value 255; we find them the same way for parity, so 255 never widens the
-    range (it still maps to 255).
+
+def _apply_luts(img: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+    """Map every channel of every image through its own (N * C, 256) table."""
+    n, c, h, w = img.shape
+    out = lut.clamp(0, 255).gather(1, img.reshape(n * c, h * w).long())  # (NC, HW)
+    return out.reshape(n, c, h, w).to(torch.uint8)
+
+
+def auto_contrast(img, m, ctx):
+    """PIL's `ImageOps.autocontrast` (cutoff 0): per image and channel, stretch [lo, hi] to [0, 255].
+
+    As PIL: lo and hi are the darkest and brightest values present (255 included), the table is
+    int(v * scale + offset) in double precision (truncated, and exactly PIL's float rounding at
+    whole numbers), and a flat channel is left alone. albumentations' `AutoContrast` leaves 255
+    out of the range and rounds, so the export is autoaug's own transform.
     """
-    white = img == 255
-    lo = img.amin(dim=(2, 3), keepdim=True).float()  # (N, C, 1, 1); 255 only if all white
-    hi = torch.where(white, torch.zeros_like(img), img).amax(dim=(2, 3), keepdim=True).float()
+    hist = _histograms(img)  # (NC, 256)
+    idx = torch.arange(256, device=img.device)
+    present = hist > 0
+    lo = torch.where(present, idx, 256).amin(dim=1, keepdim=True)  # (NC, 1)
+    hi = torch.where(present, idx, -1).amax(dim=1, keepdim=True)
     flat = hi <= lo
-    scale = torch.where(flat, torch.ones_like(hi), 255.0 / (hi - lo).clamp_min(1))
-    offset = torch.where(flat, torch.zeros_like(lo), lo)
-    return _to_uint8((img.float() - offset) * scale)  # 255 lands at or above 255: stays 255
+    scale = 255.0 / (hi - lo).clamp_min(1).double()
+    lut = (idx.double() * scale - lo.double() * scale).trunc().long()  # (NC, 256); int() truncates
+    return _apply_luts(img, torch.where(flat, idx, lut))
 
 
 def invert(img, m, ctx):
@@ -204,25 +236,23 @@ def invert(img, m, ctx):
 
 
 def equalize(img, m, ctx):
-    """Per-channel histogram equalisation with albumentations' `Equalize(mode="pil")` rule.
+    """PIL's `ImageOps.equalize`, per image and channel.
 
-    That rule is PIL's with two differences, kept here for parity: the step divides by 255, not
-    256, and the lookup uses the inclusive cumulative histogram (PIL's is exclusive).
+    step = (pixels - count of the brightest value present) // 255; value v maps to
+    (step // 2 + pixels darker than v) // step, clipped at 255; a channel with one value or a
+    zero step is left alone. albumentations' `Equalize(mode="pil")` differs (its lookup counts
+    the value itself), so the export is autoaug's own transform.
     """
     n, c, h, w = img.shape
-    flat = img.reshape(n * c, h * w).long()  # (NC, HW)
-    offsets = torch.arange(n * c, device=img.device)[:, None] * 256
-    hist = torch.bincount((flat + offsets).reshape(-1), minlength=n * c * 256).reshape(n * c, 256)
+    hist = _histograms(img)  # (NC, 256)
     idx = torch.arange(256, device=img.device)
-    last = torch.where(hist > 0, idx, -1).amax(dim=1)  # (NC,) last non-empty bin
+    last = torch.where(hist > 0, idx, -1).amax(dim=1)  # (NC,) brightest value present
     step = (h * w - hist.gather(1, last[:, None]).squeeze(1)) // 255  # (NC,)
-    nonzero_bins = (hist > 0).sum(dim=1)
-    keep = (nonzero_bins <= 1) | (step == 0)
+    keep = ((hist > 0).sum(dim=1) <= 1) | (step == 0)
     safe_step = step.clamp_min(1)[:, None]
-    lut = ((hist.cumsum(dim=1) + safe_step // 2) // safe_step).clamp_max(255)  # (NC, 256)
-    lut = torch.where(keep[:, None], idx[None].expand_as(lut), lut)
-    out = lut.gather(1, flat)  # (NC, HW)
-    return out.reshape(n, c, h, w).to(torch.uint8)
+    darker = hist.cumsum(dim=1) - hist  # (NC, 256) pixels below each value
+    lut = (safe_step // 2 + darker) // safe_step
+    return _apply_luts(img, torch.where(keep[:, None], idx[None], lut))
 
 
 def solarize(img, m, ctx):
@@ -327,9 +357,9 @@ def _degrees_of_shear(m: float) -> tuple[float, float]:
 
 def _solarize_albu(m: float, p: float) -> A.BasicTransform:
     if m >= 256:
-        return A.NoOp(p=p)  # albumentations cannot express "invert nothing"
-    # albumentations inverts i >= threshold * 255; half a level below the integer keeps float
-    # round-off from moving the boundary
+        return A.NoOp(p=p)  # threshold 256 inverts nothing, which A.Solarize cannot say (its top is 255)
+    # albumentations inverts i >= threshold * 255 (threshold 0: every pixel); half a level below
+    # the integer keeps float round-off from moving the boundary
     t = (m - 0.5) / 255 if m > 0 else 0.0
     return A.Solarize(threshold_range=(t, t), p=p)
 
@@ -374,13 +404,13 @@ OPS: tuple[OpSpec, ...] = (
     ),
     OpSpec(
         "TranslateX", 0.0, 150 / 331, "fraction of the width", True, translate_x,
-        _affine_albu(translate_percent=lambda m: {"x": (m, m), "y": (0.0, 0.0)}),
+        lambda m, p: albu.Translate(x=m, p=p), reference_high=10 / 32,
         notes="Paper: [-150, 150] px on 331 px images. The TF reference code's CIFAR pipeline used "
         "10 px of 32 (0.31); torchvision uses 150/331 of the width like us.",
     ),
     OpSpec(
         "TranslateY", 0.0, 150 / 331, "fraction of the height", True, translate_y,
-        _affine_albu(translate_percent=lambda m: {"x": (0.0, 0.0), "y": (m, m)}),
+        lambda m, p: albu.Translate(y=m, p=p), reference_high=10 / 32,
         notes="As TranslateX.",
     ),
     OpSpec(
@@ -389,18 +419,18 @@ OPS: tuple[OpSpec, ...] = (
     ),
     OpSpec(
         "AutoContrast", None, None, "-", False, auto_contrast,
-        lambda m, p: A.AutoContrast(cutoff=0, method="pil", p=p),
+        lambda m, p: albu.AutoContrast(p=p),
         notes="No magnitude. Rounds the stretched value (PIL truncates).",
     ),
     OpSpec("Invert", None, None, "-", False, invert, lambda m, p: A.InvertImg(p=p)),
     OpSpec(
         "Equalize", None, None, "-", False, equalize,
-        lambda m, p: A.Equalize(mode="pil", by_channels=True, p=p),
+        lambda m, p: albu.Equalize(p=p),
         notes="No magnitude. albumentations' 'pil' rule, which differs from PIL by at most a bin "
         "(see the kernel).",
     ),
     OpSpec(
-        "Solarize", 0.0, 256.0, "threshold", False, solarize, _solarize_albu, integer=True,
+        "Solarize", 256.0, 0.0, "threshold", False, solarize, _solarize_albu, integer=True,
         notes="Bin 0 inverts every pixel, bin 9 none: a stronger magnitude is a *weaker* op, as in "
         "the paper and the TF reference. torchvision runs the range the other way (255 down to 0).",
     ),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from autoaug.errors import PolicyError
-from autoaug.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, get_op
+from autoaug.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, RANGE_READINGS, get_op
 
 FORMAT = "autoaug.policy"
 VERSION = 1
@@ -69,15 +69,23 @@ class Operation:
         """Physical magnitude before the random sign (0.0 for ops without one)."""
         return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0)
 
+    def magnitude_in(self, reading: str) -> float:
+        """Physical magnitude under a range reading (`autoaug.ops.RANGE_READINGS`)."""
+        return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0, reading)
+
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "prob": self.prob, "magnitude_bin": self.magnitude_bin}
 
-    def __str__(self) -> str:
+    def describe(self, reading: str = "paper") -> str:
         op = OPS_BY_NAME[self.name]
         if not op.has_magnitude:
             return f"{self.name}(p={self.prob:.1f})"
         sign = "+/-" if op.signed else ""
-        return f"{self.name}(p={self.prob:.1f}, bin {self.magnitude_bin} = {sign}{self.magnitude:.3g} {op.unit})"
+        value = self.magnitude_in(reading)
+        return f"{self.name}(p={self.prob:.1f}, bin {self.magnitude_bin} = {sign}{value:.3g} {op.unit})"
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 SubPolicy = tuple[Operation, ...]
@@ -89,8 +97,16 @@ class Policy:
 
     sub_policies: tuple[SubPolicy, ...]
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    range_reading: str = "paper"
+    """Which ranges the bins are read on (`autoaug.ops.RANGE_READINGS`): "paper" (the appendix
+    table; what search uses) or "reference" (TranslateX/Y over 10 px of 32, as in the reference
+    code that found the published CIFAR-10 and SVHN policies; no other op differs)."""
 
     def __post_init__(self) -> None:
+        if self.range_reading not in RANGE_READINGS:
+            raise PolicyError(
+                f"range_reading: expected one of {', '.join(RANGE_READINGS)}, got {self.range_reading!r}"
+            )
         if not self.sub_policies:
             raise PolicyError("a policy needs at least one sub-policy, got none")
         for i, sub in enumerate(self.sub_policies):
@@ -135,6 +151,7 @@ class Policy:
             "version": VERSION,
             "kind": "policy",
             "sub_policies": [[op.to_json() for op in sub] for sub in self.sub_policies],
+            "range_reading": self.range_reading,
             "provenance": self.provenance,
         }
 
@@ -153,7 +170,16 @@ class Policy:
         provenance = doc.get("provenance", {})
         if not isinstance(provenance, dict):
             raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
-        return cls(tuple(subs), provenance)
+        reading = doc.get("range_reading", "paper")  # files written before issue #8 have none
+        if reading not in RANGE_READINGS:
+            raise PolicyError(
+                f"{where}: range_reading: expected one of {', '.join(RANGE_READINGS)}, got {_short(reading)}"
+            )
+        return cls(tuple(subs), provenance, reading)
+
+    def magnitude(self, op: Operation) -> float:
+        """Physical magnitude of one of this policy's operations, under the policy's range reading."""
+        return op.magnitude_in(self.range_reading)
 
     def save(self, path: str | Path) -> Path:
         return save_json(self.to_json(), path)
@@ -165,9 +191,10 @@ class Policy:
         return to_albumentations(self, image_pool=image_pool)
 
     def describe(self) -> str:
-        lines = [f"{len(self.sub_policies)} sub-policies"]
+        reading = "" if self.range_reading == "paper" else f" (range reading: {self.range_reading})"
+        lines = [f"{len(self.sub_policies)} sub-policies{reading}"]
         for i, sub in enumerate(self.sub_policies):
-            lines.append(f"  {i:2d}: " + " -> ".join(str(op) for op in sub))
+            lines.append(f"  {i:2d}: " + " -> ".join(op.describe(self.range_reading) for op in sub))
         return "\n".join(lines)
 
     @property

@@ -76,7 +76,7 @@ def render_grid(policy, images: np.ndarray, seed: int = 0, scale: int = 3) -> np
     rows, labels = [x], ["original"]
     if isinstance(policy, Policy):
         for i, sub in enumerate(policy.sub_policies):
-            rows.append(PolicyAugment(Policy((sub,)))(x, g))
+            rows.append(PolicyAugment(Policy((sub,), range_reading=policy.range_reading))(x, g))
             labels.append(f"{i}: " + " > ".join(f"{op.name} {op.prob:.1f}" for op in sub))
     else:
         for i in range(5):

@@ -112,7 +112,7 @@ def test_sample_pairing_without_pool_says_so(cifar_images):
 
 # ---- statistical parity ------------------------------------------------------------------
 
-# Sub-policy i: Brightness (factor 0.1 + 0.2 i, prob P[i]) then Solarize bin 0 (invert all, prob Q[i]).
+# Sub-policy i: Brightness (factor 0.1 + 0.2 i, prob P[i]) then Solarize bin 9 (invert all, prob Q[i]).
 # On a constant image of value 100 every outcome value names which ops fired in which sub-policy.
 P = (0.2, 0.4, 0.6, 0.8, 1.0)
 Q = (0.9, 0.7, 0.5, 0.3, 0.1)
@@ -121,7 +121,7 @@ DRAWS = 20_000
 
 def _probe_policy() -> Policy:
     return Policy(tuple(
-        (Operation("Brightness", P[i], i), Operation("Solarize", Q[i], 0)) for i in range(5)
+        (Operation("Brightness", P[i], i), Operation("Solarize", Q[i], 9)) for i in range(5)
     ))
 
 
