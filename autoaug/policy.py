@@ -277,12 +277,12 @@ def load_policy(path: str | Path):
 
 def published_policy(name: str) -> Policy:
     """A policy from the AutoAugment paper: autoaugment-cifar10, autoaugment-svhn, autoaugment-imagenet."""
-    from autoaug.published import PUBLISHED
+    from autoaug.published import PUBLISHED, RANGE_READING
 
     if name not in PUBLISHED:
         raise PolicyError(f"unknown published policy {name!r}; expected one of {', '.join(PUBLISHED)}")
     subs = tuple(tuple(Operation(*triple) for triple in sub) for sub in PUBLISHED[name])
-    return Policy(subs, {"source": f"{name} (Cubuk et al. 2018, AutoAugment, appendix)"})
+    return Policy(subs, {"source": f"{name} (Cubuk et al. 2018, AutoAugment, appendix)"}, RANGE_READING[name])
 
 
 def provenance(source: str, **extra: Any) -> dict[str, Any]:

@@ -54,7 +54,11 @@ def main() -> None:
     ap.add_argument("--nice", type=int, default=5, help="niceness of the training processes")
     ap.add_argument("--runs", default="runs/translate_range", help="where the runs and their logs go")
     ap.add_argument("--out", default="experiments/results/translate_range.md")
+    ap.add_argument("--report", action="store_true", help="only write the results of the pairs finished so far")
     args = ap.parse_args()
+    if args.report:
+        write_results(Path(args.runs), args)
+        return
 
     runs = Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
@@ -91,11 +95,15 @@ def main() -> None:
 
 
 def write_results(runs: Path, args: argparse.Namespace) -> None:
-    acc: dict[str, list[float]] = {}
+    acc: dict[str, list[float]] = {reading: [] for reading in RANGE_READINGS}
     seconds: list[float] = []
+    # the seeds both readings have finished (all of them, unless --report runs before the end)
+    seeds = [seed for seed in range(args.seeds)
+             if all((run_dir(runs, r, seed) / "results.json").exists() for r in RANGE_READINGS)]
+    if len(seeds) < 2:
+        raise SystemExit(f"{len(seeds)} finished pairs in {runs}: need 2 for a standard error")
     for reading in RANGE_READINGS:
-        acc[reading] = []
-        for seed in range(args.seeds):
+        for seed in seeds:
             row = json.loads((run_dir(runs, reading, seed) / "results.json").read_text())["seeds"][0]
             acc[reading].append(100 * row["test_acc"])
             seconds.append(row["seconds"])
@@ -105,10 +113,12 @@ def write_results(runs: Path, args: argparse.Namespace) -> None:
     d_se = statistics.stdev(diffs) / math.sqrt(len(diffs))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip() or "unknown"
-    rows = [f"| {s} | {p:.2f} | {r:.2f} | {r - p:+.2f} |" for s, (p, r) in enumerate(zip(paper, reference))]
+    rows = [f"| {s} | {p:.2f} | {r:.2f} | {r - p:+.2f} |" for s, p, r in zip(seeds, paper, reference)]
     lines = [
         "# TranslateX/Y range: the paper's 150/331 of the side vs the reference code's 10 px of 32",
         "",
+        *([f"Partial: {len(seeds)} of the {args.seeds} seeds asked for had finished under both readings.", ""]
+          if len(seeds) < args.seeds else []),
         f"Machine: {cpu_model()}, {os.cpu_count()} cores shared with other work, no GPU; one torch "
         f"thread per run, {args.parallel} runs at a time, {statistics.mean(seconds):.0f} s per run on average. "
         f"Code: commit {commit}.",
