@@ -66,8 +66,8 @@ class Operation:
 
     @property
     def magnitude(self) -> float:
-        """Physical magnitude before the random sign (0.0 for ops without one)."""
-        return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0)
+        """Physical magnitude before the random sign (0.0 for ops without one), paper ranges."""
+        return self.magnitude_in("paper")
 
     def magnitude_in(self, reading: str) -> float:
         """Physical magnitude under a range reading (`autoaug.ops.RANGE_READINGS`)."""

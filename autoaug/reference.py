@@ -17,7 +17,10 @@ Two things per op, for `tests/test_reference.py` and `experiments/reference_diff
     default nearest sampling;
   * a random sign for the five geometric ops (`random.random() > 0.5`);
   * geometric ops and Cutout leave alpha 0 behind, which `pil_unwrap` turns into the normalised
-    zero, i.e. the dataset mean (CIFAR-10: 125.3, 123.0, 113.9 in 0..255; `REFERENCE_FILL`);
+    zero, i.e. the dataset mean (CIFAR-10: 125.3, 123.0, 113.9 in 0..255; `REFERENCE_FILL`) -
+    unless a later op of the sub-policy converts to RGB and back (AutoContrast, Equalize, Invert,
+    Posterize, Solarize do): then the uncovered pixels are black (white after Invert) and count
+    in that op's histogram. Only single ops are modelled here;
   * AutoContrast, Equalize, Invert: `ImageOps` with no arguments;
   * Posterize: 4 - int_parameter(level, 4) bits (4, 4, 4, 3, 3, 2, 2, 2, 1, 1);
   * Solarize: threshold 256 - int_parameter(level, 256) (256, 231, 205, ..., 52, 26: level 0
