@@ -4,10 +4,10 @@ For every op of the table, on the first 64 test images of the embedded reduced C
 magnitude bin and both signs of the signed ops, two comparisons in grey levels (0..255):
 
 1. kernel: our torch kernel at the physical magnitude our table gives a bin, against Pillow
-   doing the same thing (`autoaug.reference.pil_op`): how exactly the kernel computes what we
+   doing the same thing (`autoaug.space.reference.pil_op`): how exactly the kernel computes what we
    say it computes.
 2. reference: our op at bin b (our range and bin reading) against the reference code's op at
-   level b (`autoaug.reference.reference_op`: its level / 10 scaling, nearest sampling, top-left
+   level b (`autoaug.space.reference.reference_op`: its level / 10 scaling, nearest sampling, top-left
    shear, mean fill, 4..1 posterize bits ...): what the bin does to an image here vs in the code
    that found the published policies. TranslateX/Y are measured under both range readings.
 
@@ -29,9 +29,9 @@ import torch
 
 from hostinfo import cpu_model
 
-from autoaug.data import load
-from autoaug.ops import MAGNITUDE_BINS, OPS, OpContext, get_op
-from autoaug.reference import NO_REFERENCE, pil_op, reference_cutout_box, reference_magnitude, reference_op
+from autoaug.training.data import load
+from autoaug.space.ops import MAGNITUDE_BINS, OPS, OpContext, get_op
+from autoaug.space.reference import NO_REFERENCE, pil_op, reference_cutout_box, reference_magnitude, reference_op
 
 IMAGES = 64
 
@@ -146,7 +146,7 @@ def main() -> None:
         "## 1. Kernel vs Pillow at the same physical magnitude",
         "",
         "Our kernel at the magnitude our table gives the bin, against Pillow doing what the table "
-        "says (`autoaug.reference.pil_op`: affine about the centre, grey 128 fill, bilinear, "
+        "says (`autoaug.space.reference.pil_op`: affine about the centre, grey 128 fill, bilinear, "
         "translate in whole pixels).",
         "",
         head,
@@ -154,7 +154,7 @@ def main() -> None:
         "",
         "## 2. Our bin b vs the reference code's level b",
         "",
-        "Our op at bin b against the reference code's op at level b (`autoaug.reference.reference_op`), "
+        "Our op at bin b against the reference code's op at level b (`autoaug.space.reference.reference_op`), "
         "with the sign mapped so both move the content the same way. Everything that differs "
         "counts: the level / 10 vs bin / 9 scaling, ranges, nearest vs bilinear sampling, "
         "top-left vs centre shear, mean vs grey fill, rounding.",
@@ -176,7 +176,7 @@ def main() -> None:
         "",
         "Ours: one hole of trunc(20/32 x side x bin / 9) pixels square, wholly inside the image. "
         "Reference: a 2 x level square centred anywhere, clipped to the image, but painted over "
-        "`range(upper[0], lower[1])` on both axes (see `autoaug.reference`).",
+        "`range(upper[0], lower[1])` on both axes (see `autoaug.space.reference`).",
         "",
         "| bin | ours | reference |",
         "|---|---|---|",

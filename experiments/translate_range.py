@@ -30,8 +30,8 @@ from pathlib import Path
 
 from hostinfo import cpu_model
 
-from autoaug.ops import RANGE_READINGS
-from autoaug.policy import published_policy
+from autoaug.space.ops import RANGE_READINGS
+from autoaug.space.policy import published_policy
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY = "autoaugment-cifar10"
