@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,8 @@ from autoaug.training.data import load
 
 def cmd_validate(args: argparse.Namespace) -> int:
     policy = resolve(args.policy)
+    for note in getattr(policy, "warnings", ()):
+        print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
     print(policy.describe())
     source = getattr(policy, "provenance", {}).get("source")

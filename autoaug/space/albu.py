@@ -13,6 +13,7 @@ helpers that walk a pipeline (`walk`, `set_image_pool`, `seed_pipeline`).
 from __future__ import annotations
 
 import random
+import warnings
 from typing import Any
 
 import albumentations as A
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from autoaug.errors import AutoaugError
+from autoaug.errors import AutoaugError, PolicyError
 from autoaug.space import pil_kernels
 
 # The name a file stores for each transform: the module path these classes had before the package
@@ -200,3 +201,81 @@ def compose(
     if image_pool is not None:
         set_image_pool(pipeline, image_pool)
     return pipeline
+
+
+# --- reading an albumentations file -----------------------------------------------------------
+
+def load_pipeline(doc: Any, where: str) -> tuple[Any, list[str]]:
+    """An albumentations pipeline from its parsed JSON `doc` (what `A.load` reads), checked:
+    (pipeline, warnings). PolicyError for a document `A.load` refuses (unknown transform,
+    missing or mistyped fields), for arguments it would drop with only a warning (a misspelled
+    name would silently become the default), for a transform without `p` (it would silently
+    become 0.5) and for a `p` that is not a number in [0, 1] (Compose does not check its own).
+    A pipeline in which no transform can ever fire is valid but gets a warning.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pipeline = A.from_dict(doc)
+        except KeyError as err:  # albumentations' registry lookup: an unknown class name
+            raise PolicyError(f"{where}: unknown albumentations transform or missing key {_first_line(err)}") from None
+        except Exception as err:  # A.from_dict has no error type of its own for a bad document
+            raise PolicyError(f"{where}: albumentations cannot load it ({type(err).__name__}: {_first_line(err)})") from None
+    for warning in caught:
+        text = str(warning.message)
+        if "not valid for transform" in text or "has no 'p' parameter" in text:
+            raise PolicyError(f"{where}: {_first_line(text)}")
+    if not isinstance(pipeline, A.BaseCompose):
+        raise PolicyError(f"{where}: expected a Compose pipeline, got a {type(pipeline).__name__}")
+    for t in walk(pipeline):
+        if isinstance(t.p, bool) or not isinstance(t.p, (int, float)) or not 0 <= t.p <= 1:  # NaN too
+            raise PolicyError(f"{where}: {type(t).__name__} has p = {t.p!r}; expected a number in [0, 1]")
+    _try_each(pipeline, where)
+    notes = []
+    if not _can_fire(pipeline):
+        notes.append(f"{where}: no transform in this pipeline can ever fire (all p = 0, NoOp or "
+                     "empty): it never changes an image")
+    return pipeline, notes
+
+
+def _try_each(pipeline: Any, where: str) -> None:
+    """Run every transform of `pipeline` once, whatever its p, on a 32x32 RGB image: albumentations
+    accepts arguments it then cannot apply (an int beyond float range in an Affine, say), and
+    a file found broken mid-training would cost the run."""
+    image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)  # (H, W, C)
+    for t in walk(pipeline):
+        if isinstance(t, A.BaseCompose):
+            continue
+        p, pool = t.p, getattr(t, "image_pool", None)
+        t.p = 1.0
+        if isinstance(t, SamplePairing):
+            t.image_pool = image[None]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # overflow warnings of extreme but finite values
+                out = t(image=image)["image"]
+            if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3:
+                raise TypeError(f"gave {type(out).__name__} {getattr(out, 'dtype', '')}")
+        except Exception as err:  # noqa: BLE001 - any failure of a transform on a plain image
+            raise PolicyError(
+                f"{where}: {type(t).__name__} fails on a 32x32 RGB image ({type(err).__name__}: "
+                f"{_first_line(err)}); check its arguments"
+            ) from None
+        finally:
+            t.p = p
+            if isinstance(t, SamplePairing):
+                t.image_pool = pool
+
+
+def _can_fire(transform: Any) -> bool:
+    if transform.p <= 0 or isinstance(transform, A.NoOp):
+        return False
+    if isinstance(transform, A.BaseCompose):
+        return any(_can_fire(child) for child in transform.transforms)
+    return True
+
+
+def _first_line(err: Any) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else type(err).__name__
+    return line if len(line) <= 160 else line[:157] + "..."

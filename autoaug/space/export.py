@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from autoaug.space import albu
-from autoaug.space.albu import SamplePairing, compose, seed_pipeline, walk
+from autoaug.space.albu import SamplePairing, compose, load_pipeline, seed_pipeline, walk
 
 
 def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
@@ -62,8 +62,10 @@ def albumentations_path(native_path: str | Path) -> Path:
 class AlbumentationsFile:
     """An exported albumentations pipeline, drawn like an augmenter: `(images, generator) -> images`."""
 
-    def __init__(self, path: str):
-        self.pipeline = A.load(path, data_format="json")
+    def __init__(self, doc: Any, path: str):
+        """From the parsed JSON `doc` of file `path`, checked by `load_pipeline`; what it warns
+        about (a pipeline that never changes an image) is in `warnings`."""
+        self.pipeline, self.warnings = load_pipeline(doc, path)
 
     def describe(self) -> str:
         names = sorted({type(t).__name__ for t in walk(self.pipeline)} - {"Compose", "OneOf", "Sequential"})

@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import ConfigError, DataError, PolicyError
+from autoaug.files import is_file
 from autoaug.space import randaugment
 from autoaug.space.albu import seed_pipeline
 from autoaug.space.augment import PolicyAugment
@@ -52,7 +53,7 @@ from autoaug.space.export import to_albumentations
 from autoaug.space.policy import Policy, published_policy
 from autoaug.space.specs import load_policy
 from autoaug.training.data import Splits
-from autoaug.training.models import MODEL_NAMES, build_model, model_spec
+from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
 # same shape, dtype and device, each image augmented with its own random choices.
@@ -421,6 +422,7 @@ def train_model(
     model = build_model(
         config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
     )
+    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     model = model.to(device=device, memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -637,9 +639,9 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
         else:
             description = "TrivialAugment"
         description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or Path(spec).expanduser().is_file():
+    elif spec.endswith(".json") or is_file(spec):
         path = Path(spec).expanduser()
-        if not path.is_file():
+        if not is_file(path):
             raise PolicyError(f"policy file {spec!r} does not exist")
         source = load_policy(path)
         description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
