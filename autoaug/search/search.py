@@ -73,9 +73,18 @@ from autoaug.search.workers import RayOptions, Result, Task, WorkerPool
 from autoaug.space.augment import render_grid
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import OP_NAMES
+from autoaug.space.pipeline import PIPELINES, pipeline_path, save_pipeline
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
 from autoaug.training.data import Splits, fingerprint, load_splits
-from autoaug.training.loop import DeviceData, TrainConfig, prepare, train_child
+from autoaug.training.loop import (
+    POLICY_CUTOUT,
+    DeviceData,
+    ResolvedPolicy,
+    TrainConfig,
+    export_pipeline,
+    prepare,
+    train_child,
+)
 from autoaug.training.models import build_model, check_image_size
 
 POLICY_FILENAME = "policy.json"
@@ -571,19 +580,29 @@ class Export:
     trials: list[Trial]
     policy_path: Path
     albumentations_path: Path
+    pipeline_path: Path | None = None
+    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline: Any = None
+    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
 
 
 def export_policy(
-    run_dir: str | Path, top: int = 5, out: str | Path | None = None
+    run_dir: str | Path, top: int = 5, out: str | Path | None = None,
+    pipeline: str = "policy", dataset: str | None = None,
 ) -> Export:
     """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
 
     Best by reward, ties to the earlier trial. Writes native JSON to `out` (default
-    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it.
+    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it. With
+    `pipeline` "train" or "eval" also the whole training / evaluation pipeline
+    (FILE.train.albumentations.json, FILE.eval...), normalised with `dataset`'s statistics
+    (default: the run's dataset).
     """
     run_dir = Path(run_dir)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    if pipeline not in PIPELINES:
+        raise AutoaugError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}")
     store_path = run_dir / STORE_FILENAME
     if not store_path.is_file():
         what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
@@ -619,9 +638,16 @@ def export_policy(
     policy = Policy(sub_policies, info)
     out = run_dir / POLICY_FILENAME if out is None else Path(out)
     albu_out = albumentations_path(out)
+    whole, whole_out = None, None
+    if pipeline != "policy":  # built first: a bad dataset writes nothing
+        resolved = ResolvedPolicy(str(out), "exported", policy, None, True, POLICY_CUTOUT)
+        dataset = dataset or (config.dataset if config else "cifar10-reduced")
+        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
         policy.save(out)
         save_albumentations(policy, albu_out)
+        if whole is not None:
+            save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out)
+    return Export(policy, best, out, albu_out, whole_out, whole)

@@ -12,6 +12,7 @@ from typing import Any
 from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.export import AlbumentationsFile
+from autoaug.space.pipeline import is_pipeline_document
 from autoaug.space.policy import Policy, published_policy
 
 
@@ -34,6 +35,6 @@ def resolve(spec: str):
     if spec.startswith("autoaugment-") and not is_file(spec):
         return published_policy(spec)
     doc = read_json(spec)
-    if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
+    if is_pipeline_document(doc):
         return AlbumentationsFile(doc, spec)
     return policy_from_json(doc, spec)
