@@ -82,7 +82,7 @@ def ours_vs_reference(op, images: np.ndarray, reading: str | None = "paper") -> 
     """Our op at bin b (under `reading`; None: at the reference's own value) vs the reference's level b."""
     rows = []
     for b, s in cases(op):
-        m = op.magnitude(b, reading) if reading is not None else reference_magnitude(op.name, b)
+        m = op.magnitude(b, reading=reading) if reading is not None else reference_magnitude(op.name, b)
         ours = kernel(op.name, images, m * s)
         theirs = np.stack([reference_op(op.name, img, b, s) for img in images])
         rows.append(stats(ours, theirs))

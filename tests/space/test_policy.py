@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from autoaug.errors import PolicyError
-from autoaug.space.augment import PolicyAugment
 from autoaug.space.export import to_albumentations
 from autoaug.space.policy import SEARCH_NVEC, Operation, Policy, published_policy
 from autoaug.space.specs import load_policy
@@ -74,7 +73,7 @@ def test_range_reading_is_kept_in_files_and_changes_only_translate(tmp_path, cif
     # both executions shift by 10 px of 32 under "reference" (by 15 px under "paper")
     for policy, px in ((Policy(((translate,),), range_reading="reference"), 10), (Policy(((translate,),)), 15)):
         x = cifar_batch[:16]
-        ours = PolicyAugment(policy)(x, torch.Generator().manual_seed(0)).numpy()
+        ours = policy(x, torch.Generator().manual_seed(0)).numpy()
         pipeline = to_albumentations(policy, seed=0)
         theirs = np.stack([pipeline(image=img)["image"] for img in x.permute(0, 2, 3, 1).numpy()]).transpose(0, 3, 1, 2)
         x = x.numpy()

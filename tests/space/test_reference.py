@@ -130,7 +130,7 @@ def test_geometric_bins_grow_from_the_identity_as_in_the_reference(name, cifar_b
     op = get_op(name)
     theirs = {"ShearX": 0.3, "ShearY": 0.3, "TranslateX": 10, "TranslateY": 10, "Rotate": 30}[name]
     for reading in ("paper", "reference"):
-        ours = [op.magnitude(b, reading) for b in range(MAGNITUDE_BINS)]
+        ours = [op.magnitude(b, reading=reading) for b in range(MAGNITUDE_BINS)]
         assert ours[0] == 0 and all(b > a for a, b in zip(ours, ours[1:]))
     ref = [float_parameter(b, theirs) for b in range(MAGNITUDE_BINS)]
     assert ref[0] == 0 and all(b > a for a, b in zip(ref, ref[1:]))
@@ -156,7 +156,7 @@ def test_translate_reference_reading_matches_the_reference_codes_pixels():
     # "reference" reading: 10/32 of the side at bin 9, i.e. 10 b / 9 px of 32 rounded; the
     # reference code shifts b px, so bins 0..4 agree and 5..9 are one pixel further
     op = get_op("TranslateX")
-    px = [int(np.floor(op.magnitude(b, "reference") * 32 + 0.5)) for b in range(MAGNITUDE_BINS)]
+    px = [int(np.floor(op.magnitude(b, reading="reference") * 32 + 0.5)) for b in range(MAGNITUDE_BINS)]
     assert px == [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]
     assert px[:5] == [int_parameter(b, 10) for b in range(5)]
 
