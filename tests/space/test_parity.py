@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from autoaug.space.export import to_albumentations
-from autoaug.space.ops import MAGNITUDE_BINS, TABLE, OpContext, get_op
+from autoaug.space.ops import MAGNITUDE_BINS, OPS, TABLE, OpContext, get_op
 from autoaug.space.policy import Operation, Policy
 
 # Largest per-pixel difference allowed between the executions, per op. Zero unless a comment says why.
