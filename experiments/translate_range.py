@@ -94,6 +94,18 @@ def main() -> None:
     write_results(runs, args)
 
 
+def verdict(d_mean: float, d_se: float) -> str:
+    """The reading the published policy keeps, and why (issue #8: the better one, or the
+    reference code's when the seeds cannot tell them apart)."""
+    if d_se > 0 and abs(d_mean) >= 2 * d_se:
+        better = "reference" if d_mean > 0 else "paper"
+        return (f"The {better} reading is better by more than twice the standard error: the published "
+                f"CIFAR-10 policy keeps it.")
+    return ("No difference the seeds can resolve (|difference| < 2 standard errors). The published "
+            "CIFAR-10 and SVHN policies keep the reference reading: it is what the code that found "
+            "them used, and it costs nothing measurable.")
+
+
 def write_results(runs: Path, args: argparse.Namespace) -> None:
     acc: dict[str, list[float]] = {reading: [] for reading in RANGE_READINGS}
     seconds: list[float] = []
@@ -121,7 +133,8 @@ def write_results(runs: Path, args: argparse.Namespace) -> None:
           if len(seeds) < args.seeds else []),
         f"Machine: {cpu_model()}, {os.cpu_count()} cores shared with other work, no GPU; one torch "
         f"thread per run, {args.parallel} runs at a time, {statistics.mean(seconds):.0f} s per run on average. "
-        f"Code: commit {commit}.",
+        f"Code: commit {commit} when this file was written; a resumed or long experiment may have "
+        "started earlier runs from earlier commits, but both readings of a seed always start together.",
         f"Command: `python experiments/translate_range.py --seeds {args.seeds} --epochs {args.epochs} "
         f"--parallel {args.parallel}`; each run is `autoaug train --policy "
         f"{args.runs}/{POLICY}-<reading>.json --model tiny --epochs {args.epochs} --seed S` (the "
@@ -137,6 +150,8 @@ def write_results(runs: Path, args: argparse.Namespace) -> None:
         "",
         f"Paired difference (reference - paper) over {len(diffs)} seeds: {d_mean:+.2f} points, standard "
         f"error {d_se:.2f}, t = {d_mean / d_se if d_se else float('inf'):.2f}.",
+        "",
+        verdict(d_mean, d_se),
     ]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
