@@ -110,8 +110,12 @@ def main() -> None:
         f"{3600 / child_cpu:,.0f} policies per CPU hour at best; density is "
         f"{child_cpu / (search_cpu / result.completed):.0f}x cheaper per policy |",
         "",
-        f"Best density rewards of the search: {', '.join(f'{100 * t.reward:.2f}' for t in result.best)} "
-        f"(un-augmented held-out images: {clean:.2f}).",
+        f"Search rewards of the {len(result.best)} exported policies (chosen by the re-evaluation "
+        f"before export): {', '.join(f'{100 * t.reward:.2f}' for t in result.best)} "
+        f"(un-augmented held-out images: {clean:.2f}). The search's CPU time includes the "
+        f"round's reference evaluations and the re-evaluation before export "
+        f"({config.export.reevaluate_top} policies x {config.export.reevaluate_seeds} seeds + "
+        f"references).",
         "",
         f"Noise: the density reward (%) of one policy over augmentation seeds 0..{args.noise_seeds - 1}.",
         "",

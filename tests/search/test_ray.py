@@ -25,7 +25,9 @@ from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore  # noqa: 
 from autoaug.search.trials import run_trials  # noqa: E402
 from autoaug.search.workers import RayOptions, WorkerPool  # noqa: E402
 
-TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "batch_size=2"]
+# The paper's per-trial seeds and no re-evaluation before export: every row a search policy.
+TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "batch_size=2",
+        "reward.paired=false", "export.reevaluate_top=0"]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from autoaug.search.search import (
     reevaluation_seed,
     run_search,
 )
-from autoaug.search.store import CHECKPOINT_FILENAME, STORE_FILENAME, TrialStore
+from autoaug.search.rundir import CHECKPOINT_FILENAME
+from autoaug.search.store import STORE_FILENAME, TrialStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
