@@ -24,10 +24,10 @@ import torch
 
 from hostinfo import cpu_model
 
-from autoaug.augment import PolicyAugment
-from autoaug.data import load
-from autoaug.export import to_albumentations
-from autoaug.policy import published_policy
+from autoaug.space.augment import PolicyAugment
+from autoaug.training.data import load
+from autoaug.space.export import to_albumentations
+from autoaug.space.policy import published_policy
 
 
 def _best_rate(fn, n_images: int, repeats: int) -> float:

@@ -1,7 +1,7 @@
 """Child-training benchmark: how fast a child trains and how noisy its reward is.
 
 For each model preset, trains children on the embedded reduced CIFAR-10 (4,000 train images,
-reward measured on the 5,000 val images) with `autoaug.train.train_child`, the function the
+reward measured on the 5,000 val images) with `autoaug.training.loop.train_child`, the function the
 search calls, and reports
 
 - seconds per child and children per hour (one process, evaluation included);
@@ -34,10 +34,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from autoaug.data import load_splits  # noqa: E402
-from autoaug.models import MODEL_NAMES  # noqa: E402
+from autoaug.training.data import load_splits  # noqa: E402
+from autoaug.training.models import MODEL_NAMES  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
-from autoaug.train import TrainConfig, prepare, resolve_device, resolve_policy, train_child  # noqa: E402
+from autoaug.training.loop import TrainConfig, prepare, resolve_device, resolve_policy, train_child  # noqa: E402
 
 POLICIES = ("none", "standard", "autoaugment-cifar10")
 

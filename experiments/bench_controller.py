@@ -48,10 +48,10 @@ import torch
 
 from hostinfo import describe, load_average
 
-from autoaug.config import SearchConfig, load_config
-from autoaug.ops import OPS
-from autoaug.policy import SEARCH_NVEC
-from autoaug.search import Sampler
+from autoaug.search.config import SearchConfig, load_config
+from autoaug.search.search import Sampler
+from autoaug.space.ops import OPS
+from autoaug.space.policy import SEARCH_NVEC
 
 BUDGETS = (160, 320, 640, 1280)
 PRESETS = ("cpu-quick", "gpu", "paper")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from autoaug.augment import PolicyAugment
-from autoaug.data import load
-from autoaug.ops import MAGNITUDE_BINS, OPS, OpContext
-from autoaug.policy import published_policy
+from autoaug.space.augment import PolicyAugment
+from autoaug.training.data import load
+from autoaug.space.ops import MAGNITUDE_BINS, OPS, OpContext
+from autoaug.space.policy import published_policy
 
 
 def main() -> None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autoaug.export import albumentations_path, save_albumentations
-from autoaug.policy import published_policy
-from autoaug.published import PUBLISHED
+from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.space.policy import published_policy
+from autoaug.space.published import PUBLISHED
 
 OUT = Path(__file__).resolve().parent.parent / "policies"
 

@@ -1,7 +1,7 @@
 """RandAugment on the embedded reduced CIFAR-10: fixed M vs adaptive M vs the grid's best (issue #5).
 
 Steps, all on the reduced CIFAR-10 that ships with the package (train 4,000 / val 5,000 / test 10,000):
-1. A RandAugment grid (`autoaug.randaugment.run_grid`, the code behind `autoaug randaugment`),
+1. A RandAugment grid (`autoaug.search.grid.run_grid`, the code behind `autoaug randaugment`),
    one child per (N, M) with seed 0; the best (N, M) by validation accuracy.
 2. Arms trained with seeds 1..K (not the grid's seed, so the grid's pick is not scored on the
    run that picked it): RandAugment N=2 at a fixed M, the same N with the adaptive M starting from
@@ -33,18 +33,11 @@ import torch
 
 from hostinfo import describe
 
-from autoaug.data import load_splits
-from autoaug.ensemble import find_members, save_outputs, top_k_ensemble
-from autoaug.randaugment import (
-    AdaptiveRandAugment,
-    GridSpec,
-    RandAugment,
-    TrivialAugment,
-    grid_markdown,
-    policy_training,
-    run_grid,
-)
-from autoaug.train import TrainConfig, evaluate, predict_proba, prepare, train_model
+from autoaug.training.data import load_splits
+from autoaug.training.ensemble import find_members, save_outputs, top_k_ensemble
+from autoaug.search.grid import GridSpec, grid_markdown, policy_training, run_grid
+from autoaug.space.randaugment import AdaptiveRandAugment, RandAugment, TrivialAugment
+from autoaug.training.loop import TrainConfig, evaluate, predict_proba, prepare, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("fixed", "adaptive", "grid-best", "trivialaugment", "baseline")

@@ -22,10 +22,10 @@ import torch
 
 from hostinfo import cpu_model
 
-from autoaug.config import load_config
-from autoaug.policy import Policy
-from autoaug.search import ChildTask, _device_data, derive_seed, export_policy, run_search
-from autoaug.train import train_child
+from autoaug.search.config import load_config
+from autoaug.space.policy import Policy
+from autoaug.search.search import ChildTask, _device_data, derive_seed, export_policy, run_search
+from autoaug.training.loop import train_child
 
 
 def main() -> None:

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from autoaug.data import load
+from pathlib import Path
+
+from autoaug.training.data import load, load_splits
+from autoaug.training.loop import prepare
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +30,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory) -> Path:
+    """36 train / 36 val / 36 test 16x16 crops of 3 CIFAR classes: a child trains in a blink."""
+    x, y = load("cifar10-reduced", "train")
+    idx = np.concatenate([np.where(y == c)[0][:12] for c in range(3)])
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x=x[idx, :16, :16], y=y[idx], x_val=x[idx, 16:, 16:], y_val=y[idx],
+             x_test=x[idx, :16, 16:], y_test=y[idx])
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_npz):
+    return prepare(load_splits(f"npz:{tiny_npz}"), "cpu")

@@ -1,0 +1,94 @@
+"""`autoaug search` (learn a policy; resumable) and `autoaug export` (a run's best policies as one)."""
+
+from __future__ import annotations
+
+import argparse
+
+from autoaug.search.config import ALGOS, resolve_config, to_toml
+from autoaug.search.search import export_policy, run_search
+from autoaug.space.export import loading_note
+from autoaug.space.policy import Policy
+
+
+def _flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The flags that are sugar for `--set key=value`, in the same single override mechanism."""
+    overrides = []
+    for key in ("dataset", "out", "budget", "algo", "seed", "workers"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return overrides + list(args.set or [])
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    # run_search checks the config against the one saved in the run directory.
+    config, _saved = resolve_config(args.config, _flag_overrides(args))
+    if args.print_config:
+        print(to_toml(config), end="")
+        return 0
+    result = run_search(config, progress=not args.no_progress)
+    minutes, seconds = divmod(result.seconds, 60)
+    print(f"search done: {result.completed} policies evaluated ({result.failed} failed) in "
+          f"{result.run_dir}; this run took {int(minutes)}m{seconds:04.1f}s")
+    print("best rewards: " + ", ".join(f"{t.reward:.4f}" for t in result.best))
+    print(f"wrote {result.policy_path} ({len(result.best) * 5} sub-policies from the best "
+          f"{len(result.best)}) and {result.albumentations_path}")
+    _albumentations_note(result.policy)
+    print("next:")
+    print(f"  autoaug show {result.policy_path} --out {result.run_dir / 'policy.png'}")
+    print(f"  autoaug train --policy {result.policy_path}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    exported = export_policy(args.run_dir, top=args.top, out=args.out)
+    rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
+    print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
+          f"the best {len(exported.trials)} policies, rewards {rewards})")
+    print(f"wrote {exported.albumentations_path}")
+    _albumentations_note(exported.policy)
+    return 0
+
+
+def _albumentations_note(policy: Policy) -> None:
+    note = loading_note(policy)
+    if note:
+        print(note)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="learn an augmentation policy (LSTM controller + PPO); run again to resume",
+        description=(
+            "Search for an augmentation policy. With no arguments: the cpu-quick preset on the "
+            "embedded reduced CIFAR-10, into runs/search (about 15 minutes on 2 CPU cores). "
+            "Running the same command again on the same --out resumes. Every key of the config "
+            "can be set with --set KEY=VALUE; --print-config shows them all."
+        ),
+    )
+    p.add_argument("--config", metavar="FILE.toml", help="a TOML preset, e.g. experiments/gpu.toml")
+    p.add_argument("--dataset", metavar="SPEC", help="dataset spec (default cifar10-reduced)")
+    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/search)")
+    p.add_argument("--budget", metavar="N", help="policies to evaluate in total")
+    p.add_argument("--algo", choices=ALGOS, help="ppo (default) or random, for comparison")
+    p.add_argument("--seed", metavar="S", help="search seed (default 0)")
+    p.add_argument("--workers", metavar="N", help="worker processes per device")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override config keys, e.g. --set batch_size=8 child.epochs=5 ppo.clip_coef=0.1")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as TOML and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_search)
+
+    p = subparsers.add_parser(
+        "export",
+        help="write the best policies of a search run as one policy (native + albumentations JSON)",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of `autoaug search`")
+    p.add_argument("--top", type=int, default=5,
+                   help="concatenate the sub-policies of the best K policies (default 5, the paper's)")
+    p.add_argument("--out", metavar="FILE.json",
+                   help="native policy file to write (default RUN_DIR/policy.json); the "
+                        "albumentations JSON goes next to it as FILE.albumentations.json")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,190 @@
+"""`autoaug train`: train a network with a policy over several seeds and report test accuracy."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from autoaug.errors import ConfigError
+from autoaug.files import save_json
+from autoaug.space import randaugment
+from autoaug.training.data import load_splits
+from autoaug.training.ensemble import save_outputs
+from autoaug.training.loop import (
+    POLICY_SPECS,
+    AlbumentationsAugment,
+    Augment,
+    TrainConfig,
+    predict_proba,
+    prepare,
+    resolve_policy,
+    train_model,
+)
+from autoaug.training.models import MODEL_NAMES
+
+AUGMENT_PATHS = ("torch", "albumentations")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a network with a policy over several seeds and report test accuracy",
+        description=(
+            "Train --model with --policy on --dataset for --seeds seeds; report val and test "
+            "accuracy (mean +/- std) on stdout and in OUT/results.json. Each seed leaves "
+            "OUT/seed-S/ with model.pt (a state_dict), outputs.json + outputs.npz (val and test "
+            "accuracy, test softmax: what `autoaug ensemble` reads) and TensorBoard logs (tb/)."
+        ),
+    )
+    parser.add_argument(
+        "--policy", required=True,
+        help=f"a policy file or one of: {', '.join(POLICY_SPECS[:-1])}",
+    )
+    parser.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    parser.add_argument("--model", default="tiny", help=f"one of {', '.join(MODEL_NAMES)} (default tiny)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe)")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds to train (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are SEED..SEED+K-1")
+    parser.add_argument(
+        "--augment", default="torch",
+        help="torch (batched kernels on the device) or albumentations (exported pipeline in "
+        "DataLoader workers)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
+    parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>)")
+    parser.add_argument("--adaptive-m", action="store_true", help="RandAugment only: raise M after an epoch whose "
+                        "val accuracy falls below the best so far (autoaug.space.randaugment.adapt_magnitude)")
+    parser.add_argument("--adaptive-step", type=float, default=30.0, help="M step per unit of relative val drop (default 30)")
+    parser.set_defaults(func=_cmd_train)
+
+
+def _slug(spec: str) -> str:
+    name = Path(spec).stem if spec.endswith(".json") else spec
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "policy"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for a single value)."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from torch.utils.tensorboard import SummaryWriter  # tensorboard: ~0.25 s of start-up, only for commands that log
+
+    if args.augment not in AUGMENT_PATHS:
+        raise ConfigError(f"unknown --augment {args.augment!r}; expected one of {', '.join(AUGMENT_PATHS)}")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    resolved = resolve_policy(args.policy)
+    overrides: dict[str, Any] = dict(
+        standard=resolved.standard, cutout=resolved.cutout, device=args.device
+    )
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    config = TrainConfig.for_model(args.model, **overrides)
+    # The split seed stays at its default: runs with other --seed values (an ensemble's
+    # members) must share their val and test images.
+    splits = load_splits(args.dataset, image_size=args.image_size)
+    data = prepare(splits, config.device)
+    augment: Augment | AlbumentationsAugment | None = resolved.augment
+    if args.augment == "albumentations":
+        augment = resolved.albumentations(splits.train_x, args.workers)
+    out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0
+        if args.augment != "torch":
+            raise ConfigError("--adaptive-m changes M between epochs, which needs --augment torch")
+        randaugment.adaptive_for_training(resolved.source, args.adaptive_step)
+
+    rows = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        started = time.perf_counter()
+        seed_dir = out / f"seed-{seed}"
+        bar = tqdm(total=config.epochs, desc=f"seed {seed}", unit="epoch", leave=False, file=sys.stderr)
+
+        def tick(epoch: int, val_acc: float | None, bar: Any = bar) -> None:
+            bar.set_postfix(val_acc=f"{val_acc:.4f}")
+            bar.update(1)
+
+        with SummaryWriter(str(seed_dir / "tb")) as writer:
+            seed_augment, hook, adaptive = augment, tick, None
+            if args.adaptive_m:  # a fresh M per seed; the hook of autoaug.space.randaugment (issue #5)
+                adaptive = randaugment.adaptive_for_training(resolved.source, args.adaptive_step, writer)
+
+                def hook(epoch: int, val_acc: float | None, adaptive: Any = adaptive, tick: Any = tick) -> None:
+                    tick(epoch, val_acc)
+                    adaptive.on_epoch_end(epoch, val_acc)
+
+                seed_augment = adaptive
+            model, history = train_model(seed_augment, data, config, seed, on_epoch_end=hook, logger=writer)
+            norm = dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
+            val_acc = history[-1].val_acc  # measured after the last epoch (a logger is given)
+            assert val_acc is not None
+            test_proba = predict_proba(model, data.test_x, **norm).numpy()  # (N_test, K)
+            test_labels = data.test_y.cpu().numpy()  # (N_test,)
+            test_acc = float((test_proba.argmax(axis=1) == test_labels).mean())
+            writer.add_scalar("test/acc", test_acc, config.epochs)
+        bar.close()
+        torch.save(model.state_dict(), seed_dir / "model.pt")
+        # outputs.json + outputs.npz (test softmax): what `autoaug ensemble` reads.
+        save_outputs(
+            seed_dir, val_acc=val_acc, test_proba=test_proba, test_labels=test_labels, seed=seed,
+            policy=args.policy, dataset=args.dataset, model=args.model, augment=args.augment,
+        )
+        rows.append(dict(
+            seed=seed, val_acc=val_acc, test_acc=test_acc,
+            seconds=round(time.perf_counter() - started, 2),
+            final_train_loss=history[-1].train_loss, directory=seed_dir.name,
+        ))
+        if adaptive is not None:  # the final M goes into the exported policy (seed_dir/policy.json)
+            randaugment.export_adaptive(adaptive, seed_dir, dataset=args.dataset, seed=seed)
+            rows[-1]["final_m"] = adaptive.m
+
+    val_mean, val_std = _mean_std([r["val_acc"] for r in rows])
+    test_mean, test_std = _mean_std([r["test_acc"] for r in rows])
+    results = dict(
+        policy=args.policy, description=resolved.description, dataset=args.dataset,
+        model=args.model, augment=args.augment, num_classes=data.num_classes,
+        image_size=list(data.train_x.shape[2:]), device=str(data.device),
+        config=dataclasses.asdict(config), seeds=rows,
+        val_acc_mean=val_mean, val_acc_std=val_std,
+        test_acc_mean=test_mean, test_acc_std=test_std,
+    )
+    save_json(results, out / "results.json")
+    print(_table(results))
+    print(f"wrote {out / 'results.json'}")
+    return 0
+
+
+def _table(results: dict[str, Any]) -> str:
+    """The markdown table `autoaug train` prints: one row per seed, then mean +/- std."""
+    lines = [
+        f"{results['description']} | model {results['model']} | {results['config']['epochs']} epochs "
+        f"| augment {results['augment']} | {results['dataset']} on {results['device']}",
+        "",
+        "| seed | val acc | test acc | seconds |",
+        "|---|---|---|---|",
+    ]
+    for row in results["seeds"]:
+        lines.append(
+            f"| {row['seed']} | {100 * row['val_acc']:.2f}% | {100 * row['test_acc']:.2f}% | {row['seconds']:.1f} |"
+        )
+    lines.append(
+        f"| mean +/- std ({len(results['seeds'])}) | {100 * results['val_acc_mean']:.2f}% +/- "
+        f"{100 * results['val_acc_std']:.2f} | {100 * results['test_acc_mean']:.2f}% +/- "
+        f"{100 * results['test_acc_std']:.2f} | |"
+    )
+    return "\n".join(lines)

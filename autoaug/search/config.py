@@ -1,0 +1,449 @@
+"""The search's configuration: one frozen `SearchConfig`, loaded from TOML plus `key=value` overrides.
+
+This module owns what a search is asked to do and how that request is written down:
+
+- `SearchConfig` (with the child's `autoaug.training.loop.TrainConfig` and the controller's
+  `autoaug.search.ppo.PPOConfig` as nested tables). Its defaults are the `cpu-quick` preset, so
+  `autoaug search` with no arguments works from an installed package without the repository's
+  `experiments/` folder; `experiments/cpu-quick.toml` mirrors them and a test keeps the two equal.
+- `load_config(path, overrides)`: a TOML file (tables `[child]`, `[ppo]`) and then dotted
+  overrides (`ppo.learning_rate=1e-3`, `child.epochs=5`), each value read with its field's type.
+  There is one override mechanism: the CLI's `--budget 40` is `budget=40`.
+- The resolved config as TOML (`to_toml`, `save_config`: a small writer for flat tables of
+  str / int / float / bool) and the rule for resuming a run directory (`check_resume`).
+
+TOML has no null: a field typed `X | None` takes the string "none" for None, in files and
+overrides alike, and the writer writes None that way.
+
+Setting `child.model` to another network starts the child from that network's recipe
+(`TrainConfig.for_model`, e.g. the Wide-ResNet's lr 0.1 and batch 128); the other `child.*`
+keys then apply on top. Without `child.model`, `child.*` keys change the default child.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import re
+import sys
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autoaug.errors import ConfigError
+from autoaug.files import save_text
+from autoaug.search.ppo import PPOConfig
+from autoaug.training.loop import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+ALGOS = ("ppo", "random")
+BACKENDS = ("process", "inline", "ray")  # autoaug.search.workers.BACKENDS, without importing the pool
+CONFIG_FILENAME = "config.toml"
+DEFAULT_PRESET = "cpu-quick"
+
+# Keys a resumed search may change: where and how fast trials run, and how many there are.
+# Everything else (dataset, seed, algo, batch_size, subsets, child.*, ppo.*) changes what the
+# search means, so resuming with a different value would mix two searches in one store.
+RESUMABLE_KEYS = frozenset({
+    "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
+    "trial_timeout_s", "export_top",
+})
+
+# Keys of the nested dataclasses that the search sets itself; one way to set each thing.
+_OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _cpu_quick_child() -> TrainConfig:
+    # The tiny CNN's own recipe, cut to 8 epochs on 2,000 images (see SearchConfig.train_subset):
+    # about 4.5 s per child on one core, two children at a time on 2 cores, so the default
+    # budget of 160 took 6.5 minutes on an idle 2-core machine (11 on a busy one).
+    return TrainConfig.for_model("tiny", epochs=8)
+
+
+def _cpu_quick_ppo() -> PPOConfig:
+    # The paper's constants learn nothing in a 160-policy budget (10 updates of 4 Adam steps at
+    # lr 3.5e-4). Chosen from experiments/bench_controller.py (results/bench_controller.md):
+    # standardised batch-centred advantages, lr 1e-2, and an entropy floor at a fifth of the
+    # uniform controller's entropy so the controller does not collapse onto wrong tokens.
+    return PPOConfig(learning_rate=1e-2, norm_adv=True, ent_floor=0.2, ent_floor_coef=10.0)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """One policy search. The defaults are the `cpu-quick` preset (experiments/cpu-quick.toml)."""
+
+    dataset: str = "cifar10-reduced"
+    """Dataset spec (autoaug.training.data.DATASET_SPECS); the child trains on its train split and is
+    scored on its val split."""
+    out: str = "runs/search"
+    """Run directory: trial store, checkpoint, TensorBoard logs, exported policy. Running the same
+    command again with the same directory resumes the search."""
+    budget: int = 160
+    """Policies to evaluate in total (failed trials count: they were spent)."""
+    batch_size: int = 16
+    """Policies sampled per controller update (the last round may be smaller)."""
+    algo: str = "ppo"
+    """'ppo': the LSTM controller trained with PPO; 'random': uniform policies, same budget."""
+    seed: int = 0
+    """Seeds the controller's weights, its sampling, the PPO minibatches and every child."""
+    train_subset: int | None = 2000
+    """Child-train images per trial: the first N of the train split taken class by class in
+    turn (balanced, the same images every trial); none = the whole split."""
+    val_subset: int | None = 2000
+    """Reward images per trial, taken from the val split like train_subset; none = all of it."""
+    workers: int = 2
+    """Worker processes per device (several children can share one GPU)."""
+    devices: str = "auto"
+    """Comma-separated devices for the workers ('cpu', 'cuda:0,cuda:1'); 'auto' = every visible
+    GPU, else the CPU."""
+    backend: str = "process"
+    """'process' (local worker processes), 'inline' (in this process, one at a time) or 'ray'."""
+    ray_address: str = "auto"
+    """Ray cluster address for backend 'ray' ('auto' joins the local node's cluster)."""
+    ray_gpus_per_trial: float = 0.0
+    """GPUs each Ray trial asks for (0.25 = four children per GPU); backend 'ray' only."""
+    trial_timeout_s: float | None = None
+    """A child still training after this many seconds is a failed trial; none = no limit."""
+    export_top: int = 5
+    """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
+    child: TrainConfig = field(default_factory=_cpu_quick_child)
+    """How each child model trains (table [child]; `device` comes from `devices`)."""
+    ppo: PPOConfig = field(default_factory=_cpu_quick_ppo)
+    """The controller's PPO hyperparameters (table [ppo]); unused by algo 'random'."""
+
+    def __post_init__(self) -> None:
+        for name in ("budget", "batch_size", "workers", "export_top"):
+            _check_int(name, getattr(self, name), low=1)
+        _check_int("seed", self.seed, low=0)
+        for name in ("train_subset", "val_subset"):
+            if getattr(self, name) is not None:
+                _check_int(name, getattr(self, name), low=1)
+        for name, allowed in (("algo", ALGOS), ("backend", BACKENDS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset must be a non-empty spec string, got {self.dataset!r}")
+        if not isinstance(self.out, str) or not self.out:
+            raise ConfigError(f"out must be a non-empty directory path, got {self.out!r}")
+        self.device_list  # validates the spelling
+        if not isinstance(self.ray_gpus_per_trial, (int, float)) or not self.ray_gpus_per_trial >= 0:
+            raise ConfigError(f"ray_gpus_per_trial must be >= 0, got {self.ray_gpus_per_trial!r}")
+        if self.trial_timeout_s is not None and not (
+            isinstance(self.trial_timeout_s, (int, float)) and self.trial_timeout_s > 0
+        ):
+            raise ConfigError(f"trial_timeout_s must be > 0 seconds or none, got {self.trial_timeout_s!r}")
+        if not isinstance(self.child, TrainConfig):
+            raise ConfigError(f"child must be a TrainConfig, got {type(self.child).__name__}")
+        if not isinstance(self.ppo, PPOConfig):
+            raise ConfigError(f"ppo must be a PPOConfig, got {type(self.ppo).__name__}")
+
+    @property
+    def device_list(self) -> tuple[str, ...]:
+        """`devices` split at commas, each 'auto', 'cpu', 'cuda' or 'cuda:N' (not yet resolved)."""
+        parts = tuple(part.strip() for part in str(self.devices).split(","))
+        for part in parts:
+            if not _DEVICE.fullmatch(part):
+                raise ConfigError(
+                    f"devices: expected 'auto', 'cpu', 'cuda' or 'cuda:N' (comma-separated), "
+                    f"got {self.devices!r}"
+                )
+        if "auto" in parts and len(parts) > 1:
+            raise ConfigError(f"devices: 'auto' stands alone, got {self.devices!r}")
+        return parts
+
+    @property
+    def rounds(self) -> int:
+        """Controller updates the budget pays for (the last round may be smaller)."""
+        return math.ceil(self.budget / self.batch_size)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+# --- the key space ----------------------------------------------------------------------------
+
+_TABLES: dict[str, type] = {"child": TrainConfig, "ppo": PPOConfig}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def valid_keys() -> list[str]:
+    """Every settable dotted key, in declaration order (`budget`, ..., `child.epochs`, `ppo.clip_coef`)."""
+    keys: list[str] = []
+    for name, hint in _field_types(SearchConfig).items():
+        if name in _TABLES:
+            keys += [f"{name}.{sub}" for sub in _field_types(_TABLES[name])
+                     if f"{name}.{sub}" not in _OWNED_BY_SEARCH]
+        else:
+            keys.append(name)
+    return keys
+
+
+def _key_type(key: str) -> Any:
+    table, _, name = key.rpartition(".")
+    return _field_types(_TABLES[table] if table else SearchConfig)[name]
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if args and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return " | ".join(_type_name(a) for a in inner) + ' | "none"'
+    return {bool: "bool (true/false)", int: "int", float: "float", str: "string"}.get(hint, str(hint))
+
+
+def _unknown_key(key: str, where: str) -> ConfigError:
+    table, _, _ = key.rpartition(".")
+    if key in _OWNED_BY_SEARCH:
+        return ConfigError(f"key {key!r} in {where} cannot be set: {_OWNED_BY_SEARCH[key]}")
+    keys = valid_keys()
+    if table in _TABLES:
+        same_table = [k for k in keys if k.startswith(table + ".")]
+    else:
+        same_table = [k for k in keys if "." not in k] + [f"[{t}]" for t in _TABLES]
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown key {key!r} in {where}{hint}; valid keys: {', '.join(same_table)}")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, expected a .toml file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
+def _flatten(doc: dict[str, Any], where: str) -> dict[str, tuple[Any, str]]:
+    """{'ppo': {'clip_coef': 0.1}} -> {'ppo.clip_coef': (0.1, where)}; tables only one deep."""
+    flat: dict[str, tuple[Any, str]] = {}
+    for name, value in doc.items():
+        if isinstance(value, dict):
+            if name not in _TABLES:
+                raise _unknown_key(f"{name}.{next(iter(value), '')}" if value else name, where)
+            for sub, sub_value in value.items():
+                if isinstance(sub_value, dict):
+                    raise _unknown_key(f"{name}.{sub}.{next(iter(sub_value), '')}", where)
+                flat[f"{name}.{sub}"] = (sub_value, where)
+        elif name in _TABLES:
+            raise ConfigError(
+                f"{name!r} in {where} must be a table ([{name}] or {name}.KEY = ...), got {value!r}"
+            )
+        else:
+            flat[name] = (value, where)
+    return flat
+
+
+def _parse_override(item: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected key=value, e.g. budget=40 or ppo.clip_coef=0.1")
+    return key, value.strip()
+
+
+def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
+    """`value` as the type `hint` of `key`: a string (from --set) is parsed, a TOML value checked."""
+    args = typing.get_args(hint)
+    if args and type(None) in args:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        hint = inner
+    from_text = isinstance(value, str) and hint is not str
+    try:
+        if hint is bool:
+            if from_text and value.strip().lower() in ("true", "false"):
+                return value.strip().lower() == "true"
+            if isinstance(value, bool):
+                return value
+        elif hint is int:
+            if from_text:
+                return int(value.strip())
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        elif hint is float:
+            if from_text:
+                parsed = float(value.strip())
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                parsed = float(value)
+            else:
+                raise ValueError
+            return parsed
+        elif hint is str:
+            if isinstance(value, str):
+                return value
+        else:  # pragma: no cover - a field type this loader does not know yet
+            raise ConfigError(f"{key}: fields of type {hint} cannot be configured")
+    except ValueError:
+        pass
+    raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])}, "
+                      f"got {value!r} ({where})")
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base: SearchConfig | None = None,
+) -> SearchConfig:
+    """The `SearchConfig` from `base` (default: the built-in defaults), then the TOML file at
+    `path`, then each `key=value` in `overrides` (later ones win).
+
+    Unknown keys raise ConfigError listing the valid keys of their table; a value of the wrong
+    type raises ConfigError naming the key, the expected type and the value.
+    """
+    base = SearchConfig() if base is None else base
+    raw: dict[str, tuple[Any, str]] = {}
+    if path is not None:
+        raw.update(_flatten(_read_toml(Path(path)), str(path)))
+    for item in overrides:
+        key, value = _parse_override(item)
+        raw[key] = (value, f"--set {item}" if "=" in item else item)
+    keys = set(valid_keys())
+    values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in _TABLES}}
+    for key, (value, where) in raw.items():
+        if key not in keys:
+            raise _unknown_key(key, where)
+        table, _, name = key.rpartition(".")
+        values[table][name] = _coerce(key, value, _key_type(key), where)
+
+    child_values = dict(values["child"])
+    model = child_values.pop("model", base.child.model)
+    try:
+        child = base.child if model == base.child.model else TrainConfig.for_model(model)
+        child = dataclasses.replace(child, **child_values)
+    except ConfigError as err:
+        raise ConfigError(f"[child] {err}") from None
+    ppo = dataclasses.replace(base.ppo, **values["ppo"])
+    return dataclasses.replace(base, **values[""], child=child, ppo=ppo)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def to_dict(config: SearchConfig) -> dict[str, Any]:
+    """The config as nested plain data ({'budget': 160, ..., 'child': {...}, 'ppo': {...}})."""
+    out = dataclasses.asdict(config)
+    for key in _OWNED_BY_SEARCH:
+        table, _, name = key.partition(".")
+        out[table].pop(name, None)
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if value is None:
+        return '"none"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # Python's repr of a float ('0.2', '1e-05') is a valid TOML float
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are a subset of TOML basic strings
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def to_toml(config: SearchConfig, header: str = "") -> str:
+    """The config as a TOML document that `load_config` reads back to an equal config."""
+    doc = to_dict(config)
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    tables = {name: doc.pop(name) for name in _TABLES}
+    lines += [f"{key} = {_toml_value(value)}" for key, value in doc.items()]
+    for name, table in tables.items():
+        lines += ["", f"[{name}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_config(config: SearchConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved config to `path` atomically (temp file + rename)."""
+    text = to_toml(config, header="The resolved configuration of this search (autoaug search).\n"
+                                  "Running `autoaug search --out DIR` again resumes with it.")
+    return save_text(text, path, "config")
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def differences(a: SearchConfig, b: SearchConfig) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in a, value in b) for every key where the two differ."""
+    flat_a, flat_b = _flat_values(a), _flat_values(b)
+    return [(k, flat_a[k], flat_b[k]) for k in flat_a if flat_a[k] != flat_b[k]]
+
+
+def _flat_values(config: SearchConfig) -> dict[str, Any]:
+    doc = to_dict(config)
+    flat = {k: v for k, v in doc.items() if k not in _TABLES}
+    for table in _TABLES:
+        flat.update({f"{table}.{k}": v for k, v in doc[table].items()})
+    return flat
+
+
+def check_resume(saved: SearchConfig, config: SearchConfig, run_dir: str | os.PathLike[str]) -> None:
+    """ConfigError if `config` changes a key that gives the search in `run_dir` another meaning.
+
+    Only RESUMABLE_KEYS may differ from the config the run started with: the budget may grow
+    (or shrink: the search then just stops), workers and devices may change.
+    """
+    changed = [(k, old, new) for k, old, new in differences(saved, config)
+               if k not in RESUMABLE_KEYS]
+    if changed:
+        key, old, new = changed[0]
+        more = f" (and {len(changed) - 1} more: {', '.join(k for k, _, _ in changed[1:])})" \
+            if len(changed) > 1 else ""
+        raise ConfigError(
+            f"run directory {run_dir} was started with {key} = {_toml_value(old)}, now "
+            f"{_toml_value(new)}{more}; a resumed search may only change "
+            f"{', '.join(sorted(RESUMABLE_KEYS - {'out'}))}; use another --out for a new search"
+        )
+
+
+def resolve_config(
+    path: str | os.PathLike[str] | None, overrides: Sequence[str]
+) -> tuple[SearchConfig, SearchConfig | None]:
+    """What `autoaug search` runs: (config, the config saved in its run directory or None).
+
+    Without `--config`, an existing run directory's saved config is the base the overrides apply
+    to, so `autoaug search --out DIR` resumes whatever preset DIR was started with. With
+    `--config`, the file is the base; `check_resume` then rejects a change of meaning.
+    """
+    config = load_config(path, overrides)
+    saved_path = Path(config.out) / CONFIG_FILENAME
+    if not saved_path.is_file():
+        return config, None
+    saved = load_config(saved_path)
+    if path is None:
+        config = load_config(None, overrides, base=dataclasses.replace(saved, out=config.out))
+    return config, saved

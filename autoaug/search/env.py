@@ -1,0 +1,78 @@
+"""The policy search as a Gymnasium environment, so any Gymnasium agent can drive it.
+
+This module owns the translation between Gymnasium's contract and the search space: an action
+is a policy's 30 tokens (`MultiDiscrete([16, 11, 10] * 10)` for 5 sub-policies), an episode is
+one step, and the reward is whatever `reward_fn(policy)` returns (the search passes one that
+trains a child model and returns its validation accuracy). Random search is
+`env.step(env.action_space.sample())`; the built-in controller is `autoaug.search.controller`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from autoaug.errors import PolicyError
+from autoaug.space.policy import DECISIONS_PER_OP, NUM_SUB_POLICIES, OPS_PER_SUB_POLICY, Policy
+
+
+class PolicySearchEnv(gym.Env[int, np.ndarray]):
+    """One-step episodes: choose a policy, get its reward.
+
+    Observation: `Discrete(1)`, always 0. Nothing is observed before choosing a policy (the
+    controller is an open-loop sequence model), and a single-value discrete space says exactly
+    that; a zero `Box` would pass `check_env` too but suggests features that do not exist.
+
+    `step(action)` returns `(0, reward, True, False, info)` with `info["policy"]` the policy's
+    JSON document (`Policy.to_json()`) and `info["tokens"]` the action as a list of ints.
+    Stepping again without `reset()` is allowed: episodes share no state.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        reward_fn: Callable[[Policy], float],
+        num_sub_policies: int = NUM_SUB_POLICIES,
+    ) -> None:
+        if num_sub_policies < 1:
+            raise PolicyError(f"num_sub_policies: expected >= 1, got {num_sub_policies}")
+        self.reward_fn = reward_fn
+        nvec = DECISIONS_PER_OP * (num_sub_policies * OPS_PER_SUB_POLICY)
+        self.action_space = spaces.MultiDiscrete(np.array(nvec, dtype=np.int64))
+        self.observation_space = spaces.Discrete(1)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        super().reset(seed=seed)  # seeds self.np_random; the env itself draws nothing
+        return 0, {}
+
+    def step(self, action: Any) -> tuple[int, float, bool, bool, dict[str, Any]]:
+        tokens = self._check_action(action)
+        policy = Policy.from_tokens(tokens)
+        reward = self.reward_fn(policy)
+        if isinstance(reward, bool) or not isinstance(reward, (int, float, np.number)) \
+                or not math.isfinite(reward):
+            # A NaN or non-number reward would poison the agent's update; fail where it came from.
+            raise ValueError(f"reward_fn: expected a finite number, got {reward!r} for tokens {tokens}")
+        return 0, float(reward), True, False, {"policy": policy.to_json(), "tokens": tokens}
+
+    def _check_action(self, action: Any) -> list[int]:
+        """The action as a list of ints, or a PolicyError naming what was expected and what came."""
+        a = np.asarray(action)
+        nvec = self.action_space.nvec
+        if a.shape != nvec.shape:
+            raise PolicyError(f"action: expected shape {nvec.shape}, got {a.shape}")
+        if not np.issubdtype(a.dtype, np.integer):
+            raise PolicyError(f"action: expected integer tokens, got dtype {a.dtype}")
+        bad = np.flatnonzero((a < 0) | (a >= nvec))
+        if bad.size:
+            i = int(bad[0])
+            raise PolicyError(f"action[{i}]: expected 0..{nvec[i] - 1}, got {a[i]}")
+        return [int(v) for v in a]

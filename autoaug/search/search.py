@@ -1,0 +1,545 @@
+"""The policy search (issue #4): the loop that samples policies, trains children, updates the
+controller, and the export of its result (the commands are `autoaug.cli.search`).
+
+This module owns the loop and the run directory's layout; the pieces it drives live beside it
+in `autoaug.search`: the controller (`controller`), its PPO update (`ppo`), the workers
+(`workers`), the trial store, checkpoint and lock (`store`), and the configuration (`config`);
+the child training is `autoaug.training.loop.train_child`.
+
+A run directory holds:
+
+    config.toml           the resolved configuration (resuming checks it)
+    trials.sqlite         every policy evaluated: tokens, policy JSON, seed, reward, status, ...
+    checkpoint.pt         controller, optimiser, baseline and RNG states after the last update
+    tensorboard/          rewards, baseline, entropy, approx KL, clip fraction, op frequencies,
+                          a picture of the best policy so far
+    policy.json           the exported final policy (+ policy.albumentations.json)
+
+Resume: the checkpoint is written after each controller update, and the round after it is
+sampled from the checkpointed controller with the checkpointed generator, so a restarted search
+re-draws exactly the round it was killed in; `TrialStore.add_pending` then returns the stored
+rows and only their unfinished trials are evaluated. Completed trials are never repeated.
+
+A failed trial (the child raised, diverged to a non-finite reward, its worker died or timed out)
+stays in the store with its error but is left out of the PPO batch: there is no honest reward to
+give it, and a made-up one (0, or the baseline) would teach the controller something about the
+policy that the policy did not earn. A round in which every trial failed stops the search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from autoaug.errors import AutoaugError
+from autoaug.search.config import (
+    CONFIG_FILENAME,
+    SearchConfig,
+    check_resume,
+    load_config,
+    save_config,
+    to_dict,
+)
+from autoaug.search.controller import Controller
+from autoaug.search.ppo import make_optimizer, ppo_update
+from autoaug.search.store import (
+    CHECKPOINT_FILENAME,
+    STORE_FILENAME,
+    UNFINISHED,
+    RunLock,
+    Trial,
+    TrialSpec,
+    TrialStore,
+    load_checkpoint,
+    save_checkpoint,
+)
+from autoaug.search.workers import RayOptions, Result, Task, WorkerPool
+from autoaug.space.augment import render_grid
+from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.space.ops import OP_NAMES
+from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
+from autoaug.training.data import Splits, load_splits
+from autoaug.training.loop import DeviceData, TrainConfig, prepare, train_child
+
+POLICY_FILENAME = "policy.json"
+TENSORBOARD_DIRNAME = "tensorboard"
+CHECKPOINT_VERSION = 1
+# Images in the TensorBoard picture of the best policy (one row per sub-policy).
+_PICTURE_IMAGES = 8
+
+
+# --- what a worker evaluates ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """What every trial of one search shares; pickled once into each worker with the function."""
+
+    dataset: str
+    train_subset: int | None
+    val_subset: int | None
+    child: TrainConfig
+
+    @classmethod
+    def from_config(cls, config: SearchConfig) -> ChildTask:
+        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
+
+
+def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:
+    """Indices of the first `n` images taking the classes in turn (the first image of every
+    class, then the second of every class, ...), in their original order; all if n is None.
+
+    A plain `[:n]` could be lopsided if a source is sorted by class; this needs no RNG, so every
+    worker and every resumed run scores on the same images.
+    """
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    rank = np.empty(len(y), dtype=np.int64)  # position of each image within its class
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rank[members] = np.arange(len(members))
+    order = np.lexsort((y, rank))  # by rank, then class
+    return np.sort(order[:n])
+
+
+def load_search_data(task: ChildTask) -> Splits:
+    """The dataset's splits with the child-train and reward-val subsets applied."""
+    splits = load_splits(task.dataset)
+    train = balanced_head(splits.train_y, task.train_subset)
+    val = balanced_head(splits.val_y, task.val_subset)
+    return dataclasses.replace(
+        splits,
+        train_x=splits.train_x[train], train_y=splits.train_y[train],
+        val_x=splits.val_x[val], val_y=splits.val_y[val],
+    )
+
+
+# One prepared dataset per worker process, reused by every trial that process runs (the data go
+# to the device once, airbench-style). Keyed by what it was built from; only the last is kept.
+_DATA_CACHE: dict[tuple[Any, ...], Any] = {}
+
+
+def _device_data(task: ChildTask, device: str) -> DeviceData:
+    key = (task.dataset, task.train_subset, task.val_subset, device)
+    if key not in _DATA_CACHE:
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = prepare(load_search_data(task), device)
+    return _DATA_CACHE[key]
+
+
+def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
+    """A trial: train one child with the payload's policy on `device`; its val accuracy is the
+    reward. Top level so worker processes can unpickle it (as `functools.partial(evaluate_policy,
+    task)`)."""
+    policy = Policy.from_json(payload["policy"], "trial payload")
+    data = _device_data(task, device)
+    return train_child(policy, data, dataclasses.replace(task.child, device=device), seed)
+
+
+# --- seeds and sampling -----------------------------------------------------------------------
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed from the search seed and a purpose, e.g. ("trial", round, slot).
+
+    Hashing keeps the streams independent: seed + slot would give trial (r, 1) of seed 0 the
+    same child as trial (r, 0) of seed 1.
+    """
+    text = ":".join(str(p) for p in ("autoaug", seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def trial_seed(seed: int, round: int, slot: int) -> int:
+    """The child seed of trial (`round`, `slot`) of a search seeded `seed` (stored with it)."""
+    return derive_seed(seed, "trial", round, slot)
+
+
+def trial_key(tokens: Sequence[int]) -> str:
+    return "-".join(str(int(t)) for t in tokens)
+
+
+class Sampler:
+    """Where policies come from: the PPO-trained controller, or uniform random ('random').
+
+    Both draw from their own `torch.Generator`, and both save and restore everything they draw
+    with, so a resumed search continues the same stream.
+    """
+
+    def __init__(self, config: SearchConfig) -> None:
+        self.config = config
+        self.nvec = torch.tensor(SEARCH_NVEC)  # (T,)
+        self.sample_rng = torch.Generator().manual_seed(derive_seed(config.seed, "sample"))
+        self.update_rng = torch.Generator().manual_seed(derive_seed(config.seed, "update"))
+        self.baseline: float | None = None
+        self.controller = None
+        self.optimizer = None
+        if config.algo == "ppo":
+            init = torch.Generator().manual_seed(derive_seed(config.seed, "controller"))
+            self.controller = Controller(SEARCH_NVEC, generator=init)
+            self.optimizer = make_optimizer(self.controller, config.ppo)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` policies: tokens (n, T) int64 and their log-probabilities (n,)."""
+        if self.controller is None:
+            u = torch.rand(n, len(self.nvec), generator=self.sample_rng)  # (n, T)
+            tokens = (u * self.nvec).long().clamp_max(self.nvec - 1)  # (n, T) uniform per decision
+            logprobs = torch.full((n,), -float(torch.log(self.nvec.double()).sum()))  # (n,)
+            return tokens, logprobs
+        tokens, logprobs, _ = self.controller.sample(n, self.sample_rng)  # (n, T), (n,), (n,)
+        return tokens, logprobs
+
+    def update(
+        self, tokens: torch.Tensor, old_logprobs: torch.Tensor, rewards: Sequence[float]
+    ) -> dict[str, float]:
+        """One PPO update on the round's completed policies; TensorBoard-ready stats."""
+        rewards_t = torch.tensor(rewards, dtype=torch.float32)  # (n,)
+        if self.controller is None:
+            return {"charts/reward_mean": float(rewards_t.mean()),
+                    "charts/reward_max": float(rewards_t.max())}
+        stats = ppo_update(self.controller, self.optimizer, tokens, old_logprobs, rewards_t,
+                           self.baseline, self.config.ppo, self.update_rng)
+        self.baseline = stats["charts/baseline"]
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "sample_rng": self.sample_rng.get_state(),
+            "update_rng": self.update_rng.get_state(),
+            "baseline": self.baseline,
+        }
+        if self.controller is not None:
+            state["controller"] = self.controller.state_dict()
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sample_rng.set_state(state["sample_rng"])
+        self.update_rng.set_state(state["update_rng"])
+        self.baseline = state["baseline"]
+        if self.controller is not None:
+            self.controller.load_state_dict(state["controller"])
+            self.optimizer.load_state_dict(state["optimizer"])
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What `run_search` did."""
+
+    run_dir: Path
+    completed: int
+    """Trials evaluated in this run directory (done + failed), over every invocation."""
+    failed: int
+    best: list[Trial]
+    """The best `export_top` done trials, best first."""
+    policy: Policy
+    """The exported final policy: the sub-policies of `best`, concatenated."""
+    policy_path: Path
+    albumentations_path: Path
+    seconds: float
+    """Wall time of this invocation."""
+    resumed: bool
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".autoaug-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise AutoaugError(
+            f"cannot use run directory {run_dir}: {err.strerror or err} "
+            "(expected a directory this user can create and write)"
+        ) from None
+
+
+def _worker_pool(config: SearchConfig, task: ChildTask) -> WorkerPool:
+    fn = functools.partial(evaluate_policy, task)
+    if config.backend == "ray":
+        options = RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial)
+        return WorkerPool(fn, backend="ray", timeout_s=config.trial_timeout_s, ray_options=options)
+    devices = list(config.device_list)
+    if devices == ["auto"]:
+        gpus = torch.cuda.device_count()
+        devices = [f"cuda:{i}" for i in range(gpus)] or ["cpu"]
+    if config.backend == "inline":
+        devices = devices[:1]  # one trial at a time, in this process
+    else:
+        devices = [d for _ in range(config.workers) for d in devices]  # round-robin over devices
+    return WorkerPool(fn, backend=config.backend, devices=devices, timeout_s=config.trial_timeout_s)
+
+
+def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
+    """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
+    started = time.perf_counter()
+    run_dir = Path(config.out)
+    task = ChildTask.from_config(config)
+    splits = load_search_data(task)  # a bad dataset fails here, before any directory or worker
+    _make_run_dir(run_dir)
+    with RunLock(run_dir), TrialStore(run_dir / STORE_FILENAME) as store:
+        saved_path = run_dir / CONFIG_FILENAME
+        if saved_path.is_file():
+            check_resume(load_config(saved_path), config, run_dir)
+        save_config(config, saved_path)  # records a grown budget or new devices
+        requeued = store.requeue_running()  # rows a killed run left running never finished
+
+        sampler = Sampler(config)
+        state = load_checkpoint(run_dir / CHECKPOINT_FILENAME)
+        next_round = 0
+        if state is not None:
+            if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
+                raise AutoaugError(
+                    f"checkpoint {run_dir / CHECKPOINT_FILENAME} is not a checkpoint of this "
+                    f"search (version {state.get('version')!r}, algo {state.get('algo')!r})"
+                )
+            sampler.load_state_dict(state)
+            next_round = int(state["next_round"])
+        resumed = state is not None or bool(store.rounds())
+        step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
+        writer = _summary_writer(run_dir, purge_step=None if state is None else state["step"] + 1)
+        best = store.best(1)
+        best_reward = best[0].reward if best else None
+        picture_images = splits.val_x[:_PICTURE_IMAGES]
+        if resumed:
+            tqdm.write(f"resuming {run_dir}: {step} of {config.budget} policies evaluated"
+                       + (f", {requeued} interrupted trials to redo" if requeued else ""),
+                       file=sys.stderr)
+
+        bar = tqdm(total=config.budget, initial=min(step, config.budget), unit="policy",
+                   desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
+                   file=sys.stderr)
+        pool = _worker_pool(config, task) if _work_left(store, next_round, config) else None
+        try:
+            for round_ in itertools.count(next_round):
+                # 1. The round's policies: re-drawn identically if the round was started before.
+                stored = store.rows(round=round_)
+                n = len(stored) if stored else min(config.batch_size, config.budget - _total(store))
+                if n <= 0:
+                    break
+                tokens, old_logprobs = sampler.sample(n)  # (n, T), (n,)
+                specs = [
+                    TrialSpec(key=trial_key(t), seed=trial_seed(config.seed, round_, slot),
+                              payload={"policy": Policy.from_tokens(t.tolist()).to_json()},
+                              tokens=t.tolist())
+                    for slot, t in enumerate(tokens)
+                ]
+                trials = store.add_pending(round_, specs)
+
+                # 2. Evaluate what is unfinished; each result is committed the moment it arrives.
+                def on_start(t: Task, worker: str) -> None:
+                    store.mark_running(t.id, worker)
+
+                def on_result(result: Result) -> None:
+                    nonlocal best_reward, step
+                    if result.ok:
+                        store.mark_done(result.task_id, result.reward, result.duration)
+                        if best_reward is None or result.reward > best_reward:
+                            best_reward = result.reward
+                    else:
+                        store.mark_failed(result.task_id, result.error, result.duration,
+                                          result.traceback)
+                        tqdm.write(f"trial {result.task_id} failed: {result.error}", file=sys.stderr)
+                    step += 1
+                    if writer is not None and result.ok:
+                        writer.add_scalar("charts/trial_reward", result.reward, step)
+                    bar.update(1)
+                    if best_reward is not None:
+                        bar.set_postfix(best=f"{best_reward:.4f}", round=round_)
+
+                todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
+                if todo:
+                    pool.run(todo, on_start=on_start, on_result=on_result)
+
+                # 3. Learn from the round's completed trials (failed ones are left out).
+                trials = store.rows(round=round_)
+                ok = [slot for slot, t in enumerate(trials) if t.status == "done"]
+                failed = len(trials) - len(ok)
+                stats: dict[str, float] = {}
+                if ok:
+                    rewards = [trials[slot].reward for slot in ok]
+                    stats = sampler.update(tokens[ok], old_logprobs[ok], rewards)
+
+                # 4. Log, then checkpoint: what the next round is drawn from.
+                if writer is not None:
+                    _log_round(writer, step, stats, tokens, failed, store, picture_images)
+                save_checkpoint(run_dir / CHECKPOINT_FILENAME, {
+                    **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
+                    "next_round": round_ + 1, "step": step,
+                })
+                tqdm.write(_round_line(round_, config, trials, stats), file=sys.stderr)
+                if not ok:
+                    raise AutoaugError(
+                        f"every trial of round {round_} failed; first error: {trials[0].error} "
+                        f"(tracebacks are in {store.path}, table trials, column traceback)"
+                    )
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.close()
+            if writer is not None:
+                writer.close()
+
+        exported = export_policy(run_dir, top=config.export_top)
+        counts = store.counts()
+        return SearchResult(
+            run_dir=run_dir,
+            completed=counts["done"] + counts["failed"],
+            failed=counts["failed"],
+            best=exported.trials,
+            policy=exported.policy,
+            policy_path=exported.policy_path,
+            albumentations_path=exported.albumentations_path,
+            seconds=time.perf_counter() - started,
+            resumed=resumed,
+        )
+
+
+def _total(store: TrialStore) -> int:
+    return sum(store.counts().values())
+
+
+def _work_left(store: TrialStore, next_round: int, config: SearchConfig) -> bool:
+    return bool(store.pending_or_running(next_round)) or _total(store) < config.budget
+
+
+def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
+    rewards = [t.reward for t in trials if t.status == "done"]
+    failed = len(trials) - len(rewards)
+    text = f"round {round_ + 1}/{config.rounds}: {len(trials)} policies"
+    if rewards:
+        text += f", reward mean {np.mean(rewards):.4f} max {max(rewards):.4f}"
+    if "charts/baseline" in stats:
+        text += (f", baseline {stats['charts/baseline']:.4f}, entropy {stats['losses/entropy']:.2f}"
+                 f", approx_kl {stats['losses/approx_kl']:.2e}")
+    if failed:
+        text += f", {failed} failed (left out of the update)"
+    return text
+
+
+# --- TensorBoard ------------------------------------------------------------------------------
+
+
+def _summary_writer(run_dir: Path, purge_step: int | None):  # -> SummaryWriter | None
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # tensorboard: ~0.25 s of start-up, only for commands that log
+    except ImportError:  # tensorboard is a dependency; a broken install loses the logs only
+        print("warning: tensorboard is not importable; no TensorBoard logs", file=sys.stderr)
+        return None
+    # purge_step: events a killed run logged after its last checkpoint are dropped on resume,
+    # so a round redone after a restart is not plotted twice.
+    return SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIRNAME), purge_step=purge_step)
+
+
+def _log_round(
+    writer: Any,
+    step: int,
+    stats: dict[str, float],
+    tokens: torch.Tensor,
+    failed: int,
+    store: TrialStore,
+    picture_images: np.ndarray,
+) -> None:
+    for tag, value in stats.items():
+        writer.add_scalar(tag, value, step)
+    writer.add_scalar("charts/failed_trials", failed, step)
+    best = store.best(1)
+    if best:
+        writer.add_scalar("charts/best_reward", best[0].reward, step)
+    # Op choices: one histogram per op position (decision 0, 3, 6, ... of the tokens), and the
+    # share of each op over all positions.
+    per_op = len(DECISIONS_PER_OP)
+    op_tokens = tokens[:, ::per_op]  # (n, positions)
+    edges = np.arange(len(OP_NAMES) + 1) - 0.5
+    for position in range(op_tokens.shape[1]):
+        writer.add_histogram(f"ops/position_{position}", op_tokens[:, position].numpy(), step,
+                             bins=edges)
+    counts = torch.bincount(op_tokens.reshape(-1), minlength=len(OP_NAMES)).double()
+    for op_id, name in enumerate(OP_NAMES):
+        writer.add_scalar(f"ops/frequency/{name}", float(counts[op_id] / counts.sum()), step)
+    if best:
+        policy = Policy.from_json(best[0].payload["policy"], "trial payload")
+        grid = render_grid(policy, picture_images, seed=0, scale=2)  # (H, W, 3) uint8
+        writer.add_image("best_policy", grid, step, dataformats="HWC")
+    writer.flush()
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export_policy` wrote."""
+
+    policy: Policy
+    trials: list[Trial]
+    policy_path: Path
+    albumentations_path: Path
+
+
+def export_policy(
+    run_dir: str | Path, top: int = 5, out: str | Path | None = None
+) -> Export:
+    """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
+
+    Best by reward, ties to the earlier trial. Writes native JSON to `out` (default
+    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it.
+    """
+    run_dir = Path(run_dir)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    store_path = run_dir / STORE_FILENAME
+    if not store_path.is_file():
+        what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
+        raise AutoaugError(
+            f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
+        )
+    config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
+    with TrialStore(store_path) as store:
+        best = store.best(top)
+        counts = store.counts()
+    if not best:
+        raise AutoaugError(
+            f"{run_dir} has no completed trials yet ({counts['failed']} failed, "
+            f"{counts['pending'] + counts['running']} unfinished); run `autoaug search --out {run_dir}`"
+        )
+    sub_policies = tuple(
+        sub for t in best for sub in Policy.from_json(t.payload["policy"], f"trial {t.id}").sub_policies
+    )
+    info = provenance(
+        "autoaug search",
+        dataset=config.dataset if config else None,
+        algo=config.algo if config else None,
+        budget=config.budget if config else None,
+        completed=counts["done"] + counts["failed"],
+        failed=counts["failed"],
+        top=len(best),
+        rewards=[t.reward for t in best],
+        trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward}
+                for t in best],
+        run_dir=str(run_dir.resolve()),
+        config=to_dict(config) if config else None,
+    )
+    policy = Policy(sub_policies, info)
+    out = run_dir / POLICY_FILENAME if out is None else Path(out)
+    albu_out = albumentations_path(out)
+    try:
+        policy.save(out)
+        save_albumentations(policy, albu_out)
+    except OSError as err:
+        raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
+    return Export(policy, best, out, albu_out)

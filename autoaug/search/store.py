@@ -1,0 +1,594 @@
+"""The run directory's durable state: the trial store, atomic checkpoints and the run lock.
+
+This module owns three things a resumable search needs (issue #4) and the RandAugment grid
+reuses (issue #5):
+
+- `TrialStore`: a SQLite file (`trials.sqlite`) with one row per trial. A trial is a payload to
+  evaluate (an AutoAugment policy sampled by the controller, or a RandAugment grid point) with a
+  key, a seed, a batch position (`round`, `slot`) and a status: pending -> running -> done |
+  failed. Every state change commits at once, so a killed search loses only the trials that were
+  in flight, and `UNIQUE(round, slot)` makes re-adding a batch on resume a no-op instead of a
+  duplicate.
+- `save_checkpoint` / `load_checkpoint`: controller, optimiser, baseline and RNG state written
+  with temp file + fsync + rename, read with `torch.load(weights_only=True)`.
+- `RunLock`: one search per run directory at a time, so two processes can't evaluate the same
+  pending trials.
+
+Resume protocol (what the search loop does with these pieces): take the `RunLock`, open the
+store, `requeue_running()` (rows a killed process left `running` were never finished), load the
+checkpoint, re-sample the round after the checkpoint with the restored generator and
+`add_pending` it (it returns the stored rows when that round already exists), evaluate only
+`pending_or_running(round)`, and use the stored rewards of the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from autoaug.errors import AutoaugError
+from autoaug.files import atomic_write
+
+STORE_FILENAME = "trials.sqlite"
+CHECKPOINT_FILENAME = "checkpoint.pt"
+LOCK_FILENAME = ".autoaug.lock"
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed")
+# Status groups, named once so every query agrees on what "complete" means.
+UNFINISHED = ("pending", "running")
+COMPLETE = ("done", "failed")
+
+# The meta row that marks a SQLite file as ours, as opposed to any other SQLite database.
+_STORE_KIND = "autoaug-trials"
+
+_SCHEMA = """
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE trials (
+    id        INTEGER PRIMARY KEY,
+    key       TEXT    NOT NULL,
+    round     INTEGER NOT NULL,
+    slot      INTEGER NOT NULL,
+    tokens    TEXT,
+    payload   TEXT    NOT NULL,
+    seed      INTEGER NOT NULL,
+    status    TEXT    NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    reward    REAL,
+    error     TEXT,
+    traceback TEXT,
+    worker    TEXT,
+    started   REAL,
+    finished  REAL,
+    duration  REAL,
+    UNIQUE (round, slot)
+);
+CREATE INDEX trials_status ON trials (status);
+CREATE INDEX trials_key ON trials (key);
+"""
+
+_COLUMNS = (
+    "id, key, round, slot, tokens, payload, seed, status, reward, error, traceback, worker, "
+    "started, finished, duration"
+)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to add to a batch: what to evaluate, under which key, with which seed."""
+
+    key: str
+    """Identity of what is evaluated (e.g. the tokens joined, or "N=2,M=9"); compared on resume."""
+    payload: dict[str, Any]
+    """JSON-serialisable input of the evaluation function (a policy, a grid point)."""
+    seed: int
+    """Seed of the evaluation (child model init, augmentation draws); 0 <= seed < 2**63."""
+    tokens: Sequence[int] | None = None
+    """The controller's tokens, when the trial came from the controller."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One stored row of the `trials` table."""
+
+    id: int
+    key: str
+    round: int
+    slot: int
+    tokens: tuple[int, ...] | None
+    payload: dict[str, Any]
+    seed: int
+    status: str
+    reward: float | None
+    error: str | None
+    traceback: str | None
+    worker: str | None
+    started: float | None
+    finished: float | None
+    duration: float | None
+
+
+class TrialStore:
+    """The SQLite trial store of one run directory.
+
+    WAL mode lets readers (a TensorBoard-side script, `autoaug export`) read while the search
+    writes. `synchronous=FULL` rather than NORMAL: with WAL, NORMAL is already safe against a
+    killed process, but a power loss or OS crash could drop the last commits while the fsynced
+    checkpoint already counts them; FULL fsyncs the WAL on every commit, which costs one fsync
+    per trial state change, nothing next to a child training that takes seconds to minutes.
+
+    Connections are opened in autocommit mode; every `mark_*` is one committed statement and
+    `add_pending` one `BEGIN IMMEDIATE` transaction (IMMEDIATE so two writers queue on the
+    write lock instead of deadlocking on a read-to-write upgrade). Several processes may hold a
+    store open at once; they wait up to `busy_timeout_s` for the write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise AutoaugError(
+                f"cannot create run directory {self.path.parent}: {err.strerror or err}"
+            ) from None
+        if self.path.exists() and not self.path.is_file():
+            raise AutoaugError(f"trial store {self.path} exists but is not a file")
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, isolation_level=None
+            )
+        except sqlite3.Error as err:
+            raise AutoaugError(f"cannot open trial store {self.path}: {err}") from None
+        try:
+            self._prepare()
+        except sqlite3.OperationalError as err:
+            self._conn.close()
+            raise AutoaugError(f"cannot write trial store {self.path}: {err}") from None
+        except sqlite3.DatabaseError as err:
+            # "file is not a database" and friends: some other file sits where the store goes.
+            self._conn.close()
+            raise AutoaugError(
+                f"{self.path} is not an autoaug trial store (SQLite says: {err})"
+            ) from None
+        except AutoaugError:
+            self._conn.close()
+            raise
+
+    def _prepare(self) -> None:
+        conn = self._conn
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise AutoaugError(
+                f"trial store {self.path}: SQLite refused WAL mode (got {mode!r}); "
+                "is the run directory on a network file system?"
+            )
+        conn.execute("PRAGMA synchronous=FULL")
+        with self._transaction():
+            tables = {
+                row[0]
+                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            if not tables:
+                # Statement by statement: executescript() would COMMIT the open transaction
+                # first, and two processes creating the store at once must not interleave.
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (name, value) VALUES (?, ?)",
+                    [
+                        ("kind", _STORE_KIND),
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("created", repr(time.time())),
+                    ],
+                )
+                return
+            if "meta" not in tables or "trials" not in tables:
+                raise AutoaugError(
+                    f"{self.path} is an SQLite database but not an autoaug trial store "
+                    f"(tables: {', '.join(sorted(tables))})"
+                )
+            meta = dict(conn.execute("SELECT name, value FROM meta"))
+            if meta.get("kind") != _STORE_KIND:
+                raise AutoaugError(
+                    f"{self.path} is not an autoaug trial store "
+                    f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})"
+                )
+            version = meta.get("schema_version", "")
+            if not version.isdigit():
+                raise AutoaugError(
+                    f"trial store {self.path} has schema version {version!r}, expected an integer"
+                )
+            if int(version) > SCHEMA_VERSION:
+                raise AutoaugError(
+                    f"trial store {self.path} has schema version {version}, newer than this "
+                    f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug"
+                )
+            if int(version) != SCHEMA_VERSION:
+                raise AutoaugError(
+                    f"trial store {self.path} has schema version {version}, expected "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> TrialStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add_pending(self, round: int, specs: Sequence[TrialSpec]) -> list[Trial]:
+        """Insert a whole batch as `round`, slot i = specs[i], in one transaction.
+
+        Idempotent: if `round` already exists with the same keys and seeds slot by slot (a
+        resumed search re-sampling the round it was killed in), the stored rows are returned
+        untouched, whatever their status. A different batch under the same round raises
+        `AutoaugError`: the run directory belongs to another search or its checkpoint does
+        not match its store.
+        """
+        _check_int("round", round)
+        if not specs:
+            raise ValueError("add_pending needs at least one trial")
+        encoded = [_encode_spec(slot, spec) for slot, spec in enumerate(specs)]
+        with self._transaction():
+            existing = self._select("WHERE round = ? ORDER BY slot", (round,))
+            if existing:
+                stored = [(t.key, t.seed) for t in existing]
+                wanted = [(spec.key, spec.seed) for spec in specs]
+                if stored != wanted:
+                    first = next(
+                        (i for i, (s, w) in enumerate(zip(stored, wanted)) if s != w),
+                        min(len(stored), len(wanted)),
+                    )
+                    raise AutoaugError(
+                        f"trial store {self.path}: round {round} already holds a different "
+                        f"batch ({len(stored)} trials, now {len(wanted)}; first difference at "
+                        f"slot {first}); the run directory belongs to another search or its "
+                        "checkpoint does not match its trial store"
+                    )
+                return existing
+            self._conn.executemany(
+                "INSERT INTO trials (key, round, slot, tokens, payload, seed, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending')",
+                [(key, round, slot, tokens, payload, seed)
+                 for slot, (key, tokens, payload, seed) in enumerate(encoded)],
+            )
+            return self._select("WHERE round = ? ORDER BY slot", (round,))
+
+    def mark_running(self, trial_id: int, worker: str) -> None:
+        """pending -> running on `worker` (now)."""
+        cursor = self._conn.execute(
+            "UPDATE trials SET status = 'running', worker = ?, started = ? "
+            "WHERE id = ? AND status = 'pending'",
+            (worker, time.time(), trial_id),
+        )
+        if cursor.rowcount != 1:
+            self._bad_transition(trial_id, "running", ("pending",))
+
+    def mark_done(self, trial_id: int, reward: float, duration: float) -> None:
+        """pending | running -> done with `reward`; `duration` is the evaluation's seconds."""
+        reward = float(reward)
+        if not math.isfinite(reward):
+            raise ValueError(f"trial {trial_id}: reward must be finite, got {reward}")
+        self._finish(trial_id, "done", reward, None, None, duration)
+
+    def mark_failed(
+        self, trial_id: int, error: str, duration: float, traceback: str | None = None
+    ) -> None:
+        """pending | running -> failed with a one-line `error` (and the traceback, if any)."""
+        self._finish(trial_id, "failed", None, error, traceback, duration)
+
+    def _finish(
+        self,
+        trial_id: int,
+        status: str,
+        reward: float | None,
+        error: str | None,
+        traceback: str | None,
+        duration: float,
+    ) -> None:
+        finished = time.time()
+        duration = float(duration)
+        # A trial evaluated without mark_running (inline runs) still gets a start time.
+        cursor = self._conn.execute(
+            "UPDATE trials SET status = ?, reward = ?, error = ?, traceback = ?, "
+            "finished = ?, duration = ?, started = COALESCE(started, ?) "
+            "WHERE id = ? AND status IN ('pending', 'running')",
+            (status, reward, error, traceback, finished, duration, finished - duration,
+             trial_id),
+        )
+        if cursor.rowcount != 1:
+            self._bad_transition(trial_id, status, UNFINISHED)
+
+    def requeue_running(self) -> int:
+        """running -> pending for every row; returns how many.
+
+        Call it on resume, after taking the `RunLock`: a row still `running` then belongs to
+        a process that was killed before it finished, so its evaluation never counted. Not
+        done on open, because another process may legitimately hold rows running.
+        """
+        cursor = self._conn.execute(
+            "UPDATE trials SET status = 'pending', worker = NULL, started = NULL "
+            "WHERE status = 'running'"
+        )
+        return cursor.rowcount
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Store a run-level string (e.g. the config the search started with)."""
+        if name in ("kind", "schema_version"):
+            raise ValueError(f"meta {name!r} is owned by the store")
+        self._conn.execute(
+            "INSERT INTO meta (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, str(value)),
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_meta(self, name: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def get(self, trial_id: int) -> Trial:
+        found = self._select("WHERE id = ?", (trial_id,))
+        if not found:
+            raise KeyError(f"no trial with id {trial_id} in {self.path}")
+        return found[0]
+
+    def rows(
+        self, round: int | None = None, status: str | None = None, key: str | None = None
+    ) -> list[Trial]:
+        """Trials matching every given filter, ordered by (round, slot)."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if round is not None:
+            clauses.append("round = ?")
+            params.append(round)
+        if status is not None:
+            _check_status(status)
+            clauses.append("status = ?")
+            params.append(status)
+        if key is not None:
+            clauses.append("key = ?")
+            params.append(key)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._select(f"{where} ORDER BY round, slot", tuple(params))
+
+    def pending_or_running(self, round: int) -> list[Trial]:
+        """The trials of `round` that still need evaluating; [] means the round is complete."""
+        return self._select(
+            "WHERE round = ? AND status IN ('pending', 'running') ORDER BY slot", (round,)
+        )
+
+    def completed_count(self) -> int:
+        """Trials that are done or failed: evaluated, never to be evaluated again."""
+        return int(self._conn.execute(
+            "SELECT COUNT(*) FROM trials WHERE status IN ('done', 'failed')"
+        ).fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of trials per status (every status present, zeros included)."""
+        found = dict(self._conn.execute("SELECT status, COUNT(*) FROM trials GROUP BY status"))
+        return {status: int(found.get(status, 0)) for status in STATUSES}
+
+    def best(self, k: int) -> list[Trial]:
+        """The `k` done trials with the highest reward; ties go to the earlier trial."""
+        if k < 0:
+            raise ValueError(f"best(k) needs k >= 0, got {k}")
+        return self._select(
+            "WHERE status = 'done' ORDER BY reward DESC, id ASC LIMIT ?", (k,)
+        )
+
+    def rounds(self) -> list[int]:
+        """Every round that has trials, ascending."""
+        return [int(r[0]) for r in self._conn.execute(
+            "SELECT DISTINCT round FROM trials ORDER BY round"
+        )]
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _select(self, tail: str, params: tuple[Any, ...]) -> list[Trial]:
+        cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM trials {tail}", params)
+        return [_decode_row(row) for row in cursor]
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    def _bad_transition(self, trial_id: int, target: str, allowed: tuple[str, ...]) -> None:
+        row = self._conn.execute(
+            "SELECT status FROM trials WHERE id = ?", (trial_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no trial with id {trial_id} in {self.path}")
+        raise ValueError(
+            f"trial {trial_id} is {row[0]}; only a {' or '.join(allowed)} trial can become {target}"
+        )
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._conn.execute("COMMIT")
+        elif self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}, expected one of {', '.join(STATUSES)}")
+
+
+def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]:
+    if not isinstance(spec.key, str) or not spec.key:
+        raise ValueError(f"slot {slot}: key must be a non-empty string, got {spec.key!r}")
+    _check_int(f"slot {slot}: seed", spec.seed)
+    # SQLite INTEGER is a signed 64-bit value.
+    if not 0 <= spec.seed < 2**63:
+        raise ValueError(f"slot {slot}: seed must be in [0, 2**63), got {spec.seed}")
+    if not isinstance(spec.payload, dict):
+        raise TypeError(f"slot {slot}: payload must be a dict, got {type(spec.payload).__name__}")
+    try:
+        payload = json.dumps(spec.payload, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"slot {slot}: payload is not plain JSON ({err})") from None
+    tokens = None
+    if spec.tokens is not None:
+        tokens = json.dumps([int(t) for t in spec.tokens])
+    return spec.key, tokens, payload, spec.seed
+
+
+def _decode_row(row: tuple[Any, ...]) -> Trial:
+    (trial_id, key, round_, slot, tokens, payload, seed, status, reward, error, traceback,
+     worker, started, finished, duration) = row
+    return Trial(
+        id=trial_id,
+        key=key,
+        round=round_,
+        slot=slot,
+        tokens=None if tokens is None else tuple(json.loads(tokens)),
+        payload=json.loads(payload),
+        seed=seed,
+        status=status,
+        reward=reward,
+        error=error,
+        traceback=traceback,
+        worker=worker,
+        started=started,
+        finished=finished,
+        duration=duration,
+    )
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
+    """Write `state` to `path` so that `path` always holds a whole checkpoint (`atomic_write`).
+
+    Keep `state` to what `torch.load(weights_only=True)` accepts: tensors, dicts, lists, tuples,
+    numbers, strings (a `torch.Generator`'s `get_state()` is a uint8 tensor).
+    """
+    atomic_write(path, lambda handle: torch.save(dict(state), handle), "checkpoint")
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | None = "cpu"
+) -> dict[str, Any] | None:
+    """The state saved at `path`, or None if there is no checkpoint yet.
+
+    `map_location="cpu"` by default so a run checkpointed on a GPU resumes anywhere; the
+    caller moves what it needs. weights_only=True: a checkpoint is data, never code.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise AutoaugError(f"checkpoint {path} cannot be read: {first_line}") from None
+    if not isinstance(state, dict):
+        raise AutoaugError(
+            f"checkpoint {path} holds a {type(state).__name__}, expected a dict of state"
+        )
+    return state
+
+
+# -- run lock ----------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held for as long as a search runs in it.
+
+    `flock` on a file in the directory: the kernel drops the lock when the holder exits, even
+    by SIGKILL, so a killed search never leaves a stale lock behind. Two searches in one run
+    directory would pick up the same pending trials, which is exactly the double evaluation
+    the store exists to prevent. On platforms without `fcntl` (Windows) the lock is a no-op.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(run_dir) / LOCK_FILENAME
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl  # POSIX only: on Windows the lock is a no-op
+        except ImportError:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise AutoaugError(
+                f"cannot create run directory lock {self.path}: {err.strerror or err}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AutoaugError(
+                f"run directory {self.path.parent} is in use by another autoaug process "
+                f"(pid {holder}); wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -1,0 +1,74 @@
+"""The albumentations execution of a policy, and saving it where plain `A.load` reads it.
+
+A policy becomes `Compose([OneOf([Sequential([op1(p=p1), op2(p=p2)], p=1), ...], p=1)])`:
+`OneOf` picks a sub-policy uniformly (its children's p are weights, all 1), `Sequential` runs
+the ops in order and each op fires with its own probability. A signed op is a `OneOf` of its
++m and -m transforms with the op's probability. Ops albumentations lacks are autoaug's own
+transforms (`autoaug.space.albu`); a file holding them loads after `import autoaug`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+
+from autoaug.space.albu import SamplePairing, Sharpness, compose, seed_pipeline, walk
+
+
+def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
+    """An `A.Compose` that applies `policy` (a Policy, RandAugment or TrivialAugment) to one HWC
+    uint8 image per call. `image_pool` feeds SamplePairing (usually the training images)."""
+    return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
+
+
+def needs_autoaug(policy: Any) -> bool:
+    """Whether loading the export of `policy` needs `import autoaug` (it holds autoaug's own transforms)."""
+    return loading_note(policy) is not None
+
+
+def loading_note(policy: Any) -> str | None:
+    """What a user must do before using the export of `policy`, or None when plain `A.load` is enough."""
+    transforms = list(walk(to_albumentations(policy)))
+    if not any(isinstance(t, (Sharpness, SamplePairing)) for t in transforms):
+        return None
+    note = ("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
+            "SamplePairing): `import autoaug` before A.load")
+    if any(isinstance(t, SamplePairing) for t in transforms):
+        note += ", and give SamplePairing its partner images with autoaug.albu.set_image_pool(pipeline, images)"
+    return note
+
+
+def save_albumentations(policy: Any, path: str | Path) -> Path:
+    """Write the albumentations JSON of `policy` with `A.save`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    A.save(to_albumentations(policy), str(path), data_format="json")
+    return path
+
+
+def albumentations_path(native_path: str | Path) -> Path:
+    """`policies/x.json` -> `policies/x.albumentations.json`."""
+    native_path = Path(native_path)
+    stem = native_path.name[:-5] if native_path.name.endswith(".json") else native_path.name
+    return native_path.with_name(stem + ".albumentations.json")
+
+
+class AlbumentationsFile:
+    """An exported albumentations pipeline, drawn like an augmenter: `(images, generator) -> images`."""
+
+    def __init__(self, path: str):
+        self.pipeline = A.load(path, data_format="json")
+
+    def describe(self) -> str:
+        names = sorted({type(t).__name__ for t in walk(self.pipeline)} - {"Compose", "OneOf", "Sequential"})
+        return f"albumentations pipeline (A.load reads it) of {', '.join(names)}"
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator)))
+        hwc = images.permute(0, 2, 3, 1).numpy()
+        out = np.stack([self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc])
+        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,465 @@
+"""The search space: one table row per augmentation operation.
+
+Each `OpSpec` row owns every fact about one of the AutoAugment paper's 16 operations (Cubuk et al.
+2018, appendix table "List of all image transformations"): the physical range its 10 magnitude bins
+span, the unit, whether it gets a random sign, the batched torch kernel and the albumentations
+factory. Adding an op is adding a row; `tests/space/test_ops.py` walks the table and fails for a row
+without a kernel, an export or a parity case.
+
+Conventions shared by every row
+- Magnitude bins 0..9 map linearly onto [low, high]: bin 9 is the end of the paper's range. (The
+  TensorFlow reference code divides by 10, so its top bin gives 0.9 x max; torchvision's
+  `_AutoAugmentBase` uses `linspace(low, high, 10)` like we do.)
+- Pixel ranges the paper gives for 331 px ImageNet images are stored as fractions of the image
+  size, so a policy means the same at 32 px and 224 px.
+- Kernels take uint8 images (N, C, H, W) and per-image physical magnitudes (N,) and return uint8
+  images. They are pure: the only randomness (Cutout position, SamplePairing partner) comes from
+  the `torch.Generator` in the `OpContext` passed in.
+- Each kernel reproduces, up to documented rounding, what the albumentations 2.0.8 transform that
+  the same row exports does, so that a policy searched with the torch kernels means the same when
+  it ships as an albumentations pipeline (`tests/space/test_parity.py`).
+- Geometric ops fill uncovered pixels with grey 128, as the reference code does (torchvision
+  fills with 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import albumentations as A
+import cv2
+import torch
+import torch.nn.functional as F
+
+from autoaug.errors import PolicyError
+from autoaug.space import albu
+
+MAGNITUDE_BINS = 10
+PROB_BINS = 11
+FILL = 128  # grey, for pixels an affine op uncovers and for Cutout
+
+
+@dataclass(frozen=True)
+class OpContext:
+    """What a kernel may need beyond the images: randomness and the batch it came from."""
+
+    generator: torch.Generator
+    batch: torch.Tensor  # (B, C, H, W) uint8: the batch before augmentation (SamplePairing partners)
+    index: torch.Tensor  # (N,) long: positions in `batch` of the images handed to the kernel
+
+
+Kernel = Callable[[torch.Tensor, torch.Tensor, OpContext], torch.Tensor]
+AlbuFactory = Callable[[float, float], A.BasicTransform]  # (signed magnitude, p) -> transform
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    low: float | None  # physical magnitude at bin 0 (None: the op has no magnitude)
+    high: float | None  # physical magnitude at bin 9
+    unit: str
+    signed: bool  # geometric ops get a random sign when applied
+    kernel: Kernel
+    albumentations: AlbuFactory
+    integer: bool = False  # magnitudes are rounded to whole numbers (bits, thresholds)
+    notes: str = ""  # where we differ from the paper, the TF reference code and torchvision
+
+    @property
+    def has_magnitude(self) -> bool:
+        return self.low is not None
+
+    def magnitude(self, magnitude_bin: int) -> float:
+        """Physical magnitude of a bin (before any random sign)."""
+        if self.low is None or self.high is None:
+            return 0.0
+        value = self.low + (self.high - self.low) * magnitude_bin / (MAGNITUDE_BINS - 1)
+        return float(round(value)) if self.integer else value
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels. Images are uint8 (N, C, H, W); `m` is float32 (N,) physical magnitudes (signed).
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _floor_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    # albumentations' LUT ops (brightness, contrast) clip then cast, which truncates.
+    return x.clamp_(0, 255).floor_().to(torch.uint8)
+
+
+def _grey(img: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma exactly as OpenCV's RGB2GRAY computes it for uint8 (14-bit fixed point)."""
+    if img.shape[1] == 1:
+        return img[:, 0].int()
+    r, g, b = img[:, 0].int(), img[:, 1].int(), img[:, 2].int()  # (N, H, W)
+    return (r * 4899 + g * 9617 + b * 1868 + 8192) >> 14  # (N, H, W) int, 0..255
+
+
+def _affine(
+    img: torch.Tensor,
+    rotate: torch.Tensor | None = None,
+    shear_x: torch.Tensor | None = None,
+    shear_y: torch.Tensor | None = None,
+    translate_x: torch.Tensor | None = None,
+    translate_y: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Per-image affine warp about the image centre, built like albumentations' `Affine`.
+
+    Angles are degrees; translations are whole pixels. The forward matrix is
+    shift_back @ translate @ shear @ rotate @ shift_to_origin with the centre at (W/2 - 0.5,
+    H/2 - 0.5), and albumentations negates the shear angle it is given, so we do too. Each output
+    pixel samples the inverse-mapped source bilinearly; outside the image it sees FILL.
+    """
+    n, c, h, w = img.shape
+    dev = img.device
+    zero = torch.zeros(n, device=dev)
+    rot = torch.deg2rad(rotate if rotate is not None else zero)
+    shx = torch.tan(torch.deg2rad(-(shear_x if shear_x is not None else zero)))
+    shy = torch.tan(torch.deg2rad(-(shear_y if shear_y is not None else zero)))
+    tx = translate_x if translate_x is not None else zero
+    ty = translate_y if translate_y is not None else zero
+    cx, cy = w / 2 - 0.5, h / 2 - 0.5
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    # shear @ rotate, a (N, 2, 2) linear part
+    a = cos - shx * sin
+    b = sin + shx * cos
+    c_ = shy * cos - sin
+    d = shy * sin + cos
+    # forward: p' = L (p - c) + c + t  =>  inverse: p = L^-1 (p' - c - t) + c
+    det = a * d - b * c_
+    ia, ib, ic, id_ = d / det, -b / det, -c_ / det, a / det
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=dev, dtype=torch.float32),
+        torch.arange(w, device=dev, dtype=torch.float32),
+        indexing="ij",
+    )  # (H, W)
+    px = xs[None] - cx - tx[:, None, None]  # (N, H, W)
+    py = ys[None] - cy - ty[:, None, None]
+    sx = ia[:, None, None] * px + ib[:, None, None] * py + cx  # source x, pixel units
+    sy = ic[:, None, None] * px + id_[:, None, None] * py + cy
+    grid = torch.stack((sx * (2 / (w - 1)) - 1, sy * (2 / (h - 1)) - 1), dim=-1)  # (N, H, W, 2)
+    shifted = img.float() - FILL  # zero padding on this == FILL padding on the image
+    out = F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return _to_uint8(out + FILL)
+
+
+def shear_x(img, m, ctx):
+    # magnitude is the shear factor; albumentations takes degrees: arctan(factor) in degrees
+    return _affine(img, shear_x=torch.rad2deg(torch.atan(m)))
+
+
+def shear_y(img, m, ctx):
+    return _affine(img, shear_y=torch.rad2deg(torch.atan(m)))
+
+
+def _shift(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tensor:
+    """Move each image by whole pixels (dx right, dy down), FILL where nothing moves in.
+
+    A pure translation by whole pixels is an exact copy in OpenCV too, so this gather is the
+    same as `_affine` with a translation, at a fraction of its cost.
+    """
+    n, c, h, w = img.shape
+    ys = torch.arange(h, device=img.device)[None, :, None] - dy.long()[:, None, None]  # (N, H, 1) source rows
+    xs = torch.arange(w, device=img.device)[None, None, :] - dx.long()[:, None, None]  # (N, 1, W) source cols
+    valid = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)  # (N, H, W)
+    idx = (ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)).reshape(n, 1, h * w).expand(n, c, h * w)
+    out = img.reshape(n, c, h * w).gather(2, idx).reshape(n, c, h, w)
+    return torch.where(valid[:, None], out, torch.full_like(out, FILL))
+
+
+def translate_x(img, m, ctx):
+    # fraction of the width -> whole pixels, truncated toward zero as albumentations does
+    return _shift(img, torch.trunc(m * img.shape[-1]), torch.zeros_like(m))
+
+
+def translate_y(img, m, ctx):
+    return _shift(img, torch.zeros_like(m), torch.trunc(m * img.shape[-2]))
+
+
+def rotate(img, m, ctx):
+    return _affine(img, rotate=m)
+
+
+def auto_contrast(img, m, ctx):
+    """Per image and channel, stretch [lo, hi] to [0, 255]; a flat channel is left alone.
+
+    albumentations 2.0.8 finds lo and hi in a `cv2.calcHist` over the range [0, 255), which
+    leaves out the value 255; we find them the same way for parity, so 255 never widens the
+    range (it still maps to 255).
+    """
+    white = img == 255
+    lo = img.amin(dim=(2, 3), keepdim=True).float()  # (N, C, 1, 1); 255 only if all white
+    hi = torch.where(white, torch.zeros_like(img), img).amax(dim=(2, 3), keepdim=True).float()
+    flat = hi <= lo
+    scale = torch.where(flat, torch.ones_like(hi), 255.0 / (hi - lo).clamp_min(1))
+    offset = torch.where(flat, torch.zeros_like(lo), lo)
+    return _to_uint8((img.float() - offset) * scale)  # 255 lands at or above 255: stays 255
+
+
+def invert(img, m, ctx):
+    return 255 - img
+
+
+def equalize(img, m, ctx):
+    """Per-channel histogram equalisation with albumentations' `Equalize(mode="pil")` rule.
+
+    That rule is PIL's with two differences, kept here for parity: the step divides by 255, not
+    256, and the lookup uses the inclusive cumulative histogram (PIL's is exclusive).
+    """
+    n, c, h, w = img.shape
+    flat = img.reshape(n * c, h * w).long()  # (NC, HW)
+    offsets = torch.arange(n * c, device=img.device)[:, None] * 256
+    hist = torch.bincount((flat + offsets).reshape(-1), minlength=n * c * 256).reshape(n * c, 256)
+    idx = torch.arange(256, device=img.device)
+    last = torch.where(hist > 0, idx, -1).amax(dim=1)  # (NC,) last non-empty bin
+    step = (h * w - hist.gather(1, last[:, None]).squeeze(1)) // 255  # (NC,)
+    nonzero_bins = (hist > 0).sum(dim=1)
+    keep = (nonzero_bins <= 1) | (step == 0)
+    safe_step = step.clamp_min(1)[:, None]
+    lut = ((hist.cumsum(dim=1) + safe_step // 2) // safe_step).clamp_max(255)  # (NC, 256)
+    lut = torch.where(keep[:, None], idx[None].expand_as(lut), lut)
+    out = lut.gather(1, flat)  # (NC, HW)
+    return out.reshape(n, c, h, w).to(torch.uint8)
+
+
+def solarize(img, m, ctx):
+    # invert every pixel at or above the threshold; threshold 256 leaves the image alone
+    return torch.where(img.float() >= m[:, None, None, None], 255 - img, img)
+
+
+def posterize(img, m, ctx):
+    # keep the top `bits` bits of every channel value
+    shift = (8 - m).to(torch.int32)[:, None, None, None]  # (N, 1, 1, 1)
+    mask = ((0xFF << shift) & 0xFF).to(torch.uint8)
+    return img & mask
+
+
+def contrast(img, m, ctx):
+    # blend with the mean grey level of the whole image (albumentations: truncating LUT)
+    mean = _grey(img).float().mean(dim=(1, 2))[:, None, None, None]  # (N, 1, 1, 1)
+    f = m[:, None, None, None]
+    return _floor_to_uint8(img.float() * f + mean * (1 - f))
+
+
+def color(img, m, ctx):
+    # blend with the grey image (saturation); OpenCV's addWeighted rounds
+    grey = _grey(img).float()[:, None]  # (N, 1, H, W)
+    f = m[:, None, None, None]
+    return _to_uint8(img.float() * f + grey * (1 - f))
+
+
+def brightness(img, m, ctx):
+    # blend with black, i.e. scale (albumentations: truncating LUT)
+    return _floor_to_uint8(img.float() * m[:, None, None, None])
+
+
+def sharpness(img, m, ctx):
+    """Blend with PIL's 3x3 smoothing filter: factor < 1 blurs, > 1 sharpens.
+
+    As PIL (and torchvision) do, the one-pixel border keeps its original values.
+    """
+    n, c, h, w = img.shape
+    if h < 3 or w < 3:
+        return img
+    x = img.float()
+    inner = x[:, :, 1:-1, 1:-1]
+    # the 3x3 neighbourhood sum with the centre counted 5 times, over 13 (shifted slices beat a
+    # one-channel conv2d on the CPU by an order of magnitude)
+    smooth = 4 * inner
+    for dy in range(3):
+        for dx in range(3):
+            smooth = smooth + x[:, :, dy : dy + h - 2, dx : dx + w - 2]
+    smooth = smooth / 13
+    f = m[:, None, None, None]
+    out = x.clone()
+    out[:, :, 1:-1, 1:-1] = smooth + f * (inner - smooth)
+    return _to_uint8(out)
+
+
+def cutout(img, m, ctx):
+    """Fill one rectangle of (H * m, W * m) pixels (truncated) with grey, wholly inside the image."""
+    n, c, h, w = img.shape
+    hole_h = torch.trunc(m * h).long()  # (N,)
+    hole_w = torch.trunc(m * w).long()
+    u = torch.rand(n, 2, generator=ctx.generator, device=ctx.generator.device).to(img.device)
+    y0 = (u[:, 0] * (h - hole_h + 1)).long().clamp_max(h - hole_h)  # uniform over valid rows
+    x0 = (u[:, 1] * (w - hole_w + 1)).long().clamp_max(w - hole_w)
+    ys = torch.arange(h, device=img.device)[None, :, None]  # (1, H, 1)
+    xs = torch.arange(w, device=img.device)[None, None, :]
+    inside = (
+        (ys >= y0[:, None, None]) & (ys < (y0 + hole_h)[:, None, None])
+        & (xs >= x0[:, None, None]) & (xs < (x0 + hole_w)[:, None, None])
+    )  # (N, H, W)
+    return torch.where(inside[:, None], torch.full_like(img, FILL), img)
+
+
+def sample_pairing(img, m, ctx):
+    """Blend with another image of the same batch (before augmentation), weight m on the other."""
+    b = ctx.batch.shape[0]
+    if b < 2:
+        return img
+    # a uniform partner other than the image itself: add 1..B-1 to its position
+    step = torch.randint(1, b, (img.shape[0],), generator=ctx.generator, device=ctx.generator.device)
+    partner = ctx.batch[(ctx.index + step.to(ctx.index.device)) % b]
+    wgt = m[:, None, None, None]
+    return _to_uint8(img.float() * (1 - wgt) + partner.float() * wgt)
+
+
+# --------------------------------------------------------------------------------------------
+# albumentations factories: (signed physical magnitude, p) -> transform.
+
+
+def _affine_albu(**kwargs) -> Callable[[float, float], A.BasicTransform]:
+    def make(m: float, p: float) -> A.BasicTransform:
+        args = {key: fn(m) for key, fn in kwargs.items()}
+        return A.Affine(**args, interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=FILL, p=p)
+
+    return make
+
+
+def _degrees_of_shear(m: float) -> tuple[float, float]:
+    deg = math.degrees(math.atan(m))
+    return (deg, deg)
+
+
+def _solarize_albu(m: float, p: float) -> A.BasicTransform:
+    if m >= 256:
+        return A.NoOp(p=p)  # albumentations cannot express "invert nothing"
+    # albumentations inverts i >= threshold * 255; half a level below the integer keeps float
+    # round-off from moving the boundary
+    t = (m - 0.5) / 255 if m > 0 else 0.0
+    return A.Solarize(threshold_range=(t, t), p=p)
+
+
+def _posterize_albu(m: float, p: float) -> A.BasicTransform:
+    bits = int(m)
+    return A.NoOp(p=p) if bits >= 8 else A.Posterize(num_bits=bits, p=p)
+
+
+def _jitter(kind: str) -> AlbuFactory:
+    def make(m: float, p: float) -> A.BasicTransform:
+        factors = {"brightness": (1.0, 1.0), "contrast": (1.0, 1.0), "saturation": (1.0, 1.0)}
+        factors[kind] = (m, m)
+        # factor 1 of the others and hue 0 are exact no-ops in albumentations
+        return A.ColorJitter(**factors, hue=(0.0, 0.0), p=p)
+
+    return make
+
+
+def _cutout_albu(m: float, p: float) -> A.BasicTransform:
+    if m <= 0:
+        return A.NoOp(p=p)
+    return A.CoarseDropout(
+        num_holes_range=(1, 1), hole_height_range=(m, m), hole_width_range=(m, m), fill=FILL, p=p
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The table. Ranges: AutoAugment paper, appendix table of operations.
+
+OPS: tuple[OpSpec, ...] = (
+    OpSpec(
+        "ShearX", 0.0, 0.3, "shear factor", True, shear_x,
+        _affine_albu(shear=lambda m: {"x": _degrees_of_shear(m), "y": (0.0, 0.0)}),
+        notes="Shears about the image centre (TF reference and torchvision shear about the top-left "
+        "corner, which also shifts the image).",
+    ),
+    OpSpec(
+        "ShearY", 0.0, 0.3, "shear factor", True, shear_y,
+        _affine_albu(shear=lambda m: {"x": (0.0, 0.0), "y": _degrees_of_shear(m)}),
+        notes="As ShearX.",
+    ),
+    OpSpec(
+        "TranslateX", 0.0, 150 / 331, "fraction of the width", True, translate_x,
+        _affine_albu(translate_percent=lambda m: {"x": (m, m), "y": (0.0, 0.0)}),
+        notes="Paper: [-150, 150] px on 331 px images. The TF reference code's CIFAR pipeline used "
+        "10 px of 32 (0.31); torchvision uses 150/331 of the width like us.",
+    ),
+    OpSpec(
+        "TranslateY", 0.0, 150 / 331, "fraction of the height", True, translate_y,
+        _affine_albu(translate_percent=lambda m: {"x": (0.0, 0.0), "y": (m, m)}),
+        notes="As TranslateX.",
+    ),
+    OpSpec(
+        "Rotate", 0.0, 30.0, "degrees", True, rotate,
+        _affine_albu(rotate=lambda m: (m, m)),
+    ),
+    OpSpec(
+        "AutoContrast", None, None, "-", False, auto_contrast,
+        lambda m, p: A.AutoContrast(cutoff=0, method="pil", p=p),
+        notes="No magnitude. Rounds the stretched value (PIL truncates).",
+    ),
+    OpSpec("Invert", None, None, "-", False, invert, lambda m, p: A.InvertImg(p=p)),
+    OpSpec(
+        "Equalize", None, None, "-", False, equalize,
+        lambda m, p: A.Equalize(mode="pil", by_channels=True, p=p),
+        notes="No magnitude. albumentations' 'pil' rule, which differs from PIL by at most a bin "
+        "(see the kernel).",
+    ),
+    OpSpec(
+        "Solarize", 0.0, 256.0, "threshold", False, solarize, _solarize_albu, integer=True,
+        notes="Bin 0 inverts every pixel, bin 9 none: a stronger magnitude is a *weaker* op, as in "
+        "the paper and the TF reference. torchvision runs the range the other way (255 down to 0).",
+    ),
+    OpSpec(
+        "Posterize", 8.0, 4.0, "bits kept", False, posterize, _posterize_albu, integer=True,
+        notes="Paper range [4, 8] bits, ordered so bin 9 is strongest (4 bits), as torchvision does. "
+        "The TF reference code keeps 4 down to 1 bits instead.",
+    ),
+    OpSpec(
+        "Contrast", 0.1, 1.9, "factor", False, contrast, _jitter("contrast"),
+        notes="Factor 0.1..1.9 as in the paper and the TF reference. torchvision reads the bin as "
+        "a signed 1 +/- m (so its bin 0 is the identity). Blends with the mean grey of the image "
+        "(PIL rounds that mean; albumentations, and we, do not).",
+    ),
+    OpSpec(
+        "Color", 0.1, 1.9, "factor", False, color, _jitter("saturation"),
+        notes="Saturation: blend with the grey image. Factor reading as for Contrast.",
+    ),
+    OpSpec(
+        "Brightness", 0.1, 1.9, "factor", False, brightness, _jitter("brightness"),
+        notes="Blend with black. Factor reading as for Contrast.",
+    ),
+    OpSpec(
+        "Sharpness", 0.1, 1.9, "factor", False, sharpness,
+        lambda m, p: albu.Sharpness(factor=m, p=p),
+        notes="PIL's smoothing kernel, border kept. albumentations' Sharpen cannot blur (factor < "
+        "1), so the export is autoaug's own transform. Factor reading as for Contrast.",
+    ),
+    OpSpec(
+        "Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu,
+        notes="Paper: [0, 20] px, which the TF reference applies to 32 px CIFAR images, so we read "
+        "it as 20/32 of the side (at 331 px the paper's number would be a 6% patch). One grey hole, "
+        "wholly inside the image (the TF reference lets it hang over the edge).",
+    ),
+    OpSpec(
+        "SamplePairing", 0.0, 0.4, "weight of the other image", False, sample_pairing,
+        lambda m, p: albu.SamplePairing(weight=m, p=p),
+        notes="The partner is another image of the same batch (torch) or of the image pool given to "
+        "the transform (albumentations). Not in torchvision.",
+    ),
+)
+
+OP_NAMES: tuple[str, ...] = tuple(op.name for op in OPS)
+OPS_BY_NAME: dict[str, OpSpec] = {op.name: op for op in OPS}
+
+
+def get_op(name: str) -> OpSpec:
+    """The table row of an op name; a clear error listing the valid names otherwise."""
+    try:
+        return OPS_BY_NAME[name]
+    except KeyError:
+        raise PolicyError(f"unknown op {name!r}; expected one of {', '.join(OP_NAMES)}") from None
+
+
+def op_to_albumentations(name: str, magnitude: float, prob: float) -> A.BasicTransform:
+    """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed."""
+    spec = OPS_BY_NAME[name]
+    if spec.signed and magnitude != 0:
+        both = [spec.albumentations(magnitude, 1.0), spec.albumentations(-magnitude, 1.0)]
+        return A.OneOf(both, p=prob)
+    return spec.albumentations(magnitude, prob)

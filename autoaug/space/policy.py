@@ -1,0 +1,230 @@
+"""Policies: the frozen data a search produces and training consumes, and their JSON file format.
+
+A policy is a tuple of sub-policies; a sub-policy is ordered operations; an operation is an op
+name, a physical probability and a magnitude bin. As controller tokens, a policy of 5
+sub-policies of 2 ops is 30 decisions, `MultiDiscrete([16, 11, 10] * 10)`.
+
+Files store op names and physical probabilities, never token ids or list positions. Loading
+checks everything and raises `PolicyError` naming the file, the place and what was expected;
+nothing is clamped or rounded away.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import albumentations as A
+
+from autoaug.errors import PolicyError
+from autoaug.files import save_json
+from autoaug.space.albu import compose
+from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, get_op, op_to_albumentations
+from autoaug.space.published import PUBLISHED
+
+FORMAT = "autoaug.policy"
+VERSION = 1
+NUM_SUB_POLICIES = 5
+OPS_PER_SUB_POLICY = 2
+DECISIONS_PER_OP = (len(OP_NAMES), PROB_BINS, MAGNITUDE_BINS)  # (16, 11, 10)
+SEARCH_NVEC: tuple[int, ...] = DECISIONS_PER_OP * (NUM_SUB_POLICIES * OPS_PER_SUB_POLICY)
+
+
+def _check_prob(prob: Any, where: str) -> float:
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not math.isfinite(prob):
+        raise PolicyError(f"{where}: expected a probability (number), got {prob!r}")
+    scaled = prob * (PROB_BINS - 1)
+    if not 0 <= prob <= 1 or abs(scaled - round(scaled)) > 1e-9:
+        raise PolicyError(f"{where}: expected a probability in 0.0, 0.1, ..., 1.0, got {prob!r}")
+    return round(scaled) / (PROB_BINS - 1)
+
+
+def _check_bin(name: str, magnitude_bin: Any, where: str) -> int | None:
+    if magnitude_bin is None:
+        if get_op(name).has_magnitude:
+            raise PolicyError(f"{where}: {name} needs a magnitude bin 0..{MAGNITUDE_BINS - 1}, got null")
+        return None
+    if isinstance(magnitude_bin, bool) or not isinstance(magnitude_bin, int):
+        raise PolicyError(f"{where}: expected a magnitude bin (integer 0..{MAGNITUDE_BINS - 1}), got {magnitude_bin!r}")
+    if not 0 <= magnitude_bin < MAGNITUDE_BINS:
+        raise PolicyError(f"{where}: expected a magnitude bin in 0..{MAGNITUDE_BINS - 1}, got {magnitude_bin}")
+    return magnitude_bin
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One op of a sub-policy. `magnitude_bin` is None only for ops without a magnitude."""
+
+    name: str
+    prob: float
+    magnitude_bin: int | None
+
+    def __post_init__(self) -> None:
+        where = f"operation {self.name!r}"
+        get_op(self.name)
+        object.__setattr__(self, "prob", _check_prob(self.prob, where + " prob"))
+        _check_bin(self.name, self.magnitude_bin, where + " magnitude_bin")
+
+    @property
+    def magnitude(self) -> float:
+        """Physical magnitude before the random sign (0.0 for ops without one)."""
+        return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.name, "prob": self.prob, "magnitude_bin": self.magnitude_bin}
+
+    def __str__(self) -> str:
+        op = OPS_BY_NAME[self.name]
+        if not op.has_magnitude:
+            return f"{self.name}(p={self.prob:.1f})"
+        sign = "+/-" if op.signed else ""
+        return f"{self.name}(p={self.prob:.1f}, bin {self.magnitude_bin} = {sign}{self.magnitude:.3g} {op.unit})"
+
+
+SubPolicy = tuple[Operation, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Sub-policies, one of which is drawn uniformly per image; ops fire with their probability."""
+
+    sub_policies: tuple[SubPolicy, ...]
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.sub_policies:
+            raise PolicyError("a policy needs at least one sub-policy, got none")
+        for i, sub in enumerate(self.sub_policies):
+            if not sub:
+                raise PolicyError(f"sub-policy {i} is empty: expected at least one operation")
+
+    # ---- tokens (the controller's action) ------------------------------------------------
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[int], provenance: dict[str, Any] | None = None) -> Policy:
+        """Decode (op id, prob bin, magnitude bin) triples, two ops per sub-policy."""
+        tokens = [int(t) for t in tokens]
+        group = len(DECISIONS_PER_OP) * OPS_PER_SUB_POLICY
+        if not tokens or len(tokens) % group:
+            raise PolicyError(f"tokens: expected a positive multiple of {group} decisions, got {len(tokens)}")
+        ops = []
+        for k in range(0, len(tokens), 3):
+            op_id, prob_bin, magnitude_bin = tokens[k : k + 3]
+            for value, n, what in ((op_id, len(OP_NAMES), "op id"), (prob_bin, PROB_BINS, "prob bin"),
+                                   (magnitude_bin, MAGNITUDE_BINS, "magnitude bin")):
+                if not 0 <= value < n:
+                    raise PolicyError(f"tokens[{k}:{k + 3}]: expected {what} in 0..{n - 1}, got {value}")
+            ops.append(Operation(OP_NAMES[op_id], prob_bin / (PROB_BINS - 1), magnitude_bin))
+        subs = tuple(tuple(ops[i : i + OPS_PER_SUB_POLICY]) for i in range(0, len(ops), OPS_PER_SUB_POLICY))
+        return cls(subs, dict(provenance or {}))
+
+    def to_tokens(self) -> list[int]:
+        """Inverse of `from_tokens` (ops without a magnitude and no bin encode bin 0)."""
+        if any(len(sub) != OPS_PER_SUB_POLICY for sub in self.sub_policies):
+            raise PolicyError(f"only policies of {OPS_PER_SUB_POLICY}-op sub-policies have tokens")
+        out: list[int] = []
+        for sub in self.sub_policies:
+            for op in sub:
+                out += [OP_NAMES.index(op.name), round(op.prob * (PROB_BINS - 1)), op.magnitude_bin or 0]
+        return out
+
+    # ---- JSON ------------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "kind": "policy",
+            "sub_policies": [[op.to_json() for op in sub] for sub in self.sub_policies],
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str = "policy") -> Policy:
+        _check_header(doc, where, "policy")
+        subs_doc = doc.get("sub_policies")
+        if not isinstance(subs_doc, list) or not subs_doc:
+            raise PolicyError(f"{where}: sub_policies: expected a non-empty list, got {_short(subs_doc)}")
+        subs = []
+        for i, sub_doc in enumerate(subs_doc):
+            at = f"{where}: sub_policies[{i}]"
+            if not isinstance(sub_doc, list) or not sub_doc:
+                raise PolicyError(f"{at}: expected a non-empty list of operations, got {_short(sub_doc)}")
+            subs.append(tuple(_operation_from_json(op_doc, f"{at}[{j}]") for j, op_doc in enumerate(sub_doc)))
+        provenance = doc.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
+        return cls(tuple(subs), provenance)
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(self.to_json(), path)
+
+    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+        """`OneOf` over the sub-policies (weights all 1), each a `Sequential` of its ops."""
+        subs = [A.Sequential([op_to_albumentations(op.name, op.magnitude, op.prob) for op in sub], p=1.0)
+                for sub in self.sub_policies]
+        return [A.OneOf(subs, p=1.0)]
+
+    def to_albumentations(self, image_pool: Any = None) -> A.Compose:
+        """An `A.Compose` running this policy per image (see `autoaug.space.export`)."""
+        return compose(self.to_albumentations_transforms(), image_pool=image_pool)
+
+    def describe(self) -> str:
+        lines = [f"{len(self.sub_policies)} sub-policies"]
+        for i, sub in enumerate(self.sub_policies):
+            lines.append(f"  {i:2d}: " + " -> ".join(str(op) for op in sub))
+        return "\n".join(lines)
+
+    @property
+    def op_names(self) -> set[str]:
+        return {op.name for sub in self.sub_policies for op in sub}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_header(doc: Any, where: str, kind: str) -> None:
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{where}: expected a JSON object, got {type(doc).__name__}")
+    if doc.get("format") != FORMAT:
+        raise PolicyError(f"{where}: expected \"format\": \"{FORMAT}\", got {_short(doc.get('format'))}")
+    if doc.get("version") != VERSION:
+        raise PolicyError(f"{where}: expected \"version\": {VERSION}, got {_short(doc.get('version'))}")
+    if doc.get("kind") != kind:
+        raise PolicyError(f"{where}: expected \"kind\": \"{kind}\", got {_short(doc.get('kind'))}")
+
+
+def _operation_from_json(doc: Any, where: str) -> Operation:
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{where}: expected an object with op, prob, magnitude_bin, got {_short(doc)}")
+    unknown = set(doc) - {"op", "prob", "magnitude_bin"}
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {sorted(unknown)}; expected op, prob, magnitude_bin")
+    name = doc.get("op")
+    if name not in OPS_BY_NAME:
+        raise PolicyError(f"{where}.op: unknown op {_short(name)}; expected one of {', '.join(OP_NAMES)}")
+    if "prob" not in doc:
+        raise PolicyError(f"{where}: missing \"prob\"")
+    prob = _check_prob(doc["prob"], f"{where}.prob")
+    magnitude_bin = _check_bin(name, doc.get("magnitude_bin"), f"{where}.magnitude_bin")
+    return Operation(name, prob, magnitude_bin)
+
+
+def published_policy(name: str) -> Policy:
+    """A policy from the AutoAugment paper: autoaugment-cifar10, autoaugment-svhn, autoaugment-imagenet."""
+    if name not in PUBLISHED:
+        raise PolicyError(f"unknown published policy {name!r}; expected one of {', '.join(PUBLISHED)}")
+    subs = tuple(tuple(Operation(*triple) for triple in sub) for sub in PUBLISHED[name])
+    return Policy(subs, {"source": f"{name} (Cubuk et al. 2018, AutoAugment, appendix)"})
+
+
+def provenance(source: str, **extra: Any) -> dict[str, Any]:
+    """A provenance record: where a policy came from and when."""
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    return {"source": source, "created": now, **extra}

@@ -1,0 +1,472 @@
+"""RandAugment, TrivialAugment and the adaptive magnitude (issue #5).
+
+This module owns the two augmenters that need no search, their native JSON form, the
+`randaugment:N=2,M=9` / `trivialaugment` specs and the adaptive-M rule (the grid search over N
+and M is `autoaug.search.grid`). Both augmenters draw from the op table of `autoaug.space.ops`
+and run through the same `autoaug.space.augment.apply_ops` as a learned policy; both export to
+albumentations.
+
+RandAugment (Cubuk et al. 2019, "RandAugment: Practical automated data augmentation with a
+reduced search space")
+- Each image gets N ops drawn uniformly *with replacement* from the candidates, applied in the
+  order drawn, every one of them (no probabilities), all at one global magnitude M.
+- M is on the 0..30 scale of the paper's experiments (ResNet-50 on ImageNet: N=2, M=9;
+  EfficientNet-B7: M=28) and of torchvision's `RandAugment` (31 magnitude bins, default M=9).
+  For every op, physical magnitude = low + (high - low) * M / 30 over the op's table range, so
+  M=30 is the table's top bin (bin 9). M may be fractional (the adaptive M moves it in small
+  steps); ops with integer magnitudes (Solarize, Posterize) round, as their bins do.
+- Signed ops (shear, translate, rotate) get a random sign per application.
+- The table's direction is kept, so a larger M is not a stronger op everywhere: Solarize's
+  threshold rises with M (weaker; the RandAugment authors' TF reference code does the same), and
+  Contrast / Color / Brightness / Sharpness factors go from 0.1 (M=0) through 1.0 (M=15, the
+  identity) to 1.9 (M=30), which is the reference code's `_enhance_level_to_arg` too.
+  torchvision instead reads those four as 1 +/- 0.9 M/30 with a random sign and runs Solarize
+  from 255 down.
+
+Candidates (a user choice: `ops=`, the JSON "ops" list, `--ops`, `ops=A+B` in a spec)
+- Default, `DEFAULT_OPS`: the table's 16 ops minus SamplePairing (it needs a second image, which
+  an albumentations pipeline applied to one image does not have without an image pool) and
+  Invert (the RandAugment paper's list has no Invert, and Solarize at M=0, threshold 0, already is
+  an Invert). That leaves 14 ops.
+- "Identity" (leave the image alone) is accepted as an extra candidate name; it is handled here
+  (it never fires) and exports as `A.NoOp`. The paper's own 14 are `PAPER_OPS`: Identity plus the
+  default list without Cutout (the paper applies Cutout outside RandAugment, as
+  `TrainConfig.cutout` does here).
+
+TrivialAugment (Mueller & Hutter 2021, "TrivialAugment: Tuning-free yet state-of-the-art data
+augmentation")
+- One op per image drawn uniformly from the candidates, at a magnitude drawn uniformly.
+- Magnitudes are uniform over the table's 10 bins (0..9) of the table's ranges, so the
+  albumentations form is a finite `OneOf`. TA as published draws from 31 levels over its own,
+  wider ranges ("TA (Wide)": shear 0.99, translate 32 px, rotate 135 deg, enhancement factors
+  0.01..1.99); here the ranges are AutoAugment's, the same the search and RandAugment use.
+
+Adaptive M (this project's refinement; `adapt_magnitude` is the exact rule)
+- After each epoch, with validation accuracy `acc` and the best validation accuracy of the
+  earlier epochs `best`: if acc < best, M <- min(m_max, M + step * (best - acc) / best); else M
+  stays. After epoch 0 (no earlier epoch) M stays. M never decreases and never passes m_max
+  (default 30, the top bin). The intuition: a validation dip while training accuracy keeps
+  rising is read as over-fitting, which more augmentation counters.
+
+albumentations exports
+- RandAugment is N `OneOf`s of the candidates at M in a row; TrivialAugment one `OneOf` over the
+  candidates, each a `OneOf` over its 10 bins. A signed op is a `OneOf` of +m and -m. The default
+  candidates include Sharpness, one of autoaug's own transforms: `import autoaug` before `A.load`.
+- Seed such a pipeline with one shared stream, `autoaug.space.albu.seed_pipeline(pipeline, s)` (what
+  `autoaug.training.loop` does in DataLoader workers), not with
+  `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then gives every nested
+  transform its own generator seeded with the same number, and RandAugment's N `OneOf`s all draw
+  the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import torch
+
+from autoaug.errors import ConfigError, PolicyError
+from autoaug.files import save_json
+from autoaug.space.albu import compose
+from autoaug.space.augment import apply_ops
+from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, op_to_albumentations
+from autoaug.space.policy import FORMAT, VERSION, _check_header, _short
+
+M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
+DEFAULT_M = 9.0  # torchvision's default and the paper's ResNet-50 value
+DEFAULT_N = 2
+IDENTITY = "Identity"  # a candidate name handled here, not a table row
+CANDIDATE_NAMES: tuple[str, ...] = OP_NAMES + (IDENTITY,)
+DEFAULT_OPS: tuple[str, ...] = tuple(name for name in OP_NAMES if name not in ("Invert", "SamplePairing"))
+PAPER_OPS: tuple[str, ...] = (IDENTITY,) + tuple(name for name in DEFAULT_OPS if name != "Cutout")
+KINDS = ("randaugment", "trivialaugment")
+
+
+def magnitude_at(name: str, m: float) -> float:
+    """Physical magnitude of table op `name` at RandAugment magnitude `m` (0..30), before the sign."""
+    op = OPS_BY_NAME[name]
+    if op.low is None or op.high is None:
+        return 0.0
+    value = op.low + (op.high - op.low) * m / M_MAX
+    return float(round(value)) if op.integer else value
+
+
+def check_ops(ops: Any, where: str = "ops") -> tuple[str, ...]:
+    """A non-empty list of distinct candidate names (table ops or "Identity"), as a tuple."""
+    if isinstance(ops, str) or not isinstance(ops, (list, tuple)) or not ops:
+        raise PolicyError(f"{where}: expected a non-empty list of op names, got {_short(ops)}")
+    for i, name in enumerate(ops):
+        if name not in CANDIDATE_NAMES:
+            raise PolicyError(
+                f"{where}[{i}]: unknown op {_short(name)}; expected one of {', '.join(CANDIDATE_NAMES)}"
+            )
+    duplicates = sorted({name for name in ops if list(ops).count(name) > 1})
+    if duplicates:
+        raise PolicyError(f"{where}: each op at most once, got {', '.join(duplicates)} more than once")
+    return tuple(ops)
+
+
+def _check_n(n: Any, where: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise PolicyError(f"{where}: expected N, the number of ops per image, an integer >= 1, got {_short(n)}")
+    return n
+
+
+def _check_m(m: Any, where: str) -> float:
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or not 0 <= m <= M_MAX:
+        raise PolicyError(f"{where}: expected M, a number in [0, {M_MAX:g}], got {_short(m)}")
+    return float(m)
+
+
+def _candidate_table(ops: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(K,) table op ids (-1 for Identity) and (K,) whether each candidate is signed."""
+    ids = torch.tensor([OP_NAMES.index(name) if name != IDENTITY else -1 for name in ops])
+    signed = torch.tensor([name != IDENTITY and OPS_BY_NAME[name].signed for name in ops])
+    return ids, signed
+
+
+def _candidate_albumentations(name: str, magnitude: float) -> A.BasicTransform:
+    if name == IDENTITY:
+        return A.NoOp(p=1.0)
+    return op_to_albumentations(name, magnitude, 1.0)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Per-image choices of one batch, the arguments of `apply_ops` (all CPU tensors)."""
+
+    op_ids: torch.Tensor  # (B, depth) long, table op ids
+    magnitudes: torch.Tensor  # (B, depth) float32, signed physical magnitudes
+    fire: torch.Tensor  # (B, depth) bool; False only for Identity
+    candidates: torch.Tensor  # (B, depth) long, position in the augmenter's `ops`
+
+
+@dataclass(frozen=True)
+class RandAugment:
+    """N ops per image, drawn uniformly with replacement from `ops`, all at magnitude `m` (0..30).
+
+    Callable like a policy's batched execution: `(uint8 (B, C, H, W), generator) -> uint8`.
+    """
+
+    n: int = DEFAULT_N
+    m: float = DEFAULT_M
+    ops: tuple[str, ...] = DEFAULT_OPS
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    _ids: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+    _signed: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+    _mags: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        _check_n(self.n, "randaugment n")
+        object.__setattr__(self, "m", _check_m(self.m, "randaugment m"))
+        object.__setattr__(self, "ops", check_ops(self.ops, "randaugment ops"))
+        ids, signed = _candidate_table(self.ops)
+        mags = torch.tensor([0.0 if name == IDENTITY else magnitude_at(name, self.m) for name in self.ops])
+        object.__setattr__(self, "_ids", ids)
+        object.__setattr__(self, "_signed", signed)
+        object.__setattr__(self, "_mags", mags)
+
+    def with_magnitude(self, m: float, **provenance: Any) -> RandAugment:
+        """The same N and candidates at another M (provenance extended by `provenance`)."""
+        return RandAugment(self.n, m, self.ops, {**self.provenance, **provenance})
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Draws:
+        """Draw every image's N ops and signs from `generator` (on any device)."""
+        gdev = generator.device
+        shape = (batch_size, self.n)
+        choice = torch.randint(len(self.ops), shape, generator=generator, device=gdev).cpu()  # (B, N)
+        sign = torch.randint(0, 2, shape, generator=generator, device=gdev).cpu() * 2 - 1  # (B, N)
+        ids = self._ids[choice]  # (B, N)
+        mags = self._mags[choice] * torch.where(self._signed[choice], sign, 1)  # (B, N)
+        return Draws(ids.clamp_min(0), mags, ids >= 0, choice)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        d = self.sample(images.shape[0], generator)
+        return apply_ops(images, d.op_ids, d.magnitudes, d.fire, generator)
+
+    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+        """N `OneOf`s of the candidates at M, one after the other.
+
+        Not `SomeOf(n=N, replace=True)`: albumentations sorts the indices it draws, which would
+        apply the ops in candidate-list order instead of the order drawn.
+        """
+        return [
+            A.OneOf([_candidate_albumentations(name, float(mag)) for name, mag in zip(self.ops, self._mags)], p=1.0)
+            for _ in range(self.n)
+        ]
+
+    def to_albumentations(self, image_pool: Any = None) -> A.Compose:
+        return compose(self.to_albumentations_transforms(), image_pool=image_pool)
+
+    def to_json(self) -> dict[str, Any]:
+        m: float | int = int(self.m) if self.m == int(self.m) else self.m
+        return {
+            "format": FORMAT, "version": VERSION, "kind": "randaugment",
+            "n": self.n, "m": m, "ops": list(self.ops), "provenance": self.provenance,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(self.to_json(), path)
+
+    def describe(self) -> str:
+        lines = [f"RandAugment: N={self.n} ops per image at M={self.m:g} (of {M_MAX:g}), {len(self.ops)} candidates"]
+        for name, mag in zip(self.ops, self._mags.tolist()):
+            if name == IDENTITY or not OPS_BY_NAME[name].has_magnitude:
+                lines.append(f"  {name}")
+            else:
+                op = OPS_BY_NAME[name]
+                lines.append(f"  {name}: {'+/-' if op.signed else ''}{mag:.3g} {op.unit}")
+        return "\n".join(lines)
+
+    @property
+    def op_names(self) -> set[str]:
+        return set(self.ops) - {IDENTITY}
+
+
+@dataclass(frozen=True)
+class TrivialAugment:
+    """One op per image drawn uniformly from `ops`, at a magnitude bin drawn uniformly from 0..9."""
+
+    ops: tuple[str, ...] = DEFAULT_OPS
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    _ids: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+    _signed: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+    _bin_mags: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ops", check_ops(self.ops, "trivialaugment ops"))
+        ids, signed = _candidate_table(self.ops)
+        table = [
+            [0.0 if name == IDENTITY else OPS_BY_NAME[name].magnitude(b) for b in range(MAGNITUDE_BINS)]
+            for name in self.ops
+        ]
+        object.__setattr__(self, "_ids", ids)
+        object.__setattr__(self, "_signed", signed)
+        object.__setattr__(self, "_bin_mags", torch.tensor(table))  # (K, 10)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Draws:
+        gdev = generator.device
+        shape = (batch_size, 1)
+        choice = torch.randint(len(self.ops), shape, generator=generator, device=gdev).cpu()  # (B, 1)
+        bins = torch.randint(MAGNITUDE_BINS, shape, generator=generator, device=gdev).cpu()  # (B, 1)
+        sign = torch.randint(0, 2, shape, generator=generator, device=gdev).cpu() * 2 - 1  # (B, 1)
+        ids = self._ids[choice]  # (B, 1)
+        mags = self._bin_mags[choice, bins] * torch.where(self._signed[choice], sign, 1)  # (B, 1)
+        return Draws(ids.clamp_min(0), mags, ids >= 0, choice)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        d = self.sample(images.shape[0], generator)
+        return apply_ops(images, d.op_ids, d.magnitudes, d.fire, generator)
+
+    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+        """`OneOf` over the candidates, each a `OneOf` over its 10 bins (one transform if it has
+        no magnitude: its bins are all the same op)."""
+        per_op: list[A.BasicTransform] = []
+        for name, mags in zip(self.ops, self._bin_mags.tolist()):
+            if name == IDENTITY or not OPS_BY_NAME[name].has_magnitude:
+                per_op.append(_candidate_albumentations(name, 0.0))
+            else:
+                per_op.append(A.OneOf([op_to_albumentations(name, m, 1.0) for m in mags], p=1.0))
+        return [A.OneOf(per_op, p=1.0)]
+
+    def to_albumentations(self, image_pool: Any = None) -> A.Compose:
+        return compose(self.to_albumentations_transforms(), image_pool=image_pool)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT, "version": VERSION, "kind": "trivialaugment",
+            "ops": list(self.ops), "provenance": self.provenance,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(self.to_json(), path)
+
+    def describe(self) -> str:
+        return (
+            f"TrivialAugment: 1 op per image from {len(self.ops)} candidates, magnitude bin uniform in "
+            f"0..{MAGNITUDE_BINS - 1}\n  " + ", ".join(self.ops)
+        )
+
+    @property
+    def op_names(self) -> set[str]:
+        return set(self.ops) - {IDENTITY}
+
+
+Augmenter = RandAugment | TrivialAugment
+
+
+# ---- JSON and specs ----------------------------------------------------------------------------
+
+_KEYS = {
+    "randaugment": {"format", "version", "kind", "n", "m", "ops", "provenance"},
+    "trivialaugment": {"format", "version", "kind", "ops", "provenance"},
+}
+
+
+def from_json(doc: Any, where: str = "policy") -> Augmenter:
+    """A `"kind": "randaugment"` or `"trivialaugment"` native document (see `to_json`)."""
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    _check_header(doc, where, kind if kind in KINDS else "randaugment")
+    unknown = sorted(set(doc) - _KEYS[kind])
+    if unknown:
+        raise PolicyError(f"{where}: unknown keys {unknown}; expected {', '.join(sorted(_KEYS[kind]))}")
+    provenance = doc.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
+    ops = check_ops(doc["ops"], f"{where}: ops") if "ops" in doc else DEFAULT_OPS
+    if kind == "trivialaugment":
+        return TrivialAugment(ops, provenance)
+    for key in ("n", "m"):
+        if key not in doc:
+            raise PolicyError(f"{where}: missing \"{key}\"")
+    n = _check_n(doc["n"], f"{where}: n")
+    m = _check_m(doc["m"], f"{where}: m")
+    return RandAugment(n, m, ops, provenance)
+
+
+def is_spec(spec: str) -> bool:
+    """Whether `spec` names one of this module's augmenters (`randaugment...`, `trivialaugment...`)."""
+    return spec.split(":", 1)[0].lower() in KINDS
+
+
+def parse_spec(spec: str) -> Augmenter:
+    """`randaugment` (N=2, M=9), `randaugment:N=2,M=9`, `trivialaugment`, with an optional
+    `ops=ShearX+Rotate+Identity` (any order of keys; keys are case-insensitive)."""
+    head, _, rest = spec.partition(":")
+    kind = head.lower()
+    if kind not in KINDS:
+        raise PolicyError(f"{spec!r}: expected randaugment[:N=..,M=..,ops=A+B] or trivialaugment[:ops=A+B]")
+    allowed = ("n", "m", "ops") if kind == "randaugment" else ("ops",)
+    values: dict[str, str] = {}
+    for part in filter(None, rest.split(",")):
+        key, eq, value = part.partition("=")
+        key = key.strip().lower()
+        if not eq or key not in allowed:
+            raise PolicyError(
+                f"{spec!r}: expected key=value with a key out of {', '.join(k.upper() if len(k) == 1 else k for k in allowed)}, got {part!r}"
+            )
+        values[key] = value.strip()
+    ops = check_ops(values["ops"].split("+"), f"{spec!r} ops") if "ops" in values else DEFAULT_OPS
+    source = {"source": spec}
+    if kind == "trivialaugment":
+        return TrivialAugment(ops, source)
+    try:
+        n = int(values.get("n", DEFAULT_N))
+        m = float(values.get("m", DEFAULT_M))
+    except ValueError:
+        raise PolicyError(f"{spec!r}: expected N an integer and M a number, got N={values.get('n')!r}, M={values.get('m')!r}") from None
+    return RandAugment(_check_n(n, f"{spec!r} N"), _check_m(m, f"{spec!r} M"), ops, source)
+
+
+# ---- adaptive magnitude ------------------------------------------------------------------------
+
+
+def adapt_magnitude(m: float, acc: float, best: float | None, step: float, m_max: float = M_MAX) -> float:
+    """The adaptive-M rule after one epoch.
+
+    `acc` is this epoch's validation accuracy, `best` the best of the earlier epochs (None after
+    the first). If acc < best: M + step * (best - acc) / best, at most `m_max`; otherwise M.
+    """
+    if best is None or acc >= best or best <= 0:
+        return m
+    return min(m_max, m + step * (best - acc) / best)
+
+
+@dataclass(frozen=True)
+class AdaptiveStep:
+    """One epoch of the adaptive magnitude."""
+
+    epoch: int
+    val_acc: float
+    best_before: float | None
+    m_before: float  # the M this epoch trained with
+    m_after: float  # the M the next epoch trains with
+
+
+class AdaptiveRandAugment:
+    """RandAugment whose M follows `adapt_magnitude` after every epoch.
+
+    Pass it as the augmentation and its `on_epoch_end` as the hook of
+    `autoaug.training.loop.train_model`. With a `logger` (a TensorBoard SummaryWriter) it logs
+    `augment/magnitude`: at step e the M epoch e trained with; at step `epochs` the final M.
+    """
+
+    def __init__(
+        self,
+        base: RandAugment,
+        *,
+        step: float = 30.0,
+        m_max: float = M_MAX,
+        logger: Any | None = None,
+    ) -> None:
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step < 0:
+            raise ConfigError(f"adaptive-M step must be a number >= 0, got {step!r}")
+        _check_m(m_max, "adaptive-M m_max")
+        if base.m > m_max:
+            raise ConfigError(f"adaptive M starts at M={base.m:g}, above m_max={m_max:g}")
+        self.base = base
+        self.step = float(step)
+        self.m_max = float(m_max)
+        self.logger = logger
+        self.current = base
+        self.best: float | None = None
+        self.history: list[AdaptiveStep] = []
+
+    @property
+    def m(self) -> float:
+        return self.current.m
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.current(images, generator)
+
+    def on_epoch_end(self, epoch: int, val_acc: float | None) -> None:
+        if val_acc is None:
+            raise RuntimeError("the adaptive magnitude needs the validation accuracy of every epoch")
+        m_before = self.current.m
+        m_after = adapt_magnitude(m_before, val_acc, self.best, self.step, self.m_max)
+        self.history.append(AdaptiveStep(epoch, val_acc, self.best, m_before, m_after))
+        self.best = val_acc if self.best is None else max(self.best, val_acc)
+        if m_after != m_before:
+            self.current = self.current.with_magnitude(m_after)
+        if self.logger is not None:
+            if epoch == 0:
+                self.logger.add_scalar("augment/magnitude", m_before, 0)
+            self.logger.add_scalar("augment/magnitude", m_after, epoch + 1)
+
+    def final_policy(self, **provenance: Any) -> RandAugment:
+        """RandAugment at the final M; provenance records the rule and the M of every epoch."""
+        record = {
+            "adaptive_m": {
+                "rule": "after each epoch: if val_acc < best_before: M = min(m_max, M + step * (best_before - val_acc) / best_before)",
+                "m_start": self.base.m,
+                "m_final": self.m,
+                "step": self.step,
+                "m_max": self.m_max,
+                "epochs": [dataclasses.asdict(h) for h in self.history],
+            },
+        }
+        return RandAugment(self.base.n, self.m, self.base.ops, {**self.base.provenance, **record, **provenance})
+
+
+
+def adaptive_for_training(source: Any, step: float, logger: Any | None = None) -> AdaptiveRandAugment:
+    """The augmenter of `autoaug train --adaptive-m`: `source` must be a RandAugment (from a
+    `randaugment:N=..,M=..` spec or a randaugment JSON file); a fresh one per training run."""
+    if not isinstance(source, RandAugment):
+        got = type(source).__name__ if source is not None else "a baseline without a policy"
+        raise ConfigError(f"--adaptive-m needs a RandAugment policy (randaugment:N=..,M=.. or a randaugment file), got {got}")
+    return AdaptiveRandAugment(source, step=step, logger=logger)
+
+
+def export_adaptive(adaptive: AdaptiveRandAugment, directory: str | Path, **provenance: Any) -> Path:
+    """Write the final-M policy as `policy.json` + `policy.albumentations.json` in `directory`."""
+    policy = adaptive.final_policy(**provenance)
+    path = policy.save(Path(directory) / "policy.json")
+    save_albumentations(policy, albumentations_path(path))
+    return path

@@ -1,0 +1,1 @@
+"""Training: datasets, child networks, the training loop and top-k ensembles."""

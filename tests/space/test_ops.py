@@ -1,0 +1,96 @@
+"""The op table: every row complete, ranges and units as the paper gives them, kernels pure."""
+
+from __future__ import annotations
+
+import math
+
+import albumentations as A
+import pytest
+import torch
+
+from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS, OpContext, get_op
+from autoaug.errors import PolicyError
+
+PAPER_OPS = (
+    "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "AutoContrast", "Invert", "Equalize",
+    "Solarize", "Posterize", "Contrast", "Color", "Brightness", "Sharpness", "Cutout", "SamplePairing",
+)
+
+
+def test_table_holds_the_papers_sixteen_ops_in_token_order():
+    assert OP_NAMES == PAPER_OPS
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_every_row_has_kernel_export_and_range(op, cifar_batch):
+    assert callable(op.kernel) and callable(op.albumentations) and op.unit
+    x = cifar_batch[:4]
+    g = torch.Generator().manual_seed(0)
+    for magnitude_bin in range(MAGNITUDE_BINS):
+        m = op.magnitude(magnitude_bin)
+        out = op.kernel(x.clone(), torch.full((4,), m), OpContext(g, x, torch.arange(4)))
+        assert out.shape == x.shape and out.dtype == torch.uint8
+        t = op.albumentations(m, 1.0)
+        assert isinstance(t, A.BasicTransform)
+    if op.has_magnitude:
+        assert op.magnitude(MAGNITUDE_BINS - 1) == pytest.approx(op.high)  # bin 9 is the end of the range
+        assert op.magnitude(0) == pytest.approx(op.low)
+
+
+def test_ranges_follow_the_paper():
+    # AutoAugment appendix: shear 0.3, translate 150 px of 331, rotate 30 deg, solarize 0..256,
+    # posterize 4..8 bits, enhancement factors 0.1..1.9, sample pairing weight 0.4
+    assert get_op("ShearX").high == 0.3 and get_op("Rotate").high == 30
+    assert math.isclose(get_op("TranslateY").high, 150 / 331)
+    assert get_op("Solarize").magnitude(0) == 0 and get_op("Solarize").magnitude(9) == 256
+    assert [get_op("Posterize").magnitude(b) for b in (0, 9)] == [8, 4]
+    for name in ("Contrast", "Color", "Brightness", "Sharpness"):
+        assert get_op(name).magnitude(0) == pytest.approx(0.1) and get_op(name).magnitude(9) == pytest.approx(1.9)
+    assert get_op("SamplePairing").high == 0.4
+    assert {op.name for op in OPS if op.signed} == {"ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"}
+
+
+def test_unknown_op_lists_valid_names():
+    with pytest.raises(PolicyError, match="expected one of ShearX, ShearY"):
+        get_op("Shear")
+
+
+def test_known_answers_on_a_tiny_image():
+    x = torch.tensor([[[[0, 100], [200, 255]]]], dtype=torch.uint8).expand(1, 3, 2, 2).contiguous()
+    g = torch.Generator()
+    ctx = OpContext(g, x, torch.arange(1))
+    assert get_op("Invert").kernel(x, torch.zeros(1), ctx)[0, 0].tolist() == [[255, 155], [55, 0]]
+    assert get_op("Solarize").kernel(x, torch.tensor([150.0]), ctx)[0, 0].tolist() == [[0, 100], [55, 0]]
+    assert get_op("Posterize").kernel(x, torch.tensor([4.0]), ctx)[0, 0].tolist() == [[0, 96], [192, 240]]
+    assert get_op("Brightness").kernel(x, torch.tensor([0.5]), ctx)[0, 0].tolist() == [[0, 50], [100, 127]]
+    # AutoContrast stretches [0, 200] (255 is left out of the range, as albumentations does) to [0, 255]
+    assert get_op("AutoContrast").kernel(x, torch.zeros(1), ctx)[0, 0].tolist() == [[0, 128], [255, 255]]
+
+
+def test_translate_moves_whole_pixels_and_fills_grey():
+    x = torch.arange(16, dtype=torch.uint8).reshape(1, 1, 4, 4).expand(1, 3, 4, 4).contiguous()
+    ctx = OpContext(torch.Generator(), x, torch.arange(1))
+    out = get_op("TranslateX").kernel(x, torch.tensor([0.25]), ctx)[0, 0]  # one pixel right
+    assert out[:, 0].tolist() == [128] * 4
+    assert out[:, 1:].tolist() == x[0, 0, :, :3].tolist()
+
+
+def test_cutout_hole_size_and_fill(cifar_batch):
+    x = cifar_batch[:8]
+    g = torch.Generator().manual_seed(1)
+    m = get_op("Cutout").magnitude(9)  # 20/32 of the side -> 20 px
+    out = get_op("Cutout").kernel(x.clone(), torch.full((8,), m), OpContext(g, x, torch.arange(8)))
+    changed = (out != x).any(dim=1)  # (8, H, W)
+    grey = (out == 128).all(dim=1)
+    for i in range(8):
+        assert grey[i].sum() >= 400 and (changed[i] <= grey[i]).all()
+        rows = grey[i].any(dim=1).nonzero().squeeze(1)
+        cols = grey[i].any(dim=0).nonzero().squeeze(1)
+        assert rows.max() - rows.min() + 1 >= 20 and cols.max() - cols.min() + 1 >= 20
+
+
+def test_sample_pairing_blends_with_another_image_of_the_batch(cifar_batch):
+    x = cifar_batch[:2]
+    out = get_op("SamplePairing").kernel(x.clone(), torch.full((2,), 0.4), OpContext(torch.Generator(), x, torch.arange(2)))
+    expected = (x[0].float() * 0.6 + x[1].float() * 0.4).round().to(torch.uint8)
+    assert torch.equal(out[0], expected)

@@ -1,0 +1,128 @@
+"""Policy format: tokens <-> policy, native JSON round trips, and every bad file is one clear error."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium
+import numpy as np
+import pytest
+
+from autoaug.errors import PolicyError
+from autoaug.space.policy import SEARCH_NVEC, Operation, Policy, published_policy
+from autoaug.space.specs import load_policy
+
+
+def test_search_space_is_multidiscrete_16_11_10_times_10():
+    assert SEARCH_NVEC == (16, 11, 10) * 10
+
+
+def test_tokens_round_trip_random_actions():
+    space = gymnasium.spaces.MultiDiscrete(np.array(SEARCH_NVEC))
+    space.seed(0)
+    for _ in range(200):
+        tokens = space.sample().tolist()
+        policy = Policy.from_tokens(tokens)
+        assert len(policy.sub_policies) == 5 and all(len(s) == 2 for s in policy.sub_policies)
+        assert policy.to_tokens() == tokens
+
+
+def test_tokens_decode_to_names_and_physical_probabilities():
+    policy = Policy.from_tokens([4, 7, 3, 6, 10, 0] * 5)
+    rotate, invert = policy.sub_policies[0]
+    assert (rotate.name, rotate.prob, rotate.magnitude_bin) == ("Rotate", 0.7, 3)
+    assert rotate.magnitude == pytest.approx(10.0)
+    assert (invert.name, invert.prob) == ("Invert", 1.0)
+
+
+@pytest.mark.parametrize("tokens, message", [
+    ([0] * 29, "multiple of 6"),
+    ([16, 0, 0, 0, 0, 0], "op id in 0..15, got 16"),
+    ([0, 11, 0, 0, 0, 0], "prob bin in 0..10, got 11"),
+    ([0, 0, 10, 0, 0, 0], "magnitude bin in 0..9, got 10"),
+])
+def test_bad_tokens(tokens, message):
+    with pytest.raises(PolicyError, match=message):
+        Policy.from_tokens(tokens)
+
+
+def test_json_round_trip_keeps_names_probabilities_and_provenance(tmp_path):
+    policy = published_policy("autoaugment-cifar10")
+    path = policy.save(tmp_path / "p.json")
+    doc = json.loads(path.read_text())
+    assert doc["sub_policies"][0][0] == {"op": "Invert", "prob": 0.1, "magnitude_bin": None}
+    again = load_policy(path)
+    assert again == policy
+    assert again.provenance["source"].startswith("autoaugment-cifar10")
+
+
+def test_any_number_of_sub_policies_in_files(tmp_path):
+    policy = Policy(((Operation("Rotate", 0.5, 2), Operation("Equalize", 1.0, None)),) * 3)
+    assert load_policy(policy.save(tmp_path / "p.json")) == policy
+
+
+def _doc(**override):
+    doc = {"format": "autoaug.policy", "version": 1, "kind": "policy",
+           "sub_policies": [[{"op": "Rotate", "prob": 0.5, "magnitude_bin": 3},
+                             {"op": "Invert", "prob": 0.2, "magnitude_bin": None}]]}
+    doc.update(override)
+    return doc
+
+
+def _op(**override):
+    op = {"op": "Rotate", "prob": 0.5, "magnitude_bin": 3}
+    op.update(override)
+    return _doc(sub_policies=[[op]])
+
+
+@pytest.mark.parametrize("doc, message", [
+    (_op(op="Rotat"), r"sub_policies\[0\]\[0\]\.op: unknown op 'Rotat'; expected one of ShearX, .*SamplePairing"),
+    (_op(prob=1.5), r"sub_policies\[0\]\[0\]\.prob: expected a probability in 0.0, 0.1, ..., 1.0, got 1.5"),
+    (_op(prob=-0.1), r"\.prob: expected a probability in 0.0, 0.1"),
+    (_op(prob=0.15), r"\.prob: expected a probability in 0.0, 0.1, ..., 1.0, got 0.15"),
+    (_op(prob="0.5"), r"\.prob: expected a probability \(number\)"),
+    (_op(magnitude_bin=10), r"\.magnitude_bin: expected a magnitude bin in 0..9, got 10"),
+    (_op(magnitude_bin=-1), r"\.magnitude_bin: expected a magnitude bin in 0..9, got -1"),
+    (_op(magnitude_bin=2.5), r"\.magnitude_bin: expected a magnitude bin \(integer 0..9\)"),
+    (_op(magnitude_bin=None), r"Rotate needs a magnitude bin"),
+    (_op(extra=1), r"unknown keys \['extra'\]"),
+    (_doc(version=2), r"expected \"version\": 1, got 2"),
+    (_doc(format="other"), r"expected \"format\": \"autoaug.policy\""),
+    (_doc(sub_policies=[]), r"sub_policies: expected a non-empty list"),
+    (_doc(sub_policies=[[]]), r"sub_policies\[0\]: expected a non-empty list of operations"),
+    (_doc(sub_policies={"a": 1}), r"sub_policies: expected a non-empty list"),
+    ([1, 2], r"expected a JSON object, got list"),
+])
+def test_bad_files_name_the_file_the_place_and_what_was_expected(tmp_path, doc, message):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PolicyError, match=message) as err:
+        load_policy(path)
+    assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
+
+
+def test_not_json_and_missing_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{nope")
+    with pytest.raises(PolicyError, match=r"bad.json: not JSON \(line 1"):
+        load_policy(path)
+    with pytest.raises(PolicyError, match="no such file"):
+        load_policy(tmp_path / "missing.json")
+
+
+def test_nothing_is_clamped_in_code_either():
+    with pytest.raises(PolicyError):
+        Operation("Rotate", 0.55, 3)
+    with pytest.raises(PolicyError):
+        Operation("Rotate", 0.5, 12)
+
+
+@pytest.mark.parametrize("name", ["autoaugment-cifar10", "autoaugment-svhn", "autoaugment-imagenet"])
+def test_published_policies_have_25_two_op_sub_policies(name):
+    policy = published_policy(name)
+    assert len(policy.sub_policies) == 25 and all(len(s) == 2 for s in policy.sub_policies)
+
+
+def test_unknown_published_policy():
+    with pytest.raises(PolicyError, match="expected one of autoaugment-cifar10"):
+        published_policy("autoaugment-mnist")
