@@ -234,11 +234,14 @@ def preset_config(preset: str, overrides: list[str] = ()) -> SearchConfig:
 
 def describe_settings(settings: Settings) -> str:
     ppo = settings.config.ppo
+    if ppo.norm_adv:
+        rule = "advantage = (reward - batch mean) / batch std"
+    else:
+        rule = f"advantage = reward - EMA baseline (decay {ppo.baseline_decay:g}; the first batch: its mean)"
+    floor = (f"entropy floor {ppo.ent_floor:g} of uniform (penalty weight {ppo.ent_floor_coef:g})"
+             if ppo.ent_floor > 0 else "no entropy floor")
     return (f"batch {settings.config.batch_size}, lr {ppo.learning_rate:g}, {ppo.update_epochs} "
-            f"epochs, ent_coef {ppo.ent_coef:g}, norm_adv {str(ppo.norm_adv).lower()}"
-            + "".join(f", {f.name} {getattr(ppo, f.name)}" for f in dataclasses.fields(ppo)
-                      if f.name not in ("learning_rate", "update_epochs", "ent_coef", "norm_adv")
-                      and getattr(ppo, f.name) != f.default))
+            f"Adam steps per batch, entropy bonus {ppo.ent_coef:g}, {floor}; {rule}")
 
 
 def main() -> None:
