@@ -20,11 +20,14 @@ face the same problem (paired by seed). Each run is the search's own `Sampler` (
 `batch_size` and `[ppo]` table, fed rewards as fractions (the scale of an accuracy, as children
 return them) and run to the largest budget; a smaller budget is the run's prefix, which is what a
 search with that budget draws (the loop does not depend on the budget except for the size of its
-last round). What a method picks at a budget is its best *observed* (noisy) policy so far; the
+last round: exactly so when the batch size divides the budget; with paper's 30, a budget's last
+policies are the first of a full round, drawn from the same controller). What a method picks at a budget is its best *observed* (noisy) policy so far; the
 table reports that policy's true value.
 
     nice -n 5 python experiments/bench_controller.py                       # the three presets
-    python experiments/bench_controller.py --variant "lr=cpu-quick:ppo.learning_rate=0.01"
+    nice -n 5 python experiments/bench_controller.py --presets cpu-quick,gpu,paper@3 \
+        --variant "gpu-batch32=gpu:batch_size=32" --variant "no-floor@3=cpu-quick:ppo.ent_floor=0"
+                                                       # the committed table (NAME@K: K seeds)
 
 Every run is cached in --cache (one JSON file per reward, algo, settings and seed), so a rerun
 only computes what is missing: add seeds, presets or variants and run again.
@@ -137,6 +140,8 @@ class Settings:
 
     name: str
     config: SearchConfig
+    seeds: int
+    """Seeds 0..seeds-1 of this row (NAME@K on the command line; --seeds otherwise)."""
 
     def key(self, algo: str) -> dict:
         if algo == "random":
@@ -220,12 +225,24 @@ def diff(a: list[float], b: list[float]) -> tuple[float, float]:
     return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
-def parse_variant(text: str) -> Settings:
-    """'NAME=PRESET:key=value,key=value' -> Settings (the preset with the overrides)."""
+def split_seeds(name: str, default: int) -> tuple[str, int]:
+    """'paper@3' -> ('paper', 3); 'paper' -> ('paper', default)."""
+    name, _, seeds = name.partition("@")
+    return name, int(seeds) if seeds else default
+
+
+def parse_variant(text: str, default_seeds: int = 5) -> Settings:
+    """'NAME[@K]=PRESET:key=value,key=value' -> Settings (the preset with the overrides)."""
     name, _, rest = text.partition("=")
+    name, seeds = split_seeds(name, default_seeds)
     preset, _, overrides = rest.partition(":")
     config = preset_config(preset, [o for o in overrides.split(",") if o])
-    return Settings(name, config)
+    return Settings(name, config, seeds)
+
+
+def _preset_row(text: str, default_seeds: int) -> tuple[str, SearchConfig, int]:
+    name, seeds = split_seeds(text, default_seeds)
+    return name, preset_config(name), seeds
 
 
 def preset_config(preset: str, overrides: list[str] = ()) -> SearchConfig:
@@ -244,11 +261,44 @@ def describe_settings(settings: Settings) -> str:
             f"Adam steps per batch, entropy bonus {ppo.ent_coef:g}, {floor}; {rule}")
 
 
+NOTES = """
+## How the presets' settings were chosen, and what the table does not show
+
+- **The paper's constants** (row `paper`: lr 3.5e-4, 4 Adam steps per batch, raw advantage
+  against an EMA baseline, entropy bonus 1e-5) barely move the controller in a few hundred
+  policies: its entropy stays near uniform and its picks are random search's until the budget
+  is several times the default 160. `experiments/paper.toml` keeps them (15,000 policies).
+- **Learning rate.** An exploratory sweep with this script (3 seeds; `--variant
+  NAME=cpu-quick:ppo.norm_adv=true,ppo.learning_rate=LR` for LR in 3.5e-4, 1e-3, 3e-3, 1e-2)
+  learned faster with every step up, and at 1e-2 collapsed (entropy ~0 by 640 policies) onto
+  partly wrong tokens: on `additive` it stopped at about 84 of 100. Row `no-floor` is that
+  setting (cpu-quick without its floor).
+- **Entropy floor** (`ppo.ent_floor`, `autoaug.search.ppo.entropy_floor_penalty`): a hinge that
+  is zero while the batch's mean entropy is above a fifth of the uniform controller's (74.7
+  nats) and pulls it back below. Weight 1 did not hold it at lr 1e-2 (entropy 0.1 nats by 1,280
+  policies on `additive`); weight 10 does (the min-entropy column stays near 0.2 x 74.7 = 14.9).
+  The entropy bonus instead (ent_coef 0.01 at lr 1e-2) kept entropy at 45 nats but learned
+  half as fast (`additive`, 1,280 policies: last batch 47 vs 85). More Adam steps per batch
+  (8) did not help on `low-snr`.
+- **Batch size.** Row `gpu-batch32` (the gpu preset's old batch): half the updates per policy,
+  too few at 320 policies on `low-snr` and `non-additive`; the gpu preset now uses 16 as well.
+- **Advantage rule measured**: for cpu-quick and gpu, the rewards of a batch minus their mean,
+  divided by their std (`norm_adv = true`); any baseline (EMA or batch mean) cancels, so the
+  settings do not change when the search centres advantages within the batch or feeds paired
+  rewards, and the step does not depend on the reward's scale. For `paper`, reward minus the EMA
+  baseline, on the accuracy scale (rewards fed as fractions, like a child's accuracy).
+- **Not shown**: a real child's reward is not additive and its noise is not Gaussian; these
+  rewards test whether the controller can learn at a given signal-to-noise ratio and budget,
+  not what a search on CIFAR-10 finds (that is `experiments/search_quality.py`).
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets")
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PRESET:K=V,K=V",
+    ap.add_argument("--seeds", type=int, default=5, help="seeds per row unless it says NAME@K")
+    ap.add_argument("--presets", default=",".join(PRESETS),
+                    help="comma-separated presets, each PRESET or PRESET@SEEDS")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME[@K]=PRESET:K=V,K=V",
                     help="an extra setting: a preset with overrides (repeatable)")
     ap.add_argument("--rewards", default=",".join(REWARDS))
     ap.add_argument("--cache", default="runs/bench_controller")
@@ -257,10 +307,9 @@ def main() -> None:
     torch.set_num_threads(1)
 
     budget = max(BUDGETS)
-    settings = [Settings(p, preset_config(p)) for p in args.presets.split(",") if p]
-    settings += [parse_variant(v) for v in args.variant]
+    settings = [Settings(*_preset_row(p, args.seeds)) for p in args.presets.split(",") if p]
+    settings += [parse_variant(v, args.seeds) for v in args.variant]
     rewards = [r for r in args.rewards.split(",") if r]
-    seeds = list(range(args.seeds))
     load_before, started = load_average(), time.strftime("%Y-%m-%d %H:%M")
     t0 = time.perf_counter()
 
@@ -268,7 +317,7 @@ def main() -> None:
     for reward in rewards:
         for s in settings:
             for algo in ("ppo", "random"):
-                for seed in seeds:
+                for seed in range(s.seeds):
                     runs[reward, s.name, algo, seed] = get_run(Path(args.cache), reward, s, algo, seed, budget)
             print(f"{reward} {s.name}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
@@ -277,7 +326,8 @@ def main() -> None:
         "# Controller benchmark: PPO vs random search on known-answer rewards",
         "",
         f"Written by `experiments/bench_controller.py` (issue #10, item 3). Machine: {describe()}.",
-        f"Run {started}: `nice -n 5 python {' '.join(sys.argv)}`; {args.seeds} seeds per cell; "
+        f"Run {started}: `nice -n 5 python {' '.join(sys.argv)}`; "
+        f"{', '.join(f'{s.name} {s.seeds}' for s in settings)} seeds per cell; "
         f"load average before {load_before}, after {load_average()}; "
         f"{cpu_s / 60:.1f} CPU minutes of runs in total (cached runs count their first time).",
         "",
@@ -306,7 +356,7 @@ def main() -> None:
                   "random: last batch | PPO: last batch | PPO min entropy |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for s in settings:
-            bs = s.config.batch_size
+            bs, seeds = s.config.batch_size, range(s.seeds)
             for b in BUDGETS:
                 rnd = [picked(runs[reward, s.name, "random", k], b) for k in seeds]
                 ppo = [picked(runs[reward, s.name, "ppo", k], b) for k in seeds]
@@ -324,7 +374,7 @@ def main() -> None:
               "| settings | cells where PPO - random > 0 | cells where it is > 2 SE | worst cell | "
               "min entropy (nats, fraction of uniform) |", "|---|---|---|---|---|"]
     for s in settings:
-        cells = []
+        cells, seeds = [], range(s.seeds)
         for reward in rewards:
             for b in BUDGETS[1:]:
                 d, se = diff([picked(runs[reward, s.name, "ppo", k], b) for k in seeds],
@@ -337,6 +387,7 @@ def main() -> None:
             f"| {s.name} | {sum(d > 0 for d, *_ in cells)}/{len(cells)} | "
             f"{sum(d > 2 * se for d, se, *_ in cells)}/{len(cells)} | {worst[2]} at {worst[3]}: "
             f"{worst[0]:+.1f} +/- {worst[1]:.1f} | {h:.1f} ({h / MAX_ENTROPY:.2f}) |")
+    lines += ["", NOTES.strip()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
