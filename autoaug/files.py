@@ -11,7 +11,9 @@ write of that path removes.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,19 +60,62 @@ def save_json(doc: Any, path: str | os.PathLike[str], what: str = "file") -> Pat
     return save_text(json.dumps(doc, indent=2) + "\n", path, what)
 
 
+# A file read as JSON here is small: the largest published policy is 25 sub-policies (about
+# 3 KB native, 60 KB as albumentations JSON). Anything past this is refused before parsing.
+MAX_JSON_BYTES = 16 * 2**20
+
+
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """Path.is_file, False (not an OSError) for a name too long for the file system."""
+    try:
+        return Path(path).expanduser().is_file()
+    except OSError:
+        return False
+
+
 def read_json(path: str | os.PathLike[str], error: type[AutoaugError] = PolicyError, what: str = "a policy file") -> Any:
-    """The JSON document at `path`; `error` with one line (no such file, unreadable, not JSON)."""
+    """The JSON document at `path`; `error` with one line for anything that is not a readable,
+    strict JSON file: no such file, not a regular file, too large, not UTF-8, not JSON, NaN or
+    Infinity, a number beyond float range or of thousands of digits, nesting too deep."""
     path = Path(path)
     try:
-        text = path.read_text()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a directory, or a pipe that would block the read
+            raise error(f"{path}: not a regular file; expected {what}")
+        if info.st_size > MAX_JSON_BYTES:
+            raise error(f"{path}: {info.st_size} bytes is too large for {what} (at most {MAX_JSON_BYTES})")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
-        raise error(f"{path}: cannot read {what} ({err.__class__.__name__})") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}); expected {what} in JSON") from None
+    except OSError as err:  # no permission, a symlink loop, a name too long, a file as a folder
+        raise error(f"{path}: cannot read {what} ({err.strerror or type(err).__name__})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as err:
         raise error(f"{path}: not JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+    except _NotANumber as err:
+        raise error(f"{path}: {err}") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply to be {what}") from None
+    except ValueError:  # Python's limit on the digits of an int ("Exceeds the limit ...")
+        raise error(f"{path}: holds an integer too long to read (thousands of digits)") from None
+
+
+class _NotANumber(Exception):
+    """A JSON number no value of ours can be; raised inside json.loads, reported by read_json."""
+
+
+def _no_constant(name: str) -> None:
+    raise _NotANumber(f"{name} is not a number a file of ours holds (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotANumber(f"{text[:20]} is beyond the range of a float")
+    return value
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -9,7 +9,8 @@ search calls, and reports
   `standard` and `autoaugment-cifar10` policies (the last with its paper setup, standard +
   Cutout 16), and whether `standard` beats `none` by more than twice that std;
 - optionally (--compare-paths) the `autoaugment-cifar10` children trained through the exported
-  albumentations pipeline in DataLoader workers next to the batched torch path.
+  whole albumentations training pipeline in DataLoader workers next to the batched torch path
+  (`experiments/compare_paths.py` is the paired, one-worker measurement of the same).
 
 Prints a markdown table and writes it, with the machine named, into --out as one section per
 device (re-running on the same device and thread count replaces that section, others stay).
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> str:
             rows.append((preset, spec, "torch", config.epochs, accs, wall, cpu))
             if args.compare_paths and spec == "autoaugment-cifar10":
                 pool = np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy())  # SamplePairing partners
-                alb = resolved.albumentations(pool, args.workers)
+                alb = resolved.albumentations(data, config, args.workers, pool)
                 label = f"albumentations ({args.workers} workers)"
                 accs, wall, cpu = children(alb, data, config, seeds, f"{preset} {spec} {label}")
                 rows.append((preset, spec, label, config.epochs, accs, wall, cpu))

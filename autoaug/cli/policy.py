@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import cv2
 
 from autoaug.errors import AutoaugError
+from autoaug.files import is_file, read_json
 from autoaug.space.augment import render_grid
-from autoaug.space.export import AlbumentationsFile, loading_note, save_albumentations
+from autoaug.space.export import loading_note, to_albumentations
+from autoaug.space.pipeline import PIPELINES, is_pipeline_document, save_pipeline
 from autoaug.space.specs import resolve
 from autoaug.training.data import load
+from autoaug.training.loop import BASELINE_SPECS, export_pipeline, resolve_policy
+
+DEFAULT_DATASET = "cifar10-reduced"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     policy = resolve(args.policy)
+    for note in getattr(policy, "warnings", ()):
+        print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
     print(policy.describe())
     source = getattr(policy, "provenance", {}).get("source")
@@ -39,15 +47,35 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    policy = resolve(args.policy)
-    if isinstance(policy, AlbumentationsFile):
+    if is_file(args.policy) and is_pipeline_document(read_json(args.policy)):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
-    path = save_albumentations(policy, args.out)
-    print(f"wrote {path}")
-    note = loading_note(policy)
+    if args.pipeline == "policy":
+        if args.dataset is not None:
+            raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
+                               "the policy pipeline has none")
+        if args.policy in BASELINE_SPECS and not is_file(args.policy):
+            raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
+                               "writes its pad-crop / flip / Cutout")
+        pipeline = to_albumentations(resolve(args.policy))
+    else:
+        pipeline = export_pipeline(args.pipeline, resolve_policy(args.policy), args.dataset or DEFAULT_DATASET)
+    path = save_pipeline(pipeline, args.out)
+    print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
+    note = loading_note(pipeline)
     if note:
         print(note)
     return 0
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -> None:
+    """--pipeline and --dataset, shared by `export-albumentations` and `export`."""
+    parser.add_argument(
+        "--pipeline", choices=PIPELINES, default="policy",
+        help="policy: the policy alone (HWC uint8 -> uint8); train: the whole training recipe "
+        "(policy, Normalize, pad-crop, flip, Cutout where the recipe has it, ToTensorV2); "
+        "eval: Normalize + ToTensorV2 (default policy)",
+    )
+    parser.add_argument("--dataset", default=None, metavar="SPEC", help=dataset_help)
 
 
 def add_commands(subparsers) -> None:
@@ -64,6 +92,9 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_show)
 
     p = subparsers.add_parser("export-albumentations", help="write a policy as albumentations JSON (A.load reads it)")
-    p.add_argument("policy", help="policy JSON file or published name")
+    p.add_argument("policy", help="policy JSON file or published name (with --pipeline train / eval "
+                   "also any `autoaug train --policy` spec)")
     p.add_argument("--out", required=True, help="JSON file to write")
+    add_pipeline_arguments(p, f"dataset whose training split gives Normalize's mean and std "
+                           f"(--pipeline train / eval; default {DEFAULT_DATASET})")
     p.set_defaults(func=cmd_export_albumentations)

@@ -47,7 +47,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy", required=True,
-        help=f"a policy file or one of: {', '.join(POLICY_SPECS[:-1])}",
+        help=f"a policy file, a whole pipeline file (export-albumentations --pipeline train; with "
+        f"--augment albumentations) or one of: {', '.join(POLICY_SPECS[:-1])}",
     )
     parser.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
     parser.add_argument("--model", default="tiny", help=f"one of {', '.join(MODEL_NAMES)} (default tiny)")
@@ -56,8 +57,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are SEED..SEED+K-1")
     parser.add_argument(
         "--augment", default="torch",
-        help="torch (batched kernels on the device) or albumentations (exported pipeline in "
-        "DataLoader workers)",
+        help="torch (batched kernels on the device) or albumentations (the exported whole training "
+        "pipeline, written to OUT/train.albumentations.json, in DataLoader workers)",
     )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
     parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
@@ -88,6 +89,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     resolved = resolve_policy(args.policy)
+    if resolved.pipeline_file is not None and args.augment != "albumentations":
+        raise ConfigError(
+            f"{args.policy} is an albumentations pipeline file: it trains with --augment albumentations"
+        )
     overrides: dict[str, Any] = dict(
         standard=resolved.standard, cutout=resolved.cutout, device=args.device
     )
@@ -99,9 +104,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     splits = load_splits(args.dataset, image_size=args.image_size)
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augment
-    if args.augment == "albumentations":
-        augment = resolved.albumentations(splits.train_x, args.workers)
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    if args.augment == "albumentations":  # trains from OUT/train.albumentations.json, or the file given
+        augment, warning = resolved.albumentations_file(data, config, args.workers, splits.train_x, out)
+        if warning:
+            print(warning, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
 
     if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0

@@ -138,12 +138,12 @@ class SearchConfig:
         if not isinstance(self.out, str) or not self.out:
             raise ConfigError(f"out must be a non-empty directory path, got {self.out!r}")
         self.device_list  # validates the spelling
-        if not isinstance(self.ray_gpus_per_trial, (int, float)) or not self.ray_gpus_per_trial >= 0:
+        if not isinstance(self.ray_gpus_per_trial, (int, float)) or not 0 <= self.ray_gpus_per_trial < math.inf:
             raise ConfigError(f"ray_gpus_per_trial must be >= 0, got {self.ray_gpus_per_trial!r}")
         if self.trial_timeout_s is not None and not (
-            isinstance(self.trial_timeout_s, (int, float)) and self.trial_timeout_s > 0
+            isinstance(self.trial_timeout_s, (int, float)) and 0 < self.trial_timeout_s < math.inf
         ):
-            raise ConfigError(f"trial_timeout_s must be > 0 seconds or none, got {self.trial_timeout_s!r}")
+            raise ConfigError(f"trial_timeout_s must be a finite number > 0 of seconds or none, got {self.trial_timeout_s!r}")
         if not isinstance(self.child, TrainConfig):
             raise ConfigError(f"child must be a TrainConfig, got {type(self.child).__name__}")
         if not isinstance(self.ppo, PPOConfig):
@@ -171,7 +171,9 @@ class SearchConfig:
 
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {value!r}")
+        raise ConfigError(f"{name} must be an int >= {low}, got {_short_number(value)}")
+    if value >= _INT_LIMIT:
+        raise ConfigError(f"{name} must be an int below 2**63, got {_short_number(value)}")
 
 
 # --- the key space ----------------------------------------------------------------------------
@@ -238,6 +240,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+            f"offset {err.start}); TOML files are UTF-8"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply to be a config") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
 
 
 def _flatten(doc: dict[str, Any], where: str) -> dict[str, tuple[Any, str]]:
@@ -285,26 +296,44 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
                 return value
         elif hint is int:
             if from_text:
-                return int(value.strip())
+                value = int(value.strip())
             if isinstance(value, int) and not isinstance(value, bool):
+                if not -_INT_LIMIT <= value < _INT_LIMIT:
+                    raise ConfigError(f"{key} = {_short_number(value)} is out of range: expected "
+                                      f"a 64-bit integer ({where})")
                 return value
         elif hint is float:
             if from_text:
                 parsed = float(value.strip())
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                parsed = float(value)
+                parsed = float(value)  # OverflowError for an int beyond the float range
             else:
                 raise ValueError
+            if not math.isfinite(parsed):
+                raise ConfigError(f"{key} must be a finite number, got {_short_number(value)} ({where})")
             return parsed
         elif hint is str:
             if isinstance(value, str):
                 return value
         else:  # pragma: no cover - a field type this loader does not know yet
             raise ConfigError(f"{key}: fields of type {hint} cannot be configured")
-    except ValueError:
+    except (ValueError, OverflowError):
         pass
     raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])}, "
-                      f"got {value!r} ({where})")
+                      f"got {_short_number(value)} ({where})")
+
+
+# Integers are stored in SQLite and seed torch generators: both take signed 64 bits.
+_INT_LIMIT = 2**63
+
+
+def _short_number(value: Any) -> str:
+    """repr(value), cut to fit one line (a 5,000-digit number stays readable)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond Python's digit limit for str()
+        return "an integer too long to print"
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
 
 
 def load_config(
@@ -312,20 +341,33 @@ def load_config(
     overrides: Sequence[str] = (),
     *,
     base: SearchConfig | None = None,
+    complete: bool = False,
 ) -> SearchConfig:
     """The `SearchConfig` from `base` (default: the built-in defaults), then the TOML file at
     `path`, then each `key=value` in `overrides` (later ones win).
 
     Unknown keys raise ConfigError listing the valid keys of their table; a value of the wrong
-    type raises ConfigError naming the key, the expected type and the value.
+    type raises ConfigError naming the key, the expected type and the value. `complete`: the file
+    must set every key (a run directory's config.toml, which `save_config` writes whole; one
+    that lacks keys was cut short, and defaults must not fill in for what the run was started
+    with).
     """
     base = SearchConfig() if base is None else base
     raw: dict[str, tuple[Any, str]] = {}
     if path is not None:
         raw.update(_flatten(_read_toml(Path(path)), str(path)))
+        missing = [key for key in valid_keys() if key not in raw]
+        if complete and missing:
+            raise ConfigError(
+                f"{path} lacks {len(missing)} key(s) ({', '.join(missing[:3])}"
+                f"{', ...' if len(missing) > 3 else ''}): it was cut short or edited, and autoaug "
+                "writes it whole; restore it, or delete it and rerun with the options the search "
+                "was started with (its trial store checks them)"
+            )
     for item in overrides:
         key, value = _parse_override(item)
-        raw[key] = (value, f"--set {item}" if "=" in item else item)
+        shown = item if item.isprintable() and len(item) <= 80 else _short_number(item)
+        raw[key] = (value, f"--set {shown}")
     keys = set(valid_keys())
     values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in _TABLES}}
     for key, (value, where) in raw.items():
@@ -430,6 +472,47 @@ def check_resume(saved: SearchConfig, config: SearchConfig, run_dir: str | os.Pa
         )
 
 
+def search_identity(config: SearchConfig) -> str:
+    """The keys that give a search its meaning (all but RESUMABLE_KEYS) as JSON: what the trial
+    store records when a search starts and checks on every resume, so that a config.toml edited
+    by hand cannot change a search halfway."""
+    flat = _flat_values(config)
+    return json.dumps({k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}, sort_keys=True)
+
+
+def check_identity(recorded: str, config: SearchConfig, store_path: str | os.PathLike[str]) -> None:
+    """ConfigError if `config` differs from the `search_identity` recorded in a trial store.
+
+    A key the record lacks (one added to autoaug after the run started) counts as its default.
+    """
+    try:
+        old = json.loads(recorded)
+        if not isinstance(old, dict):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"trial store {store_path}: its record of the search's config is not "
+                          "readable JSON; the store is damaged or not from autoaug") from None
+    new = json.loads(search_identity(config))
+    default = _flat_values(SearchConfig())
+    changed = [k for k in new if old.get(k, default.get(k)) != new[k]]
+    if changed:
+        key = changed[0]
+        raise ConfigError(
+            f"trial store {store_path} holds a search started with {key} = "
+            f"{_shown(old.get(key, default.get(key)))}, but its config now says "
+            f"{_shown(new[key])}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}"
+            "; was the run directory's config.toml edited? Restore the value, or use another "
+            "--out for a new search"
+        )
+
+
+def _shown(value: Any) -> str:
+    try:
+        return _toml_value(value)
+    except TypeError:  # a record edited into something the config never holds
+        return _short_number(value)
+
+
 def resolve_config(
     path: str | os.PathLike[str] | None, overrides: Sequence[str]
 ) -> tuple[SearchConfig, SearchConfig | None]:
@@ -443,7 +526,7 @@ def resolve_config(
     saved_path = Path(config.out) / CONFIG_FILENAME
     if not saved_path.is_file():
         return config, None
-    saved = load_config(saved_path)
+    saved = load_config(saved_path, complete=True)
     if path is None:
         config = load_config(None, overrides, base=dataclasses.replace(saved, out=config.out))
     return config, saved

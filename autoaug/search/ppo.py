@@ -10,6 +10,7 @@ batch, `mb_` for a minibatch, TensorBoard tags such as `losses/approx_kl`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,11 @@ class PPOConfig:
     hold the floor at lr 1e-2 in experiments/bench_controller.py, 10 does."""
 
     def __post_init__(self) -> None:
+        for name in ("learning_rate", "adam_eps", "clip_coef", "ent_coef", "baseline_decay", "max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ConfigError(f"ppo.{name} must be a finite number, got {value!r}")
         positive = {"learning_rate": self.learning_rate, "adam_eps": self.adam_eps,
                     "clip_coef": self.clip_coef, "update_epochs": self.update_epochs}
         for name, value in positive.items():

@@ -28,6 +28,7 @@ policy that the policy did not earn. A round in which every trial failed stops t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -43,13 +44,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoaug.errors import AutoaugError
+from autoaug.errors import AutoaugError, ConfigError
 from autoaug.search.config import (
     CONFIG_FILENAME,
     SearchConfig,
+    check_identity,
     check_resume,
     load_config,
     save_config,
+    search_identity,
     to_dict,
 )
 from autoaug.search.controller import Controller
@@ -64,14 +67,25 @@ from autoaug.search.store import (
     TrialStore,
     load_checkpoint,
     save_checkpoint,
+    store_exists,
 )
 from autoaug.search.workers import RayOptions, Result, Task, WorkerPool
 from autoaug.space.augment import render_grid
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import OP_NAMES
+from autoaug.space.pipeline import PIPELINES, pipeline_path, save_pipeline
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
-from autoaug.training.data import Splits, load_splits
-from autoaug.training.loop import DeviceData, TrainConfig, prepare, train_child
+from autoaug.training.data import Splits, fingerprint, load_splits
+from autoaug.training.loop import (
+    POLICY_CUTOUT,
+    DeviceData,
+    ResolvedPolicy,
+    TrainConfig,
+    export_pipeline,
+    prepare,
+    train_child,
+)
+from autoaug.training.models import build_model, check_image_size
 
 POLICY_FILENAME = "policy.json"
 TENSORBOARD_DIRNAME = "tensorboard"
@@ -290,25 +304,41 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     run_dir = Path(config.out)
     task = ChildTask.from_config(config)
     splits = load_search_data(task)  # a bad dataset fails here, before any directory or worker
+    check_child_fits(config, splits)
     _make_run_dir(run_dir)
-    with RunLock(run_dir), TrialStore(run_dir / STORE_FILENAME) as store:
+    store_path = run_dir / STORE_FILENAME
+    with contextlib.ExitStack() as held:
+        held.enter_context(RunLock(run_dir))
+        # Everything that could refuse this run reads only; nothing is written before it passed.
+        state = load_checkpoint(run_dir / CHECKPOINT_FILENAME)
+        if state is not None:
+            _check_checkpoint(state, config, run_dir)
+            if not store_exists(store_path):
+                raise AutoaugError(
+                    f"{store_path} is missing or empty, but checkpoint {CHECKPOINT_FILENAME} next "
+                    f"to it says {state['step']} trials were finished: the store was deleted or "
+                    "emptied; restore it (nothing was written), or use another --out"
+                )
+        store = held.enter_context(TrialStore(store_path))
         saved_path = run_dir / CONFIG_FILENAME
         if saved_path.is_file():
-            check_resume(load_config(saved_path), config, run_dir)
+            check_resume(load_config(saved_path, complete=True), config, run_dir)
+        _check_same_search(store, state, config, splits, run_dir)
         save_config(config, saved_path)  # records a grown budget or new devices
         requeued = store.requeue_running()  # rows a killed run left running never finished
 
         sampler = Sampler(config)
-        state = load_checkpoint(run_dir / CHECKPOINT_FILENAME)
         next_round = 0
         if state is not None:
-            if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
+            try:
+                sampler.load_state_dict(state)
+            except (KeyError, RuntimeError, ValueError, TypeError) as err:
                 raise AutoaugError(
-                    f"checkpoint {run_dir / CHECKPOINT_FILENAME} is not a checkpoint of this "
-                    f"search (version {state.get('version')!r}, algo {state.get('algo')!r})"
-                )
-            sampler.load_state_dict(state)
-            next_round = int(state["next_round"])
+                    f"checkpoint {run_dir / CHECKPOINT_FILENAME} does not fit this search's "
+                    f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
+                    "delete it to replay the search from its trial store"
+                ) from None
+            next_round = state["next_round"]
         resumed = state is not None or bool(store.rounds())
         step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
         writer = _summary_writer(run_dir, purge_step=None if state is None else state["step"] + 1)
@@ -409,6 +439,67 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         )
 
 
+def check_child_fits(config: SearchConfig, splits: Any) -> None:
+    """An error unless a child can train on the search's data: its network must take the
+    images' size, and its batch must fit the training set (with fewer images than one batch an
+    epoch has no full batch to train on, and every reward would be chance)."""
+    model = build_model(config.child.model, splits.num_classes)
+    check_image_size(model, config.child.model, *splits.image_shape, where=config.dataset)
+    train_images = len(splits.train_y)
+    if config.child.batch_size > train_images:
+        raise ConfigError(
+            f"child.batch_size = {config.child.batch_size} is larger than the child's training "
+            f"set ({train_images} images of {config.dataset}"
+            f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
+            f"set child.batch_size <= {train_images} or use more images"
+        )
+
+
+def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path) -> None:
+    """AutoaugError unless `state` is a checkpoint of this kind of search with usable counters."""
+    path = run_dir / CHECKPOINT_FILENAME
+    if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
+        raise AutoaugError(
+            f"checkpoint {path} is not a checkpoint of this search "
+            f"(version {state.get('version')!r}, algo {state.get('algo')!r})"
+        )
+    for key in ("next_round", "step"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise AutoaugError(f"checkpoint {path}: {key} must be an integer >= 0, got {value!r}")
+
+
+def _check_same_search(
+    store: TrialStore, state: dict[str, Any] | None, config: SearchConfig, splits: Any, run_dir: Path
+) -> None:
+    """AutoaugError unless the store, the checkpoint, the config and the data all belong to one
+    search. The first run records the config's meaning and a fingerprint of the data; every
+    resume compares (issue #12: a replaced npz file or a seed edited in config.toml would
+    otherwise mix two searches in one store)."""
+    if state is not None:
+        finished = store.completed_count()
+        if finished < state["step"]:
+            raise AutoaugError(
+                f"trial store {store.path} holds {finished} finished trials, but checkpoint "
+                f"{CHECKPOINT_FILENAME} says {state['step']} were finished: the store was replaced "
+                "or rolled back; restore it, or delete the checkpoint to continue from what the "
+                "store holds"
+            )
+    identity = search_identity(config)
+    recorded = store.record_meta("search_config", identity)
+    if recorded is not None and recorded != identity:
+        check_identity(recorded, config, store.path)
+    data = fingerprint(splits.train_x, splits.train_y, splits.val_x, splits.val_y)
+    recorded = store.record_meta("dataset_fingerprint", data)
+    if recorded is not None and recorded != data:
+        raise AutoaugError(
+            f"trial store {store.path} holds rewards measured on other data than {config.dataset} "
+            f"gives now (fingerprint of the child-train and reward-val images and labels: "
+            f"recorded {recorded[7:19]}..., now {data[7:19]}...); the data behind the dataset "
+            "spec changed: restore it, or use another --out for a new search"
+        )
+
+
 def _total(store: TrialStore) -> int:
     return sum(store.counts().values())
 
@@ -489,19 +580,29 @@ class Export:
     trials: list[Trial]
     policy_path: Path
     albumentations_path: Path
+    pipeline_path: Path | None = None
+    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline: Any = None
+    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
 
 
 def export_policy(
-    run_dir: str | Path, top: int = 5, out: str | Path | None = None
+    run_dir: str | Path, top: int = 5, out: str | Path | None = None,
+    pipeline: str = "policy", dataset: str | None = None,
 ) -> Export:
     """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
 
     Best by reward, ties to the earlier trial. Writes native JSON to `out` (default
-    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it.
+    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it. With
+    `pipeline` "train" or "eval" also the whole training / evaluation pipeline
+    (FILE.train.albumentations.json, FILE.eval...), normalised with `dataset`'s statistics
+    (default: the run's dataset).
     """
     run_dir = Path(run_dir)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    if pipeline not in PIPELINES:
+        raise AutoaugError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}")
     store_path = run_dir / STORE_FILENAME
     if not store_path.is_file():
         what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
@@ -537,9 +638,16 @@ def export_policy(
     policy = Policy(sub_policies, info)
     out = run_dir / POLICY_FILENAME if out is None else Path(out)
     albu_out = albumentations_path(out)
+    whole, whole_out = None, None
+    if pipeline != "policy":  # built first: a bad dataset writes nothing
+        resolved = ResolvedPolicy(str(out), "exported", policy, None, True, POLICY_CUTOUT)
+        dataset = dataset or (config.dataset if config else "cifar10-reduced")
+        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
         policy.save(out)
         save_albumentations(policy, albu_out)
+        if whole is not None:
+            save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out)
+    return Export(policy, best, out, albu_out, whole_out, whole)

@@ -120,6 +120,16 @@ class Trial:
     duration: float | None
 
 
+def store_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a trial store with content: a file of more than 0 bytes.
+
+    A store SQLite has set up is never empty (WAL mode writes the header page at once), so
+    a missing or 0-byte file next to a checkpoint means the store was deleted or emptied.
+    """
+    path = Path(path)
+    return path.is_file() and path.stat().st_size > 0
+
+
 class TrialStore:
     """The SQLite trial store of one run directory.
 
@@ -145,12 +155,17 @@ class TrialStore:
             ) from None
         if self.path.exists() and not self.path.is_file():
             raise AutoaugError(f"trial store {self.path} exists but is not a file")
-        try:
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=busy_timeout_s, isolation_level=None
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            # SQLite would open it read-only and fail at the first write, mid-search.
+            raise AutoaugError(
+                f"trial store {self.path} is read-only; a search records every trial in it: "
+                "make it writable (chmod u+w) or use another --out"
             )
+        try:
+            conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as err:
             raise AutoaugError(f"cannot open trial store {self.path}: {err}") from None
+        self._conn = _Connection(conn, self.path)
         try:
             self._prepare()
         except sqlite3.OperationalError as err:
@@ -159,6 +174,8 @@ class TrialStore:
         except sqlite3.DatabaseError as err:
             # "file is not a database" and friends: some other file sits where the store goes.
             self._conn.close()
+            if "malformed" in str(err):  # ours, with pages overwritten
+                raise AutoaugError(_damaged(self.path, str(err))) from None
             raise AutoaugError(
                 f"{self.path} is not an autoaug trial store (SQLite says: {err})"
             ) from None
@@ -167,7 +184,7 @@ class TrialStore:
             raise
 
     def _prepare(self) -> None:
-        conn = self._conn
+        conn = self._conn.raw  # errors of these first statements are told apart just above
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise AutoaugError(
@@ -200,6 +217,10 @@ class TrialStore:
                     f"{self.path} is an SQLite database but not an autoaug trial store "
                     f"(tables: {', '.join(sorted(tables))})"
                 )
+            # A page overwritten on disk shows up here rather than halfway through a search.
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise AutoaugError(_damaged(self.path, "; ".join(problems)))
             meta = dict(conn.execute("SELECT name, value FROM meta"))
             if meta.get("kind") != _STORE_KIND:
                 raise AutoaugError(
@@ -346,6 +367,18 @@ class TrialStore:
             (name, str(value)),
         )
 
+    def record_meta(self, name: str, value: str) -> str | None:
+        """Store `value` under `name` unless the store already holds one; return the stored value
+        (None if there was none). For what must stay the same over a run's whole life, e.g. a
+        fingerprint of the data its rewards were measured on: the caller compares."""
+        if name in ("kind", "schema_version"):
+            raise ValueError(f"meta {name!r} is owned by the store")
+        with self._transaction():
+            stored = self.get_meta(name)
+            if stored is None:
+                self._conn.execute("INSERT INTO meta (name, value) VALUES (?, ?)", (name, str(value)))
+            return stored
+
     # -- reading ---------------------------------------------------------------------------
 
     def get_meta(self, name: str) -> str | None:
@@ -428,10 +461,80 @@ class TrialStore:
         )
 
 
+class _Rows:
+    """The fetched rows of one statement and its rowcount (what the store's callers use)."""
+
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows[0] if self._rows else None
+
+    def __iter__(self):
+        return iter(self._rows)
+
+
+class _Connection:
+    """A `sqlite3.Connection` whose failures are one-line `AutoaugError`s naming the store.
+
+    Rows are fetched inside the guard: SQLite reads pages lazily, so a damaged page can fail
+    while a cursor is iterated, not only in `execute`. IntegrityError stays as it is: it means
+    a bug in the caller (a broken constraint), not a bad file.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.raw = conn
+        self.path = path
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+        try:
+            cursor = self.raw.execute(sql, params)
+            return _Rows(cursor.fetchall(), cursor.rowcount)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as err:
+            raise AutoaugError(_sqlite_failure(self.path, err)) from None
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as err:
+            raise AutoaugError(_sqlite_failure(self.path, err)) from None
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (
+        f"trial store {path} is damaged (SQLite: {detail}); keep a copy of it: `sqlite3 {path} "
+        ".recover` may save its finished trials; or start a new search with another --out"
+    )
+
+
+def _sqlite_failure(path: Path, err: sqlite3.DatabaseError) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if "readonly" in text or "read-only" in text:
+        return (f"trial store {path} is read-only ({text}); make it writable (chmod u+w) or "
+                "use another --out")
+    if "locked" in text or "busy" in text:
+        return f"trial store {path} is locked by another process ({text}); try again later"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return _damaged(path, text)
+    return f"trial store {path}: SQLite failed ({text})"
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: _Connection) -> None:
         self._conn = conn
 
     def __enter__(self) -> None:
@@ -526,13 +629,32 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise AutoaugError(f"checkpoint {path} cannot be read: {first_line}") from None
+        raise AutoaugError(
+            f"checkpoint {path} cannot be read: {_checkpoint_problem(err)}; the trial store next "
+            "to it keeps every finished trial: delete the checkpoint to replay the search from "
+            "the store, or use another --out"
+        ) from None
     if not isinstance(state, dict):
         raise AutoaugError(
             f"checkpoint {path} holds a {type(state).__name__}, expected a dict of state"
         )
     return state
+
+
+def _checkpoint_problem(err: Exception) -> str:
+    """What is wrong with a checkpoint, in words that fit one line.
+
+    Never torch's own advice for a refused file (retry with weights_only=False): a checkpoint
+    that holds more than tensors and plain data is not one this search wrote, and loading it
+    that way could run code from the file.
+    """
+    text = str(err)
+    if "Weights only load failed" in text or "weights_only" in text:
+        return "it holds objects other than tensors and plain data (not a checkpoint autoaug wrote)"
+    if "central directory" in text or isinstance(err, EOFError) or "zip archive" in text:
+        return "not a complete checkpoint file (truncated or damaged)"
+    first = (text.strip().splitlines() or [type(err).__name__])[0]
+    return first if len(first) <= 120 else first[:117] + "..."
 
 
 # -- run lock ----------------------------------------------------------------------------------

@@ -83,10 +83,19 @@ def apply_ops(
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
-    """A strip of `text` above `img` (HWC uint8 RGB)."""
-    strip = np.full((14, img.shape[1], 3), 255, np.uint8)
-    cv2.putText(strip, text[: img.shape[1] // 6], (2, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, (0, 0, 0), 1, cv2.LINE_AA)
+    """A strip with each line of `text` above `img` (HWC uint8 RGB); lines too long are cut."""
+    lines = text.splitlines()
+    strip = np.full((14 * len(lines), img.shape[1], 3), 255, np.uint8)
+    for k, line in enumerate(lines):
+        cv2.putText(strip, line[: img.shape[1] // 6], (2, 11 + 14 * k), cv2.FONT_HERSHEY_PLAIN, 0.8,
+                    (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([strip, img], axis=0)
+
+
+def sub_policy_label(index: int, sub) -> str:
+    """One line per op of a sub-policy: its probability and its magnitude, as the bin and the
+    value in the op's unit (`Rotate(p=0.7, bin 2 = +/-6.67 degrees)`)."""
+    return "\n".join(f"{index}: {op}" if k == 0 else f"  > {op}" for k, op in enumerate(sub))
 
 
 def render_grid(policy, images: np.ndarray, seed: int = 0, scale: int = 3) -> np.ndarray:
@@ -100,7 +109,7 @@ def render_grid(policy, images: np.ndarray, seed: int = 0, scale: int = 3) -> np
     if isinstance(policy, Policy):
         for i, sub in enumerate(policy.sub_policies):
             rows.append(PolicyAugment(Policy((sub,)))(x, g))
-            labels.append(f"{i}: " + " > ".join(f"{op.name} {op.prob:.1f}" for op in sub))
+            labels.append(sub_policy_label(i, sub))
     else:
         for i in range(5):
             rows.append(policy(x, g))

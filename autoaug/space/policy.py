@@ -34,9 +34,19 @@ DECISIONS_PER_OP = (len(OP_NAMES), PROB_BINS, MAGNITUDE_BINS)  # (16, 11, 10)
 SEARCH_NVEC: tuple[int, ...] = DECISIONS_PER_OP * (NUM_SUB_POLICIES * OPS_PER_SUB_POLICY)
 
 
+def is_number(value: Any) -> bool:
+    """A finite int or float, not a bool (JSON's true is no number), not beyond float range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int such as 10**400 has no float value
+        return False
+
+
 def _check_prob(prob: Any, where: str) -> float:
-    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not math.isfinite(prob):
-        raise PolicyError(f"{where}: expected a probability (number), got {prob!r}")
+    if not is_number(prob):
+        raise PolicyError(f"{where}: expected a probability (number), got {_short(prob)}")
     scaled = prob * (PROB_BINS - 1)
     if not 0 <= prob <= 1 or abs(scaled - round(scaled)) > 1e-9:
         raise PolicyError(f"{where}: expected a probability in 0.0, 0.1, ..., 1.0, got {prob!r}")
@@ -49,9 +59,9 @@ def _check_bin(name: str, magnitude_bin: Any, where: str) -> int | None:
             raise PolicyError(f"{where}: {name} needs a magnitude bin 0..{MAGNITUDE_BINS - 1}, got null")
         return None
     if isinstance(magnitude_bin, bool) or not isinstance(magnitude_bin, int):
-        raise PolicyError(f"{where}: expected a magnitude bin (integer 0..{MAGNITUDE_BINS - 1}), got {magnitude_bin!r}")
+        raise PolicyError(f"{where}: expected a magnitude bin (integer 0..{MAGNITUDE_BINS - 1}), got {_short(magnitude_bin)}")
     if not 0 <= magnitude_bin < MAGNITUDE_BINS:
-        raise PolicyError(f"{where}: expected a magnitude bin in 0..{MAGNITUDE_BINS - 1}, got {magnitude_bin}")
+        raise PolicyError(f"{where}: expected a magnitude bin in 0..{MAGNITUDE_BINS - 1}, got {_short(magnitude_bin)}")
     return magnitude_bin
 
 
@@ -185,7 +195,11 @@ class Policy:
 
 
 def _short(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    """`value` as JSON (a string as repr), cut to fit in one line of an error."""
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (TypeError, ValueError, RecursionError):  # too deep, or an int too long to print
+        text = f"a {type(value).__name__} too large to print"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -194,7 +208,7 @@ def _check_header(doc: Any, where: str, kind: str) -> None:
         raise PolicyError(f"{where}: expected a JSON object, got {type(doc).__name__}")
     if doc.get("format") != FORMAT:
         raise PolicyError(f"{where}: expected \"format\": \"{FORMAT}\", got {_short(doc.get('format'))}")
-    if doc.get("version") != VERSION:
+    if doc.get("version") != VERSION or isinstance(doc.get("version"), bool):  # true == 1
         raise PolicyError(f"{where}: expected \"version\": {VERSION}, got {_short(doc.get('version'))}")
     if doc.get("kind") != kind:
         raise PolicyError(f"{where}: expected \"kind\": \"{kind}\", got {_short(doc.get('kind'))}")
@@ -207,7 +221,7 @@ def _operation_from_json(doc: Any, where: str) -> Operation:
     if unknown:
         raise PolicyError(f"{where}: unknown keys {sorted(unknown)}; expected op, prob, magnitude_bin")
     name = doc.get("op")
-    if name not in OPS_BY_NAME:
+    if not isinstance(name, str) or name not in OPS_BY_NAME:
         raise PolicyError(f"{where}.op: unknown op {_short(name)}; expected one of {', '.join(OP_NAMES)}")
     if "prob" not in doc:
         raise PolicyError(f"{where}: missing \"prob\"")

@@ -76,11 +76,15 @@ from autoaug.space.albu import compose
 from autoaug.space.augment import apply_ops
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, op_to_albumentations
-from autoaug.space.policy import FORMAT, VERSION, _check_header, _short
+from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number
 
 M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
 DEFAULT_M = 9.0  # torchvision's default and the paper's ResNet-50 value
 DEFAULT_N = 2
+# Most ops per image: each is one pass over every image, and the paper's grid stops at N = 3; past
+# a few dozen an image is noise whatever the ops, and a file's N = 10**30 would otherwise pass
+# validation and then fail to allocate its (B, N) draws in training.
+N_MAX = 30
 IDENTITY = "Identity"  # a candidate name handled here, not a table row
 CANDIDATE_NAMES: tuple[str, ...] = OP_NAMES + (IDENTITY,)
 DEFAULT_OPS: tuple[str, ...] = tuple(name for name in OP_NAMES if name not in ("Invert", "SamplePairing"))
@@ -102,7 +106,7 @@ def check_ops(ops: Any, where: str = "ops") -> tuple[str, ...]:
     if isinstance(ops, str) or not isinstance(ops, (list, tuple)) or not ops:
         raise PolicyError(f"{where}: expected a non-empty list of op names, got {_short(ops)}")
     for i, name in enumerate(ops):
-        if name not in CANDIDATE_NAMES:
+        if not isinstance(name, str) or name not in CANDIDATE_NAMES:
             raise PolicyError(
                 f"{where}[{i}]: unknown op {_short(name)}; expected one of {', '.join(CANDIDATE_NAMES)}"
             )
@@ -113,13 +117,13 @@ def check_ops(ops: Any, where: str = "ops") -> tuple[str, ...]:
 
 
 def _check_n(n: Any, where: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise PolicyError(f"{where}: expected N, the number of ops per image, an integer >= 1, got {_short(n)}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= N_MAX:
+        raise PolicyError(f"{where}: expected N, the number of ops per image, an integer in 1..{N_MAX}, got {_short(n)}")
     return n
 
 
 def _check_m(m: Any, where: str) -> float:
-    if isinstance(m, bool) or not isinstance(m, (int, float)) or not math.isfinite(m) or not 0 <= m <= M_MAX:
+    if not is_number(m) or not 0 <= m <= M_MAX:
         raise PolicyError(f"{where}: expected M, a number in [0, {M_MAX:g}], got {_short(m)}")
     return float(m)
 
@@ -405,7 +409,7 @@ class AdaptiveRandAugment:
         m_max: float = M_MAX,
         logger: Any | None = None,
     ) -> None:
-        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step < 0:
+        if not is_number(step) or step < 0:
             raise ConfigError(f"adaptive-M step must be a number >= 0, got {step!r}")
         _check_m(m_max, "adaptive-M m_max")
         if base.m > m_max:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from autoaug.files import read_json
+from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.export import AlbumentationsFile
+from autoaug.space.pipeline import is_pipeline_document
 from autoaug.space.policy import Policy, published_policy
 
 
@@ -31,9 +32,9 @@ def load_policy(path: str | Path):
 def resolve(spec: str):
     """A native policy file, an albumentations export (drawn as is), or a published name such as
     `autoaugment-cifar10`."""
-    if spec.startswith("autoaugment-") and not Path(spec).exists():
+    if spec.startswith("autoaugment-") and not is_file(spec):
         return published_policy(spec)
     doc = read_json(spec)
-    if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
-        return AlbumentationsFile(spec)
+    if is_pipeline_document(doc):
+        return AlbumentationsFile(doc, spec)
     return policy_from_json(doc, spec)

@@ -12,8 +12,9 @@ This module owns the training core and what sits directly on it:
 - `evaluate`, `predict_proba`: accuracy and softmax outputs.
 - `resolve_policy`: the named policies of `autoaug train --policy` (baselines, the published
   AutoAugment policies, TrivialAugment, RandAugment, policy files).
-- `AlbumentationsAugment`: the exported-pipeline path: albumentations per image in DataLoader
-  worker processes, the way a user trains with an exported policy.
+- `AlbumentationsAugment`: the exported-pipeline path: the whole training pipeline
+  (`autoaug.space.pipeline.train_pipeline`, policy to `ToTensorV2`) per image in DataLoader
+  worker processes, the way a user trains with an exported pipeline.
 
 The `autoaug train` sub-command is `autoaug.cli.train`.
 
@@ -44,22 +45,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError, PolicyError
+from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError
+from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
-from autoaug.space.albu import seed_pipeline
+from autoaug.space.albu import normalization, set_image_pool
 from autoaug.space.augment import PolicyAugment
-from autoaug.space.export import to_albumentations
+from autoaug.space.pipeline import (
+    PAD,
+    PIPELINES,
+    check_tensor_pipeline,
+    eval_pipeline,
+    is_pipeline_document,
+    load_pipeline_file,
+    save_pipeline,
+    seed_worker,
+    train_pipeline,
+)
 from autoaug.space.policy import Policy, published_policy
 from autoaug.space.specs import load_policy
-from autoaug.training.data import Splits
-from autoaug.training.models import MODEL_NAMES, build_model, model_spec
+from autoaug.training.data import Splits, load_splits
+from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
 # same shape, dtype and device, each image augmented with its own random choices.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
-PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
 
 
 @dataclass(frozen=True)
@@ -183,14 +194,27 @@ def prepare(splits: Splits, device: str | torch.device = "auto") -> DeviceData:
         x = getattr(splits, f"{split}_x")  # (N, H, W, 3) uint8, checked by Splits
         tensors[f"{split}_x"] = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous()
         tensors[f"{split}_y"] = torch.from_numpy(getattr(splits, f"{split}_y")).to(dev)
-    pixels = tensors["train_x"].float()  # (N, C, H, W)
+    mean, std = pixel_stats(tensors["train_x"])
     return DeviceData(
-        name=splits.name,
-        num_classes=int(splits.num_classes),
-        mean=pixels.mean(dim=(0, 2, 3)),
-        std=pixels.std(dim=(0, 2, 3)).clamp_min(1.0),
-        **tensors,
+        name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors
     )
+
+
+def pixel_stats(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) of uint8 (N, C, H, W) training images, float32 (C,) each on the
+    0..255 scale: what the network's inputs are normalised with (std at least 1)."""
+    pixels = train_x.float()  # (N, C, H, W)
+    return pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)).clamp_min(1.0)
+
+
+def dataset_stats(spec: str, image_size: int | None = None) -> tuple[list[float], list[float], tuple[int, int]]:
+    """(mean, std, (H, W)) of dataset `spec`'s training split as `autoaug train` computes them
+    (same split, same arithmetic): the numbers an exported train / eval pipeline normalises with."""
+    splits = load_splits(spec, image_size=image_size)
+    # contiguous as in `prepare`: the same summation order, the same float32 numbers
+    train_x = torch.from_numpy(splits.train_x).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W) uint8
+    mean, std = pixel_stats(train_x)
+    return mean.tolist(), std.tolist(), (int(train_x.shape[2]), int(train_x.shape[3]))
 
 
 # --- batched pre-processing -------------------------------------------------------------------
@@ -258,24 +282,29 @@ def model_input(
 
 @dataclass(frozen=True, eq=False)
 class AlbumentationsAugment:
-    """Run an albumentations pipeline (e.g. from `autoaug.space.export.to_albumentations`) per image
-    in DataLoader worker processes instead of the batched torch kernels: the path a user takes
-    with an exported policy. Pad-crop, flip and Cutout still follow it as in the torch path."""
+    """Run a whole albumentations training pipeline (`autoaug.space.pipeline.train_pipeline`: policy,
+    normalisation, pad-crop, flip, Cutout, `ToTensorV2`) per image in DataLoader worker
+    processes instead of the batched torch path: what a user does with an exported pipeline.
+    The pipeline holds the whole recipe: `TrainConfig.standard` and `.cutout` are not applied
+    again on top of it."""
 
     pipeline: Any
-    """An albumentations transform called as pipeline(image=HWC uint8) -> {'image': ...}."""
+    """An albumentations Compose ending in ToTensorV2: HWC uint8 -> float32 (C, H, W) tensor."""
     workers: int = 2
     """DataLoader worker processes (>= 1), persistent across epochs."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+        check_tensor_pipeline(self.pipeline, "the albumentations training pipeline")
 
 
 class AlbumentationsDataset(torch.utils.data.Dataset):
-    """HWC uint8 images and labels; each item is run through the albumentations pipeline."""
+    """HWC uint8 images and labels; each item is run through an albumentations pipeline that
+    ends in ToTensorV2 (checked here: PipelineError otherwise) and gives (float (C, H, W), label)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline: Any) -> None:
+        check_tensor_pipeline(pipeline, "the pipeline of an AlbumentationsDataset")
         self.images = images  # (N, H, W, C) uint8
         self.labels = labels  # (N,) int64
         self.pipeline = pipeline
@@ -285,26 +314,19 @@ class AlbumentationsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.images[index]  # (H, W, C) uint8
-        out = self.pipeline(image=image)["image"]  # (H, W, C) uint8
-        if out.shape != image.shape or out.dtype != np.uint8:
-            raise DataError(
-                f"the albumentations pipeline must keep images {image.dtype} {image.shape}, "
-                f"got {out.dtype} {out.shape}"
+        out = self.pipeline(image=image)["image"]  # (C, H, W) float32
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.ndim != 3:
+            got = f"{out.dtype} {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+            raise PipelineError(
+                f"the albumentations pipeline must give float32 (C, H, W) tensors, got {got}"
             )
-        return torch.from_numpy(np.ascontiguousarray(out)), int(self.labels[index])
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Give each worker's copy of the pipeline its own stream, from the loader's seed."""
-    info = torch.utils.data.get_worker_info()
-    assert info is not None
-    seed_pipeline(info.dataset.pipeline, info.seed)
+        return out, int(self.labels[index])
 
 
 def _loader_batches(
     augment: AlbumentationsAugment, data: DeviceData, config: TrainConfig, seed: int
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of (uint8 (B, C, H, W), labels) on data's device."""
+    """A function giving one epoch of (model input float32 (B, C, H, W), labels) on data's device."""
     dataset = AlbumentationsDataset(
         np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy()),  # (N, H, W, C)
         data.train_y.cpu().numpy(),
@@ -317,15 +339,15 @@ def _loader_batches(
         drop_last=True,
         num_workers=augment.workers,
         persistent_workers=True,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=seed_worker,  # a stream per worker, from the loader's seed
         generator=torch.Generator().manual_seed(seed),
         pin_memory=data.device.type == "cuda",
     )
 
     def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in loader:  # (B, H, W, C) uint8, (B,)
-            images = images.to(data.device, non_blocking=True).permute(0, 3, 1, 2)
-            yield images, labels.to(data.device, non_blocking=True)
+        for x, labels in loader:  # (B, C, H, W) float32, (B,)
+            x = x.to(data.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            yield x, labels.to(data.device, non_blocking=True)
 
     return epoch
 
@@ -333,7 +355,8 @@ def _loader_batches(
 def _device_batches(
     augment: Augment | None, data: DeviceData, config: TrainConfig, generator: torch.Generator
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of policy-augmented (uint8 (B, C, H, W), labels) batches."""
+    """A function giving one epoch of (model input float32 (B, C, H, W), labels): the policy's
+    batched kernels on uint8 images, then `model_input`, all on data's device."""
     n = len(data.train_x)
     batch_size = min(config.batch_size, n)
 
@@ -344,7 +367,7 @@ def _device_batches(
             images = data.train_x[index]  # (B, C, H, W) uint8
             if augment is not None:
                 images = augment(images, generator)
-            yield images, data.train_y[index]
+            yield model_input(images, data, config, generator), data.train_y[index]
 
     return epoch
 
@@ -421,6 +444,7 @@ def train_model(
     model = build_model(
         config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
     )
+    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     model = model.to(device=device, memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -449,8 +473,7 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for step, (images, labels) in enumerate(epoch_batches()):
-            x = model_input(images, data, config, generator)  # (B, C, H, W) float32
+        for step, (x, labels) in enumerate(epoch_batches()):  # (B, C, H, W) float32, (B,)
             with _autocast(device):
                 logits = model(x)  # (B, K)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
@@ -582,6 +605,7 @@ _BASELINES = {
     "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
     "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
 }
+BASELINE_SPECS = tuple(_BASELINES)
 POLICY_SPECS = (*_BASELINES, *PUBLISHED_SPECS, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
 # The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
 # on top (the reference code applies both to every image); the RandAugment and TrivialAugment
@@ -605,12 +629,71 @@ class ResolvedPolicy:
     """Pad-crop + flip after the policy (TrainConfig.standard)."""
     cutout: int
     """Cutout side in pixels after that (TrainConfig.cutout)."""
+    pipeline_file: Path | None = None
+    """An exported albumentations pipeline file given as the spec: it is the whole recipe and
+    trains only with --augment albumentations (source and augment are None)."""
 
-    def albumentations(self, image_pool: np.ndarray | None, workers: int) -> AlbumentationsAugment:
-        """The same policy as an albumentations pipeline run in DataLoader workers."""
-        if self.source is None:
-            return AlbumentationsAugment(A.Compose([], p=1.0), workers=workers)
-        return AlbumentationsAugment(to_albumentations(self.source, image_pool=image_pool), workers)
+    def pipeline(self, data: DeviceData, config: TrainConfig) -> A.Compose:
+        """The whole albumentations training pipeline of this policy with `config`'s pad-crop,
+        flip and Cutout and `data`'s normalisation: the object `autoaug export-albumentations
+        --pipeline train` writes (or the pipeline file given, as it is)."""
+        if self.pipeline_file is not None:
+            return load_pipeline_file(self.pipeline_file)
+        return train_pipeline(
+            self.source, mean=data.mean.tolist(), std=data.std.tolist(),
+            image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
+            standard=config.standard, cutout=config.cutout,
+        )
+
+    def albumentations(
+        self, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray | None = None
+    ) -> AlbumentationsAugment:
+        """The same recipe as one albumentations pipeline run in DataLoader workers, read back
+        from its serialised form (what a file holds), SamplePairing fed from `image_pool`."""
+        pipeline = A.from_dict(A.to_dict(self.pipeline(data, config)))
+        if image_pool is not None:
+            set_image_pool(pipeline, image_pool)
+        return AlbumentationsAugment(pipeline, workers)
+
+    def albumentations_file(
+        self, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray, out: Path
+    ) -> tuple[AlbumentationsAugment, str | None]:
+        """What `autoaug train --augment albumentations` trains from: the pipeline file given,
+        or OUT/train.albumentations.json written here by the very code of `autoaug
+        export-albumentations --pipeline train`, read with `A.load` (PipelineError unless it ends
+        in ToTensorV2), so what ships is what is measured. Also a warning, or None, when its
+        Normalize is not the dataset's (val and test are normalised with the dataset's)."""
+        path = self.pipeline_file
+        if path is None:
+            path = save_pipeline(self.pipeline(data, config), out / "train.albumentations.json")
+        pipeline = load_pipeline_file(path)
+        set_image_pool(pipeline, image_pool)
+        stats, warning = normalization(pipeline), None
+        ours = (data.mean.tolist(), data.std.tolist())
+        if stats is None:
+            warning = (f"warning: {path} has no Normalize; val and test images are normalised with "
+                       "the training set's mean and std")
+        elif not np.allclose(stats, ours, rtol=1e-3, atol=0.05):
+            warning = (f"warning: {path} normalises with mean {np.round(stats[0], 2).tolist()}, std "
+                       f"{np.round(stats[1], 2).tolist()}; val and test images are normalised with "
+                       f"this dataset's {np.round(ours[0], 2).tolist()}, {np.round(ours[1], 2).tolist()}")
+        return AlbumentationsAugment(pipeline, workers), warning
+
+
+def export_pipeline(kind: str, resolved: ResolvedPolicy, dataset: str, image_size: int | None = None) -> A.Compose:
+    """The `--pipeline train` or `eval` albumentations pipeline of `resolved`, normalised with the
+    statistics of `dataset`'s training split as `autoaug train` computes them."""
+    if kind not in PIPELINES[1:]:
+        raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
+    if resolved.pipeline_file is not None:
+        raise PipelineError(f"{resolved.spec} is already an albumentations pipeline; expected a policy")
+    mean, std, size = dataset_stats(dataset, image_size)
+    if kind == "eval":
+        return eval_pipeline(mean=mean, std=std)
+    return train_pipeline(
+        resolved.source, mean=mean, std=std, image_size=size,
+        standard=resolved.standard, cutout=resolved.cutout,
+    )
 
 
 def resolve_policy(spec: str) -> ResolvedPolicy:
@@ -637,10 +720,14 @@ def resolve_policy(spec: str) -> ResolvedPolicy:
         else:
             description = "TrivialAugment"
         description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or Path(spec).expanduser().is_file():
+    elif spec.endswith(".json") or is_file(spec):
         path = Path(spec).expanduser()
-        if not path.is_file():
+        if not is_file(path):
             raise PolicyError(f"policy file {spec!r} does not exist")
+        if is_pipeline_document(read_json(path)):
+            load_pipeline_file(path)  # checked now, before any data are loaded: ends in ToTensorV2
+            description = f"albumentations pipeline {path.name} (as written)"
+            return ResolvedPolicy(spec, description, None, None, False, 0, pipeline_file=path)
         source = load_policy(path)
         description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
     else:

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from autoaug.errors import ConfigError
+from autoaug.errors import ConfigError, DataError
 
 
 class ConvBlock(nn.Module):
@@ -245,3 +245,32 @@ def build_model(
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     return init_weights(spec.factory(num_classes), generator)
+
+
+def takes_size(model: nn.Module, height: int, width: int) -> bool:
+    """Whether `model` runs on (height, width) images: one forward of a zero image in eval mode
+    (BatchNorm in train mode would refuse a 1x1 batch of one for another reason)."""
+    device = next(model.parameters()).device
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, height, width, device=device))  # (1, 3, H, W)
+        return True
+    except RuntimeError:  # "Output size is too small", "Given input size ... Calculated output size"
+        return False
+    finally:
+        model.train(training)
+
+
+def check_image_size(model: nn.Module, name: str, height: int, width: int, where: str) -> None:
+    """DataError unless network `model` (called `name`) takes images of height x width; the
+    message names the smallest square size it takes (its pooling halves the image 3 to 4 times)."""
+    if takes_size(model, height, width):
+        return
+    smallest = next((s for s in range(1, 257) if takes_size(model, s, s)), None)
+    at_least = f"at least {smallest}x{smallest}" if smallest else "larger ones"
+    raise DataError(
+        f"{where}: images of {height}x{width} are too small for model {name}, which takes "
+        f"{at_least}; resize them (autoaug train --image-size N) or choose another model"
+    )

@@ -10,6 +10,8 @@ import cv2
 import pytest
 
 from autoaug.cli import main
+from autoaug.space.policy import published_policy
+from autoaug.space.augment import sub_policy_label
 
 
 def test_validate_prints_a_summary(capsys):
@@ -22,8 +24,16 @@ def test_show_draws_one_row_per_sub_policy_plus_the_originals(tmp_path):
     out = tmp_path / "grid.png"
     assert main(["show", "policies/autoaugment-cifar10.json", "--out", str(out), "--samples", "4"]) == 0
     img = cv2.imread(str(out))
-    row = 14 + 32 * 3  # label strip + 3x upscaled image
-    assert img.shape == (26 * row, 4 * 32 * 3, 3)
+    image = 32 * 3  # 3x upscaled image under its label strip of 14 px per line
+    assert img.shape == ((14 + image) + 25 * (2 * 14 + image), 4 * 32 * 3, 3)  # a line per op
+
+
+def test_show_labels_each_op_with_probability_and_magnitude():
+    sub = published_policy("autoaugment-cifar10").sub_policies[1]
+    assert sub_policy_label(1, sub).splitlines() == [
+        "1: Rotate(p=0.7, bin 2 = +/-6.67 degrees)",
+        "  > TranslateX(p=0.3, bin 9 = +/-0.453 fraction of the width)",
+    ]
 
 
 def test_export_albumentations_writes_a_loadable_file(tmp_path):

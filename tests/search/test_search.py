@@ -24,6 +24,7 @@ import torch
 from autoaug import cli
 from autoaug.search.config import CONFIG_FILENAME, load_config
 from autoaug.errors import AutoaugError, ConfigError
+from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.policy import SEARCH_NVEC, Policy
 from autoaug.space.specs import load_policy
 from autoaug.search.search import (
@@ -119,6 +120,11 @@ def test_search_end_to_end_then_export_validate_train(tmp_path: Path, capsys) ->
     assert cli.main(["export", str(run), "--top", "2", "--out", str(top2)]) == 0
     assert len(load_policy(top2).sub_policies) == 10
     assert (tmp_path / "exported" / "top2.albumentations.json").is_file()
+    # --pipeline train adds the whole training pipeline, normalised with the run's dataset.
+    assert cli.main(["export", str(run), "--top", "2", "--out", str(top2), "--pipeline", "train"]) == 0
+    whole = load_pipeline_file(tmp_path / "exported" / "top2.train.albumentations.json")  # ends in ToTensorV2
+    assert [type(t).__name__ for t in whole.transforms][1:] == [
+        "Normalize", "Pad", "RandomCrop", "HorizontalFlip", "ClippedCutout", "ToTensorV2"]
     assert cli.main(["validate", str(top2)]) == 0
     assert cli.main(["show", str(top2), "--out", str(tmp_path / "grid.png"), "--samples", "2"]) == 0
     assert cli.main(["train", "--policy", str(top2), "--epochs", "1",

@@ -329,17 +329,18 @@ def test_loader_is_seeded_per_worker(data) -> None:
     config = quick(batch_size=64)
 
     def first_batches(seed: int) -> torch.Tensor:
-        augment = resolved.albumentations(None, workers=2)
+        augment = resolved.albumentations(small, config, workers=2)
         epoch = _loader_batches(augment, small, config, seed)
-        return torch.cat([images for images, _ in epoch()])
+        return torch.cat([x for x, _ in epoch()])
 
     a, b, c = first_batches(0), first_batches(0), first_batches(1)
-    assert a.shape == (256, 3, 32, 32) and a.dtype == torch.uint8
+    assert a.shape == (256, 3, 32, 32) and a.dtype == torch.float32  # the model's input
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
-    # The pipeline changed pixels: not just the (shuffled) originals.
-    originals = {img.numpy().tobytes() for img in small.train_x}
-    assert sum(img.numpy().tobytes() not in originals for img in a) > 100
+    # The pipeline changed pixels: not just the (shuffled) normalised originals.
+    plain = model_input(small.train_x, small, quick(standard=False), torch.Generator())
+    originals = {img.numpy().tobytes() for img in plain.contiguous()}
+    assert sum(img.contiguous().numpy().tobytes() not in originals for img in a) > 100
 
 
 def test_albumentations_and_torch_paths_agree(data) -> None:
@@ -351,7 +352,7 @@ def test_albumentations_and_torch_paths_agree(data) -> None:
     resolved = resolve_policy("autoaugment-cifar10")
     config = quick(epochs=6, batch_size=64, standard=True, cutout=0)
     torch_acc = train_child(resolved.augment, data, config, 0)
-    alb_acc = train_child(resolved.albumentations(None, workers=2), data, config, 0)
+    alb_acc = train_child(resolved.albumentations(data, config, workers=2), data, config, 0)
     assert min(torch_acc, alb_acc) > 0.3
     assert abs(torch_acc - alb_acc) < 0.045, (torch_acc, alb_acc)
 
@@ -414,6 +415,19 @@ def test_cli_albumentations_path(npz_dataset, tmp_path, capsys) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["augment"] == "albumentations" and results["config"]["cutout"] == POLICY_CUTOUT
     assert json.loads((out / "seed-0" / "outputs.json").read_text())["augment"] == "albumentations"
+    # It trained from the file it wrote, the very file the export writes (what ships is what is
+    # measured) ...
+    exported = tmp_path / "c10.train.albumentations.json"
+    assert cli.main(["export-albumentations", "autoaugment-cifar10", "--pipeline", "train",
+                     "--dataset", f"npz:{npz_dataset}", "--out", str(exported)]) == 0
+    assert json.loads((out / "train.albumentations.json").read_text()) == json.loads(exported.read_text())
+    # ... and an exported pipeline file trains as it is.
+    code = cli.main([
+        "train", "--policy", str(exported), "--augment", "albumentations", "--workers", "1",
+        "--dataset", f"npz:{npz_dataset}", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "file"),
+    ])
+    assert code == 0
+    assert "albumentations pipeline c10.train.albumentations.json" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
