@@ -31,23 +31,24 @@ sys.path.insert(0, str(REPO))
 from autoaug.space.albu import set_image_pool  # noqa: E402
 from autoaug.space.pipeline import load_pipeline_file, save_pipeline  # noqa: E402
 from autoaug.training.data import load_splits  # noqa: E402
-from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, resolve_policy, train_child  # noqa: E402
+from autoaug.space.specs import resolve  # noqa: E402
+from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, train_child, training_pipeline  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> str:
     torch.set_num_threads(args.threads)
     data = prepare(load_splits("cifar10-reduced"), "cpu")
-    resolved = resolve_policy(args.policy)
+    resolved = resolve(args.policy)
     config = TrainConfig.for_model(
         args.model, device="cpu", standard=resolved.standard, cutout=resolved.cutout,
         **({"epochs": args.epochs} if args.epochs is not None else {}),
     )
     with tempfile.TemporaryDirectory() as tmp:  # the file `autoaug train --augment albumentations` writes
-        path = save_pipeline(resolved.pipeline(data, config), Path(tmp) / "train.albumentations.json")
+        path = save_pipeline(training_pipeline(resolved, data, config), Path(tmp) / "train.albumentations.json")
         pipeline = load_pipeline_file(path)
     set_image_pool(pipeline, np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).numpy()))
-    paths = {"torch": resolved.augment, "albumentations": AlbumentationsAugment(pipeline, args.workers)}
+    paths = {"torch": resolved.augmenter, "albumentations": AlbumentationsAugment(pipeline, args.workers)}
     load_before = load_average()
     accs: dict[str, list[float]] = {name: [] for name in paths}
     seconds: dict[str, list[float]] = {name: [] for name in paths}

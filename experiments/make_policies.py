@@ -17,7 +17,8 @@ from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import published_policy
 from autoaug.space.published import PUBLISHED
-from autoaug.training.loop import export_pipeline, resolve_policy
+from autoaug.space.specs import resolve
+from autoaug.training.loop import export_pipeline
 
 OUT = Path(__file__).resolve().parent.parent / "policies"
 WHOLE = {"autoaugment-cifar10": "cifar10-reduced"}  # policy -> dataset of its normalisation
@@ -31,7 +32,7 @@ def main() -> None:
         print(f"wrote {native} and {albumentations_path(native).name}")
         if name in WHOLE:
             for kind in ("train", "eval"):
-                path = save_pipeline(export_pipeline(kind, resolve_policy(name), WHOLE[name]), pipeline_path(native, kind))
+                path = save_pipeline(export_pipeline(kind, resolve(name), WHOLE[name]), pipeline_path(native, kind))
                 print(f"wrote {path.name}")
 
 

@@ -9,24 +9,27 @@ from pathlib import Path
 import cv2
 
 from autoaug.errors import AutoaugError
-from autoaug.files import is_file, read_json
-from autoaug.space.augment import render_grid
-from autoaug.space.export import loading_note, to_albumentations
-from autoaug.space.pipeline import PIPELINES, is_pipeline_document, save_pipeline
-from autoaug.space.specs import resolve
+from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentations
+from autoaug.space.pipeline import PIPELINES, save_pipeline
+from autoaug.space.render import render_grid
+from autoaug.space.specs import NAMES, resolve, resolve_policy
 from autoaug.training.data import load
-from autoaug.training.loop import BASELINE_SPECS, export_pipeline, resolve_policy
+from autoaug.training.loop import export_pipeline
 
 DEFAULT_DATASET = "cifar10-reduced"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    policy = resolve(args.policy)
-    for note in getattr(policy, "warnings", ()):
-        print(f"warning: {note}", file=sys.stderr)
+    resolved = resolve(args.policy)
+    if isinstance(resolved.augmenter, AlbumentationsFile):
+        for note in resolved.augmenter.warnings:
+            print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
-    print(policy.describe())
-    source = getattr(policy, "provenance", {}).get("source")
+    if resolved.augmenter is None:
+        print(resolved.description)
+        return 0
+    print(resolved.augmenter.describe())
+    source = resolved.augmenter.provenance.get("source")
     if source:
         print(f"source: {source}")
     return 0
@@ -35,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise AutoaugError(f"--samples: expected a positive number, got {args.samples}")
-    policy = resolve(args.policy)
+    policy = resolve_policy(args.policy)
     images, _ = load(args.dataset, "test")
     grid = render_grid(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)
@@ -47,18 +50,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    if is_file(args.policy) and is_pipeline_document(read_json(args.policy)):
+    resolved = resolve(args.policy)
+    if resolved.pipeline_file is not None:
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
     if args.pipeline == "policy":
         if args.dataset is not None:
             raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
                                "the policy pipeline has none")
-        if args.policy in BASELINE_SPECS and not is_file(args.policy):
+        if resolved.augmenter is None:
             raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
                                "writes its pad-crop / flip / Cutout")
-        pipeline = to_albumentations(resolve(args.policy))
+        pipeline = to_albumentations(resolved.augmenter)
     else:
-        pipeline = export_pipeline(args.pipeline, resolve_policy(args.policy), args.dataset or DEFAULT_DATASET)
+        pipeline = export_pipeline(args.pipeline, resolved, args.dataset or DEFAULT_DATASET)
     path = save_pipeline(pipeline, args.out)
     print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
     note = loading_note(pipeline)
@@ -80,11 +84,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -
 
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("validate", help="check a policy file and summarise it")
-    p.add_argument("policy", help="policy JSON file or published name (autoaugment-cifar10, -svhn, -imagenet)")
+    p.add_argument("policy", help="a policy file or one of: " + ", ".join(NAMES[:-1]))
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser("show", help="draw a grid of what a policy does to real images")
-    p.add_argument("policy", help="policy JSON file or published name")
+    p.add_argument("policy", help="a policy file or name (as for validate)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--samples", type=int, default=8, help="images per row (default 8)")
     p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
@@ -92,8 +96,8 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_show)
 
     p = subparsers.add_parser("export-albumentations", help="write a policy as albumentations JSON (A.load reads it)")
-    p.add_argument("policy", help="policy JSON file or published name (with --pipeline train / eval "
-                   "also any `autoaug train --policy` spec)")
+    p.add_argument("policy", help="a policy file or name, as for validate (with --pipeline train also "
+                   "the baselines none / standard / cutout)")
     p.add_argument("--out", required=True, help="JSON file to write")
     add_pipeline_arguments(p, f"dataset whose training split gives Normalize's mean and std "
                            f"(--pipeline train / eval; default {DEFAULT_DATASET})")

@@ -10,11 +10,9 @@ This module owns the training core and what sits directly on it:
   DataLoader in the hot path. bf16 autocast and channels_last on CUDA, plain fp32 on CPU.
 - `train_child`: train one child, return its validation accuracy (what the search calls).
 - `evaluate`, `predict_proba`: accuracy and softmax outputs.
-- `resolve_policy`: the named policies of `autoaug train --policy` (baselines, the published
-  AutoAugment policies, TrivialAugment, RandAugment, policy files).
 - `AlbumentationsAugment`: the exported-pipeline path: the whole training pipeline
   (`autoaug.space.pipeline.train_pipeline`, policy to `ToTensorV2`) per image in DataLoader
-  worker processes, the way a user trains with an exported pipeline.
+  worker processes, the way a user trains with an exported pipeline (`albumentations_file`).
 
 The `autoaug train` sub-command is `autoaug.cli.train`.
 
@@ -46,28 +44,24 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError
-from autoaug.files import is_file, read_json
-from autoaug.space import randaugment
 from autoaug.space.albu import normalization, set_image_pool
-from autoaug.space.augment import PolicyAugment
 from autoaug.space.pipeline import (
     PAD,
     PIPELINES,
     check_tensor_pipeline,
     eval_pipeline,
-    is_pipeline_document,
     load_pipeline_file,
     save_pipeline,
     seed_worker,
     train_pipeline,
 )
-from autoaug.space.policy import Policy, published_policy
-from autoaug.space.specs import load_policy
+from autoaug.space.specs import PolicySpec
 from autoaug.training.data import Splits, load_splits
 from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
-# same shape, dtype and device, each image augmented with its own random choices.
+# same shape, dtype and device, each image augmented with its own random choices. Every
+# `Augmenter` is one; so is the adaptive RandAugment, or any function of that shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
@@ -436,6 +430,8 @@ def train_model(
     every epoch only if `on_epoch_end(epoch, val_acc)` or `logger` is given (it costs time);
     `logger` is a TensorBoard `SummaryWriter` (or anything with add_scalar / add_images).
     """
+    if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
+        raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
     _check_device(data, config)
     device = data.device
     if device.type == "cuda":
@@ -572,167 +568,78 @@ def evaluate(
     return float(correct) / len(x)
 
 
-def as_augment(policy: Any) -> Augment | AlbumentationsAugment | None:
-    """A Policy -> its batched torch execution; an augmentation callable, an
-    AlbumentationsAugment or None -> itself."""
-    if policy is None or isinstance(policy, AlbumentationsAugment):
-        return policy
-    if isinstance(policy, Policy):
-        return PolicyAugment(policy)
-    if callable(policy):
-        return policy
-    raise PolicyError(
-        f"expected a Policy, an augmentation callable or None, got {type(policy).__name__}"
-    )
-
-
-def train_child(policy: Any, data: DeviceData, config: TrainConfig, seed: int) -> float:
-    """Train one child with `policy` (a Policy, an augmentation callable or None) and return
-    its validation accuracy in [0, 1]: the search's reward."""
-    model, _ = train_model(as_augment(policy), data, config, seed)
+def train_child(augment: Augment | None, data: DeviceData, config: TrainConfig, seed: int) -> float:
+    """Train one child with `augment` (a policy, any other augmenter, or None) and return its
+    validation accuracy in [0, 1]: the search's reward."""
+    model, _ = train_model(augment, data, config, seed)
     return evaluate(
         model, data.val_x, data.val_y, mean=data.mean, std=data.std,
         batch_size=config.eval_batch_size,
     )
 
 
-# --- named policies (`autoaug train --policy SPEC`) -------------------------------------------
-
-PUBLISHED_SPECS = ("autoaugment-cifar10", "autoaugment-svhn", "autoaugment-imagenet")
-# name -> (description, pad-crop + flip, Cutout pixels)
-_BASELINES = {
-    "none": ("no augmentation", False, 0),
-    "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
-    "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
-}
-BASELINE_SPECS = tuple(_BASELINES)
-POLICY_SPECS = (*_BASELINES, *PUBLISHED_SPECS, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
-# The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
-# on top (the reference code applies both to every image); the RandAugment and TrivialAugment
-# papers kept that setup for their CIFAR results, so every learned or published policy gets it.
-POLICY_CUTOUT = 16
+# --- the albumentations path of a policy spec (`autoaug train --augment albumentations`) ------
 
 
-@dataclass(frozen=True, eq=False)
-class ResolvedPolicy:
-    """What a `--policy` spec means for training."""
+def training_pipeline(spec: PolicySpec, data: DeviceData, config: TrainConfig) -> A.Compose:
+    """The whole albumentations training pipeline of `spec` with `config`'s pad-crop, flip and
+    Cutout and `data`'s normalisation: the object `autoaug export-albumentations --pipeline
+    train` writes (or the pipeline file given, as it is)."""
+    if spec.pipeline_file is not None:
+        return load_pipeline_file(spec.pipeline_file)
+    return train_pipeline(
+        spec.augmenter, mean=data.mean.tolist(), std=data.std.tolist(),
+        image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
+        standard=config.standard, cutout=config.cutout,
+    )
 
-    spec: str
-    """The spec as given."""
-    description: str
-    """One line for reports."""
-    source: Any
-    """The Policy / RandAugment / TrivialAugment object (what exports to albumentations), or None."""
-    augment: Augment | None
-    """Its batched torch execution, or None."""
-    standard: bool
-    """Pad-crop + flip after the policy (TrainConfig.standard)."""
-    cutout: int
-    """Cutout side in pixels after that (TrainConfig.cutout)."""
-    pipeline_file: Path | None = None
-    """An exported albumentations pipeline file given as the spec: it is the whole recipe and
-    trains only with --augment albumentations (source and augment are None)."""
 
-    def pipeline(self, data: DeviceData, config: TrainConfig) -> A.Compose:
-        """The whole albumentations training pipeline of this policy with `config`'s pad-crop,
-        flip and Cutout and `data`'s normalisation: the object `autoaug export-albumentations
-        --pipeline train` writes (or the pipeline file given, as it is)."""
-        if self.pipeline_file is not None:
-            return load_pipeline_file(self.pipeline_file)
-        return train_pipeline(
-            self.source, mean=data.mean.tolist(), std=data.std.tolist(),
-            image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
-            standard=config.standard, cutout=config.cutout,
-        )
-
-    def albumentations(
-        self, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray | None = None
-    ) -> AlbumentationsAugment:
-        """The same recipe as one albumentations pipeline run in DataLoader workers, read back
-        from its serialised form (what a file holds), SamplePairing fed from `image_pool`."""
-        pipeline = A.from_dict(A.to_dict(self.pipeline(data, config)))
-        if image_pool is not None:
-            set_image_pool(pipeline, image_pool)
-        return AlbumentationsAugment(pipeline, workers)
-
-    def albumentations_file(
-        self, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray, out: Path
-    ) -> tuple[AlbumentationsAugment, str | None]:
-        """What `autoaug train --augment albumentations` trains from: the pipeline file given,
-        or OUT/train.albumentations.json written here by the very code of `autoaug
-        export-albumentations --pipeline train`, read with `A.load` (PipelineError unless it ends
-        in ToTensorV2), so what ships is what is measured. Also a warning, or None, when its
-        Normalize is not the dataset's (val and test are normalised with the dataset's)."""
-        path = self.pipeline_file
-        if path is None:
-            path = save_pipeline(self.pipeline(data, config), out / "train.albumentations.json")
-        pipeline = load_pipeline_file(path)
+def albumentations_augment(
+    spec: PolicySpec, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray | None = None
+) -> AlbumentationsAugment:
+    """The same recipe as one albumentations pipeline run in DataLoader workers, read back from
+    its serialised form (what a file holds), SamplePairing fed from `image_pool`."""
+    pipeline = A.from_dict(A.to_dict(training_pipeline(spec, data, config)))
+    if image_pool is not None:
         set_image_pool(pipeline, image_pool)
-        stats, warning = normalization(pipeline), None
-        ours = (data.mean.tolist(), data.std.tolist())
-        if stats is None:
-            warning = (f"warning: {path} has no Normalize; val and test images are normalised with "
-                       "the training set's mean and std")
-        elif not np.allclose(stats, ours, rtol=1e-3, atol=0.05):
-            warning = (f"warning: {path} normalises with mean {np.round(stats[0], 2).tolist()}, std "
-                       f"{np.round(stats[1], 2).tolist()}; val and test images are normalised with "
-                       f"this dataset's {np.round(ours[0], 2).tolist()}, {np.round(ours[1], 2).tolist()}")
-        return AlbumentationsAugment(pipeline, workers), warning
+    return AlbumentationsAugment(pipeline, workers)
 
 
-def export_pipeline(kind: str, resolved: ResolvedPolicy, dataset: str, image_size: int | None = None) -> A.Compose:
-    """The `--pipeline train` or `eval` albumentations pipeline of `resolved`, normalised with the
+def albumentations_file(
+    spec: PolicySpec, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray, out: Path
+) -> tuple[AlbumentationsAugment, str | None]:
+    """What `autoaug train --augment albumentations` trains from: the pipeline file given, or
+    OUT/train.albumentations.json written here by the very code of `autoaug export-albumentations
+    --pipeline train`, read with `A.load` (PipelineError unless it ends in ToTensorV2), so what
+    ships is what is measured. Also a warning, or None, when its Normalize is not the dataset's
+    (val and test are normalised with the dataset's)."""
+    path = spec.pipeline_file
+    if path is None:
+        path = save_pipeline(training_pipeline(spec, data, config), out / "train.albumentations.json")
+    pipeline = load_pipeline_file(path)
+    set_image_pool(pipeline, image_pool)
+    stats, warning = normalization(pipeline), None
+    ours = (data.mean.tolist(), data.std.tolist())
+    if stats is None:
+        warning = (f"warning: {path} has no Normalize; val and test images are normalised with "
+                   "the training set's mean and std")
+    elif not np.allclose(stats, ours, rtol=1e-3, atol=0.05):
+        warning = (f"warning: {path} normalises with mean {np.round(stats[0], 2).tolist()}, std "
+                   f"{np.round(stats[1], 2).tolist()}; val and test images are normalised with "
+                   f"this dataset's {np.round(ours[0], 2).tolist()}, {np.round(ours[1], 2).tolist()}")
+    return AlbumentationsAugment(pipeline, workers), warning
+
+
+def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int | None = None) -> A.Compose:
+    """The `--pipeline train` or `eval` albumentations pipeline of `spec`, normalised with the
     statistics of `dataset`'s training split as `autoaug train` computes them."""
     if kind not in PIPELINES[1:]:
         raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
-    if resolved.pipeline_file is not None:
-        raise PipelineError(f"{resolved.spec} is already an albumentations pipeline; expected a policy")
+    if spec.pipeline_file is not None:
+        raise PipelineError(f"{spec.spec} is already an albumentations pipeline; expected a policy")
     mean, std, size = dataset_stats(dataset, image_size)
     if kind == "eval":
         return eval_pipeline(mean=mean, std=std)
     return train_pipeline(
-        resolved.source, mean=mean, std=std, image_size=size,
-        standard=resolved.standard, cutout=resolved.cutout,
+        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, cutout=spec.cutout,
     )
-
-
-def resolve_policy(spec: str) -> ResolvedPolicy:
-    """`--policy` SPEC -> augmentation + standard/Cutout flags (see POLICY_SPECS).
-
-    none / standard / cutout are the baselines; the published AutoAugment policies,
-    trivialaugment, randaugment:N=..,M=.. and policy files get the standard augmentation and
-    Cutout 16 after them, as in the AutoAugment paper.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise PolicyError(f"expected a policy spec ({' | '.join(POLICY_SPECS)}), got {spec!r}")
-    spec = spec.strip()
-    if spec in _BASELINES:
-        description, standard, cutout_px = _BASELINES[spec]
-        return ResolvedPolicy(spec, description, None, None, standard, cutout_px)
-    if spec in PUBLISHED_SPECS:
-        source = published_policy(spec)
-        description = f"{spec} (published) + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.split(":", 1)[0].lower() in ("randaugment", "trivialaugment"):
-        # randaugment[:N=..,M=..,ops=..] and trivialaugment[:ops=..]; that module parses them.
-        source = randaugment.parse_spec(spec)
-        if spec.split(":", 1)[0].lower() == "randaugment":
-            description = f"RandAugment N={source.n} M={source.m:g}"
-        else:
-            description = "TrivialAugment"
-        description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or is_file(spec):
-        path = Path(spec).expanduser()
-        if not is_file(path):
-            raise PolicyError(f"policy file {spec!r} does not exist")
-        if is_pipeline_document(read_json(path)):
-            load_pipeline_file(path)  # checked now, before any data are loaded: ends in ToTensorV2
-            description = f"albumentations pipeline {path.name} (as written)"
-            return ResolvedPolicy(spec, description, None, None, False, 0, pipeline_file=path)
-        source = load_policy(path)
-        description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
-    else:
-        raise PolicyError(
-            f"unknown policy {spec!r}; expected a policy file or one of {', '.join(POLICY_SPECS[:-1])}"
-        )
-    augment = as_augment(source)
-    return ResolvedPolicy(spec, description, source, augment, True, POLICY_CUTOUT)

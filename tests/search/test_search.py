@@ -30,12 +30,13 @@ from autoaug.space.specs import load_policy
 from autoaug.search.search import (
     POLICY_FILENAME,
     Sampler,
-    balanced_head,
     export_policy,
     run_search,
     trial_seed,
 )
-from autoaug.search.store import CHECKPOINT_FILENAME, STORE_FILENAME, TrialSpec, TrialStore, load_checkpoint
+from autoaug.search.trials import balanced_head
+from autoaug.search.rundir import CHECKPOINT_FILENAME, load_checkpoint
+from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
 
 REPO = Path(__file__).resolve().parents[2]
 # The smallest real child: one epoch of 5 steps on 160 images, scored on 200.
@@ -224,7 +225,7 @@ def test_ppo_sampler_state_round_trips(tmp_path: Path) -> None:
     tokens, logprobs = sampler.sample(4)
     sampler.update(tokens, logprobs, [0.1, 0.4, 0.2, 0.3])
     restored = Sampler(config)
-    from autoaug.search.store import save_checkpoint
+    from autoaug.search.rundir import save_checkpoint
 
     save_checkpoint(tmp_path / "c.pt", sampler.state_dict())
     restored.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
