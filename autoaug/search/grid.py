@@ -24,7 +24,7 @@ from tqdm import tqdm
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
 from autoaug.search.store import STORE_FILENAME, RunLock, TrialSpec, TrialStore
-from autoaug.search.workers import Task, WorkerPool
+from autoaug.search.workers import Task, WorkerPool, check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.policy import _short
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
@@ -194,6 +194,7 @@ def run_grid(
     kill, or with more N / M values or seeds) trains only what the store lacks. A failed child
     stays failed unless `retry_failed`. `fn` is the evaluation function (tests pass stubs).
     """
+    check_timeout(timeout_s)  # before the run directory is touched
     out = Path(out_dir)
     setup = json.dumps(spec.setup(), sort_keys=True)
     with RunLock(out), TrialStore(out / STORE_FILENAME) as store:

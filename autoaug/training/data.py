@@ -25,6 +25,7 @@ import functools
 import hashlib
 import http.client
 import importlib.resources
+import math
 import pickle
 import tarfile
 import urllib.error
@@ -773,6 +774,8 @@ def download(
     there by hand, say) is checked and extracted without any network access. `url` replaces the
     official address (a mirror); the published MD5 is checked all the same.
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise DataError(f"download timeout must be a finite number > 0 of seconds, got {timeout!r}")
     if name not in ARCHIVES:
         raise DataError(f"unknown dataset {name!r} to download; expected one of: "
                         f"{', '.join(ARCHIVES)}")
