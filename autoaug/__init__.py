@@ -11,9 +11,10 @@ Importing autoaug registers its own albumentations transforms (`autoaug.albu`, i
 
 from __future__ import annotations
 
-from autoaug.space import albu  # registers Sharpness / SamplePairing with albumentations
+from autoaug.space import albu  # registers Sharpness / SamplePairing / ClippedCutout with albumentations
+from autoaug.space.pipeline import seed_worker  # DataLoader worker_init_fn for a loaded pipeline
 from autoaug.space.policy import Operation, Policy, published_policy
 from autoaug.space.specs import load_policy
 
 __version__ = "0.1.0"
-__all__ = ["Operation", "Policy", "albu", "load_policy", "published_policy", "__version__"]
+__all__ = ["Operation", "Policy", "albu", "load_policy", "published_policy", "seed_worker", "__version__"]

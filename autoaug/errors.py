@@ -21,3 +21,8 @@ class DataError(AutoaugError):
 
 class ConfigError(AutoaugError):
     """A configuration file, key or override that cannot be used."""
+
+
+class PipelineError(AutoaugError):
+    """An albumentations pipeline (file) that cannot serve where it was handed, e.g. one that does
+    not end in ToTensorV2 given to something that needs tensors."""

@@ -24,7 +24,6 @@ import torch
 
 from hostinfo import cpu_model
 
-from autoaug.space.augment import PolicyAugment
 from autoaug.training.data import load
 from autoaug.space.export import to_albumentations
 from autoaug.space.policy import published_policy
@@ -55,7 +54,7 @@ def main() -> None:
     x_np = np.resize(x_np, (args.images, 32, 32, 3))  # repeat the 4,000 images as needed
     x = torch.from_numpy(x_np).permute(0, 3, 1, 2).contiguous()
     policy = published_policy("autoaugment-cifar10")
-    aug = PolicyAugment(policy)
+    aug = policy
     rows: list[tuple[str, float]] = []
 
     def torch_run(device: str) -> None:

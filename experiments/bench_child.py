@@ -9,7 +9,8 @@ search calls, and reports
   `standard` and `autoaugment-cifar10` policies (the last with its paper setup, standard +
   Cutout 16), and whether `standard` beats `none` by more than twice that std;
 - optionally (--compare-paths) the `autoaugment-cifar10` children trained through the exported
-  albumentations pipeline in DataLoader workers next to the batched torch path.
+  whole albumentations training pipeline in DataLoader workers next to the batched torch path
+  (`experiments/compare_paths.py` is the paired, one-worker measurement of the same).
 
 Prints a markdown table and writes it, with the machine named, into --out as one section per
 device (re-running on the same device and thread count replaces that section, others stay).
@@ -37,7 +38,8 @@ sys.path.insert(0, str(REPO))
 from autoaug.training.data import load_splits  # noqa: E402
 from autoaug.training.models import MODEL_NAMES  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
-from autoaug.training.loop import TrainConfig, prepare, resolve_device, resolve_policy, train_child  # noqa: E402
+from autoaug.space.specs import resolve  # noqa: E402
+from autoaug.training.loop import TrainConfig, albumentations_augment, prepare, resolve_device, train_child  # noqa: E402
 
 POLICIES = ("none", "standard", "autoaugment-cifar10")
 
@@ -76,16 +78,16 @@ def run(args: argparse.Namespace) -> str:
         train_child(None, data, TrainConfig.for_model(preset, device=str(device), epochs=1), 0)
         results: dict[str, list[float]] = {}
         for spec in POLICIES:
-            resolved = resolve_policy(spec)
+            resolved = resolve(spec)
             config = TrainConfig.for_model(
                 preset, **overrides, standard=resolved.standard, cutout=resolved.cutout
             )
-            accs, wall, cpu = children(resolved.augment, data, config, seeds, f"{preset} {spec}")
+            accs, wall, cpu = children(resolved.augmenter, data, config, seeds, f"{preset} {spec}")
             results[spec] = accs
             rows.append((preset, spec, "torch", config.epochs, accs, wall, cpu))
             if args.compare_paths and spec == "autoaugment-cifar10":
                 pool = np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy())  # SamplePairing partners
-                alb = resolved.albumentations(pool, args.workers)
+                alb = albumentations_augment(resolved, data, config, args.workers, pool)
                 label = f"albumentations ({args.workers} workers)"
                 accs, wall, cpu = children(alb, data, config, seeds, f"{preset} {spec} {label}")
                 rows.append((preset, spec, label, config.epochs, accs, wall, cpu))

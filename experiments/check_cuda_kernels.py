@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from autoaug.space.augment import PolicyAugment
 from autoaug.training.data import load
 from autoaug.space.ops import MAGNITUDE_BINS, OPS, OpContext
 from autoaug.space.policy import published_policy
@@ -46,7 +45,7 @@ def main() -> None:
                 worst = max(worst, int(d.max()))
                 frac = max(frac, float((d > 0).float().mean()))
         lines.append(f"| {op.name} | {worst} | {frac:.5f} |")
-    aug = PolicyAugment(published_policy("autoaugment-cifar10"))
+    aug = published_policy("autoaugment-cifar10")
     a = aug(xc, torch.Generator("cuda").manual_seed(1))
     b = aug(xc, torch.Generator("cuda").manual_seed(1))
     lines += ["", f"Same CUDA generator seed, same pixels for the CIFAR-10 policy: {bool(torch.equal(a, b))}"]

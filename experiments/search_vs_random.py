@@ -24,7 +24,8 @@ from hostinfo import cpu_model
 
 from autoaug.search.config import load_config
 from autoaug.space.policy import Policy
-from autoaug.search.search import ChildTask, _device_data, derive_seed, export_policy, run_search
+from autoaug.search.search import ChildTask, derive_seed, export_policy, run_search
+from autoaug.search.trials import device_data
 from autoaug.training.loop import train_child
 
 
@@ -47,7 +48,7 @@ def main() -> None:
     task = ChildTask.from_config(config)
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    data = _device_data(task, device)
+    data = device_data(task.dataset, device, task.train_subset, task.val_subset)
     child = dataclasses.replace(task.child, device=device)
     seeds = [derive_seed(12345, "re-evaluation", k) for k in range(args.seeds)]
 

@@ -32,11 +32,10 @@ from autoaug.search.config import load_config, to_dict, to_toml, valid_keys
 from autoaug.training.data import load_splits
 from autoaug.errors import AutoaugError
 from autoaug.space.albu import set_image_pool, walk
-from autoaug.space.augment import PolicyAugment
 from autoaug.space.export import AlbumentationsFile, to_albumentations
 from autoaug.space.ops import OP_NAMES
 from autoaug.space.policy import Policy, published_policy
-from autoaug.space.specs import resolve
+from autoaug.space.specs import resolve_policy
 from autoaug.space.randaugment import RandAugment, TrivialAugment
 
 SEED = 12
@@ -206,7 +205,7 @@ def _check_policy_runs(policy: Any, images: np.ndarray) -> None:
             for op in sub:
                 assert op.name in OP_NAMES and 0 <= op.prob <= 1
                 assert op.magnitude_bin is None or 0 <= op.magnitude_bin <= 9
-        out = PolicyAugment(policy)(x, g)
+        out = policy(x, g)
     else:
         assert isinstance(policy, (RandAugment, TrivialAugment))
         out = policy(x, g)
@@ -214,7 +213,7 @@ def _check_policy_runs(policy: Any, images: np.ndarray) -> None:
 
 
 def test_fuzzed_policy_files_are_rejected_in_one_line_or_run(tmp_path: Path, cifar_images) -> None:
-    outcomes = _run(POLICY_CASES, lambda i: _policy_case(SEED, i, tmp_path), lambda p: resolve(str(p)),
+    outcomes = _run(POLICY_CASES, lambda i: _policy_case(SEED, i, tmp_path), lambda p: resolve_policy(str(p)),
                     lambda policy: _check_policy_runs(policy, cifar_images[:4]))
     assert sum(outcomes.values()) == POLICY_CASES
     for kind in ("native", "albumentations"):  # the generator reaches both outcomes for both

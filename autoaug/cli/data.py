@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoaug.training import data
+from autoaug.training import data, download
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     dl = data_sub.add_parser(
         "download", help="fetch the official CIFAR-10/100 python archive (MD5-checked)"
     )
-    dl.add_argument("name", choices=sorted(data.ARCHIVES), help="which dataset")
+    dl.add_argument("name", choices=sorted(download.ARCHIVES), help="which dataset")
     dl.add_argument(
         "--dest", required=True, type=Path, help="folder to download and extract into"
     )
@@ -36,7 +36,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
-    folder = data.download(args.name, args.dest, url=args.url, timeout=args.timeout)
+    folder = download.download(args.name, args.dest, url=args.url, timeout=args.timeout)
     print(f"{folder}\nuse it as: --dataset {args.name}:{folder}")
     return 0
 

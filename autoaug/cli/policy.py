@@ -9,19 +9,27 @@ from pathlib import Path
 import cv2
 
 from autoaug.errors import AutoaugError
-from autoaug.space.augment import render_grid
-from autoaug.space.export import AlbumentationsFile, loading_note, save_albumentations
-from autoaug.space.specs import resolve
+from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentations
+from autoaug.space.pipeline import PIPELINES, save_pipeline
+from autoaug.space.render import render_grid
+from autoaug.space.specs import NAMES, resolve, resolve_policy
 from autoaug.training.data import load
+from autoaug.training.loop import export_pipeline
+
+DEFAULT_DATASET = "cifar10-reduced"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    policy = resolve(args.policy)
-    for note in getattr(policy, "warnings", ()):
-        print(f"warning: {note}", file=sys.stderr)
+    resolved = resolve(args.policy)
+    if isinstance(resolved.augmenter, AlbumentationsFile):
+        for note in resolved.augmenter.warnings:
+            print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
-    print(policy.describe())
-    source = getattr(policy, "provenance", {}).get("source")
+    if resolved.augmenter is None:
+        print(resolved.description)
+        return 0
+    print(resolved.augmenter.describe())
+    source = resolved.augmenter.provenance.get("source")
     if source:
         print(f"source: {source}")
     return 0
@@ -30,7 +38,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise AutoaugError(f"--samples: expected a positive number, got {args.samples}")
-    policy = resolve(args.policy)
+    policy = resolve_policy(args.policy)
     images, _ = load(args.dataset, "test")
     grid = render_grid(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)
@@ -42,24 +50,45 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
-    policy = resolve(args.policy)
-    if isinstance(policy, AlbumentationsFile):
+    resolved = resolve(args.policy)
+    if resolved.pipeline_file is not None:
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
-    path = save_albumentations(policy, args.out)
-    print(f"wrote {path}")
-    note = loading_note(policy)
+    if args.pipeline == "policy":
+        if args.dataset is not None:
+            raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
+                               "the policy pipeline has none")
+        if resolved.augmenter is None:
+            raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
+                               "writes its pad-crop / flip / Cutout")
+        pipeline = to_albumentations(resolved.augmenter)
+    else:
+        pipeline = export_pipeline(args.pipeline, resolved, args.dataset or DEFAULT_DATASET)
+    path = save_pipeline(pipeline, args.out)
+    print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
+    note = loading_note(pipeline)
     if note:
         print(note)
     return 0
 
 
+def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -> None:
+    """--pipeline and --dataset, shared by `export-albumentations` and `export`."""
+    parser.add_argument(
+        "--pipeline", choices=PIPELINES, default="policy",
+        help="policy: the policy alone (HWC uint8 -> uint8); train: the whole training recipe "
+        "(policy, Normalize, pad-crop, flip, Cutout where the recipe has it, ToTensorV2); "
+        "eval: Normalize + ToTensorV2 (default policy)",
+    )
+    parser.add_argument("--dataset", default=None, metavar="SPEC", help=dataset_help)
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("validate", help="check a policy file and summarise it")
-    p.add_argument("policy", help="policy JSON file or published name (autoaugment-cifar10, -svhn, -imagenet)")
+    p.add_argument("policy", help="a policy file or one of: " + ", ".join(NAMES[:-1]))
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser("show", help="draw a grid of what a policy does to real images")
-    p.add_argument("policy", help="policy JSON file or published name")
+    p.add_argument("policy", help="a policy file or name (as for validate)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--samples", type=int, default=8, help="images per row (default 8)")
     p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
@@ -67,6 +96,9 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=cmd_show)
 
     p = subparsers.add_parser("export-albumentations", help="write a policy as albumentations JSON (A.load reads it)")
-    p.add_argument("policy", help="policy JSON file or published name")
+    p.add_argument("policy", help="a policy file or name, as for validate (with --pipeline train also "
+                   "the baselines none / standard / cutout)")
     p.add_argument("--out", required=True, help="JSON file to write")
+    add_pipeline_arguments(p, f"dataset whose training split gives Normalize's mean and std "
+                           f"(--pipeline train / eval; default {DEFAULT_DATASET})")
     p.set_defaults(func=cmd_export_albumentations)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Sequence
 
+from autoaug.cli.common import add_child_arguments, child_config
 from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
-from autoaug.search.workers import RayOptions, default_devices
+from autoaug.search.workers import BACKENDS, RayOptions
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
 from autoaug.training.loop import TrainConfig
 
@@ -25,32 +24,7 @@ def _number_list(text: str, kind: type, flag: str) -> tuple:
     return values
 
 
-def train_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`KEY=VALUE` strings -> TrainConfig overrides, each value read as its field's type."""
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or key not in defaults:
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE with KEY one of {', '.join(sorted(defaults))}")
-        default = defaults[key]
-        try:
-            if isinstance(default, bool):
-                if value.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError
-                out[key] = value.lower() in ("true", "1")
-            else:
-                out[key] = type(default)(value)
-        except ValueError:
-            raise ConfigError(f"--set {pair!r}: expected {key} as {type(default).__name__}, got {value!r}") from None
-    return out
-
-
 def cmd_randaugment(args: argparse.Namespace) -> int:
-    overrides = {**policy_training(), **train_overrides(args.set or [])}
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
     spec = GridSpec(
         dataset=args.dataset,
         ns=_number_list(args.n, int, "--n"),
@@ -58,21 +32,14 @@ def cmd_randaugment(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         first_seed=args.first_seed,
         ops=tuple(args.ops.split(",")) if args.ops else DEFAULT_OPS,
-        train=TrainConfig.for_model(args.model, **overrides),
+        train=child_config(args, TrainConfig(**policy_training())),
         save_outputs=not args.no_test,
     )
-    devices = None
-    ray_options = None
-    if args.backend == "ray":
-        ray_options = RayOptions(address=args.ray_address, num_gpus=args.ray_gpus)
-    elif args.devices:
-        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
-    elif args.backend == "process":
-        devices = default_devices(args.workers)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else ["auto"]
     started = time.perf_counter()
     result = run_grid(
-        spec, args.out, backend=args.backend, devices=devices, timeout_s=args.timeout,
-        ray_options=ray_options, retry_failed=args.retry_failed,
+        spec, args.out, backend=args.backend, devices=devices, workers=args.workers or 1, timeout_s=args.timeout,
+        ray_options=RayOptions(address=args.ray_address, num_gpus=args.ray_gpus), retry_failed=args.retry_failed,
     )
     total = len(spec.points())
     print(grid_markdown(result))
@@ -96,13 +63,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--ops", help=f"comma-separated candidate ops (default: {','.join(DEFAULT_OPS)}; "
                    f"also Invert, SamplePairing, {IDENTITY})")
     p.add_argument("--out", default="runs/randaugment", help="run directory (default runs/randaugment)")
-    p.add_argument("--model", default="tiny", help="child network (default tiny)")
-    p.add_argument("--epochs", type=int, help="epochs per child (default: the model's recipe)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a training setting, e.g. --set lr=0.1 (children train like `autoaug train "
-                   "--policy randaugment:...`: standard augmentation and Cutout 16 after RandAugment)")
-    p.add_argument("--backend", default="process", choices=("process", "inline", "ray"), help="where children train")
-    p.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
+    add_child_arguments(p, device=False)  # children train like `autoaug train --policy randaugment:...`
+    p.add_argument("--backend", default="process", choices=BACKENDS, help="where children train")
+    p.add_argument("--workers", type=int, help="worker processes per device (default 1)")
     p.add_argument("--devices", help="comma-separated worker devices, e.g. cuda:0,cuda:0,cuda:1 (overrides --workers)")
     p.add_argument("--ray-address", default="auto", help="Ray cluster address (backend ray; default auto)")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per child on Ray (default 0)")

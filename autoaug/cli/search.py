@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from autoaug.search.config import ALGOS, resolve_config, to_toml
 from autoaug.search.search import export_policy, run_search
+from autoaug.cli.policy import add_pipeline_arguments
 from autoaug.space.export import loading_note
-from autoaug.space.policy import Policy
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -41,16 +42,19 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    exported = export_policy(args.run_dir, top=args.top, out=args.out)
+    exported = export_policy(args.run_dir, top=args.top, out=args.out, pipeline=args.pipeline,
+                             dataset=args.dataset)
     rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
           f"the best {len(exported.trials)} policies, rewards {rewards})")
     print(f"wrote {exported.albumentations_path}")
-    _albumentations_note(exported.policy)
+    if exported.pipeline_path is not None:
+        print(f"wrote {exported.pipeline_path} (the whole {args.pipeline} pipeline, ending in ToTensorV2)")
+    _albumentations_note(exported.policy if exported.pipeline is None else exported.pipeline)
     return 0
 
 
-def _albumentations_note(policy: Policy) -> None:
+def _albumentations_note(policy: Any) -> None:
     note = loading_note(policy)
     if note:
         print(note)
@@ -91,4 +95,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.json",
                    help="native policy file to write (default RUN_DIR/policy.json); the "
                         "albumentations JSON goes next to it as FILE.albumentations.json")
+    add_pipeline_arguments(p, "with --pipeline train / eval: dataset whose training split gives "
+                           "Normalize's mean and std (default: the run's dataset)")
     p.set_defaults(func=cmd_export)

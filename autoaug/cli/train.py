@@ -14,22 +14,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from autoaug.cli.common import add_child_arguments, child_config
 from autoaug.errors import ConfigError
 from autoaug.files import save_json
 from autoaug.space import randaugment
+from autoaug.space.pipeline import load_pipeline_file
+from autoaug.space.specs import NAMES, resolve
 from autoaug.training.data import load_splits
 from autoaug.training.ensemble import save_outputs
 from autoaug.training.loop import (
-    POLICY_SPECS,
     AlbumentationsAugment,
     Augment,
     TrainConfig,
+    albumentations_file,
     predict_proba,
     prepare,
-    resolve_policy,
     train_model,
 )
-from autoaug.training.models import MODEL_NAMES
 
 AUGMENT_PATHS = ("torch", "albumentations")
 
@@ -47,25 +48,24 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy", required=True,
-        help=f"a policy file or one of: {', '.join(POLICY_SPECS[:-1])}",
+        help=f"a policy file, a whole pipeline file (export-albumentations --pipeline train; with "
+        f"--augment albumentations) or one of: {', '.join(NAMES[:-1])}",
     )
     parser.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
-    parser.add_argument("--model", default="tiny", help=f"one of {', '.join(MODEL_NAMES)} (default tiny)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's recipe)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds to train (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are SEED..SEED+K-1")
     parser.add_argument(
         "--augment", default="torch",
-        help="torch (batched kernels on the device) or albumentations (exported pipeline in "
-        "DataLoader workers)",
+        help="torch (batched kernels on the device) or albumentations (the exported whole training "
+        "pipeline, written to OUT/train.albumentations.json, in DataLoader workers)",
     )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
     parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>)")
     parser.add_argument("--adaptive-m", action="store_true", help="RandAugment only: raise M after an epoch whose "
                         "val accuracy falls below the best so far (autoaug.space.randaugment.adapt_magnitude)")
     parser.add_argument("--adaptive-step", type=float, default=30.0, help="M step per unit of relative val drop (default 30)")
+    add_child_arguments(parser, device=True)
     parser.set_defaults(func=_cmd_train)
 
 
@@ -87,27 +87,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown --augment {args.augment!r}; expected one of {', '.join(AUGMENT_PATHS)}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
-    resolved = resolve_policy(args.policy)
-    overrides: dict[str, Any] = dict(
-        standard=resolved.standard, cutout=resolved.cutout, device=args.device
-    )
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
-    config = TrainConfig.for_model(args.model, **overrides)
+    resolved = resolve(args.policy)
+    if resolved.pipeline_file is not None:
+        if args.augment != "albumentations":
+            raise ConfigError(
+                f"{args.policy} is an albumentations pipeline file: it trains with --augment albumentations"
+            )
+        load_pipeline_file(resolved.pipeline_file)  # checked now, before any data are loaded: ends in ToTensorV2
+    config = child_config(args, TrainConfig(standard=resolved.standard, cutout=resolved.cutout))
     # The split seed stays at its default: runs with other --seed values (an ensemble's
     # members) must share their val and test images.
     splits = load_splits(args.dataset, image_size=args.image_size)
     data = prepare(splits, config.device)
-    augment: Augment | AlbumentationsAugment | None = resolved.augment
-    if args.augment == "albumentations":
-        augment = resolved.albumentations(splits.train_x, args.workers)
+    augment: Augment | AlbumentationsAugment | None = resolved.augmenter
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    if args.augment == "albumentations":  # trains from OUT/train.albumentations.json, or the file given
+        augment, warning = albumentations_file(resolved, data, config, args.workers, splits.train_x, out)
+        if warning:
+            print(warning, file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
 
     if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0
         if args.augment != "torch":
             raise ConfigError("--adaptive-m changes M between epochs, which needs --augment torch")
-        randaugment.adaptive_for_training(resolved.source, args.adaptive_step)
+        randaugment.adaptive_for_training(resolved.augmenter, args.adaptive_step)
 
     rows = []
     for seed in range(args.seed, args.seed + args.seeds):
@@ -122,7 +125,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         with SummaryWriter(str(seed_dir / "tb")) as writer:
             seed_augment, hook, adaptive = augment, tick, None
             if args.adaptive_m:  # a fresh M per seed; the hook of autoaug.space.randaugment (issue #5)
-                adaptive = randaugment.adaptive_for_training(resolved.source, args.adaptive_step, writer)
+                adaptive = randaugment.adaptive_for_training(resolved.augmenter, args.adaptive_step, writer)
 
                 def hook(epoch: int, val_acc: float | None, adaptive: Any = adaptive, tick: Any = tick) -> None:
                     tick(epoch, val_acc)
@@ -142,7 +145,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         # outputs.json + outputs.npz (test softmax): what `autoaug ensemble` reads.
         save_outputs(
             seed_dir, val_acc=val_acc, test_proba=test_proba, test_labels=test_labels, seed=seed,
-            policy=args.policy, dataset=args.dataset, model=args.model, augment=args.augment,
+            policy=args.policy, dataset=args.dataset, model=config.model, augment=args.augment,
         )
         rows.append(dict(
             seed=seed, val_acc=val_acc, test_acc=test_acc,
@@ -157,7 +160,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     test_mean, test_std = _mean_std([r["test_acc"] for r in rows])
     results = dict(
         policy=args.policy, description=resolved.description, dataset=args.dataset,
-        model=args.model, augment=args.augment, num_classes=data.num_classes,
+        model=config.model, augment=args.augment, num_classes=data.num_classes,
         image_size=list(data.train_x.shape[2:]), device=str(data.device),
         config=dataclasses.asdict(config), seeds=rows,
         val_acc_mean=val_mean, val_acc_std=val_std,

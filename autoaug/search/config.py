@@ -38,6 +38,7 @@ from typing import Any
 from autoaug.errors import ConfigError
 from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
+from autoaug.search.workers import BACKENDS
 from autoaug.training.loop import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -46,7 +47,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ALGOS = ("ppo", "random")
-BACKENDS = ("process", "inline", "ray")  # autoaug.search.workers.BACKENDS, without importing the pool
 CONFIG_FILENAME = "config.toml"
 DEFAULT_PRESET = "cpu-quick"
 
@@ -60,6 +60,9 @@ RESUMABLE_KEYS = frozenset({
 
 # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
 _OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
+# What a change of `child.model` keeps: what the policy and the machine decide, not the network's
+# recipe (`TrainConfig.for_model`).
+_KEPT_ON_MODEL_CHANGE = ("standard", "cutout", "device")
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -168,9 +171,32 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise ConfigError(f"{name} must be an int below 2**63, got {_short_number(value)}")
 
 
+@dataclass(frozen=True)
+class ChildSettings:
+    """What `autoaug train` and `autoaug randaugment` read from `--set`: the child's [child] table,
+    spelled as in a search (`--set child.epochs=8`)."""
+
+    child: TrainConfig = field(default_factory=TrainConfig)
+    """How the network trains (table [child])."""
+
+
+def child_settings(base: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """`base` with the `child.KEY=VALUE` overrides applied, read like a search's."""
+    return load_config(None, overrides, base=ChildSettings(base)).child
+
+
 # --- the key space ----------------------------------------------------------------------------
 
-_TABLES: dict[str, type] = {"child": TrainConfig, "ppo": PPOConfig}
+Config = SearchConfig | ChildSettings
+
+
+def _tables(cls: type) -> dict[str, type]:
+    """The nested dataclasses of `cls` by field name: its TOML tables."""
+    return {name: hint for name, hint in _field_types(cls).items() if dataclasses.is_dataclass(hint)}
+
+
+def _owned(cls: type) -> dict[str, str]:
+    return _OWNED_BY_SEARCH if cls is SearchConfig else {}
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -178,21 +204,21 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def valid_keys() -> list[str]:
+def valid_keys(cls: type = SearchConfig) -> list[str]:
     """Every settable dotted key, in declaration order (`budget`, ..., `child.epochs`, `ppo.clip_coef`)."""
     keys: list[str] = []
-    for name, hint in _field_types(SearchConfig).items():
-        if name in _TABLES:
-            keys += [f"{name}.{sub}" for sub in _field_types(_TABLES[name])
-                     if f"{name}.{sub}" not in _OWNED_BY_SEARCH]
+    tables = _tables(cls)
+    for name in _field_types(cls):
+        if name in tables:
+            keys += [f"{name}.{sub}" for sub in _field_types(tables[name]) if f"{name}.{sub}" not in _owned(cls)]
         else:
             keys.append(name)
     return keys
 
 
-def _key_type(key: str) -> Any:
+def _key_type(key: str, cls: type) -> Any:
     table, _, name = key.rpartition(".")
-    return _field_types(_TABLES[table] if table else SearchConfig)[name]
+    return _field_types(_tables(cls)[table] if table else cls)[name]
 
 
 def _type_name(hint: Any) -> str:
@@ -203,15 +229,16 @@ def _type_name(hint: Any) -> str:
     return {bool: "bool (true/false)", int: "int", float: "float", str: "string"}.get(hint, str(hint))
 
 
-def _unknown_key(key: str, where: str) -> ConfigError:
+def _unknown_key(key: str, where: str, cls: type) -> ConfigError:
     table, _, _ = key.rpartition(".")
-    if key in _OWNED_BY_SEARCH:
-        return ConfigError(f"key {key!r} in {where} cannot be set: {_OWNED_BY_SEARCH[key]}")
-    keys = valid_keys()
-    if table in _TABLES:
+    if key in _owned(cls):
+        return ConfigError(f"key {key!r} in {where} cannot be set: {_owned(cls)[key]}")
+    keys = valid_keys(cls)
+    tables = _tables(cls)
+    if table in tables:
         same_table = [k for k in keys if k.startswith(table + ".")]
     else:
-        same_table = [k for k in keys if "." not in k] + [f"[{t}]" for t in _TABLES]
+        same_table = [k for k in keys if "." not in k] + [f"[{t}]" for t in tables]
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return ConfigError(f"unknown key {key!r} in {where}{hint}; valid keys: {', '.join(same_table)}")
@@ -243,18 +270,19 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
 
 
-def _flatten(doc: dict[str, Any], where: str) -> dict[str, tuple[Any, str]]:
+def _flatten(doc: dict[str, Any], where: str, cls: type) -> dict[str, tuple[Any, str]]:
     """{'ppo': {'clip_coef': 0.1}} -> {'ppo.clip_coef': (0.1, where)}; tables only one deep."""
     flat: dict[str, tuple[Any, str]] = {}
+    tables = _tables(cls)
     for name, value in doc.items():
         if isinstance(value, dict):
-            if name not in _TABLES:
-                raise _unknown_key(f"{name}.{next(iter(value), '')}" if value else name, where)
+            if name not in tables:
+                raise _unknown_key(f"{name}.{next(iter(value), '')}" if value else name, where, cls)
             for sub, sub_value in value.items():
                 if isinstance(sub_value, dict):
-                    raise _unknown_key(f"{name}.{sub}.{next(iter(sub_value), '')}", where)
+                    raise _unknown_key(f"{name}.{sub}.{next(iter(sub_value), '')}", where, cls)
                 flat[f"{name}.{sub}"] = (sub_value, where)
-        elif name in _TABLES:
+        elif name in tables:
             raise ConfigError(
                 f"{name!r} in {where} must be a table ([{name}] or {name}.KEY = ...), got {value!r}"
             )
@@ -332,10 +360,10 @@ def load_config(
     path: str | os.PathLike[str] | None = None,
     overrides: Sequence[str] = (),
     *,
-    base: SearchConfig | None = None,
+    base: Config | None = None,
     complete: bool = False,
-) -> SearchConfig:
-    """The `SearchConfig` from `base` (default: the built-in defaults), then the TOML file at
+) -> Config:
+    """The config from `base` (default: the search's built-in defaults), then the TOML file at
     `path`, then each `key=value` in `overrides` (later ones win).
 
     Unknown keys raise ConfigError listing the valid keys of their table; a value of the wrong
@@ -345,10 +373,11 @@ def load_config(
     with).
     """
     base = SearchConfig() if base is None else base
+    cls = type(base)
     raw: dict[str, tuple[Any, str]] = {}
     if path is not None:
-        raw.update(_flatten(_read_toml(Path(path)), str(path)))
-        missing = [key for key in valid_keys() if key not in raw]
+        raw.update(_flatten(_read_toml(Path(path)), str(path), cls))
+        missing = [key for key in valid_keys(cls) if key not in raw]
         if complete and missing:
             raise ConfigError(
                 f"{path} lacks {len(missing)} key(s) ({', '.join(missing[:3])}"
@@ -360,23 +389,26 @@ def load_config(
         key, value = _parse_override(item)
         shown = item if item.isprintable() and len(item) <= 80 else _short_number(item)
         raw[key] = (value, f"--set {shown}")
-    keys = set(valid_keys())
-    values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in _TABLES}}
+    keys = set(valid_keys(cls))
+    tables = _tables(cls)
+    values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in tables}}
     for key, (value, where) in raw.items():
         if key not in keys:
-            raise _unknown_key(key, where)
+            raise _unknown_key(key, where, cls)
         table, _, name = key.rpartition(".")
-        values[table][name] = _coerce(key, value, _key_type(key), where)
+        values[table][name] = _coerce(key, value, _key_type(key, cls), where)
 
-    child_values = dict(values["child"])
+    child_values = dict(values.pop("child"))
     model = child_values.pop("model", base.child.model)
     try:
-        child = base.child if model == base.child.model else TrainConfig.for_model(model)
+        child = base.child
+        if model != child.model:
+            child = TrainConfig.for_model(model, **{k: getattr(child, k) for k in _KEPT_ON_MODEL_CHANGE})
         child = dataclasses.replace(child, **child_values)
     except ConfigError as err:
         raise ConfigError(f"[child] {err}") from None
-    ppo = dataclasses.replace(base.ppo, **values["ppo"])
-    return dataclasses.replace(base, **values[""], child=child, ppo=ppo)
+    nested = {t: dataclasses.replace(getattr(base, t), **values.pop(t)) for t in tables if t != "child"}
+    return dataclasses.replace(base, **values.pop(""), child=child, **nested)
 
 
 # --- writing ----------------------------------------------------------------------------------
@@ -385,7 +417,7 @@ def load_config(
 def to_dict(config: SearchConfig) -> dict[str, Any]:
     """The config as nested plain data ({'budget': 160, ..., 'child': {...}, 'ppo': {...}})."""
     out = dataclasses.asdict(config)
-    for key in _OWNED_BY_SEARCH:
+    for key in _owned(type(config)):
         table, _, name = key.partition(".")
         out[table].pop(name, None)
     return out
@@ -413,7 +445,7 @@ def to_toml(config: SearchConfig, header: str = "") -> str:
     """The config as a TOML document that `load_config` reads back to an equal config."""
     doc = to_dict(config)
     lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    tables = {name: doc.pop(name) for name in _TABLES}
+    tables = {name: doc.pop(name) for name in _tables(type(config))}
     lines += [f"{key} = {_toml_value(value)}" for key, value in doc.items()]
     for name, table in tables.items():
         lines += ["", f"[{name}]"]
@@ -439,8 +471,9 @@ def differences(a: SearchConfig, b: SearchConfig) -> list[tuple[str, Any, Any]]:
 
 def _flat_values(config: SearchConfig) -> dict[str, Any]:
     doc = to_dict(config)
-    flat = {k: v for k, v in doc.items() if k not in _TABLES}
-    for table in _TABLES:
+    tables = _tables(type(config))
+    flat = {k: v for k, v in doc.items() if k not in tables}
+    for table in tables:
         flat.update({f"{table}.{k}": v for k, v in doc[table].items()})
     return flat
 

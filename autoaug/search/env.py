@@ -1,10 +1,16 @@
-"""The policy search as a Gymnasium environment, so any Gymnasium agent can drive it.
+"""The search space as a Gymnasium environment, for agents from outside this package.
 
 This module owns the translation between Gymnasium's contract and the search space: an action
 is a policy's 30 tokens (`MultiDiscrete([16, 11, 10] * 10)` for 5 sub-policies), an episode is
-one step, and the reward is whatever `reward_fn(policy)` returns (the search passes one that
-trains a child model and returns its validation accuracy). Random search is
-`env.step(env.action_space.sample())`; the built-in controller is `autoaug.search.controller`.
+one step, and the reward is whatever `reward_fn(policy)` returns. Random search is
+`env.step(env.action_space.sample())`.
+
+`autoaug search` does not run through it: the search evaluates a batch of policies per
+controller round on a worker pool, gives every child its own recorded seed, and keeps every
+trial in a store it resumes from (`autoaug.search.trials`), none of which a one-policy
+`reward_fn` carries. With this env, `reward_fn` is the agent's own, e.g.
+`lambda policy: train_child(policy, data, config, seed)` (`autoaug.training.loop`), and seeds,
+parallelism and resuming are the agent's business.
 """
 
 from __future__ import annotations

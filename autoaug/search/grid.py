@@ -13,24 +13,23 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
-from autoaug.search.store import STORE_FILENAME, RunLock, TrialSpec, TrialStore
-from autoaug.search.workers import Task, WorkerPool, check_timeout
+from autoaug.search.store import TrialSpec
+from autoaug.search.trials import add_batch, check_setup, device_data, make_pool, open_run, run_trials
+from autoaug.search.workers import EvalFn, RayOptions, check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
-from autoaug.space.policy import _short
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
-from autoaug.training.data import load_splits
+from autoaug.space.specs import POLICY_CUTOUT
 from autoaug.training.ensemble import read_outputs_meta, save_outputs
-from autoaug.training.loop import POLICY_CUTOUT, TrainConfig, evaluate, predict_proba, prepare, train_model
+from autoaug.training.loop import TrainConfig, evaluate, predict_proba, train_model
 
 GRID_JSON = "grid.json"
 GRID_MD = "grid.md"
@@ -100,23 +99,11 @@ def point_name(n: int, m: float, seed: int) -> str:
     return f"{point_key(n, m)},seed={seed}"
 
 
-_DATA_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def _device_data(dataset: str, device: str):
-    """The dataset on `device`, loaded once per worker process."""
-    key = (dataset, device)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()  # one dataset per worker at a time
-        _DATA_CACHE[key] = prepare(load_splits(dataset), device)
-    return _DATA_CACHE[key]
-
-
 def evaluate_point(payload: dict[str, Any], seed: int, device: str) -> float:
     """The grid's evaluation function (`autoaug.search.workers.EvalFn`): train one child with
     RandAugment(N, M) and return its validation accuracy; with `save` set, also write its test
     accuracy and test softmax there (`autoaug.training.ensemble.save_outputs`)."""
-    data = _device_data(payload["dataset"], device)
+    data = device_data(payload["dataset"], device)
     config = TrainConfig(**{**payload["train"], "device": device})
     augment = RandAugment(payload["n"], payload["m"], tuple(payload["ops"]))
     model, _ = train_model(augment, data, config, seed)
@@ -180,40 +167,27 @@ def run_grid(
     out_dir: str | Path,
     *,
     backend: str = "process",
-    devices: Sequence[str] | None = None,
+    devices: Sequence[str] = ("auto",),
+    workers: int = 1,
     timeout_s: float | None = None,
-    ray_options: Any = None,
+    ray_options: RayOptions | None = None,
     retry_failed: bool = False,
-    fn: Callable[[dict[str, Any], int, str], float] = evaluate_point,
+    fn: EvalFn = evaluate_point,
     progress: bool = True,
 ) -> GridResult:
     """Train every (N, M, seed) of `spec` not already done in `out_dir`, then write the tables
     (grid.md, grid.json) and the best (N, M) as native and albumentations JSON.
 
     Resumable: every child is a trial of the run directory's `TrialStore`; a rerun (after a
-    kill, or with more N / M values or seeds) trains only what the store lacks. A failed child
-    stays failed unless `retry_failed`. `fn` is the evaluation function (tests pass stubs).
+    kill, or with more N / M values or seeds) trains only what the store lacks, as one more
+    batch. A failed child stays failed unless `retry_failed`. `fn` is the evaluation function
+    (tests pass stubs); the pool arguments are `autoaug.search.trials.make_pool`'s.
     """
     check_timeout(timeout_s)  # before the run directory is touched
     out = Path(out_dir)
-    setup = json.dumps(spec.setup(), sort_keys=True)
-    with RunLock(out), TrialStore(out / STORE_FILENAME) as store:
-        stored = store.get_meta("randaugment_setup")
-        if stored is None:
-            if store.rows():
-                raise AutoaugError(f"{out}: holds trials of something other than a RandAugment grid; use another --out")
-            store.set_meta("randaugment_setup", setup)
-        elif stored != setup:
-            old, new = json.loads(stored), json.loads(setup)
-            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise AutoaugError(
-                f"{out}: this grid was started with another {', '.join(changed)} "
-                f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup"
-            )
-        store.requeue_running()
-        latest = {}  # (key, seed) -> newest row
-        for trial in store.rows():
-            latest[(trial.key, trial.seed)] = trial
+    with open_run(out) as (store, _):
+        check_setup(store, "randaugment_setup", spec.setup(), "RandAugment grid")
+        latest = {(t.key, t.seed): t for t in store.rows()}  # the newest row of each point
         new_specs = []
         for n, m, seed in spec.points():
             row = latest.get((point_key(n, m), seed))
@@ -222,40 +196,18 @@ def run_grid(
                 if spec.save_outputs:
                     payload["save"] = str((out / MODELS_DIR / point_name(n, m, seed)).resolve())
                 new_specs.append(TrialSpec(key=point_key(n, m), payload=payload, seed=seed))
-        if new_specs:
-            rounds = [t.round for t in store.rows()]
-            for trial in store.add_pending(max(rounds) + 1 if rounds else 0, new_specs):
-                latest[(trial.key, trial.seed)] = trial
+        for trial in add_batch(store, new_specs):
+            latest[(trial.key, trial.seed)] = trial
         wanted = [latest[(point_key(n, m), seed)] for n, m, seed in spec.points()]
-        todo = [t for t in wanted if t.status == "pending"]
-        if todo:
-            _evaluate_trials(store, todo, fn, backend, devices, timeout_s, ray_options, progress)
-        rows = {(t.key, t.seed): t for t in (store.get(t.id) for t in wanted)}
-    result = _collect(spec, rows, out, evaluated=len(todo))
+        evaluated = sum(t.status == "pending" for t in wanted)
+        if evaluated:
+            bar = tqdm(total=evaluated, desc="randaugment grid", unit="child", disable=not progress)
+            with make_pool(fn, backend=backend, devices=devices, workers=workers, timeout_s=timeout_s,
+                           ray_options=ray_options) as pool, bar:
+                wanted = run_trials(store, pool, wanted, on_result=lambda _: bar.update(1))
+    result = _collect(spec, {(t.key, t.seed): t for t in wanted}, out, evaluated)
     _write_grid(result)
     return result
-
-
-def _evaluate_trials(store, todo, fn, backend, devices, timeout_s, ray_options, progress) -> None:
-    bar = tqdm(total=len(todo), desc="randaugment grid", unit="child", disable=not progress)
-
-    def on_start(task: Task, worker: str) -> None:
-        store.mark_running(task.id, worker)
-
-    def on_result(result) -> None:
-        if result.ok:
-            store.mark_done(result.task_id, result.reward, result.duration)
-        else:
-            store.mark_failed(result.task_id, result.error or "failed", result.duration, result.traceback)
-            bar.write(f"child {store.get(result.task_id).key} failed: {result.error}")
-        bar.update(1)
-
-    tasks = [Task(id=t.id, payload=t.payload, seed=t.seed) for t in todo]
-    try:
-        with WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s, ray_options=ray_options) as pool:
-            pool.run(tasks, on_start=on_start, on_result=on_result)
-    finally:
-        bar.close()
 
 
 def _collect(spec: GridSpec, rows: dict, out: Path, evaluated: int) -> GridResult:

@@ -57,25 +57,18 @@ from autoaug.search.config import (
 )
 from autoaug.search.controller import Controller
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.store import (
-    CHECKPOINT_FILENAME,
-    STORE_FILENAME,
-    UNFINISHED,
-    RunLock,
-    Trial,
-    TrialSpec,
-    TrialStore,
-    load_checkpoint,
-    save_checkpoint,
-    store_exists,
-)
-from autoaug.search.workers import RayOptions, Result, Task, WorkerPool
-from autoaug.space.augment import render_grid
+from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
+from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
+from autoaug.search.trials import device_data, load_data, make_pool, run_trials
+from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import OP_NAMES
+from autoaug.space.pipeline import PIPELINES, pipeline_path, save_pipeline
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
-from autoaug.training.data import Splits, fingerprint, load_splits
-from autoaug.training.loop import DeviceData, TrainConfig, prepare, train_child
+from autoaug.space.render import render_grid
+from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
+from autoaug.training.data import Splits, fingerprint
+from autoaug.training.loop import TrainConfig, export_pipeline, train_child
 from autoaug.training.models import build_model, check_image_size
 
 POLICY_FILENAME = "policy.json"
@@ -102,46 +95,9 @@ class ChildTask:
         return cls(config.dataset, config.train_subset, config.val_subset, config.child)
 
 
-def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:
-    """Indices of the first `n` images taking the classes in turn (the first image of every
-    class, then the second of every class, ...), in their original order; all if n is None.
-
-    A plain `[:n]` could be lopsided if a source is sorted by class; this needs no RNG, so every
-    worker and every resumed run scores on the same images.
-    """
-    if n is None or n >= len(y):
-        return np.arange(len(y))
-    rank = np.empty(len(y), dtype=np.int64)  # position of each image within its class
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rank[members] = np.arange(len(members))
-    order = np.lexsort((y, rank))  # by rank, then class
-    return np.sort(order[:n])
-
-
 def load_search_data(task: ChildTask) -> Splits:
     """The dataset's splits with the child-train and reward-val subsets applied."""
-    splits = load_splits(task.dataset)
-    train = balanced_head(splits.train_y, task.train_subset)
-    val = balanced_head(splits.val_y, task.val_subset)
-    return dataclasses.replace(
-        splits,
-        train_x=splits.train_x[train], train_y=splits.train_y[train],
-        val_x=splits.val_x[val], val_y=splits.val_y[val],
-    )
-
-
-# One prepared dataset per worker process, reused by every trial that process runs (the data go
-# to the device once, airbench-style). Keyed by what it was built from; only the last is kept.
-_DATA_CACHE: dict[tuple[Any, ...], Any] = {}
-
-
-def _device_data(task: ChildTask, device: str) -> DeviceData:
-    key = (task.dataset, task.train_subset, task.val_subset, device)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()
-        _DATA_CACHE[key] = prepare(load_search_data(task), device)
-    return _DATA_CACHE[key]
+    return load_data(task.dataset, task.train_subset, task.val_subset)
 
 
 def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
@@ -149,7 +105,7 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
     reward. Top level so worker processes can unpickle it (as `functools.partial(evaluate_policy,
     task)`)."""
     policy = Policy.from_json(payload["policy"], "trial payload")
-    data = _device_data(task, device)
+    data = device_data(task.dataset, device, task.train_subset, task.val_subset)
     return train_child(policy, data, dataclasses.replace(task.child, device=device), seed)
 
 
@@ -274,19 +230,11 @@ def _make_run_dir(run_dir: Path) -> None:
 
 
 def _worker_pool(config: SearchConfig, task: ChildTask) -> WorkerPool:
-    fn = functools.partial(evaluate_policy, task)
-    if config.backend == "ray":
-        options = RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial)
-        return WorkerPool(fn, backend="ray", timeout_s=config.trial_timeout_s, ray_options=options)
-    devices = list(config.device_list)
-    if devices == ["auto"]:
-        gpus = torch.cuda.device_count()
-        devices = [f"cuda:{i}" for i in range(gpus)] or ["cpu"]
-    if config.backend == "inline":
-        devices = devices[:1]  # one trial at a time, in this process
-    else:
-        devices = [d for _ in range(config.workers) for d in devices]  # round-robin over devices
-    return WorkerPool(fn, backend=config.backend, devices=devices, timeout_s=config.trial_timeout_s)
+    return make_pool(
+        functools.partial(evaluate_policy, task), backend=config.backend, devices=config.device_list,
+        workers=config.workers, timeout_s=config.trial_timeout_s,
+        ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
+    )
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
@@ -359,22 +307,11 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                               tokens=t.tolist())
                     for slot, t in enumerate(tokens)
                 ]
-                trials = store.add_pending(round_, specs)
-
                 # 2. Evaluate what is unfinished; each result is committed the moment it arrives.
-                def on_start(t: Task, worker: str) -> None:
-                    store.mark_running(t.id, worker)
-
                 def on_result(result: Result) -> None:
                     nonlocal best_reward, step
-                    if result.ok:
-                        store.mark_done(result.task_id, result.reward, result.duration)
-                        if best_reward is None or result.reward > best_reward:
-                            best_reward = result.reward
-                    else:
-                        store.mark_failed(result.task_id, result.error, result.duration,
-                                          result.traceback)
-                        tqdm.write(f"trial {result.task_id} failed: {result.error}", file=sys.stderr)
+                    if result.ok and (best_reward is None or result.reward > best_reward):
+                        best_reward = result.reward
                     step += 1
                     if writer is not None and result.ok:
                         writer.add_scalar("charts/trial_reward", result.reward, step)
@@ -382,12 +319,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     if best_reward is not None:
                         bar.set_postfix(best=f"{best_reward:.4f}", round=round_)
 
-                todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
-                if todo:
-                    pool.run(todo, on_start=on_start, on_result=on_result)
+                trials = run_trials(store, pool, store.add_pending(round_, specs), on_result)
 
                 # 3. Learn from the round's completed trials (failed ones are left out).
-                trials = store.rows(round=round_)
                 ok = [slot for slot, t in enumerate(trials) if t.status == "done"]
                 failed = len(trials) - len(ok)
                 stats: dict[str, float] = {}
@@ -571,19 +505,29 @@ class Export:
     trials: list[Trial]
     policy_path: Path
     albumentations_path: Path
+    pipeline_path: Path | None = None
+    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline: Any = None
+    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
 
 
 def export_policy(
-    run_dir: str | Path, top: int = 5, out: str | Path | None = None
+    run_dir: str | Path, top: int = 5, out: str | Path | None = None,
+    pipeline: str = "policy", dataset: str | None = None,
 ) -> Export:
     """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
 
     Best by reward, ties to the earlier trial. Writes native JSON to `out` (default
-    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it.
+    RUN_DIR/policy.json) with provenance, and the albumentations JSON next to it. With
+    `pipeline` "train" or "eval" also the whole training / evaluation pipeline
+    (FILE.train.albumentations.json, FILE.eval...), normalised with `dataset`'s statistics
+    (default: the run's dataset).
     """
     run_dir = Path(run_dir)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
+    if pipeline not in PIPELINES:
+        raise AutoaugError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINES)}")
     store_path = run_dir / STORE_FILENAME
     if not store_path.is_file():
         what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
@@ -619,9 +563,16 @@ def export_policy(
     policy = Policy(sub_policies, info)
     out = run_dir / POLICY_FILENAME if out is None else Path(out)
     albu_out = albumentations_path(out)
+    whole, whole_out = None, None
+    if pipeline != "policy":  # built first: a bad dataset writes nothing
+        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT)
+        dataset = dataset or (config.dataset if config else "cifar10-reduced")
+        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
         policy.save(out)
         save_albumentations(policy, albu_out)
+        if whole is not None:
+            save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out)
+    return Export(policy, best, out, albu_out, whole_out, whole)

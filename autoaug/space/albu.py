@@ -18,6 +18,8 @@ from typing import Any
 import albumentations as A
 import cv2
 import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import AutoaugError, PolicyError
 
@@ -97,6 +99,45 @@ class SamplePairing(A.ImageOnlyTransform):
         return ("weight",)
 
 
+class ClippedCutout(A.ImageOnlyTransform):
+    """Fill one `size` x `size` square with `fill`, its centre uniform over every pixel of the
+    image and the square clipped at the borders (DeVries & Taylor 2017, the AutoAugment reference
+    code's `cutout_numpy`): the Cutout 16 of the training recipe, `autoaug.training.loop.cutout`
+    per image.
+
+    albumentations' `CoarseDropout` keeps its holes wholly inside the image, which cuts out more
+    pixels near the border than this. In the training pipeline it runs after `Normalize`, so
+    `fill` 0.0 is the dataset's mean colour, as the zeros of the torch path are.
+    """
+
+    @classmethod
+    def get_class_fullname(cls) -> str:
+        return f"{_SERIALISED_MODULE}.{cls.__name__}"
+
+    def __init__(self, size: int = 16, fill: float = 0.0, p: float = 1.0):
+        super().__init__(p=p)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise AutoaugError(f"ClippedCutout size: expected an int >= 1 (pixels), got {size!r}")
+        self.size = size
+        self.fill = float(fill)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        cy = int(self.random_generator.integers(h))
+        cx = int(self.random_generator.integers(w))
+        y0, x0 = cy - self.size // 2, cx - self.size // 2  # may lie outside: clipped below
+        return {"box": (max(y0, 0), min(y0 + self.size, h), max(x0, 0), min(x0 + self.size, w))}
+
+    def apply(self, img: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0), **params: Any) -> np.ndarray:
+        y0, y1, x0, x1 = box
+        out = img.copy()
+        out[y0:y1, x0:x1] = self.fill
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "fill")
+
+
 def walk(transform: Any):
     """A transform and, depth first, every transform nested in it."""
     yield transform
@@ -118,6 +159,17 @@ def set_image_pool(pipeline: Any, images: np.ndarray) -> int:
             t.image_pool = images
             found += 1
     return found
+
+
+def normalization(pipeline: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) on the 0..255 scale of the first `Normalize` in `pipeline`, or None."""
+    for t in walk(pipeline):
+        if isinstance(t, A.Normalize) and t.mean is not None and t.std is not None:
+            scale = t.max_pixel_value or 1.0
+            mean = tuple(float(m) * scale for m in t.mean)  # type: ignore[union-attr]
+            std = tuple(float(s) * scale for s in t.std)  # type: ignore[union-attr]
+            return mean, std
+    return None
 
 
 def seed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:
@@ -182,10 +234,13 @@ def load_pipeline(doc: Any, where: str) -> tuple[Any, list[str]]:
 
 
 def _try_each(pipeline: Any, where: str) -> None:
-    """Run every transform of `pipeline` once, whatever its p, on a 32x32 RGB image: albumentations
-    accepts arguments it then cannot apply (an int beyond float range in an Affine, say), and
-    a file found broken mid-training would cost the run."""
-    image = np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3)  # (H, W, C)
+    """Run every transform of `pipeline` once, whatever its p, on a 32x32 RGB image (larger where
+    a RandomCrop of a whole training pipeline asks for more): albumentations accepts arguments it
+    then cannot apply (an int beyond float range in an Affine, say), and a file found broken
+    mid-training would cost the run. Normalize may give float32, ToTensorV2 a (C, H, W) tensor."""
+    crops = [getattr(t, name, 0) for t in walk(pipeline) if isinstance(t, A.RandomCrop) for name in ("height", "width")]
+    side = max([32] + [c for c in crops if isinstance(c, int) and 0 < c <= 4096])
+    image = (np.arange(side * side * 3) % 256).astype(np.uint8).reshape(side, side, 3)  # (H, W, C)
     for t in walk(pipeline):
         if isinstance(t, A.BaseCompose):
             continue
@@ -197,7 +252,12 @@ def _try_each(pipeline: Any, where: str) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # overflow warnings of extreme but finite values
                 out = t(image=image)["image"]
-            if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 3:
+            if isinstance(t, ToTensorV2):
+                ok = isinstance(out, torch.Tensor) and out.ndim == 3
+            else:
+                ok = isinstance(out, np.ndarray) and out.ndim == 3 and (
+                    out.dtype == np.uint8 or (out.dtype == np.float32 and isinstance(t, A.Normalize)))
+            if not ok:
                 raise TypeError(f"gave {type(out).__name__} {getattr(out, 'dtype', '')}")
         except Exception as err:  # noqa: BLE001 - any failure of a transform on a plain image
             raise PolicyError(

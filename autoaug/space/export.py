@@ -16,33 +16,38 @@ import albumentations as A
 import numpy as np
 import torch
 
-from autoaug.space.albu import SamplePairing, Sharpness, compose, load_pipeline, seed_pipeline, walk
+from autoaug.space.albu import ClippedCutout, SamplePairing, compose, load_pipeline, normalization, seed_pipeline, walk
+from autoaug.space.augment import Augmenter
 
 
-def to_albumentations(policy: Any, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
+def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
     """An `A.Compose` that applies `policy` (a Policy, RandAugment or TrivialAugment) to one HWC
     uint8 image per call. `image_pool` feeds SamplePairing (usually the training images)."""
     return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
 
 
-def needs_autoaug(policy: Any) -> bool:
-    """Whether loading the export of `policy` needs `import autoaug` (it holds autoaug's own transforms)."""
+def needs_autoaug(policy: Augmenter | A.BaseCompose) -> bool:
+    """Whether loading the export of `policy` (or an albumentations pipeline) needs `import autoaug`
+    (it holds autoaug's own transforms)."""
     return loading_note(policy) is not None
 
 
-def loading_note(policy: Any) -> str | None:
-    """What a user must do before using the export of `policy`, or None when plain `A.load` is enough."""
-    transforms = list(walk(to_albumentations(policy)))
-    if not any(isinstance(t, (Sharpness, SamplePairing)) for t in transforms):
+def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
+    """What a user must do before using the export of `policy` (or an albumentations pipeline,
+    e.g. a whole training pipeline), or None when plain `A.load` is enough."""
+    pipeline = policy if isinstance(policy, A.BaseCompose) else to_albumentations(policy)
+    transforms = list(walk(pipeline))
+    own = sorted({type(t).__name__ for t in transforms if type(t).__module__ == ClippedCutout.__module__})
+    if not own:
         return None
-    note = ("note: the albumentations JSON holds autoaug's own transforms (Sharpness / "
-            "SamplePairing): `import autoaug` before A.load")
+    note = (f"note: the albumentations JSON holds autoaug's own transforms ({' / '.join(own)}): "
+            "`import autoaug` before A.load")
     if any(isinstance(t, SamplePairing) for t in transforms):
         note += ", and give SamplePairing its partner images with autoaug.albu.set_image_pool(pipeline, images)"
     return note
 
 
-def save_albumentations(policy: Any, path: str | Path) -> Path:
+def save_albumentations(policy: Augmenter, path: str | Path) -> Path:
     """Write the albumentations JSON of `policy` with `A.save`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,13 +69,27 @@ class AlbumentationsFile:
         """From the parsed JSON `doc` of file `path`, checked by `load_pipeline`; what it warns
         about (a pipeline that never changes an image) is in `warnings`."""
         self.pipeline, self.warnings = load_pipeline(doc, path)
+        self.provenance = {"source": path}
 
     def describe(self) -> str:
         names = sorted({type(t).__name__ for t in walk(self.pipeline)} - {"Compose", "OneOf", "Sequential"})
         return f"albumentations pipeline (A.load reads it) of {', '.join(names)}"
 
+    def summary(self) -> str:
+        return "albumentations pipeline"
+
+    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+        return list(self.pipeline.transforms)
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator)))
-        hwc = images.permute(0, 2, 3, 1).numpy()
-        out = np.stack([self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc])
-        return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+        seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator, device=generator.device)))
+        hwc = images.permute(0, 2, 3, 1).cpu().numpy()
+        outs = [self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc]
+        if not isinstance(outs[0], torch.Tensor):  # a policy pipeline: HWC uint8
+            return torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).contiguous().to(images.device)
+        # A whole pipeline ending in ToTensorV2: back from its normalisation to pixels to draw.
+        x = torch.stack(outs)  # (N, C, H, W) float32
+        stats = normalization(self.pipeline)
+        if stats is not None:
+            x = x * torch.tensor(stats[1]).view(1, -1, 1, 1) + torch.tensor(stats[0]).view(1, -1, 1, 1)
+        return x.round().clamp(0, 255).to(torch.uint8).to(images.device)

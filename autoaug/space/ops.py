@@ -70,11 +70,12 @@ class OpSpec:
     def has_magnitude(self) -> bool:
         return self.low is not None
 
-    def magnitude(self, magnitude_bin: int) -> float:
-        """Physical magnitude of a bin (before any random sign)."""
+    def magnitude(self, level: float, top: float = MAGNITUDE_BINS - 1) -> float:
+        """Physical magnitude (before any random sign) at `level` of a scale 0..`top`: a magnitude
+        bin 0..9 by default, RandAugment's M on 0..30 with `top=30`; linear over [low, high]."""
         if self.low is None or self.high is None:
             return 0.0
-        value = self.low + (self.high - self.low) * magnitude_bin / (MAGNITUDE_BINS - 1)
+        value = self.low + (self.high - self.low) * level / top
         return float(round(value)) if self.integer else value
 
 
@@ -358,6 +359,10 @@ def _cutout_albu(m: float, p: float) -> A.BasicTransform:
     )
 
 
+def identity(img, m, ctx):
+    return img
+
+
 # --------------------------------------------------------------------------------------------
 # The table. Ranges: AutoAugment paper, appendix table of operations.
 
@@ -444,7 +449,15 @@ OPS: tuple[OpSpec, ...] = (
     ),
 )
 
-OP_NAMES: tuple[str, ...] = tuple(op.name for op in OPS)
+# The AutoAugment search space is the 16 rows above (a policy's op id is a position in OPS);
+# RandAugment and TrivialAugment may also draw this one, which their papers list.
+IDENTITY_OP = OpSpec(
+    "Identity", None, None, "-", False, identity, lambda m, p: A.NoOp(p=p),
+    notes="Leaves the image alone. Not in the AutoAugment search space (the paper's 16 ops).",
+)
+TABLE: tuple[OpSpec, ...] = OPS + (IDENTITY_OP,)  # every row; `apply_ops` takes positions in TABLE
+TABLE_NAMES: tuple[str, ...] = tuple(op.name for op in TABLE)
+OP_NAMES: tuple[str, ...] = TABLE_NAMES[: len(OPS)]
 OPS_BY_NAME: dict[str, OpSpec] = {op.name: op for op in OPS}
 
 
@@ -458,7 +471,7 @@ def get_op(name: str) -> OpSpec:
 
 def op_to_albumentations(name: str, magnitude: float, prob: float) -> A.BasicTransform:
     """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed."""
-    spec = OPS_BY_NAME[name]
+    spec = TABLE[TABLE_NAMES.index(name)]
     if spec.signed and magnitude != 0:
         both = [spec.albumentations(magnitude, 1.0), spec.albumentations(-magnitude, 1.0)]
         return A.OneOf(both, p=prob)

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import albumentations as A
+import torch
 
 from autoaug.errors import PolicyError
 from autoaug.files import save_json
 from autoaug.space.albu import compose
+from autoaug.space.augment import apply_ops, signed_magnitudes
 from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, get_op, op_to_albumentations
 from autoaug.space.published import PUBLISHED
 
@@ -104,6 +106,11 @@ class Policy:
 
     sub_policies: tuple[SubPolicy, ...]
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # (S, depth) tables of the batched execution; a sub-policy shorter than `depth` pads with
+    # probability 0
+    _op_ids: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+    _probs: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
+    _magnitudes: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if not self.sub_policies:
@@ -111,6 +118,25 @@ class Policy:
         for i, sub in enumerate(self.sub_policies):
             if not sub:
                 raise PolicyError(f"sub-policy {i} is empty: expected at least one operation")
+        shape = (len(self.sub_policies), max(len(sub) for sub in self.sub_policies))
+        op_ids, probs, magnitudes = torch.zeros(shape, dtype=torch.long), torch.zeros(shape), torch.zeros(shape)
+        for i, sub in enumerate(self.sub_policies):
+            for k, op in enumerate(sub):
+                op_ids[i, k], probs[i, k], magnitudes[i, k] = OP_NAMES.index(op.name), op.prob, op.magnitude
+        object.__setattr__(self, "_op_ids", op_ids)
+        object.__setattr__(self, "_probs", probs)
+        object.__setattr__(self, "_magnitudes", magnitudes)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Batched execution: per image, a sub-policy drawn uniformly, then each of its ops in
+        order fires with its probability, signed ops with a random sign."""
+        b = images.shape[0]
+        gdev = generator.device
+        sub = torch.randint(len(self.sub_policies), (b,), generator=generator, device=gdev).cpu()  # (B,)
+        fire_draw = torch.rand(b, self._op_ids.shape[1], generator=generator, device=gdev).cpu()  # (B, depth)
+        op_ids = self._op_ids[sub]  # (B, depth)
+        magnitudes = signed_magnitudes(self._magnitudes[sub], op_ids, generator)  # (B, depth)
+        return apply_ops(images, op_ids, magnitudes, fire_draw < self._probs[sub], generator)
 
     # ---- tokens (the controller's action) ------------------------------------------------
 
@@ -183,15 +209,14 @@ class Policy:
         """An `A.Compose` running this policy per image (see `autoaug.space.export`)."""
         return compose(self.to_albumentations_transforms(), image_pool=image_pool)
 
+    def summary(self) -> str:
+        return str(self.provenance.get("source") or f"policy of {len(self.sub_policies)} sub-policies")
+
     def describe(self) -> str:
         lines = [f"{len(self.sub_policies)} sub-policies"]
         for i, sub in enumerate(self.sub_policies):
             lines.append(f"  {i:2d}: " + " -> ".join(str(op) for op in sub))
         return "\n".join(lines)
-
-    @property
-    def op_names(self) -> set[str]:
-        return {op.name for sub in self.sub_policies for op in sub}
 
 
 def _short(value: Any) -> str:

@@ -28,8 +28,8 @@ Candidates (a user choice: `ops=`, the JSON "ops" list, `--ops`, `ops=A+B` in a 
   an albumentations pipeline applied to one image does not have without an image pool) and
   Invert (the RandAugment paper's list has no Invert, and Solarize at M=0, threshold 0, already is
   an Invert). That leaves 14 ops.
-- "Identity" (leave the image alone) is accepted as an extra candidate name; it is handled here
-  (it never fires) and exports as `A.NoOp`. The paper's own 14 are `PAPER_OPS`: Identity plus the
+- "Identity" (leave the image alone; a row of the op table outside the AutoAugment search space,
+  exported as `A.NoOp`) is accepted as a candidate too. The paper's own 14 are `PAPER_OPS`: Identity plus the
   default list without Cutout (the paper applies Cutout outside RandAugment, as
   `TrainConfig.cutout` does here).
 
@@ -62,7 +62,6 @@ albumentations exports
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,10 +71,9 @@ import torch
 
 from autoaug.errors import ConfigError, PolicyError
 from autoaug.files import save_json
-from autoaug.space.albu import compose
-from autoaug.space.augment import apply_ops
+from autoaug.space.augment import apply_ops, signed_magnitudes
 from autoaug.space.export import albumentations_path, save_albumentations
-from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, op_to_albumentations
+from autoaug.space.ops import IDENTITY_OP, MAGNITUDE_BINS, OP_NAMES, TABLE, TABLE_NAMES, op_to_albumentations
 from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number
 
 M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
@@ -85,8 +83,8 @@ DEFAULT_N = 2
 # a few dozen an image is noise whatever the ops, and a file's N = 10**30 would otherwise pass
 # validation and then fail to allocate its (B, N) draws in training.
 N_MAX = 30
-IDENTITY = "Identity"  # a candidate name handled here, not a table row
-CANDIDATE_NAMES: tuple[str, ...] = OP_NAMES + (IDENTITY,)
+IDENTITY = IDENTITY_OP.name
+CANDIDATE_NAMES: tuple[str, ...] = TABLE_NAMES
 DEFAULT_OPS: tuple[str, ...] = tuple(name for name in OP_NAMES if name not in ("Invert", "SamplePairing"))
 PAPER_OPS: tuple[str, ...] = (IDENTITY,) + tuple(name for name in DEFAULT_OPS if name != "Cutout")
 KINDS = ("randaugment", "trivialaugment")
@@ -94,11 +92,7 @@ KINDS = ("randaugment", "trivialaugment")
 
 def magnitude_at(name: str, m: float) -> float:
     """Physical magnitude of table op `name` at RandAugment magnitude `m` (0..30), before the sign."""
-    op = OPS_BY_NAME[name]
-    if op.low is None or op.high is None:
-        return 0.0
-    value = op.low + (op.high - op.low) * m / M_MAX
-    return float(round(value)) if op.integer else value
+    return TABLE[TABLE_NAMES.index(name)].magnitude(m, top=M_MAX)
 
 
 def check_ops(ops: Any, where: str = "ops") -> tuple[str, ...]:
@@ -128,17 +122,9 @@ def _check_m(m: Any, where: str) -> float:
     return float(m)
 
 
-def _candidate_table(ops: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(K,) table op ids (-1 for Identity) and (K,) whether each candidate is signed."""
-    ids = torch.tensor([OP_NAMES.index(name) if name != IDENTITY else -1 for name in ops])
-    signed = torch.tensor([name != IDENTITY and OPS_BY_NAME[name].signed for name in ops])
-    return ids, signed
-
-
-def _candidate_albumentations(name: str, magnitude: float) -> A.BasicTransform:
-    if name == IDENTITY:
-        return A.NoOp(p=1.0)
-    return op_to_albumentations(name, magnitude, 1.0)
+def _table_ids(ops: tuple[str, ...]) -> torch.Tensor:
+    """(K,) positions of the candidates in the op table."""
+    return torch.tensor([TABLE_NAMES.index(name) for name in ops])
 
 
 @dataclass(frozen=True)
@@ -147,7 +133,7 @@ class Draws:
 
     op_ids: torch.Tensor  # (B, depth) long, table op ids
     magnitudes: torch.Tensor  # (B, depth) float32, signed physical magnitudes
-    fire: torch.Tensor  # (B, depth) bool; False only for Identity
+    fire: torch.Tensor  # (B, depth) bool, all True: every drawn op is applied
     candidates: torch.Tensor  # (B, depth) long, position in the augmenter's `ops`
 
 
@@ -163,18 +149,14 @@ class RandAugment:
     ops: tuple[str, ...] = DEFAULT_OPS
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     _ids: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
-    _signed: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
     _mags: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         _check_n(self.n, "randaugment n")
         object.__setattr__(self, "m", _check_m(self.m, "randaugment m"))
         object.__setattr__(self, "ops", check_ops(self.ops, "randaugment ops"))
-        ids, signed = _candidate_table(self.ops)
-        mags = torch.tensor([0.0 if name == IDENTITY else magnitude_at(name, self.m) for name in self.ops])
-        object.__setattr__(self, "_ids", ids)
-        object.__setattr__(self, "_signed", signed)
-        object.__setattr__(self, "_mags", mags)
+        object.__setattr__(self, "_ids", _table_ids(self.ops))
+        object.__setattr__(self, "_mags", torch.tensor([magnitude_at(name, self.m) for name in self.ops]))
 
     def with_magnitude(self, m: float, **provenance: Any) -> RandAugment:
         """The same N and candidates at another M (provenance extended by `provenance`)."""
@@ -185,10 +167,9 @@ class RandAugment:
         gdev = generator.device
         shape = (batch_size, self.n)
         choice = torch.randint(len(self.ops), shape, generator=generator, device=gdev).cpu()  # (B, N)
-        sign = torch.randint(0, 2, shape, generator=generator, device=gdev).cpu() * 2 - 1  # (B, N)
         ids = self._ids[choice]  # (B, N)
-        mags = self._mags[choice] * torch.where(self._signed[choice], sign, 1)  # (B, N)
-        return Draws(ids.clamp_min(0), mags, ids >= 0, choice)
+        mags = signed_magnitudes(self._mags[choice], ids, generator)  # (B, N)
+        return Draws(ids, mags, torch.ones(shape, dtype=torch.bool), choice)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         d = self.sample(images.shape[0], generator)
@@ -201,12 +182,9 @@ class RandAugment:
         apply the ops in candidate-list order instead of the order drawn.
         """
         return [
-            A.OneOf([_candidate_albumentations(name, float(mag)) for name, mag in zip(self.ops, self._mags)], p=1.0)
+            A.OneOf([op_to_albumentations(name, float(mag), 1.0) for name, mag in zip(self.ops, self._mags)], p=1.0)
             for _ in range(self.n)
         ]
-
-    def to_albumentations(self, image_pool: Any = None) -> A.Compose:
-        return compose(self.to_albumentations_transforms(), image_pool=image_pool)
 
     def to_json(self) -> dict[str, Any]:
         m: float | int = int(self.m) if self.m == int(self.m) else self.m
@@ -220,17 +198,14 @@ class RandAugment:
 
     def describe(self) -> str:
         lines = [f"RandAugment: N={self.n} ops per image at M={self.m:g} (of {M_MAX:g}), {len(self.ops)} candidates"]
-        for name, mag in zip(self.ops, self._mags.tolist()):
-            if name == IDENTITY or not OPS_BY_NAME[name].has_magnitude:
-                lines.append(f"  {name}")
-            else:
-                op = OPS_BY_NAME[name]
-                lines.append(f"  {name}: {'+/-' if op.signed else ''}{mag:.3g} {op.unit}")
+        for op_id, mag in zip(self._ids.tolist(), self._mags.tolist()):
+            op = TABLE[op_id]
+            lines.append(f"  {op.name}: {'+/-' if op.signed else ''}{mag:.3g} {op.unit}" if op.has_magnitude
+                         else f"  {op.name}")
         return "\n".join(lines)
 
-    @property
-    def op_names(self) -> set[str]:
-        return set(self.ops) - {IDENTITY}
+    def summary(self) -> str:
+        return f"RandAugment N={self.n} M={self.m:g}"
 
 
 @dataclass(frozen=True)
@@ -240,18 +215,12 @@ class TrivialAugment:
     ops: tuple[str, ...] = DEFAULT_OPS
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     _ids: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
-    _signed: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
     _bin_mags: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ops", check_ops(self.ops, "trivialaugment ops"))
-        ids, signed = _candidate_table(self.ops)
-        table = [
-            [0.0 if name == IDENTITY else OPS_BY_NAME[name].magnitude(b) for b in range(MAGNITUDE_BINS)]
-            for name in self.ops
-        ]
-        object.__setattr__(self, "_ids", ids)
-        object.__setattr__(self, "_signed", signed)
+        object.__setattr__(self, "_ids", _table_ids(self.ops))
+        table = [[TABLE[i].magnitude(b) for b in range(MAGNITUDE_BINS)] for i in self._ids.tolist()]
         object.__setattr__(self, "_bin_mags", torch.tensor(table))  # (K, 10)
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Draws:
@@ -259,10 +228,9 @@ class TrivialAugment:
         shape = (batch_size, 1)
         choice = torch.randint(len(self.ops), shape, generator=generator, device=gdev).cpu()  # (B, 1)
         bins = torch.randint(MAGNITUDE_BINS, shape, generator=generator, device=gdev).cpu()  # (B, 1)
-        sign = torch.randint(0, 2, shape, generator=generator, device=gdev).cpu() * 2 - 1  # (B, 1)
         ids = self._ids[choice]  # (B, 1)
-        mags = self._bin_mags[choice, bins] * torch.where(self._signed[choice], sign, 1)  # (B, 1)
-        return Draws(ids.clamp_min(0), mags, ids >= 0, choice)
+        mags = signed_magnitudes(self._bin_mags[choice, bins], ids, generator)  # (B, 1)
+        return Draws(ids, mags, torch.ones(shape, dtype=torch.bool), choice)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         d = self.sample(images.shape[0], generator)
@@ -272,15 +240,12 @@ class TrivialAugment:
         """`OneOf` over the candidates, each a `OneOf` over its 10 bins (one transform if it has
         no magnitude: its bins are all the same op)."""
         per_op: list[A.BasicTransform] = []
-        for name, mags in zip(self.ops, self._bin_mags.tolist()):
-            if name == IDENTITY or not OPS_BY_NAME[name].has_magnitude:
-                per_op.append(_candidate_albumentations(name, 0.0))
+        for name, op_id, mags in zip(self.ops, self._ids.tolist(), self._bin_mags.tolist()):
+            if not TABLE[op_id].has_magnitude:
+                per_op.append(op_to_albumentations(name, 0.0, 1.0))
             else:
                 per_op.append(A.OneOf([op_to_albumentations(name, m, 1.0) for m in mags], p=1.0))
         return [A.OneOf(per_op, p=1.0)]
-
-    def to_albumentations(self, image_pool: Any = None) -> A.Compose:
-        return compose(self.to_albumentations_transforms(), image_pool=image_pool)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -297,12 +262,11 @@ class TrivialAugment:
             f"0..{MAGNITUDE_BINS - 1}\n  " + ", ".join(self.ops)
         )
 
-    @property
-    def op_names(self) -> set[str]:
-        return set(self.ops) - {IDENTITY}
+    def summary(self) -> str:
+        return "TrivialAugment"
 
 
-Augmenter = RandAugment | TrivialAugment
+SearchFree = RandAugment | TrivialAugment  # the augmenters that need no search
 
 
 # ---- JSON and specs ----------------------------------------------------------------------------
@@ -313,7 +277,7 @@ _KEYS = {
 }
 
 
-def from_json(doc: Any, where: str = "policy") -> Augmenter:
+def from_json(doc: Any, where: str = "policy") -> SearchFree:
     """A `"kind": "randaugment"` or `"trivialaugment"` native document (see `to_json`)."""
     kind = doc.get("kind") if isinstance(doc, dict) else None
     _check_header(doc, where, kind if kind in KINDS else "randaugment")
@@ -339,7 +303,7 @@ def is_spec(spec: str) -> bool:
     return spec.split(":", 1)[0].lower() in KINDS
 
 
-def parse_spec(spec: str) -> Augmenter:
+def parse_spec(spec: str) -> SearchFree:
     """`randaugment` (N=2, M=9), `randaugment:N=2,M=9`, `trivialaugment`, with an optional
     `ops=ShearX+Rotate+Identity` (any order of keys; keys are case-insensitive)."""
     head, _, rest = spec.partition(":")

@@ -1,21 +1,68 @@
-"""From what a user writes to an augmenter: policy files of every kind and named policies.
+"""Policy specs: what a user may write wherever a policy is asked for, resolved in one place.
 
-This module sits above the augmenters it chooses between (`Policy`, RandAugment /
-TrivialAugment, an albumentations export read back), so none of them needs to know the others.
+`resolve(spec)` serves `autoaug train --policy`, `show`, `validate`, `export-albumentations` and
+the Python API alike; every one of them accepts the same specs (`NAMES`):
+
+- the baselines `none` (no augmentation), `standard` (pad 4 + random crop, horizontal flip) and
+  `cutout` (standard + Cutout 16), which name no policy;
+- the published AutoAugment policies `autoaugment-cifar10`, `-svhn`, `-imagenet`;
+- `trivialaugment[:ops=A+B]` and `randaugment[:N=..,M=..,ops=A+B]`;
+- a native policy file (a learned policy, RandAugment or TrivialAugment), or an albumentations
+  export (drawn as loaded).
+
+A policy trains with the standard augmentation and Cutout 16 after it, as the AutoAugment paper
+(and the RandAugment and TrivialAugment papers on CIFAR) did; the baselines say what they add.
+This module sits above the augmenters it chooses between, so none of them knows the others.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoaug.errors import PolicyError
 from autoaug.files import is_file, read_json
 from autoaug.space import randaugment
+from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile
+from autoaug.space.pipeline import is_pipeline_document
 from autoaug.space.policy import Policy, published_policy
+from autoaug.space.published import PUBLISHED
+
+# The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
+# on top (the reference code applies both to every image); the RandAugment and TrivialAugment
+# papers kept that setup for their CIFAR results, so every learned or published policy gets it.
+POLICY_CUTOUT = 16
+# name -> (description, pad-crop + flip, Cutout pixels)
+BASELINES = {
+    "none": ("no augmentation", False, 0),
+    "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
+    "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
+}
+NAMES = (*BASELINES, *PUBLISHED, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
 
 
-def policy_from_json(doc: Any, where: str = "policy"):
+@dataclass(frozen=True, eq=False)
+class PolicySpec:
+    """What a policy spec names, and how training applies it."""
+
+    spec: str
+    """The spec as given."""
+    description: str
+    """One line for reports."""
+    augmenter: Augmenter | AlbumentationsFile | None
+    """The policy (None for a baseline)."""
+    standard: bool
+    """Pad-crop + flip after the policy (TrainConfig.standard)."""
+    cutout: int
+    """Cutout side in pixels after that (TrainConfig.cutout)."""
+    pipeline_file: Path | None = None
+    """An albumentations file given as the spec: the whole recipe as written, so it trains only
+    with `--augment albumentations` (`autoaug.training.loop.albumentations_file`)."""
+
+
+def policy_from_json(doc: Any, where: str = "policy") -> Augmenter:
     """Any native policy document: `policy`, or the `randaugment` / `trivialaugment` kinds."""
     kind = doc.get("kind") if isinstance(doc, dict) else None
     if kind in randaugment.KINDS:
@@ -23,17 +70,43 @@ def policy_from_json(doc: Any, where: str = "policy"):
     return Policy.from_json(doc, where)
 
 
-def load_policy(path: str | Path):
+def load_policy(path: str | Path) -> Augmenter:
     """Load a native policy file (`Policy`, or a RandAugment / TrivialAugment augmenter)."""
     return policy_from_json(read_json(path), str(path))
 
 
-def resolve(spec: str):
-    """A native policy file, an albumentations export (drawn as is), or a published name such as
-    `autoaugment-cifar10`."""
-    if spec.startswith("autoaugment-") and not is_file(spec):
-        return published_policy(spec)
-    doc = read_json(spec)
-    if isinstance(doc, dict) and "transform" in doc and "__version__" in doc:
-        return AlbumentationsFile(doc, spec)
-    return policy_from_json(doc, spec)
+def resolve(spec: str) -> PolicySpec:
+    """A spec of `NAMES` (a baseline, a named policy or a file) -> `PolicySpec`; a PolicyError
+    naming what was expected otherwise."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise PolicyError(f"expected a policy spec ({' | '.join(NAMES)}), got {spec!r}")
+    spec = spec.strip()
+    if spec in BASELINES:
+        description, standard, cutout = BASELINES[spec]
+        return PolicySpec(spec, description, None, standard, cutout)
+    path = Path(spec).expanduser()
+    if spec.startswith("autoaugment-") and not is_file(path):
+        augmenter: Augmenter | AlbumentationsFile = published_policy(spec)
+        description = f"{spec} (published)"
+    elif randaugment.is_spec(spec):
+        augmenter = randaugment.parse_spec(spec)
+        description = augmenter.summary()
+    elif spec.endswith(".json") or is_file(path):
+        doc = read_json(path)
+        if is_pipeline_document(doc):  # a policy or a whole pipeline, the whole recipe as written
+            description = f"albumentations pipeline {path.name} (as written)"
+            return PolicySpec(spec, description, AlbumentationsFile(doc, str(path)), False, 0, pipeline_file=path)
+        else:
+            augmenter = policy_from_json(doc, spec)
+            description = f"policy file {path.name}"
+    else:
+        raise PolicyError(f"unknown policy {spec!r}; expected a policy file or one of {', '.join(NAMES[:-1])}")
+    return PolicySpec(spec, f"{description} + standard + Cutout {POLICY_CUTOUT}", augmenter, True, POLICY_CUTOUT)
+
+
+def resolve_policy(spec: str) -> Augmenter | AlbumentationsFile:
+    """`resolve(spec).augmenter` where a policy is needed (a baseline names none)."""
+    augmenter = resolve(spec).augmenter
+    if augmenter is None:
+        raise PolicyError(f"{spec!r} is a baseline without a policy; expected a policy file or a policy name")
+    return augmenter

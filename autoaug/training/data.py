@@ -15,7 +15,7 @@ Every spec gives the same thing, a `Splits`: RGB uint8 images (N, H, W, 3), int6
 out of train, stratified by class and seeded, so the same seed always gives the same split.
 All of a dataset is held in memory; it is meant for CIFAR-sized work, not ImageNet.
 
-It also owns `download` (the official CIFAR archives, MD5-checked); the `autoaug data`
+`autoaug.training.download` fetches the official CIFAR archives; the `autoaug data`
 sub-commands are `autoaug.cli.data`. Bad input is a `DataError` with one line naming the path, file or array key.
 """
 
@@ -23,22 +23,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.client
 import importlib.resources
-import math
-import pickle
-import tarfile
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from autoaug.errors import ConfigError, DataError
+from autoaug.training import readers
 
 DATASET_SPECS = (
     "cifar10-reduced (embedded, the default) | cifar10:DIR | cifar100:DIR | folder:DIR | npz:FILE"
@@ -416,15 +410,15 @@ def _load_cifar(
                 f"{spec}: missing {name!r} in {str(root)!r}; expected the official "
                 f"{folder_name} folder or its parent"
             )
-    meta = _read_cifar_pickle(root / meta_file, spec)
+    meta = readers.read_cifar_pickle(root / meta_file, spec)
     class_names = tuple(
         n.decode("utf-8") if isinstance(n, bytes) else str(n)
-        for n in _cifar_key(meta, names_key, root / meta_file, spec)
+        for n in readers.cifar_key(meta, names_key, root / meta_file, spec)
     )
     num_classes = len(class_names)
-    parts = [_read_cifar_batch(root / n, label_key, num_classes, spec) for n in train_files]
+    parts = [readers.read_cifar_batch(root / n, label_key, num_classes, spec) for n in train_files]
     train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-    test = _read_cifar_batch(root / test_file, label_key, num_classes, spec)
+    test = readers.read_cifar_batch(root / test_file, label_key, num_classes, spec)
     return _finish(
         spec,
         {"train": train, "val": None, "test": test},
@@ -435,56 +429,6 @@ def _load_cifar(
         val_fraction,
     )
 
-
-def _read_cifar_pickle(path: Path, spec: str) -> dict:
-    # The official CIFAR files are Python pickles, and unpickling can run arbitrary code: only
-    # point cifar10:/cifar100: at files you trust (e.g. ones `download` checked by MD5).
-    # encoding="bytes" reads the Python 2 pickles the archives hold (keys come back as bytes).
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
-    except Exception as err:  # noqa: BLE001 - a damaged pickle raises almost anything
-        # (UnpicklingError, EOFError, LookupError for a damaged encoding name, KeyError, ...)
-        text = " ".join(str(err).split())[:120] or type(err).__name__
-        raise DataError(f"{spec}: cannot read {str(path)!r} as a CIFAR pickle: {text}") from None
-    if not isinstance(obj, dict):
-        raise DataError(
-            f"{spec}: {str(path)!r} holds a {type(obj).__name__}, expected a CIFAR batch dict"
-        )
-    return obj
-
-
-def _cifar_key(obj: dict, key: str, path: Path, spec: str) -> object:
-    # Original files have bytes keys; accept str keys too (files re-pickled under Python 3).
-    for k in (key.encode(), key):
-        if k in obj:
-            return obj[k]
-    raise DataError(f"{spec}: {str(path)!r} has no {key!r} entry")
-
-
-def _read_cifar_batch(
-    path: Path, label_key: str, num_classes: int, spec: str
-) -> tuple[np.ndarray, np.ndarray]:
-    batch = _read_cifar_pickle(path, spec)
-    data = np.asarray(_cifar_key(batch, "data", path, spec))
-    labels = np.asarray(_cifar_key(batch, label_key, path, spec))
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataError(
-            f"{spec}: {str(path)!r} data must be uint8 (N, 3072), got {data.dtype} {data.shape}"
-        )
-    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{spec}: {str(path)!r} needs {len(data)} integer labels, "
-            f"got {labels.dtype} {labels.shape}"
-        )
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(
-            f"{spec}: {str(path)!r} labels must be in [0, {num_classes}), "
-            f"got {labels.min()}..{labels.max()}"
-        )
-    # Each row is the red plane, then green, then blue, each 32x32 row-major: (N, C, H, W).
-    x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x), labels.astype(np.int64)
 
 
 # --- folder of class sub-folders --------------------------------------------------------------
@@ -536,7 +480,7 @@ def _load_folder(
             labels.extend([label_of[class_dir.name]] * len(images))
         files[split] = (paths, labels)
 
-    decoded = {s: [_read_image(p, spec) for p in ps] for s, (ps, _) in files.items()}
+    decoded = {s: [readers.read_image(p, spec) for p in ps] for s, (ps, _) in files.items()}
     if image_size is None:
         sizes: dict[tuple[int, int], Path] = {}
         for split, images in decoded.items():
@@ -564,18 +508,6 @@ def _class_dirs(root: Path) -> list[Path]:
     return [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
 
 
-def _read_image(path: Path, spec: str) -> np.ndarray:
-    """One image file -> (H, W, 3) uint8 RGB; grey is replicated, alpha dropped."""
-    try:
-        # fromfile + imdecode rather than imread: imread cannot open non-ASCII paths on Windows.
-        buf = np.fromfile(path, np.uint8)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if len(buf) else None
-    except (OSError, cv2.error) as err:
-        raise DataError(f"{spec}: cannot read image {str(path)!r}: {err}") from None
-    if bgr is None:
-        raise DataError(f"{spec}: cannot read image {str(path)!r} (not a valid PNG or JPEG)")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
 
 # --- .npz arrays ------------------------------------------------------------------------------
 
@@ -588,7 +520,7 @@ def _load_npz(
     if not path.is_file():
         raise DataError(f"{spec}: no such file {str(path)!r}")
     if zipfile.is_zipfile(path):
-        _check_npz_members(spec, path)
+        readers.check_npz_members(spec, path)
     try:
         pack = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
@@ -615,10 +547,10 @@ def _load_npz(
         for split, xk, yk in (("train", "x", "y"), ("val", "x_val", "y_val"),
                               ("test", "x_test", "y_test")):
             if xk in keys:
-                arrays[split] = (_npz_array(pack, xk, spec), _npz_array(pack, yk, spec))
+                arrays[split] = (readers.npz_array(pack, xk, spec), readers.npz_array(pack, yk, spec))
             else:
                 arrays[split] = None
-        names = _npz_array(pack, "class_names", spec) if "class_names" in keys else None
+        names = readers.npz_array(pack, "class_names", spec) if "class_names" in keys else None
 
     checked: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for split, pair in arrays.items():
@@ -681,185 +613,4 @@ def _load_npz(
     return _finish(spec, checked, num_classes, class_names, image_size, seed, val_fraction)
 
 
-def _check_npz_members(spec: str, path: Path) -> None:
-    """DataError unless every member of the .npz is a .npy array whose header is readable and
-    whose shape fits in the bytes the member holds: a damaged header claiming 1e10 images must
-    not make numpy allocate terabytes before it finds out the data is not there."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise DataError(
-                        f"{spec}: {str(path)!r} holds {info.filename!r}, which is not a .npy "
-                        "array; an .npz holds only arrays (x, y, ...)"
-                    )
-                key = info.filename[:-4]
-                with archive.open(info) as member:
-                    try:
-                        version = np.lib.format.read_magic(member)
-                        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                       else np.lib.format.read_array_header_2_0)
-                        shape, _, dtype = read_header(member)
-                    except Exception as err:  # noqa: BLE001 - numpy parses the header with
-                        # ast/tokenize: ValueError, SyntaxError, TokenError, ... for a damaged one
-                        raise DataError(
-                            f"{spec}: array {key!r} in {str(path)!r} has a damaged .npy header "
-                            f"({type(err).__name__})"
-                        ) from None
-                    header_bytes = member.tell()
-                if dtype.hasobject:
-                    continue  # refused with its own message when read (no pickles)
-                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                if claimed > info.file_size - header_bytes:
-                    raise DataError(
-                        f"{spec}: array {key!r} in {str(path)!r} claims shape {shape} "
-                        f"({claimed:,} bytes) but holds {info.file_size - header_bytes:,} bytes; "
-                        "the file is damaged or cut short"
-                    )
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
-        raise DataError(f"{spec}: cannot read {str(path)!r} as .npz: {err}") from None
 
-
-def _npz_array(pack: np.lib.npyio.NpzFile, key: str, spec: str) -> np.ndarray:
-    try:
-        array = pack[key]
-        if not isinstance(array, np.ndarray):
-            raise DataError(f"{spec}: member {key!r} is not a .npy array")
-        return array
-    except ValueError:
-        # np.savez turns a list of differently shaped images into an object array, which only
-        # loads with pickling, and we never unpickle a data file.
-        raise DataError(
-            f"{spec}: array {key!r} holds Python objects (images of mixed shapes?); expected one "
-            "numeric array, e.g. x uint8 (N, H, W, C)"
-        ) from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise DataError(f"{spec}: cannot read array {key!r}: {err}") from None
-
-
-# --- download ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Archive:
-    url: str
-    md5: str  # as published on https://www.cs.toronto.edu/~kriz/cifar.html
-    folder: str  # what the archive extracts to
-
-    @property
-    def filename(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
-
-
-ARCHIVES = {
-    "cifar10": _Archive(
-        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-        md5="c58f30108f718f92721af3b95e74349a",
-        folder="cifar-10-batches-py",
-    ),
-    "cifar100": _Archive(
-        url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-        md5="eb9058c3a382ffc7106e4002c42a8d85",
-        folder="cifar-100-python",
-    ),
-}
-
-
-def download(
-    name: str, dest: str | Path, *, url: str | None = None, timeout: float = 30.0
-) -> Path:
-    """Fetch the official CIFAR-10/100 python archive into dest, check its MD5, extract it.
-
-    Returns the extracted folder (use it as `cifar10:<that>`). An archive already in dest (placed
-    there by hand, say) is checked and extracted without any network access. `url` replaces the
-    official address (a mirror); the published MD5 is checked all the same.
-    """
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-        raise DataError(f"download timeout must be a finite number > 0 of seconds, got {timeout!r}")
-    if name not in ARCHIVES:
-        raise DataError(f"unknown dataset {name!r} to download; expected one of: "
-                        f"{', '.join(ARCHIVES)}")
-    archive = ARCHIVES[name]
-    dest = Path(dest).expanduser()
-    try:
-        dest.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"cannot create download folder {str(dest)!r}: {err}") from None
-    target = dest / archive.filename
-    if target.is_file():
-        md5 = _md5_of(target)
-        if md5 != archive.md5:
-            raise DataError(
-                f"{str(target)!r} has MD5 {md5}, expected {archive.md5} (incomplete or not the "
-                "official archive); delete it and run again"
-            )
-    else:
-        _fetch(url or archive.url, target, archive, timeout)
-    return _extract(target, dest, archive)
-
-
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fetch(url: str, target: Path, archive: _Archive, timeout: float) -> None:
-    # Write to a .part file and rename only after the MD5 matches, so a file named like the
-    # archive is always a complete, verified one.
-    partial = target.with_name(target.name + ".part")
-    digest = hashlib.md5()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            bar = _progress_bar(total, archive.filename)
-            try:
-                for chunk in iter(lambda: response.read(1 << 20), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    bar.update(len(chunk))
-            finally:
-                bar.close()
-    except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as err:
-        partial.unlink(missing_ok=True)
-        reason = " ".join(str(getattr(err, "reason", None) or err).split())  # keep one line
-        raise DataError(
-            f"could not download {url} ({reason}); this needs internet access, or download the "
-            f"archive by hand and place it at {str(target)!r}, then run again"
-        ) from None
-    md5 = digest.hexdigest()
-    if md5 != archive.md5:
-        partial.unlink(missing_ok=True)
-        raise DataError(
-            f"downloaded {url} has MD5 {md5}, expected {archive.md5}; the file was deleted, "
-            "try again (or use the official URL)"
-        )
-    partial.replace(target)
-
-
-def _progress_bar(total: int | None, label: str) -> tqdm:
-    # disable=None: show the bar only on a terminal, so logs and pipes stay clean.
-    return tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=None)
-
-
-def _extract(target: Path, dest: Path, archive: _Archive) -> Path:
-    try:
-        with tarfile.open(target, "r:gz") as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(dest, filter="data")  # refuses absolute paths, '..', devices
-            else:  # Python < 3.11.4: check member paths ourselves
-                root = dest.resolve()
-                for member in tar.getmembers():
-                    if not (dest / member.name).resolve().is_relative_to(root) or not (
-                        member.isfile() or member.isdir()
-                    ):
-                        raise tarfile.TarError(f"unsafe member {member.name!r}")
-                tar.extractall(dest)
-    except (OSError, tarfile.TarError) as err:
-        raise DataError(f"cannot extract {str(target)!r}: {err}") from None
-    folder = dest / archive.folder
-    if not folder.is_dir():
-        raise DataError(f"{str(target)!r} did not contain the folder {archive.folder!r}")
-    return folder

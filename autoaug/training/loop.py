@@ -10,10 +10,9 @@ This module owns the training core and what sits directly on it:
   DataLoader in the hot path. bf16 autocast and channels_last on CUDA, plain fp32 on CPU.
 - `train_child`: train one child, return its validation accuracy (what the search calls).
 - `evaluate`, `predict_proba`: accuracy and softmax outputs.
-- `resolve_policy`: the named policies of `autoaug train --policy` (baselines, the published
-  AutoAugment policies, TrivialAugment, RandAugment, policy files).
-- `AlbumentationsAugment`: the exported-pipeline path: albumentations per image in DataLoader
-  worker processes, the way a user trains with an exported policy.
+- `AlbumentationsAugment`: the exported-pipeline path: the whole training pipeline
+  (`autoaug.space.pipeline.train_pipeline`, policy to `ToTensorV2`) per image in DataLoader
+  worker processes, the way a user trains with an exported pipeline (`albumentations_file`).
 
 The `autoaug train` sub-command is `autoaug.cli.train`.
 
@@ -44,23 +43,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError, PolicyError
-from autoaug.files import is_file
-from autoaug.space import randaugment
-from autoaug.space.albu import seed_pipeline
-from autoaug.space.augment import PolicyAugment
-from autoaug.space.export import to_albumentations
-from autoaug.space.policy import Policy, published_policy
-from autoaug.space.specs import load_policy
-from autoaug.training.data import Splits
+from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError
+from autoaug.space.albu import normalization, set_image_pool
+from autoaug.space.pipeline import (
+    PAD,
+    PIPELINES,
+    check_tensor_pipeline,
+    eval_pipeline,
+    load_pipeline_file,
+    save_pipeline,
+    seed_worker,
+    train_pipeline,
+)
+from autoaug.space.specs import PolicySpec
+from autoaug.training.data import Splits, load_splits
 from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
-# same shape, dtype and device, each image augmented with its own random choices.
+# same shape, dtype and device, each image augmented with its own random choices. Every
+# `Augmenter` is one; so is the adaptive RandAugment, or any function of that shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
-PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
 
 
 @dataclass(frozen=True)
@@ -184,14 +188,27 @@ def prepare(splits: Splits, device: str | torch.device = "auto") -> DeviceData:
         x = getattr(splits, f"{split}_x")  # (N, H, W, 3) uint8, checked by Splits
         tensors[f"{split}_x"] = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous()
         tensors[f"{split}_y"] = torch.from_numpy(getattr(splits, f"{split}_y")).to(dev)
-    pixels = tensors["train_x"].float()  # (N, C, H, W)
+    mean, std = pixel_stats(tensors["train_x"])
     return DeviceData(
-        name=splits.name,
-        num_classes=int(splits.num_classes),
-        mean=pixels.mean(dim=(0, 2, 3)),
-        std=pixels.std(dim=(0, 2, 3)).clamp_min(1.0),
-        **tensors,
+        name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors
     )
+
+
+def pixel_stats(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (mean, std) of uint8 (N, C, H, W) training images, float32 (C,) each on the
+    0..255 scale: what the network's inputs are normalised with (std at least 1)."""
+    pixels = train_x.float()  # (N, C, H, W)
+    return pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)).clamp_min(1.0)
+
+
+def dataset_stats(spec: str, image_size: int | None = None) -> tuple[list[float], list[float], tuple[int, int]]:
+    """(mean, std, (H, W)) of dataset `spec`'s training split as `autoaug train` computes them
+    (same split, same arithmetic): the numbers an exported train / eval pipeline normalises with."""
+    splits = load_splits(spec, image_size=image_size)
+    # contiguous as in `prepare`: the same summation order, the same float32 numbers
+    train_x = torch.from_numpy(splits.train_x).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W) uint8
+    mean, std = pixel_stats(train_x)
+    return mean.tolist(), std.tolist(), (int(train_x.shape[2]), int(train_x.shape[3]))
 
 
 # --- batched pre-processing -------------------------------------------------------------------
@@ -259,24 +276,29 @@ def model_input(
 
 @dataclass(frozen=True, eq=False)
 class AlbumentationsAugment:
-    """Run an albumentations pipeline (e.g. from `autoaug.space.export.to_albumentations`) per image
-    in DataLoader worker processes instead of the batched torch kernels: the path a user takes
-    with an exported policy. Pad-crop, flip and Cutout still follow it as in the torch path."""
+    """Run a whole albumentations training pipeline (`autoaug.space.pipeline.train_pipeline`: policy,
+    normalisation, pad-crop, flip, Cutout, `ToTensorV2`) per image in DataLoader worker
+    processes instead of the batched torch path: what a user does with an exported pipeline.
+    The pipeline holds the whole recipe: `TrainConfig.standard` and `.cutout` are not applied
+    again on top of it."""
 
     pipeline: Any
-    """An albumentations transform called as pipeline(image=HWC uint8) -> {'image': ...}."""
+    """An albumentations Compose ending in ToTensorV2: HWC uint8 -> float32 (C, H, W) tensor."""
     workers: int = 2
     """DataLoader worker processes (>= 1), persistent across epochs."""
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+        check_tensor_pipeline(self.pipeline, "the albumentations training pipeline")
 
 
 class AlbumentationsDataset(torch.utils.data.Dataset):
-    """HWC uint8 images and labels; each item is run through the albumentations pipeline."""
+    """HWC uint8 images and labels; each item is run through an albumentations pipeline that
+    ends in ToTensorV2 (checked here: PipelineError otherwise) and gives (float (C, H, W), label)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline: Any) -> None:
+        check_tensor_pipeline(pipeline, "the pipeline of an AlbumentationsDataset")
         self.images = images  # (N, H, W, C) uint8
         self.labels = labels  # (N,) int64
         self.pipeline = pipeline
@@ -286,26 +308,19 @@ class AlbumentationsDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = self.images[index]  # (H, W, C) uint8
-        out = self.pipeline(image=image)["image"]  # (H, W, C) uint8
-        if out.shape != image.shape or out.dtype != np.uint8:
-            raise DataError(
-                f"the albumentations pipeline must keep images {image.dtype} {image.shape}, "
-                f"got {out.dtype} {out.shape}"
+        out = self.pipeline(image=image)["image"]  # (C, H, W) float32
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.ndim != 3:
+            got = f"{out.dtype} {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+            raise PipelineError(
+                f"the albumentations pipeline must give float32 (C, H, W) tensors, got {got}"
             )
-        return torch.from_numpy(np.ascontiguousarray(out)), int(self.labels[index])
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Give each worker's copy of the pipeline its own stream, from the loader's seed."""
-    info = torch.utils.data.get_worker_info()
-    assert info is not None
-    seed_pipeline(info.dataset.pipeline, info.seed)
+        return out, int(self.labels[index])
 
 
 def _loader_batches(
     augment: AlbumentationsAugment, data: DeviceData, config: TrainConfig, seed: int
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of (uint8 (B, C, H, W), labels) on data's device."""
+    """A function giving one epoch of (model input float32 (B, C, H, W), labels) on data's device."""
     dataset = AlbumentationsDataset(
         np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy()),  # (N, H, W, C)
         data.train_y.cpu().numpy(),
@@ -318,15 +333,15 @@ def _loader_batches(
         drop_last=True,
         num_workers=augment.workers,
         persistent_workers=True,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=seed_worker,  # a stream per worker, from the loader's seed
         generator=torch.Generator().manual_seed(seed),
         pin_memory=data.device.type == "cuda",
     )
 
     def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, labels in loader:  # (B, H, W, C) uint8, (B,)
-            images = images.to(data.device, non_blocking=True).permute(0, 3, 1, 2)
-            yield images, labels.to(data.device, non_blocking=True)
+        for x, labels in loader:  # (B, C, H, W) float32, (B,)
+            x = x.to(data.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            yield x, labels.to(data.device, non_blocking=True)
 
     return epoch
 
@@ -334,7 +349,8 @@ def _loader_batches(
 def _device_batches(
     augment: Augment | None, data: DeviceData, config: TrainConfig, generator: torch.Generator
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of policy-augmented (uint8 (B, C, H, W), labels) batches."""
+    """A function giving one epoch of (model input float32 (B, C, H, W), labels): the policy's
+    batched kernels on uint8 images, then `model_input`, all on data's device."""
     n = len(data.train_x)
     batch_size = min(config.batch_size, n)
 
@@ -345,7 +361,7 @@ def _device_batches(
             images = data.train_x[index]  # (B, C, H, W) uint8
             if augment is not None:
                 images = augment(images, generator)
-            yield images, data.train_y[index]
+            yield model_input(images, data, config, generator), data.train_y[index]
 
     return epoch
 
@@ -414,6 +430,8 @@ def train_model(
     every epoch only if `on_epoch_end(epoch, val_acc)` or `logger` is given (it costs time);
     `logger` is a TensorBoard `SummaryWriter` (or anything with add_scalar / add_images).
     """
+    if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
+        raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
     _check_device(data, config)
     device = data.device
     if device.type == "cuda":
@@ -451,8 +469,7 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for step, (images, labels) in enumerate(epoch_batches()):
-            x = model_input(images, data, config, generator)  # (B, C, H, W) float32
+        for step, (x, labels) in enumerate(epoch_batches()):  # (B, C, H, W) float32, (B,)
             with _autocast(device):
                 logits = model(x)  # (B, K)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
@@ -551,103 +568,78 @@ def evaluate(
     return float(correct) / len(x)
 
 
-def as_augment(policy: Any) -> Augment | AlbumentationsAugment | None:
-    """A Policy -> its batched torch execution; an augmentation callable, an
-    AlbumentationsAugment or None -> itself."""
-    if policy is None or isinstance(policy, AlbumentationsAugment):
-        return policy
-    if isinstance(policy, Policy):
-        return PolicyAugment(policy)
-    if callable(policy):
-        return policy
-    raise PolicyError(
-        f"expected a Policy, an augmentation callable or None, got {type(policy).__name__}"
-    )
-
-
-def train_child(policy: Any, data: DeviceData, config: TrainConfig, seed: int) -> float:
-    """Train one child with `policy` (a Policy, an augmentation callable or None) and return
-    its validation accuracy in [0, 1]: the search's reward."""
-    model, _ = train_model(as_augment(policy), data, config, seed)
+def train_child(augment: Augment | None, data: DeviceData, config: TrainConfig, seed: int) -> float:
+    """Train one child with `augment` (a policy, any other augmenter, or None) and return its
+    validation accuracy in [0, 1]: the search's reward."""
+    model, _ = train_model(augment, data, config, seed)
     return evaluate(
         model, data.val_x, data.val_y, mean=data.mean, std=data.std,
         batch_size=config.eval_batch_size,
     )
 
 
-# --- named policies (`autoaug train --policy SPEC`) -------------------------------------------
-
-PUBLISHED_SPECS = ("autoaugment-cifar10", "autoaugment-svhn", "autoaugment-imagenet")
-# name -> (description, pad-crop + flip, Cutout pixels)
-_BASELINES = {
-    "none": ("no augmentation", False, 0),
-    "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
-    "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
-}
-POLICY_SPECS = (*_BASELINES, *PUBLISHED_SPECS, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
-# The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
-# on top (the reference code applies both to every image); the RandAugment and TrivialAugment
-# papers kept that setup for their CIFAR results, so every learned or published policy gets it.
-POLICY_CUTOUT = 16
+# --- the albumentations path of a policy spec (`autoaug train --augment albumentations`) ------
 
 
-@dataclass(frozen=True, eq=False)
-class ResolvedPolicy:
-    """What a `--policy` spec means for training."""
-
-    spec: str
-    """The spec as given."""
-    description: str
-    """One line for reports."""
-    source: Any
-    """The Policy / RandAugment / TrivialAugment object (what exports to albumentations), or None."""
-    augment: Augment | None
-    """Its batched torch execution, or None."""
-    standard: bool
-    """Pad-crop + flip after the policy (TrainConfig.standard)."""
-    cutout: int
-    """Cutout side in pixels after that (TrainConfig.cutout)."""
-
-    def albumentations(self, image_pool: np.ndarray | None, workers: int) -> AlbumentationsAugment:
-        """The same policy as an albumentations pipeline run in DataLoader workers."""
-        if self.source is None:
-            return AlbumentationsAugment(A.Compose([], p=1.0), workers=workers)
-        return AlbumentationsAugment(to_albumentations(self.source, image_pool=image_pool), workers)
+def training_pipeline(spec: PolicySpec, data: DeviceData, config: TrainConfig) -> A.Compose:
+    """The whole albumentations training pipeline of `spec` with `config`'s pad-crop, flip and
+    Cutout and `data`'s normalisation: the object `autoaug export-albumentations --pipeline
+    train` writes (or the pipeline file given, as it is)."""
+    if spec.pipeline_file is not None:
+        return load_pipeline_file(spec.pipeline_file)
+    return train_pipeline(
+        spec.augmenter, mean=data.mean.tolist(), std=data.std.tolist(),
+        image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
+        standard=config.standard, cutout=config.cutout,
+    )
 
 
-def resolve_policy(spec: str) -> ResolvedPolicy:
-    """`--policy` SPEC -> augmentation + standard/Cutout flags (see POLICY_SPECS).
+def albumentations_augment(
+    spec: PolicySpec, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray | None = None
+) -> AlbumentationsAugment:
+    """The same recipe as one albumentations pipeline run in DataLoader workers, read back from
+    its serialised form (what a file holds), SamplePairing fed from `image_pool`."""
+    pipeline = A.from_dict(A.to_dict(training_pipeline(spec, data, config)))
+    if image_pool is not None:
+        set_image_pool(pipeline, image_pool)
+    return AlbumentationsAugment(pipeline, workers)
 
-    none / standard / cutout are the baselines; the published AutoAugment policies,
-    trivialaugment, randaugment:N=..,M=.. and policy files get the standard augmentation and
-    Cutout 16 after them, as in the AutoAugment paper.
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise PolicyError(f"expected a policy spec ({' | '.join(POLICY_SPECS)}), got {spec!r}")
-    spec = spec.strip()
-    if spec in _BASELINES:
-        description, standard, cutout_px = _BASELINES[spec]
-        return ResolvedPolicy(spec, description, None, None, standard, cutout_px)
-    if spec in PUBLISHED_SPECS:
-        source = published_policy(spec)
-        description = f"{spec} (published) + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.split(":", 1)[0].lower() in ("randaugment", "trivialaugment"):
-        # randaugment[:N=..,M=..,ops=..] and trivialaugment[:ops=..]; that module parses them.
-        source = randaugment.parse_spec(spec)
-        if spec.split(":", 1)[0].lower() == "randaugment":
-            description = f"RandAugment N={source.n} M={source.m:g}"
-        else:
-            description = "TrivialAugment"
-        description += f" + standard + Cutout {POLICY_CUTOUT}"
-    elif spec.endswith(".json") or is_file(spec):
-        path = Path(spec).expanduser()
-        if not is_file(path):
-            raise PolicyError(f"policy file {spec!r} does not exist")
-        source = load_policy(path)
-        description = f"policy file {path.name} + standard + Cutout {POLICY_CUTOUT}"
-    else:
-        raise PolicyError(
-            f"unknown policy {spec!r}; expected a policy file or one of {', '.join(POLICY_SPECS[:-1])}"
-        )
-    augment = as_augment(source)
-    return ResolvedPolicy(spec, description, source, augment, True, POLICY_CUTOUT)
+
+def albumentations_file(
+    spec: PolicySpec, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray, out: Path
+) -> tuple[AlbumentationsAugment, str | None]:
+    """What `autoaug train --augment albumentations` trains from: the pipeline file given, or
+    OUT/train.albumentations.json written here by the very code of `autoaug export-albumentations
+    --pipeline train`, read with `A.load` (PipelineError unless it ends in ToTensorV2), so what
+    ships is what is measured. Also a warning, or None, when its Normalize is not the dataset's
+    (val and test are normalised with the dataset's)."""
+    path = spec.pipeline_file
+    if path is None:
+        path = save_pipeline(training_pipeline(spec, data, config), out / "train.albumentations.json")
+    pipeline = load_pipeline_file(path)
+    set_image_pool(pipeline, image_pool)
+    stats, warning = normalization(pipeline), None
+    ours = (data.mean.tolist(), data.std.tolist())
+    if stats is None:
+        warning = (f"warning: {path} has no Normalize; val and test images are normalised with "
+                   "the training set's mean and std")
+    elif not np.allclose(stats, ours, rtol=1e-3, atol=0.05):
+        warning = (f"warning: {path} normalises with mean {np.round(stats[0], 2).tolist()}, std "
+                   f"{np.round(stats[1], 2).tolist()}; val and test images are normalised with "
+                   f"this dataset's {np.round(ours[0], 2).tolist()}, {np.round(ours[1], 2).tolist()}")
+    return AlbumentationsAugment(pipeline, workers), warning
+
+
+def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int | None = None) -> A.Compose:
+    """The `--pipeline train` or `eval` albumentations pipeline of `spec`, normalised with the
+    statistics of `dataset`'s training split as `autoaug train` computes them."""
+    if kind not in PIPELINES[1:]:
+        raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
+    if spec.pipeline_file is not None:
+        raise PipelineError(f"{spec.spec} is already an albumentations pipeline; expected a policy")
+    mean, std, size = dataset_stats(dataset, image_size)
+    if kind == "eval":
+        return eval_pipeline(mean=mean, std=std)
+    return train_pipeline(
+        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, cutout=spec.cutout,
+    )

@@ -175,7 +175,7 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
                 lambda k: FastCNN(k, stem_width=24, widths=(32, 64, 128), stem_stride=2),
                 MappingProxyType({}),  # TrainConfig's defaults are this recipe
             ),
-            # The shape and recipe of the 4-block CNN measured in /work/shared/REFERENCE.md
+            # The shape and recipe of the 4-block CNN measured in ../shared/REFERENCE.md
             # (74.7% with flip + crop, about 3 s per child on an H200), the figure this preset
             # has to match; experiments/bench_child.py measures it on a GPU.
             ModelSpec(

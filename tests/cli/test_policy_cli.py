@@ -11,7 +11,7 @@ import pytest
 
 from autoaug.cli import main
 from autoaug.space.policy import published_policy
-from autoaug.space.augment import sub_policy_label
+from autoaug.space.render import sub_policy_label
 
 
 def test_validate_prints_a_summary(capsys):

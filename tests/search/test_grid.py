@@ -141,7 +141,7 @@ def _cli(*args: str) -> list[str]:
 def test_grid_cli_killed_mid_run_resumes_then_ensembles(tmp_path, tiny_npz, capsys):
     out = tmp_path / "grid"
     args = ["randaugment", "--dataset", f"npz:{tiny_npz}", "--n", "1,2", "--m", "3,9,15", "--epochs", "2",
-            "--set", "batch_size=12", "--backend", "inline", "--out", str(out)]
+            "--set", "child.batch_size=12", "--backend", "inline", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
     proc = subprocess.Popen(_cli(*args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -22,8 +22,9 @@ from autoaug import cli
 from autoaug.search.config import CONFIG_FILENAME, load_config
 from autoaug.training.data import load_splits
 from autoaug.errors import AutoaugError, ConfigError
+from autoaug.search.rundir import CHECKPOINT_FILENAME
 from autoaug.search.search import export_policy, run_search
-from autoaug.search.store import CHECKPOINT_FILENAME, STORE_FILENAME, TrialStore
+from autoaug.search.store import STORE_FILENAME, TrialStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -24,17 +24,19 @@ import torch
 from autoaug import cli
 from autoaug.search.config import CONFIG_FILENAME, load_config
 from autoaug.errors import AutoaugError, ConfigError
+from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.policy import SEARCH_NVEC, Policy
 from autoaug.space.specs import load_policy
 from autoaug.search.search import (
     POLICY_FILENAME,
     Sampler,
-    balanced_head,
     export_policy,
     run_search,
     trial_seed,
 )
-from autoaug.search.store import CHECKPOINT_FILENAME, STORE_FILENAME, TrialSpec, TrialStore, load_checkpoint
+from autoaug.search.trials import balanced_head
+from autoaug.search.rundir import CHECKPOINT_FILENAME, load_checkpoint
+from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
 
 REPO = Path(__file__).resolve().parents[2]
 # The smallest real child: one epoch of 5 steps on 160 images, scored on 200.
@@ -119,6 +121,11 @@ def test_search_end_to_end_then_export_validate_train(tmp_path: Path, capsys) ->
     assert cli.main(["export", str(run), "--top", "2", "--out", str(top2)]) == 0
     assert len(load_policy(top2).sub_policies) == 10
     assert (tmp_path / "exported" / "top2.albumentations.json").is_file()
+    # --pipeline train adds the whole training pipeline, normalised with the run's dataset.
+    assert cli.main(["export", str(run), "--top", "2", "--out", str(top2), "--pipeline", "train"]) == 0
+    whole = load_pipeline_file(tmp_path / "exported" / "top2.train.albumentations.json")  # ends in ToTensorV2
+    assert [type(t).__name__ for t in whole.transforms][1:] == [
+        "Normalize", "Pad", "RandomCrop", "HorizontalFlip", "ClippedCutout", "ToTensorV2"]
     assert cli.main(["validate", str(top2)]) == 0
     assert cli.main(["show", str(top2), "--out", str(tmp_path / "grid.png"), "--samples", "2"]) == 0
     assert cli.main(["train", "--policy", str(top2), "--epochs", "1",
@@ -218,7 +225,7 @@ def test_ppo_sampler_state_round_trips(tmp_path: Path) -> None:
     tokens, logprobs = sampler.sample(4)
     sampler.update(tokens, logprobs, [0.1, 0.4, 0.2, 0.3])
     restored = Sampler(config)
-    from autoaug.search.store import save_checkpoint
+    from autoaug.search.rundir import save_checkpoint
 
     save_checkpoint(tmp_path / "c.pt", sampler.state_dict())
     restored.load_state_dict(load_checkpoint(tmp_path / "c.pt"))

@@ -17,16 +17,8 @@ import pytest
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.search.store import (
-    CHECKPOINT_FILENAME,
-    SCHEMA_VERSION,
-    STORE_FILENAME,
-    RunLock,
-    TrialSpec,
-    TrialStore,
-    load_checkpoint,
-    save_checkpoint,
-)
+from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
+from autoaug.search.store import SCHEMA_VERSION, STORE_FILENAME, TrialSpec, TrialStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -371,7 +363,7 @@ def test_checkpoint_survives_sigkill_during_save_loop(tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_FILENAME
     saver = """
         import sys, torch
-        from autoaug.search.store import save_checkpoint
+        from autoaug.search.rundir import save_checkpoint
         for step in range(1, 100000):
             save_checkpoint(sys.argv[1], {"step": step, "blob": torch.full((1 << 20,), float(step))})
             print(step, flush=True)

@@ -8,7 +8,7 @@ import albumentations as A
 import pytest
 import torch
 
-from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS, OpContext, get_op
+from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS, TABLE, OpContext, get_op
 from autoaug.errors import PolicyError
 
 PAPER_OPS = (
@@ -19,9 +19,10 @@ PAPER_OPS = (
 
 def test_table_holds_the_papers_sixteen_ops_in_token_order():
     assert OP_NAMES == PAPER_OPS
+    assert [op.name for op in TABLE] == [*PAPER_OPS, "Identity"]  # Identity: outside the search space
 
 
-@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+@pytest.mark.parametrize("op", TABLE, ids=lambda op: op.name)
 def test_every_row_has_kernel_export_and_range(op, cifar_batch):
     assert callable(op.kernel) and callable(op.albumentations) and op.unit
     x = cifar_batch[:4]

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from autoaug.space.augment import PolicyAugment
 from autoaug.space.export import to_albumentations
-from autoaug.space.ops import MAGNITUDE_BINS, OPS, OpContext, get_op
+from autoaug.space.ops import MAGNITUDE_BINS, TABLE, OpContext, get_op
 from autoaug.space.policy import Operation, Policy
 
 # Largest per-pixel difference allowed between the executions, per op. Zero unless a comment says why.
@@ -35,7 +34,7 @@ MAX_ABS_DIFF = {
 # ...and the mean absolute difference stays far below one level for every op.
 MAX_MEAN_DIFF = 0.05
 
-PIXEL_OPS = [op for op in OPS if op.name not in ("Cutout", "SamplePairing")]
+PIXEL_OPS = [op for op in TABLE if op.name not in ("Cutout", "SamplePairing")]
 
 
 def _cases(op):
@@ -146,7 +145,7 @@ def _check_counts(values: np.ndarray) -> None:
 
 def test_torch_execution_draws_sub_policies_and_ops_with_their_probabilities():
     x = torch.full((DRAWS, 3, 2, 2), 100, dtype=torch.uint8)
-    out = PolicyAugment(_probe_policy())(x, torch.Generator().manual_seed(0))
+    out = _probe_policy()(x, torch.Generator().manual_seed(0))
     assert (out == out[:, :1, :1, :1]).all()  # one outcome per image
     _check_counts(out[:, 0, 0, 0].numpy())
 
@@ -171,7 +170,7 @@ def test_both_executions_draw_each_sign_half_the_time(cifar_images):
     n = 4000
     img = cifar_images[0]
     batch = torch.from_numpy(np.repeat(img[None], n, 0)).permute(0, 3, 1, 2).contiguous()
-    ours = PolicyAugment(policy)(batch, torch.Generator().manual_seed(0)).permute(0, 2, 3, 1).numpy()
+    ours = policy(batch, torch.Generator().manual_seed(0)).permute(0, 2, 3, 1).numpy()
     pipeline = to_albumentations(policy, seed=0)
     theirs = np.stack([pipeline(image=img)["image"] for _ in range(n)])
     sigma = math.sqrt(0.25 / n)
@@ -182,7 +181,7 @@ def test_both_executions_draw_each_sign_half_the_time(cifar_images):
 def test_same_seed_same_pixels_other_seed_other_pixels(cifar_batch):
     from autoaug.space.policy import published_policy
 
-    aug = PolicyAugment(published_policy("autoaugment-cifar10"))
+    aug = published_policy("autoaugment-cifar10")
     a = aug(cifar_batch, torch.Generator().manual_seed(7))
     b = aug(cifar_batch, torch.Generator().manual_seed(7))
     c = aug(cifar_batch, torch.Generator().manual_seed(8))

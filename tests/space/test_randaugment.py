@@ -143,7 +143,7 @@ def test_both_executions_draw_n_uniform_ops_per_image(n):
     images = 3000
     draws = aug.sample(images, torch.Generator().manual_seed(n))
     assert draws.op_ids.shape == (images, n)
-    assert torch.equal(draws.fire, torch.tensor([name != IDENTITY for name in DISTINCT])[draws.candidates])
+    assert draws.fire.all()  # Identity is a row of the op table: applied, it leaves the image alone
     _assert_uniform(Counter(DISTINCT[c] for c in draws.candidates.flatten().tolist()), images * n, len(DISTINCT), "torch")
     pipeline = _albumentations(aug, seed=n)
     img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from autoaug.cli import data as data_cli
-from autoaug.training import data
+from autoaug.training import data, download
 from autoaug.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -409,13 +409,13 @@ def _fake_archive(tmp_path: Path) -> tuple[Path, str]:
 
 
 def _patch_md5(monkeypatch: pytest.MonkeyPatch, md5: str) -> None:
-    old = data.ARCHIVES["cifar10"]
-    monkeypatch.setitem(data.ARCHIVES, "cifar10", data._Archive(old.url, md5, old.folder))
+    old = download.ARCHIVES["cifar10"]
+    monkeypatch.setitem(download.ARCHIVES, "cifar10", download._Archive(old.url, md5, old.folder))
 
 
 def test_download_offline_fails_fast_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError) as info:
-        data.download("cifar10", tmp_path / "dl", url="http://127.0.0.1:9/", timeout=5.0)
+        download.download("cifar10", tmp_path / "dl", url="http://127.0.0.1:9/", timeout=5.0)
     message = str(info.value)
     assert "\n" not in message
     assert "http://127.0.0.1:9/" in message and "internet" in message
@@ -429,7 +429,7 @@ def test_download_rejects_wrong_md5_and_leaves_nothing(tmp_path: Path) -> None:
     # The real published MD5 cannot match our fake archive.
     official = r"MD5 [0-9a-f]{32}, expected c58f30108f718f92721af3b95e74349a"
     with pytest.raises(DataError, match=official):
-        data.download("cifar10", dest, url=archive.as_uri())
+        download.download("cifar10", dest, url=archive.as_uri())
     assert list(dest.iterdir()) == []
 
 
@@ -451,7 +451,7 @@ def test_download_verifies_and_extracts_over_http(
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
-        folder = data.download("cifar10", tmp_path / "dl", url=url, timeout=10.0)
+        folder = download.download("cifar10", tmp_path / "dl", url=url, timeout=10.0)
     finally:
         server.shutdown()
         server.server_close()
@@ -470,11 +470,11 @@ def test_download_uses_archive_placed_by_hand(
     dest.mkdir()
     (dest / archive.name).write_bytes(archive.read_bytes())
     # The URL is unreachable: success proves the local archive was used without the network.
-    folder = data.download("cifar10", dest, url="http://127.0.0.1:9/")
+    folder = download.download("cifar10", dest, url="http://127.0.0.1:9/")
     assert (folder / "test_batch").is_file()
     (dest / archive.name).write_bytes(archive.read_bytes()[:-10])
     with pytest.raises(DataError, match="has MD5 .* delete it and run again"):
-        data.download("cifar10", dest, url="http://127.0.0.1:9/")
+        download.download("cifar10", dest, url="http://127.0.0.1:9/")
 
 
 def test_download_refuses_unsafe_archive_members(
@@ -488,13 +488,13 @@ def test_download_refuses_unsafe_archive_members(
         tar.addfile(member, io.BytesIO(payload))
     _patch_md5(monkeypatch, hashlib.md5(archive.read_bytes()).hexdigest())
     with pytest.raises(DataError, match="cannot extract"):
-        data.download("cifar10", tmp_path / "dl", url=archive.as_uri())
+        download.download("cifar10", tmp_path / "dl", url=archive.as_uri())
     assert not (tmp_path / "escaped.txt").exists()
 
 
 def test_download_unknown_name(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"unknown dataset 'mnist'.*cifar10, cifar100"):
-        data.download("mnist", tmp_path)
+        download.download("mnist", tmp_path)
 
 
 # --- command line -----------------------------------------------------------------------------

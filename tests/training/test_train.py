@@ -13,12 +13,13 @@ import torch
 from autoaug import cli
 from autoaug.training.data import Splits, load_splits
 from autoaug.errors import AutoaugError, ConfigError, PolicyError
+from autoaug.space.specs import POLICY_CUTOUT, resolve
 from autoaug.training.models import build_model
 from autoaug.training.loop import (
-    POLICY_CUTOUT,
     AlbumentationsAugment,
     TrainConfig,
     _loader_batches,
+    albumentations_augment,
     cutout,
     evaluate,
     lr_factor,
@@ -27,7 +28,6 @@ from autoaug.training.loop import (
     predict_proba,
     prepare,
     resolve_device,
-    resolve_policy,
     train_child,
     train_model,
 )
@@ -270,8 +270,8 @@ def test_train_child_rejects_a_non_policy(data) -> None:
     [("none", False, 0), ("standard", True, 0), ("cutout", True, 16)],
 )
 def test_baselines(spec: str, standard: bool, cutout_px: int) -> None:
-    resolved = resolve_policy(spec)
-    assert (resolved.augment, resolved.source) == (None, None)
+    resolved = resolve(spec)
+    assert resolved.augmenter is None
     assert (resolved.standard, resolved.cutout) == (standard, cutout_px)
 
 
@@ -280,16 +280,16 @@ def test_baselines(spec: str, standard: bool, cutout_px: int) -> None:
              "randaugment:N=2,M=9"],
 )
 def test_policies_get_standard_and_cutout(spec: str, cifar_batch) -> None:
-    resolved = resolve_policy(spec)
+    resolved = resolve(spec)
     assert (resolved.standard, resolved.cutout) == (True, POLICY_CUTOUT)
-    out = resolved.augment(cifar_batch, torch.Generator().manual_seed(0))
+    out = resolved.augmenter(cifar_batch, torch.Generator().manual_seed(0))
     assert out.shape == cifar_batch.shape and out.dtype == torch.uint8
     assert not torch.equal(out, cifar_batch)
 
 
 def test_randaugment_spec_values() -> None:
-    resolved = resolve_policy("randaugment:N=3,M=5")
-    assert (resolved.source.n, resolved.source.m) == (3, 5)
+    resolved = resolve("randaugment:N=3,M=5")
+    assert (resolved.augmenter.n, resolved.augmenter.m) == (3, 5)
     assert "N=3 M=5" in resolved.description
 
 
@@ -297,8 +297,8 @@ def test_policy_file(tmp_path) -> None:
     from autoaug.space.policy import published_policy
 
     path = published_policy("autoaugment-svhn").save(tmp_path / "svhn.json")
-    resolved = resolve_policy(str(path))
-    assert resolved.source == published_policy("autoaugment-svhn")
+    resolved = resolve(str(path))
+    assert resolved.augmenter == published_policy("autoaugment-svhn")
     assert resolved.cutout == POLICY_CUTOUT
 
 
@@ -307,7 +307,7 @@ def test_policy_file(tmp_path) -> None:
     [
         ("bogus", "unknown policy 'bogus'; expected a policy file or one of none, standard"),
         ("", "expected a policy spec"),
-        ("missing.json", "policy file 'missing.json' does not exist"),
+        ("missing.json", "missing.json: no such file"),
         ("randaugment:N=two,M=9", "N an integer"),
         ("randaugment:N=2,M=99", "M"),
         ("randaugment:N=0,M=9", "N"),
@@ -317,29 +317,30 @@ def test_policy_file(tmp_path) -> None:
 )
 def test_bad_policy_specs(spec: str, message: str) -> None:
     with pytest.raises(AutoaugError, match=message):
-        resolve_policy(spec)
+        resolve(spec)
 
 
 # --- the albumentations path ------------------------------------------------------------------
 
 
 def test_loader_is_seeded_per_worker(data) -> None:
-    resolved = resolve_policy("autoaugment-cifar10")
+    resolved = resolve("autoaugment-cifar10")
     small = dataclasses.replace(data, train_x=data.train_x[:256], train_y=data.train_y[:256])
     config = quick(batch_size=64)
 
     def first_batches(seed: int) -> torch.Tensor:
-        augment = resolved.albumentations(None, workers=2)
+        augment = albumentations_augment(resolved, small, config, workers=2)
         epoch = _loader_batches(augment, small, config, seed)
-        return torch.cat([images for images, _ in epoch()])
+        return torch.cat([x for x, _ in epoch()])
 
     a, b, c = first_batches(0), first_batches(0), first_batches(1)
-    assert a.shape == (256, 3, 32, 32) and a.dtype == torch.uint8
+    assert a.shape == (256, 3, 32, 32) and a.dtype == torch.float32  # the model's input
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
-    # The pipeline changed pixels: not just the (shuffled) originals.
-    originals = {img.numpy().tobytes() for img in small.train_x}
-    assert sum(img.numpy().tobytes() not in originals for img in a) > 100
+    # The pipeline changed pixels: not just the (shuffled) normalised originals.
+    plain = model_input(small.train_x, small, quick(standard=False), torch.Generator())
+    originals = {img.numpy().tobytes() for img in plain.contiguous()}
+    assert sum(img.contiguous().numpy().tobytes() not in originals for img in a) > 100
 
 
 def test_albumentations_and_torch_paths_agree(data) -> None:
@@ -348,10 +349,10 @@ def test_albumentations_and_torch_paths_agree(data) -> None:
     # about 0.015 by chance; 0.045 is three of those (and both runs are seeded, so the outcome
     # does not change from run to run). Labels shuffled against images, swapped channels or a
     # dead worker land far outside it.
-    resolved = resolve_policy("autoaugment-cifar10")
+    resolved = resolve("autoaugment-cifar10")
     config = quick(epochs=6, batch_size=64, standard=True, cutout=0)
-    torch_acc = train_child(resolved.augment, data, config, 0)
-    alb_acc = train_child(resolved.albumentations(None, workers=2), data, config, 0)
+    torch_acc = train_child(resolved.augmenter, data, config, 0)
+    alb_acc = train_child(albumentations_augment(resolved, data, config, workers=2), data, config, 0)
     assert min(torch_acc, alb_acc) > 0.3
     assert abs(torch_acc - alb_acc) < 0.045, (torch_acc, alb_acc)
 
@@ -414,6 +415,19 @@ def test_cli_albumentations_path(npz_dataset, tmp_path, capsys) -> None:
     results = json.loads((out / "results.json").read_text())
     assert results["augment"] == "albumentations" and results["config"]["cutout"] == POLICY_CUTOUT
     assert json.loads((out / "seed-0" / "outputs.json").read_text())["augment"] == "albumentations"
+    # It trained from the file it wrote, the very file the export writes (what ships is what is
+    # measured) ...
+    exported = tmp_path / "c10.train.albumentations.json"
+    assert cli.main(["export-albumentations", "autoaugment-cifar10", "--pipeline", "train",
+                     "--dataset", f"npz:{npz_dataset}", "--out", str(exported)]) == 0
+    assert json.loads((out / "train.albumentations.json").read_text()) == json.loads(exported.read_text())
+    # ... and an exported pipeline file trains as it is.
+    code = cli.main([
+        "train", "--policy", str(exported), "--augment", "albumentations", "--workers", "1",
+        "--dataset", f"npz:{npz_dataset}", "--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "file"),
+    ])
+    assert code == 0
+    assert "albumentations pipeline c10.train.albumentations.json" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -452,9 +466,9 @@ def test_cuda_child_with_a_policy(splits) -> None:
     # the policy's kernels on CUDA; it must learn like the CPU path does.
     data = prepare(splits, "cuda")
     assert data.train_x.is_cuda
-    resolved = resolve_policy("autoaugment-cifar10")
+    resolved = resolve("autoaugment-cifar10")
     config = TrainConfig.for_model("tiny", epochs=6, batch_size=64, device="cuda", cutout=16)
-    model, history = train_model(resolved.augment, data, config, 0, on_epoch_end=lambda e, a: None)
+    model, history = train_model(resolved.augmenter, data, config, 0, on_epoch_end=lambda e, a: None)
     assert next(model.parameters()).is_cuda
     assert all(0.0 <= h.val_acc <= 1.0 for h in history)
     assert history[-1].val_acc > 0.3

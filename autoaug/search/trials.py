@@ -1,0 +1,166 @@
+"""The one trial loop: candidates with explicit seeds in, rewards out, every step in the store.
+
+Both searches drive it: the policy search (`autoaug.search.search`, one batch per controller
+round) and the RandAugment grid (`autoaug.search.grid`, one batch of the points the store lacks).
+
+- `open_run(run_dir)`: the run lock, the trial store, and the rows a killed process left
+  `running` put back to `pending` (they never finished); yields (store, how many were).
+- `run_trials(store, pool, trials)`: evaluate the unfinished of `trials` on the worker pool,
+  committing each result the moment it arrives, so a kill loses only the trials in flight and a
+  rerun evaluates nothing twice. Failed trials (the child raised, diverged, its worker died or
+  timed out) stay in the store with their error.
+- `make_pool`: the worker pool for a backend, devices and workers per device.
+- `device_data`: the dataset on a worker's device, loaded once per worker process and reused by
+  every trial that process runs (the data go to the device once, airbench-style).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from autoaug.errors import AutoaugError
+from autoaug.search.rundir import RunLock
+from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
+from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool
+from autoaug.space.policy import _short
+from autoaug.training.data import Splits, load_splits
+from autoaug.training.loop import DeviceData, prepare
+
+
+@contextmanager
+def open_run(run_dir: str | Path) -> Iterator[tuple[TrialStore, int]]:
+    """The store of `run_dir`, held by this process alone, with interrupted trials requeued."""
+    run_dir = Path(run_dir)
+    with RunLock(run_dir), TrialStore(run_dir / STORE_FILENAME) as store:
+        yield store, store.requeue_running()
+
+
+def add_batch(store: TrialStore, specs: Sequence[TrialSpec]) -> list[Trial]:
+    """`specs` as a new batch after the store's last one (nothing for no specs)."""
+    if not specs:
+        return []
+    rounds = store.rounds()
+    return store.add_pending(rounds[-1] + 1 if rounds else 0, specs)
+
+
+def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) -> None:
+    """Record `setup` (what must not change between runs in one directory) on the first run;
+    on a later run, an AutoaugError naming the keys that changed."""
+    stored = store.get_meta(name)
+    text = json.dumps(setup, sort_keys=True)
+    if stored is None:
+        if store.rows():
+            raise AutoaugError(f"{store.path.parent}: holds trials of something other than a {what}; use another --out")
+        store.set_meta(name, text)
+    elif stored != text:
+        old = json.loads(stored)
+        changed = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
+        raise AutoaugError(
+            f"{store.path.parent}: this {what} was started with another {', '.join(changed)} "
+            f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup"
+        )
+
+
+def run_trials(
+    store: TrialStore,
+    pool: WorkerPool,
+    trials: Sequence[Trial],
+    on_result: Callable[[Result], None] | None = None,
+) -> list[Trial]:
+    """Evaluate the pending or running ones of `trials` on `pool`; returns all of `trials` as
+    stored afterwards (done or failed), in the order given. `on_result` sees each result after
+    the store has it."""
+
+    def on_start(task: Task, worker: str) -> None:
+        store.mark_running(task.id, worker)
+
+    def record(result: Result) -> None:
+        if result.ok:
+            store.mark_done(result.task_id, result.reward, result.duration)
+        else:
+            store.mark_failed(result.task_id, result.error or "failed", result.duration, result.traceback)
+            tqdm.write(f"trial {result.task_id} [{store.get(result.task_id).key}] failed: {result.error}", file=sys.stderr)
+        if on_result is not None:
+            on_result(result)
+
+    todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
+    if todo:
+        pool.run(todo, on_start=on_start, on_result=record)
+    return [store.get(t.id) for t in trials]
+
+
+def make_pool(
+    fn: EvalFn,
+    *,
+    backend: str = "process",
+    devices: Sequence[str] = ("auto",),
+    workers: int = 1,
+    timeout_s: float | None = None,
+    ray_options: RayOptions | None = None,
+) -> WorkerPool:
+    """A pool evaluating `fn`: `workers` processes per device of `devices` ("auto": every GPU,
+    else the CPU), one trial at a time in this process (inline), or Ray tasks."""
+    if backend == "ray":
+        return WorkerPool(fn, backend="ray", timeout_s=timeout_s, ray_options=ray_options or RayOptions())
+    devices = list(devices)
+    if devices == ["auto"]:
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    if backend == "inline":
+        devices = devices[:1]  # one trial at a time, in this process
+    else:
+        devices = [d for _ in range(workers) for d in devices]  # round-robin over devices
+    return WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s)
+
+
+def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:
+    """Indices of the first `n` images taking the classes in turn (the first image of every
+    class, then the second of every class, ...), in their original order; all if n is None.
+
+    A plain `[:n]` could be lopsided if a source is sorted by class; this needs no RNG, so every
+    worker and every resumed run scores on the same images.
+    """
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    rank = np.empty(len(y), dtype=np.int64)  # position of each image within its class
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rank[members] = np.arange(len(members))
+    order = np.lexsort((y, rank))  # by rank, then class
+    return np.sort(order[:n])
+
+
+def load_data(dataset: str, train_subset: int | None = None, val_subset: int | None = None) -> Splits:
+    """The dataset's splits with the child-train and reward-val subsets applied."""
+    splits = load_splits(dataset)
+    train = balanced_head(splits.train_y, train_subset)
+    val = balanced_head(splits.val_y, val_subset)
+    return dataclasses.replace(
+        splits,
+        train_x=splits.train_x[train], train_y=splits.train_y[train],
+        val_x=splits.val_x[val], val_y=splits.val_y[val],
+    )
+
+
+# Keyed by what the data were built from; only the last is kept (one dataset per worker).
+_DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
+
+
+def device_data(
+    dataset: str, device: str, train_subset: int | None = None, val_subset: int | None = None
+) -> DeviceData:
+    """`load_data(...)` on `device`, prepared once per worker process."""
+    key = (dataset, train_subset, val_subset, device)
+    if key not in _DEVICE_DATA:
+        _DEVICE_DATA.clear()
+        _DEVICE_DATA[key] = prepare(load_data(dataset, train_subset, val_subset), device)
+    return _DEVICE_DATA[key]

@@ -1,0 +1,160 @@
+"""Whole albumentations pipelines: a policy inside the training recipe, ending in `ToTensorV2`.
+
+`autoaug export-albumentations --pipeline train` writes `train_pipeline(...)`, and
+`autoaug train --augment albumentations` trains from the same object read back from its file,
+so what ships is what was measured. In the order of the torch path
+(`autoaug.training.loop.model_input`):
+
+    policy (uint8) -> Normalize -> Pad 4 (zeros) + RandomCrop -> HorizontalFlip -> ClippedCutout 16
+    -> ToTensorV2
+
+Normalising right after the policy and filling the pad and the Cutout square with 0.0 is what
+the torch path does (and the AutoAugment reference code, which pads and cuts out with zeros of
+the normalised image): the fill is the dataset's mean colour, exactly, not a rounded uint8 grey.
+`Pad` + `RandomCrop` draws each offset uniformly from 0..2*pad as `pad_crop_flip` does;
+Cutout is autoaug's own `ClippedCutout` (the square's centre may lie anywhere, as in the torch
+`cutout`; albumentations' `CoarseDropout` keeps the hole inside). `eval_pipeline` is `Normalize`
++ `ToTensorV2`: what `autoaug train` does to val and test images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import albumentations as A
+import cv2
+import torch
+from albumentations.pytorch import ToTensorV2
+
+from autoaug.errors import PipelineError
+from autoaug.files import read_json
+from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
+from autoaug.space.export import to_albumentations
+
+__all__ = ["PIPELINES", "PAD", "PipelineError", "normalization", "normalize", "train_pipeline",
+           "eval_pipeline", "check_tensor_pipeline", "load_pipeline_file", "is_pipeline_document",
+           "seed_worker", "save_pipeline", "pipeline_path"]
+
+PIPELINES = ("policy", "train", "eval")
+PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
+
+
+def normalize(mean: Sequence[float], std: Sequence[float]) -> A.Normalize:
+    """`A.Normalize` with per-channel `mean` and `std` given on the 0..255 scale (as
+    `autoaug.training.loop.DeviceData` holds them); written in the file on albumentations' 0..1
+    scale."""
+    return A.Normalize(
+        mean=tuple(float(m) / 255.0 for m in mean),
+        std=tuple(float(s) / 255.0 for s in std),
+        max_pixel_value=255.0,
+    )
+
+
+def train_pipeline(
+    policy: Any,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    image_size: tuple[int, int],
+    standard: bool = True,
+    cutout: int = 16,
+    pad: int = PAD,
+) -> A.Compose:
+    """The whole training pipeline of `policy` (a Policy, RandAugment, TrivialAugment, or None for
+    the baselines): HWC uint8 image -> normalised float32 (C, H, W) tensor.
+
+    `standard`: pad-crop + horizontal flip; `cutout`: side of the Cutout square (0 = none);
+    `image_size`: (H, W) of the training images, the size of the random crop.
+    """
+    transforms: list[A.BasicTransform] = []
+    if policy is not None:
+        transforms += list(to_albumentations(policy).transforms)
+    transforms.append(normalize(mean, std))
+    if standard:
+        h, w = image_size
+        transforms += [
+            A.Pad(padding=pad, fill=0.0, border_mode=cv2.BORDER_CONSTANT),
+            A.RandomCrop(height=h, width=w),
+            A.HorizontalFlip(p=0.5),
+        ]
+    if cutout:
+        transforms.append(ClippedCutout(size=cutout, fill=0.0))
+    transforms.append(ToTensorV2())
+    return A.Compose(transforms, p=1.0)
+
+
+def eval_pipeline(*, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+    """Normalise + ToTensorV2: HWC uint8 image -> the float32 (C, H, W) tensor `autoaug train`
+    evaluates on."""
+    return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0)
+
+
+def check_tensor_pipeline(pipeline: Any, name: str = "the pipeline") -> None:
+    """PipelineError unless `pipeline` ends in ToTensorV2, i.e. gives the tensors a model eats."""
+    if not isinstance(pipeline, A.BaseCompose):
+        raise PipelineError(f"{name}: expected an albumentations Compose, got {type(pipeline).__name__}")
+    last = pipeline.transforms[-1] if len(pipeline.transforms) else None
+    if not isinstance(last, ToTensorV2):
+        got = type(last).__name__ if last is not None else "nothing (an empty Compose)"
+        raise PipelineError(
+            f"{name} ends in {got}, expected ToTensorV2 (a pipeline that gives normalised tensors); "
+            f"export one with `autoaug export-albumentations POLICY --pipeline train`"
+        )
+
+
+def load_pipeline_file(path: str | Path, *, tensors: bool = True) -> A.Compose:
+    """Read an exported pipeline file as `A.load` does, checked by `autoaug.space.albu.load_pipeline`
+    (PolicyError for a broken one); with `tensors`, one that ends in ToTensorV2 (PipelineError
+    otherwise). autoaug's own transforms load because importing autoaug registered them."""
+    pipeline, _ = load_pipeline(read_json(path, PipelineError, "an albumentations pipeline file"), str(path))
+    if tensors:
+        check_tensor_pipeline(pipeline, str(path))
+    return pipeline
+
+
+def is_pipeline_document(doc: Any) -> bool:
+    """Whether parsed JSON is an albumentations file (what `A.save` writes)."""
+    return isinstance(doc, dict) and "transform" in doc and "__version__" in doc
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: reseed the worker's copy of its dataset's albumentations
+    pipeline (the dataset's `.pipeline` or `.transform`) from torch's seed for that worker.
+
+    Needed: albumentations seeds a pipeline once, when it is built or loaded, and every worker
+    forks that state, so without this all workers draw the same numbers, and with
+    non-persistent workers every epoch repeats the first one's augmentations. Torch's worker seed
+    differs per worker and per epoch and follows the DataLoader's `generator`.
+    """
+    info = torch.utils.data.get_worker_info()
+    if info is None:
+        raise PipelineError("seed_worker is a DataLoader worker_init_fn; it runs in worker processes")
+    for name in ("pipeline", "transform"):
+        pipeline = getattr(info.dataset, name, None)
+        if isinstance(pipeline, A.BaseCompose):
+            seed_pipeline(pipeline, info.seed)
+            return
+    raise PipelineError(
+        f"seed_worker: expected the dataset ({type(info.dataset).__name__}) to hold its "
+        "albumentations pipeline as .pipeline or .transform"
+    )
+
+
+def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
+    """Write `pipeline` with `A.save` as JSON."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    A.save(pipeline, str(path), data_format="json")
+    return path
+
+
+def pipeline_path(native_path: str | Path, kind: str) -> Path:
+    """`x.json` -> `x.albumentations.json` (policy), `x.train.albumentations.json`, `x.eval...`."""
+    if kind not in PIPELINES:
+        raise PipelineError(f"unknown pipeline {kind!r}; expected one of {', '.join(PIPELINES)}")
+    native_path = Path(native_path)
+    stem = native_path.name[:-5] if native_path.name.endswith(".json") else native_path.name
+    middle = "" if kind == "policy" else f".{kind}"
+    return native_path.with_name(f"{stem}{middle}.albumentations.json")
