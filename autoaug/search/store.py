@@ -317,6 +317,18 @@ class TrialStore:
         """pending | running -> failed with a one-line `error` (and the traceback, if any)."""
         self._finish(trial_id, "failed", None, error, traceback, duration)
 
+    def note_retry(self, trial_id: int, error: str) -> None:
+        """Record on a running trial that an attempt failed and it is being retried (a Ray
+        worker that died under it). The note stays in `error` when the retry then succeeds;
+        when the retry fails too, the final error comes first and the note follows it."""
+        cursor = self._conn.execute(
+            "UPDATE trials SET error = COALESCE(error || '; ', '') || ? "
+            "WHERE id = ? AND status = 'running'",
+            (f"{error} (retried)", trial_id),
+        )
+        if cursor.rowcount != 1:
+            self._bad_transition(trial_id, "running", ("running",))
+
     def _finish(
         self,
         trial_id: int,
@@ -328,12 +340,15 @@ class TrialStore:
     ) -> None:
         finished = time.time()
         duration = float(duration)
-        # A trial evaluated without mark_running (inline runs) still gets a start time.
+        # A trial evaluated without mark_running (inline runs) still gets a start time; the
+        # notes of retried attempts (note_retry) stay behind the final error, if any.
         cursor = self._conn.execute(
-            "UPDATE trials SET status = ?, reward = ?, error = ?, traceback = ?, "
+            "UPDATE trials SET status = ?, reward = ?, "
+            "error = CASE WHEN ? IS NULL THEN error ELSE ? || COALESCE('; ' || error, '') END, "
+            "traceback = ?, "
             "finished = ?, duration = ?, started = COALESCE(started, ?) "
             "WHERE id = ? AND status IN ('pending', 'running')",
-            (status, reward, error, traceback, finished, duration, finished - duration,
+            (status, reward, error, error, traceback, finished, duration, finished - duration,
              trial_id),
         )
         if cursor.rowcount != 1:

@@ -93,9 +93,13 @@ def run_trials(
         if on_result is not None:
             on_result(result)
 
+    def note_retry(task: Task, error: str) -> None:
+        store.note_retry(task.id, error)
+        tqdm.write(f"trial {task.id} [{store.get(task.id).key}] lost its worker, retrying: {error}", file=sys.stderr)
+
     todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
     if todo:
-        pool.run(todo, on_start=on_start, on_result=record)
+        pool.run(todo, on_start=on_start, on_result=record, on_retry=note_retry)
     return [store.get(t.id) for t in trials]
 
 

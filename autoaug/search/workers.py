@@ -103,6 +103,14 @@ class RayOptions:
     max_in_flight: int | None = None
     """Tasks submitted at once; None: what the cluster's CPUs/GPUs can run concurrently.
     The timeout counts from submission, so keep this <= what can really run at once."""
+    retries: int = 1
+    """Resubmissions of a task whose Ray worker or node died under it (a preempted node, a
+    killed process). Unlike a local worker's death, on a cluster that is usually the machine's
+    fault, not the trial's. An exception raised by the trial itself is never retried."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise AutoaugError(f"RayOptions.retries must be an integer >= 0, got {self.retries!r}")
 
     def __post_init__(self) -> None:
         for name, low in (("num_gpus", 0.0), ("num_cpus", 0.0)):
@@ -209,12 +217,15 @@ class WorkerPool:
         *,
         on_start: Callable[[Task, str], None] | None = None,
         on_result: Callable[[Result], None] | None = None,
+        on_retry: Callable[[Task, str], None] | None = None,
     ) -> list[Result]:
         """Evaluate `tasks`; returns one Result per task, in the order of `tasks`.
 
-        `on_start(task, worker)` is called when a task is handed to a worker and
-        `on_result(result)` the moment its result arrives (arrival order), both in the calling
-        thread, so they may write to a `TrialStore` opened in that thread.
+        `on_start(task, worker)` is called when a task is handed to a worker,
+        `on_result(result)` the moment its result arrives (arrival order) and, on the Ray
+        backend, `on_retry(task, error)` when a task whose worker died is resubmitted (see
+        `RayOptions.retries`); all in the calling thread, so they may write to a `TrialStore`
+        opened in that thread.
         """
         if self._closed:
             raise RuntimeError("this WorkerPool is closed")
@@ -241,7 +252,7 @@ class WorkerPool:
                 if self.backend == "process":
                     self._run_processes(tasks, started, deliver)
                 else:
-                    self._run_ray(tasks, started, deliver)
+                    self._run_ray(tasks, started, deliver, on_retry)
             except BaseException:
                 self._abort()
                 raise
@@ -459,6 +470,10 @@ class WorkerPool:
         self._ray_remote = ray.remote(
             num_gpus=options.num_gpus, num_cpus=options.num_cpus, max_retries=0
         )(_ray_evaluate)
+        self._ray_retries = options.retries
+        # Threads per child: what the task asked the cluster for (several children share a
+        # machine's cores; Ray itself leaves torch at one thread per core of the machine).
+        self._ray_threads = max(1, int(options.num_cpus))
         self._ray_fn = ray.put(self.fn)
         limit = options.max_in_flight
         resources = ray.cluster_resources()
@@ -479,16 +494,20 @@ class WorkerPool:
         tasks: Sequence[Task],
         started: Callable[[Task, str], None],
         deliver: Callable[[Result], None],
+        on_retry: Callable[[Task, str], None] | None = None,
     ) -> None:
         ray = self._ray
         queue = deque(tasks)
         in_flight = self._ray_in_flight
+        attempts: dict[int, int] = {}  # task id -> submissions so far
         while queue or in_flight:
             while queue and len(in_flight) < self._ray_limit:
                 task = queue.popleft()
-                ref = self._ray_remote.remote(self._ray_fn, task.payload, task.seed)
+                ref = self._ray_remote.remote(self._ray_fn, task.payload, task.seed, self._ray_threads)
                 in_flight[ref] = (task, time.monotonic())
-                started(task, "ray")
+                if attempts.get(task.id, 0) == 0:
+                    started(task, "ray")
+                attempts[task.id] = attempts.get(task.id, 0) + 1
             timeout = None
             if self.timeout_s is not None:
                 first_deadline = min(t0 for _, t0 in in_flight.values()) + self.timeout_s
@@ -502,6 +521,11 @@ class WorkerPool:
                     # The task never returned: its worker or node died, or Ray failed it.
                     status, reward, tb, worker = "failed", None, None, "ray"
                     error, duration = _one_line(err), time.monotonic() - t0
+                    if _lost_worker(ray, err) and attempts[task.id] <= self._ray_retries:
+                        if on_retry is not None:
+                            on_retry(task, f"attempt {attempts[task.id]}: {error}")
+                        queue.appendleft(task)  # the same payload and seed, so the same trial
+                        continue
                 deliver(Result(task.id, status, reward, error, tb, worker, duration))
             if self.timeout_s is not None:
                 now = time.monotonic()
@@ -512,6 +536,14 @@ class WorkerPool:
                         deliver(Result(task.id, "failed", None,
                                        f"timed out after {self.timeout_s:g}s", None, "ray",
                                        now - t0))
+
+
+def _lost_worker(ray: Any, err: BaseException) -> bool:
+    """Whether a Ray error means the process or machine under the task went away (worth a
+    retry), as opposed to the task failing by itself or being cancelled."""
+    lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+            ray.exceptions.LocalRayletDiedError)
+    return isinstance(err, lost)
 
 
 def evaluate_batch(
@@ -672,10 +704,13 @@ def _exit_with_parent() -> None:
 
 
 def _ray_evaluate(
-    fn: EvalFn, payload: dict[str, Any], seed: int
+    fn: EvalFn, payload: dict[str, Any], seed: int, num_threads: int = 1
 ) -> tuple[str, float | None, str | None, str | None, float, str]:
-    """The Ray task: evaluate on the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES) or CPU."""
+    """The Ray task: evaluate on the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES) or CPU,
+    with as many torch threads as CPUs the task asked for."""
     import ray  # optional dependency: runs only inside a Ray worker
+
+    torch.set_num_threads(num_threads)
 
     device = "cuda:0" if ray.get_gpu_ids() else "cpu"
     worker = f"ray {socket.gethostname()} pid {os.getpid()} {device}"

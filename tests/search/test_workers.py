@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.search.workers import Result, Task, WorkerPool, default_devices, evaluate_batch
+from autoaug.search.workers import RayOptions, Result, Task, WorkerPool, default_devices, evaluate_batch
 
 TIMEOUT_S = 4.0  # the shared pool's limit; its ordinary tasks take microseconds
 
@@ -255,3 +255,9 @@ def test_default_devices() -> None:
 def test_missing_ray_is_a_clear_error() -> None:
     with pytest.raises(AutoaugError, match=r"the ray backend needs `pip install autoaug\[ray\]`"):
         WorkerPool(probe, backend="ray")
+
+
+@pytest.mark.parametrize("retries", [-1, 1.5, True])
+def test_ray_retries_must_be_a_count(retries) -> None:
+    with pytest.raises(AutoaugError, match="RayOptions.retries must be an integer >= 0"):
+        RayOptions(retries=retries)
