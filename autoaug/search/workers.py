@@ -111,8 +111,6 @@ class RayOptions:
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise AutoaugError(f"RayOptions.retries must be an integer >= 0, got {self.retries!r}")
-
-    def __post_init__(self) -> None:
         for name, low in (("num_gpus", 0.0), ("num_cpus", 0.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < math.inf:
