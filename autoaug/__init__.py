@@ -11,7 +11,7 @@ Importing autoaug registers its own albumentations transforms (`autoaug.albu`, i
 
 from __future__ import annotations
 
-from autoaug.space import albu  # registers Sharpness / SamplePairing / ClippedCutout with albumentations
+from autoaug.space import albu  # registers autoaug's own transforms with albumentations
 from autoaug.space.pipeline import seed_worker  # DataLoader worker_init_fn for a loaded pipeline
 from autoaug.space.policy import Operation, Policy, published_policy
 from autoaug.space.specs import load_policy

@@ -535,7 +535,7 @@ def export_policy(
             f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
         )
     config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
-    with TrialStore(store_path) as store:
+    with TrialStore(store_path, read_only=True) as store:
         best = store.best(top)
         counts = store.counts()
     if not best:

@@ -3,7 +3,8 @@
 They subclass `ImageOnlyTransform`, so albumentations' serialisation registers them by class
 name the moment this module is imported (`import autoaug` does that): after it, a pipeline that
 contains them loads with plain `A.load`. Each mirrors the torch kernel of the same name in
-`autoaug.space.ops`; `tests/space/test_parity.py` holds them together.
+`autoaug.space.ops` (AutoContrast, Equalize and Translate run that very kernel, from
+`autoaug.space.pil_kernels`, on the one image); `tests/space/test_parity.py` holds them together.
 
 Also here: `compose`, the one way an augmenter's transforms become a seeded `A.Compose`, and the
 helpers that walk a pipeline (`walk`, `set_image_pool`, `seed_pipeline`).
@@ -22,24 +23,26 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import AutoaugError, PolicyError
+from autoaug.space import pil_kernels
 
 # The name a file stores for each transform: the module path these classes had before the package
 # was split into layers (issue #9), so pipelines exported then still load.
 _SERIALISED_MODULE = "autoaug.albu"
 
+
+class _SerialisedName:
+    """Mixin: the name a file stores is `autoaug.albu.<class>`, wherever the class lives now."""
+
+
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13  # PIL's SMOOTH filter
 
 
-class Sharpness(A.ImageOnlyTransform):
+class Sharpness(_SerialisedName, A.ImageOnlyTransform):
     """Blend with PIL's smoothing filter: `factor` < 1 blurs, > 1 sharpens, 1 is the identity.
 
     albumentations' `Sharpen` only sharpens, so AutoAugment's Sharpness below 1.0 needs this.
     The one-pixel border keeps its values, as in PIL.
     """
-
-    @classmethod
-    def get_class_fullname(cls) -> str:
-        return f"{_SERIALISED_MODULE}.{cls.__name__}"
 
     def __init__(self, factor: float = 1.0, p: float = 0.5):
         super().__init__(p=p)
@@ -59,17 +62,66 @@ class Sharpness(A.ImageOnlyTransform):
         return ("factor",)
 
 
-class SamplePairing(A.ImageOnlyTransform):
+def _run_kernel(kernel, img: np.ndarray, magnitude: float = 0.0) -> np.ndarray:
+    """Apply a batched torch kernel of `autoaug.space.pil_kernels` to one HWC (or HW) uint8 image."""
+    hwc = img[..., None] if img.ndim == 2 else img
+    x = torch.from_numpy(np.ascontiguousarray(hwc)).permute(2, 0, 1)[None]  # (1, C, H, W)
+    out = kernel(x, torch.tensor([magnitude], dtype=torch.float32), None)[0].permute(1, 2, 0).numpy()
+    return out[..., 0] if img.ndim == 2 else out
+
+
+class AutoContrast(_SerialisedName, A.ImageOnlyTransform):
+    """PIL's `ImageOps.autocontrast` per channel (255 counts towards the range, values truncate).
+
+    albumentations' `AutoContrast` leaves 255 out of the range and rounds.
+    """
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return _run_kernel(pil_kernels.auto_contrast, img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+class Equalize(_SerialisedName, A.ImageOnlyTransform):
+    """PIL's `ImageOps.equalize` per channel. albumentations' `Equalize(mode="pil")` is not PIL's rule."""
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return _run_kernel(pil_kernels.equalize, img)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ()
+
+
+class Translate(_SerialisedName, A.ImageOnlyTransform):
+    """Move the image by `x` of its width and `y` of its height, rounded to whole pixels, grey fill.
+
+    albumentations' `Affine(translate_percent=...)` truncates the shift to whole pixels.
+    """
+
+    def __init__(self, x: float = 0.0, y: float = 0.0, p: float = 0.5):
+        super().__init__(p=p)
+        self.x, self.y = float(x), float(y)
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        out = img
+        if self.y:
+            out = _run_kernel(pil_kernels.translate_y, out, self.y)
+        if self.x:
+            out = _run_kernel(pil_kernels.translate_x, out, self.x)
+        return out
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("x", "y")
+
+
+class SamplePairing(_SerialisedName, A.ImageOnlyTransform):
     """Blend with a random image of a pool: out = (1 - weight) * image + weight * other.
 
     The pool (an (N, H, W, C) uint8 array, usually the training set) is not serialised: after
     `A.load`, hand it over with `set_image_pool(pipeline, images)`. A partner of another size is
     resized to the image's size.
     """
-
-    @classmethod
-    def get_class_fullname(cls) -> str:
-        return f"{_SERIALISED_MODULE}.{cls.__name__}"
 
     def __init__(self, weight: float = 0.0, p: float = 0.5):
         super().__init__(p=p)
@@ -99,7 +151,7 @@ class SamplePairing(A.ImageOnlyTransform):
         return ("weight",)
 
 
-class ClippedCutout(A.ImageOnlyTransform):
+class ClippedCutout(_SerialisedName, A.ImageOnlyTransform):
     """Fill one `size` x `size` square with `fill`, its centre uniform over every pixel of the
     image and the square clipped at the borders (DeVries & Taylor 2017, the AutoAugment reference
     code's `cutout_numpy`): the Cutout 16 of the training recipe, `autoaug.training.loop.cutout`
@@ -109,10 +161,6 @@ class ClippedCutout(A.ImageOnlyTransform):
     pixels near the border than this. In the training pipeline it runs after `Normalize`, so
     `fill` 0.0 is the dataset's mean colour, as the zeros of the torch path are.
     """
-
-    @classmethod
-    def get_class_fullname(cls) -> str:
-        return f"{_SERIALISED_MODULE}.{cls.__name__}"
 
     def __init__(self, size: int = 16, fill: float = 0.0, p: float = 1.0):
         super().__init__(p=p)

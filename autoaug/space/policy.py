@@ -25,8 +25,10 @@ from autoaug.errors import PolicyError
 from autoaug.files import save_json
 from autoaug.space.albu import compose
 from autoaug.space.augment import apply_ops, signed_magnitudes
-from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, get_op, op_to_albumentations
-from autoaug.space.published import PUBLISHED
+from autoaug.space.ops import (
+    MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, RANGE_READINGS, get_op, op_to_albumentations,
+)
+from autoaug.space.published import PUBLISHED, RANGE_READING
 
 FORMAT = "autoaug.policy"
 VERSION = 1
@@ -83,18 +85,26 @@ class Operation:
 
     @property
     def magnitude(self) -> float:
-        """Physical magnitude before the random sign (0.0 for ops without one)."""
-        return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0)
+        """Physical magnitude before the random sign (0.0 for ops without one), paper ranges."""
+        return self.magnitude_in("paper")
+
+    def magnitude_in(self, reading: str) -> float:
+        """Physical magnitude under a range reading (`autoaug.space.ops.RANGE_READINGS`)."""
+        return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0, reading=reading)
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.name, "prob": self.prob, "magnitude_bin": self.magnitude_bin}
 
-    def __str__(self) -> str:
+    def describe(self, reading: str = "paper") -> str:
         op = OPS_BY_NAME[self.name]
         if not op.has_magnitude:
             return f"{self.name}(p={self.prob:.1f})"
         sign = "+/-" if op.signed else ""
-        return f"{self.name}(p={self.prob:.1f}, bin {self.magnitude_bin} = {sign}{self.magnitude:.3g} {op.unit})"
+        value = self.magnitude_in(reading)
+        return f"{self.name}(p={self.prob:.1f}, bin {self.magnitude_bin} = {sign}{value:.3g} {op.unit})"
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 SubPolicy = tuple[Operation, ...]
@@ -106,6 +116,10 @@ class Policy:
 
     sub_policies: tuple[SubPolicy, ...]
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    range_reading: str = "paper"
+    """Which ranges the bins are read on (`autoaug.space.ops.RANGE_READINGS`): "paper" (the appendix
+    table; what search uses) or "reference" (TranslateX/Y over 10 px of 32, as in the reference
+    code that found the published CIFAR-10 and SVHN policies; no other op differs)."""
     # (S, depth) tables of the batched execution; a sub-policy shorter than `depth` pads with
     # probability 0
     _op_ids: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
@@ -113,6 +127,10 @@ class Policy:
     _magnitudes: torch.Tensor = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        if self.range_reading not in RANGE_READINGS:
+            raise PolicyError(
+                f"range_reading: expected one of {', '.join(RANGE_READINGS)}, got {self.range_reading!r}"
+            )
         if not self.sub_policies:
             raise PolicyError("a policy needs at least one sub-policy, got none")
         for i, sub in enumerate(self.sub_policies):
@@ -122,7 +140,7 @@ class Policy:
         op_ids, probs, magnitudes = torch.zeros(shape, dtype=torch.long), torch.zeros(shape), torch.zeros(shape)
         for i, sub in enumerate(self.sub_policies):
             for k, op in enumerate(sub):
-                op_ids[i, k], probs[i, k], magnitudes[i, k] = OP_NAMES.index(op.name), op.prob, op.magnitude
+                op_ids[i, k], probs[i, k], magnitudes[i, k] = OP_NAMES.index(op.name), op.prob, self.magnitude(op)
         object.__setattr__(self, "_op_ids", op_ids)
         object.__setattr__(self, "_probs", probs)
         object.__setattr__(self, "_magnitudes", magnitudes)
@@ -176,6 +194,7 @@ class Policy:
             "version": VERSION,
             "kind": "policy",
             "sub_policies": [[op.to_json() for op in sub] for sub in self.sub_policies],
+            "range_reading": self.range_reading,
             "provenance": self.provenance,
         }
 
@@ -194,14 +213,23 @@ class Policy:
         provenance = doc.get("provenance", {})
         if not isinstance(provenance, dict):
             raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
-        return cls(tuple(subs), provenance)
+        reading = doc.get("range_reading", "paper")  # files written before issue #8 have none
+        if reading not in RANGE_READINGS:
+            raise PolicyError(
+                f"{where}: range_reading: expected one of {', '.join(RANGE_READINGS)}, got {_short(reading)}"
+            )
+        return cls(tuple(subs), provenance, reading)
+
+    def magnitude(self, op: Operation) -> float:
+        """Physical magnitude of one of this policy's operations, under the policy's range reading."""
+        return op.magnitude_in(self.range_reading)
 
     def save(self, path: str | Path) -> Path:
         return save_json(self.to_json(), path)
 
     def to_albumentations_transforms(self) -> list[A.BasicTransform]:
         """`OneOf` over the sub-policies (weights all 1), each a `Sequential` of its ops."""
-        subs = [A.Sequential([op_to_albumentations(op.name, op.magnitude, op.prob) for op in sub], p=1.0)
+        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob) for op in sub], p=1.0)
                 for sub in self.sub_policies]
         return [A.OneOf(subs, p=1.0)]
 
@@ -213,9 +241,10 @@ class Policy:
         return str(self.provenance.get("source") or f"policy of {len(self.sub_policies)} sub-policies")
 
     def describe(self) -> str:
-        lines = [f"{len(self.sub_policies)} sub-policies"]
+        reading = "" if self.range_reading == "paper" else f" (range reading: {self.range_reading})"
+        lines = [f"{len(self.sub_policies)} sub-policies{reading}"]
         for i, sub in enumerate(self.sub_policies):
-            lines.append(f"  {i:2d}: " + " -> ".join(str(op) for op in sub))
+            lines.append(f"  {i:2d}: " + " -> ".join(op.describe(self.range_reading) for op in sub))
         return "\n".join(lines)
 
 
@@ -260,7 +289,7 @@ def published_policy(name: str) -> Policy:
     if name not in PUBLISHED:
         raise PolicyError(f"unknown published policy {name!r}; expected one of {', '.join(PUBLISHED)}")
     subs = tuple(tuple(Operation(*triple) for triple in sub) for sub in PUBLISHED[name])
-    return Policy(subs, {"source": f"{name} (Cubuk et al. 2018, AutoAugment, appendix)"})
+    return Policy(subs, {"source": f"{name} (Cubuk et al. 2018, AutoAugment, appendix)"}, RANGE_READING[name])
 
 
 def provenance(source: str, **extra: Any) -> dict[str, Any]:

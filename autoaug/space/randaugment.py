@@ -16,18 +16,19 @@ reduced search space")
   M=30 is the table's top bin (bin 9). M may be fractional (the adaptive M moves it in small
   steps); ops with integer magnitudes (Solarize, Posterize) round, as their bins do.
 - Signed ops (shear, translate, rotate) get a random sign per application.
-- The table's direction is kept, so a larger M is not a stronger op everywhere: Solarize's
-  threshold rises with M (weaker; the RandAugment authors' TF reference code does the same), and
-  Contrast / Color / Brightness / Sharpness factors go from 0.1 (M=0) through 1.0 (M=15, the
-  identity) to 1.9 (M=30), which is the reference code's `_enhance_level_to_arg` too.
-  torchvision instead reads those four as 1 +/- 0.9 M/30 with a random sign and runs Solarize
-  from 255 down.
+- The table's direction is kept: Solarize's threshold falls with M (256 at M=0, nothing
+  inverted, to 0 at M=30, everything; the AutoAugment reference code's direction and
+  torchvision's; the RandAugment authors' TF code runs it the other way), and Contrast / Color /
+  Brightness / Sharpness factors go from 0.1 (M=0) through 1.0 (M=15, the identity) to 1.9
+  (M=30), which is the RandAugment TF code's `_enhance_level_to_arg` too, so for those four a
+  larger M is not a stronger op. torchvision instead reads them as 1 +/- 0.9 M/30 with a random
+  sign.
 
 Candidates (a user choice: `ops=`, the JSON "ops" list, `--ops`, `ops=A+B` in a spec)
 - Default, `DEFAULT_OPS`: the table's 16 ops minus SamplePairing (it needs a second image, which
   an albumentations pipeline applied to one image does not have without an image pool) and
-  Invert (the RandAugment paper's list has no Invert, and Solarize at M=0, threshold 0, already is
-  an Invert). That leaves 14 ops.
+  Invert (the RandAugment paper's list has no Invert, and Solarize at M=30, threshold 0, already
+  is an Invert). That leaves 14 ops.
 - "Identity" (leave the image alone; a row of the op table outside the AutoAugment search space,
   exported as `A.NoOp`) is accepted as a candidate too. The paper's own 14 are `PAPER_OPS`: Identity plus the
   default list without Cutout (the paper applies Cutout outside RandAugment, as

@@ -20,10 +20,11 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([strip, img], axis=0)
 
 
-def sub_policy_label(index: int, sub) -> str:
+def sub_policy_label(index: int, sub, reading: str = "paper") -> str:
     """One line per op of a sub-policy: its probability and its magnitude, as the bin and the
-    value in the op's unit (`Rotate(p=0.7, bin 2 = +/-6.67 degrees)`)."""
-    return "\n".join(f"{index}: {op}" if k == 0 else f"  > {op}" for k, op in enumerate(sub))
+    value in the op's unit under the policy's range reading (`Rotate(p=0.7, bin 2 = +/-6.67 degrees)`)."""
+    return "\n".join(f"{index}: " + op.describe(reading) if k == 0 else "  > " + op.describe(reading)
+                     for k, op in enumerate(sub))
 
 
 def render_grid(policy: Augmenter, images: np.ndarray, seed: int = 0, scale: int = 3) -> np.ndarray:
@@ -36,8 +37,8 @@ def render_grid(policy: Augmenter, images: np.ndarray, seed: int = 0, scale: int
     rows, labels = [x], ["original"]
     if isinstance(policy, Policy):
         for i, sub in enumerate(policy.sub_policies):
-            rows.append(Policy((sub,))(x, g))
-            labels.append(sub_policy_label(i, sub))
+            rows.append(Policy((sub,), range_reading=policy.range_reading)(x, g))
+            labels.append(sub_policy_label(i, sub, policy.range_reading))
     else:
         for i in range(5):
             rows.append(policy(x, g))

@@ -34,6 +34,10 @@ def test_show_labels_each_op_with_probability_and_magnitude():
         "1: Rotate(p=0.7, bin 2 = +/-6.67 degrees)",
         "  > TranslateX(p=0.3, bin 9 = +/-0.453 fraction of the width)",
     ]
+    # the published CIFAR-10 policy reads translate on the reference code's range (issue #8)
+    assert sub_policy_label(1, sub, "reference").splitlines()[1] == (
+        "  > TranslateX(p=0.3, bin 9 = +/-0.312 fraction of the width)"
+    )
 
 
 def test_export_albumentations_writes_a_loadable_file(tmp_path):

@@ -39,11 +39,12 @@ def test_every_row_has_kernel_export_and_range(op, cifar_batch):
 
 
 def test_ranges_follow_the_paper():
-    # AutoAugment appendix: shear 0.3, translate 150 px of 331, rotate 30 deg, solarize 0..256,
+    # AutoAugment appendix: shear 0.3, translate 150 px of 331, rotate 30 deg, solarize 256..0
+    # (the reference code's direction: bin 0 inverts nothing, bin 9 everything),
     # posterize 4..8 bits, enhancement factors 0.1..1.9, sample pairing weight 0.4
     assert get_op("ShearX").high == 0.3 and get_op("Rotate").high == 30
     assert math.isclose(get_op("TranslateY").high, 150 / 331)
-    assert get_op("Solarize").magnitude(0) == 0 and get_op("Solarize").magnitude(9) == 256
+    assert get_op("Solarize").magnitude(0) == 256 and get_op("Solarize").magnitude(9) == 0
     assert [get_op("Posterize").magnitude(b) for b in (0, 9)] == [8, 4]
     for name in ("Contrast", "Color", "Brightness", "Sharpness"):
         assert get_op(name).magnitude(0) == pytest.approx(0.1) and get_op(name).magnitude(9) == pytest.approx(1.9)
@@ -64,8 +65,12 @@ def test_known_answers_on_a_tiny_image():
     assert get_op("Solarize").kernel(x, torch.tensor([150.0]), ctx)[0, 0].tolist() == [[0, 100], [55, 0]]
     assert get_op("Posterize").kernel(x, torch.tensor([4.0]), ctx)[0, 0].tolist() == [[0, 96], [192, 240]]
     assert get_op("Brightness").kernel(x, torch.tensor([0.5]), ctx)[0, 0].tolist() == [[0, 50], [100, 127]]
-    # AutoContrast stretches [0, 200] (255 is left out of the range, as albumentations does) to [0, 255]
-    assert get_op("AutoContrast").kernel(x, torch.zeros(1), ctx)[0, 0].tolist() == [[0, 128], [255, 255]]
+    # AutoContrast leaves [0, 255] alone (255 counts towards the range, as in PIL)...
+    assert get_op("AutoContrast").kernel(x, torch.zeros(1), ctx)[0, 0].tolist() == [[0, 100], [200, 255]]
+    # ...and stretches [100, 200] towards [0, 255] truncating, float quirk and all, as Pillow 13
+    # does: 150 -> 127.5 -> 127, and 200 -> 200 * 2.55 - 100 * 2.55 = 254.99999999999997 -> 254
+    y = torch.tensor([[[[100, 150], [200, 200]]]], dtype=torch.uint8).expand(1, 3, 2, 2).contiguous()
+    assert get_op("AutoContrast").kernel(y, torch.zeros(1), ctx)[0, 0].tolist() == [[0, 127], [254, 254]]
 
 
 def test_translate_moves_whole_pixels_and_fills_grey():
@@ -74,6 +79,10 @@ def test_translate_moves_whole_pixels_and_fills_grey():
     out = get_op("TranslateX").kernel(x, torch.tensor([0.25]), ctx)[0, 0]  # one pixel right
     assert out[:, 0].tolist() == [128] * 4
     assert out[:, 1:].tolist() == x[0, 0, :, :3].tolist()
+    # 0.375 of 4 px is 1.5 px: rounded half away from zero, so 2 px (either way)
+    for sign in (1, -1):
+        out = get_op("TranslateX").kernel(x, torch.tensor([0.375 * sign]), ctx)[0, 0]
+        assert (out == 128).sum().item() == 8
 
 
 def test_cutout_hole_size_and_fill(cifar_batch):

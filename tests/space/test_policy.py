@@ -7,8 +7,10 @@ import json
 import gymnasium
 import numpy as np
 import pytest
+import torch
 
 from autoaug.errors import PolicyError
+from autoaug.space.export import to_albumentations
 from autoaug.space.policy import SEARCH_NVEC, Operation, Policy, published_policy
 from autoaug.space.specs import load_policy
 
@@ -56,6 +58,33 @@ def test_json_round_trip_keeps_names_probabilities_and_provenance(tmp_path):
     assert again.provenance["source"].startswith("autoaugment-cifar10")
 
 
+def test_range_reading_is_kept_in_files_and_changes_only_translate(tmp_path, cifar_batch):
+    subs = ((Operation("TranslateX", 1.0, 9), Operation("Rotate", 1.0, 9)),)
+    paper, reference = Policy(subs), Policy(subs, range_reading="reference")
+    assert paper.range_reading == "paper" and paper != reference
+    assert load_policy(reference.save(tmp_path / "r.json")) == reference
+    doc = json.loads((tmp_path / "r.json").read_text())
+    del doc["range_reading"]  # files written before the reading existed mean "paper"
+    assert Policy.from_json(doc) == paper
+    translate, rotate = subs[0]
+    assert paper.magnitude(translate) == pytest.approx(150 / 331)
+    assert reference.magnitude(translate) == pytest.approx(10 / 32)
+    assert paper.magnitude(rotate) == reference.magnitude(rotate) == 30
+    # both executions shift by 10 px of 32 under "reference" (by 15 px under "paper")
+    for policy, px in ((Policy(((translate,),), range_reading="reference"), 10), (Policy(((translate,),)), 15)):
+        x = cifar_batch[:16]
+        ours = policy(x, torch.Generator().manual_seed(0)).numpy()
+        pipeline = to_albumentations(policy, seed=0)
+        theirs = np.stack([pipeline(image=img)["image"] for img in x.permute(0, 2, 3, 1).numpy()]).transpose(0, 3, 1, 2)
+        x = x.numpy()
+        for out in (ours, theirs):
+            right = (out[..., px:] == x[..., :-px]).all(axis=(1, 2, 3))
+            left = (out[..., :-px] == x[..., px:]).all(axis=(1, 2, 3))
+            assert (right | left).all() and right.any() and left.any()
+    with pytest.raises(PolicyError, match="range_reading: expected one of paper, reference"):
+        Policy(subs, range_reading="Reference")
+
+
 def test_any_number_of_sub_policies_in_files(tmp_path):
     policy = Policy(((Operation("Rotate", 0.5, 2), Operation("Equalize", 1.0, None)),) * 3)
     assert load_policy(policy.save(tmp_path / "p.json")) == policy
@@ -91,6 +120,7 @@ def _op(**override):
     (_doc(sub_policies=[]), r"sub_policies: expected a non-empty list"),
     (_doc(sub_policies=[[]]), r"sub_policies\[0\]: expected a non-empty list of operations"),
     (_doc(sub_policies={"a": 1}), r"sub_policies: expected a non-empty list"),
+    (_doc(range_reading="tf"), r"range_reading: expected one of paper, reference, got 'tf'"),
     ([1, 2], r"expected a JSON object, got list"),
 ])
 def test_bad_files_name_the_file_the_place_and_what_was_expected(tmp_path, doc, message):
