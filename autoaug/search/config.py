@@ -123,6 +123,14 @@ def _cpu_quick_child() -> TrainConfig:
     return TrainConfig.for_model("tiny", epochs=8)
 
 
+def _cpu_quick_ppo() -> PPOConfig:
+    # The paper's constants learn nothing in a 160-policy budget (10 updates of 4 Adam steps at
+    # lr 3.5e-4). Chosen from experiments/bench_controller.py (results/bench_controller.md):
+    # standardised batch-centred advantages, lr 1e-2, and an entropy floor at a fifth of the
+    # uniform controller's entropy so the controller does not collapse onto wrong tokens.
+    return PPOConfig(learning_rate=1e-2, norm_adv=True, ent_floor=0.2, ent_floor_coef=10.0)
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """One policy search. The defaults are the `cpu-quick` preset (experiments/cpu-quick.toml)."""
@@ -163,7 +171,7 @@ class SearchConfig:
     """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
     child: TrainConfig = field(default_factory=_cpu_quick_child)
     """How each child model trains (table [child]; `device` comes from `devices`)."""
-    ppo: PPOConfig = field(default_factory=PPOConfig)
+    ppo: PPOConfig = field(default_factory=_cpu_quick_ppo)
     """The controller's PPO hyperparameters (table [ppo]); unused by algo 'random'."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """How a policy is scored (table [reward]): a trained child, or density matching."""

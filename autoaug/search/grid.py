@@ -24,7 +24,7 @@ from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
 from autoaug.search.store import TrialSpec
 from autoaug.search.trials import add_batch, check_setup, device_data, make_pool, open_run, run_trials
-from autoaug.search.workers import EvalFn, RayOptions
+from autoaug.search.workers import EvalFn, RayOptions, check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
 from autoaug.space.specs import POLICY_CUTOUT
@@ -183,6 +183,7 @@ def run_grid(
     batch. A failed child stays failed unless `retry_failed`. `fn` is the evaluation function
     (tests pass stubs); the pool arguments are `autoaug.search.trials.make_pool`'s.
     """
+    check_timeout(timeout_s)  # before the run directory is touched
     out = Path(out_dir)
     with open_run(out) as (store, _):
         check_setup(store, "randaugment_setup", spec.setup(), "RandAugment grid")

@@ -42,6 +42,13 @@ class PPOConfig:
     """Clip the controller's gradient to this global norm; None disables (CleanRL's 0.5)."""
     norm_adv: bool = False
     """Standardise advantages over the batch; off because the paper uses the raw advantage."""
+    ent_floor: float = 0.0
+    """Entropy floor, as a fraction of the uniform controller's entropy: while the batch's mean
+    entropy is below it, a penalty of `ent_floor_coef` per unit of that fraction pulls it back
+    (`entropy_floor_penalty`). 0 = off (the paper has none)."""
+    ent_floor_coef: float = 10.0
+    """Weight of the entropy floor's penalty, in units of (standardised) advantage; 1 did not
+    hold the floor at lr 1e-2 in experiments/bench_controller.py, 10 does."""
 
     def __post_init__(self) -> None:
         for name in ("learning_rate", "adam_eps", "clip_coef", "ent_coef", "baseline_decay", "max_grad_norm"):
@@ -56,6 +63,10 @@ class PPOConfig:
                 raise ConfigError(f"ppo.{name} must be > 0, got {value}")
         if not self.ent_coef >= 0:
             raise ConfigError(f"ppo.ent_coef must be >= 0, got {self.ent_coef}")
+        if not 0 <= self.ent_floor < 1:
+            raise ConfigError(f"ppo.ent_floor must be in [0, 1), got {self.ent_floor}")
+        if not self.ent_floor_coef >= 0:
+            raise ConfigError(f"ppo.ent_floor_coef must be >= 0, got {self.ent_floor_coef}")
         if not 0 <= self.baseline_decay < 1:
             raise ConfigError(f"ppo.baseline_decay must be in [0, 1), got {self.baseline_decay}")
         if self.minibatch_size is not None and self.minibatch_size < 1:
@@ -117,6 +128,20 @@ def entropy_bonus(entropies: torch.Tensor, ent_coef: float) -> torch.Tensor:
     return ent_coef * entropies.mean()
 
 
+def entropy_floor_penalty(
+    entropies: torch.Tensor, max_entropy: float, floor: float, coef: float
+) -> torch.Tensor:
+    """The term added to the loss to stop the controller collapsing:
+    `coef * relu(floor - mean(entropies) / max_entropy)`.
+
+    Zero (and no gradient) while the mean entropy is above `floor` times the uniform
+    controller's `max_entropy`, so unlike the entropy bonus it does not pull a controller that
+    still explores towards uniform; below the floor it is an entropy bonus of weight
+    `coef / max_entropy`. (n,) -> scalar.
+    """
+    return coef * torch.relu(floor - entropies.mean() / max_entropy)
+
+
 def ppo_update(
     controller: Controller,
     optimizer: torch.optim.Optimizer,
@@ -160,6 +185,7 @@ def ppo_update(
         b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
 
     minibatch_size = n if config.minibatch_size is None else min(config.minibatch_size, n)
+    max_entropy = float(torch.tensor(controller.nvec, dtype=torch.float64).log().sum())
     totals = {"policy_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
     steps = 0
     controller.train()
@@ -172,6 +198,10 @@ def ppo_update(
                 new_logprobs, b_logprobs[mb_inds], b_advantages[mb_inds], config.clip_coef
             )
             loss = pg_loss - entropy_bonus(entropies, config.ent_coef)
+            if config.ent_floor > 0:
+                loss = loss + entropy_floor_penalty(
+                    entropies, max_entropy, config.ent_floor, config.ent_floor_coef
+                )
 
             optimizer.zero_grad()
             loss.backward()

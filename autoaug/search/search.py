@@ -736,7 +736,7 @@ def export_policy(
         raise AutoaugError(f"{run_dir} has no {CONFIG_FILENAME}: cannot re-train its policies; "
                            "export with --reevaluate-top 0")
     if not reevaluate_top:
-        with TrialStore(store_path) as store:
+        with TrialStore(store_path, read_only=True) as store:
             return _export(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0, progress)
     assert config is not None
     task = ChildTask.from_config(config)

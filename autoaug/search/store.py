@@ -154,7 +154,10 @@ class TrialStore:
     store open at once; they wait up to `busy_timeout_s` for the write lock.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0, read_only: bool = False
+    ) -> None:
+        """`read_only`: the caller only reads (an export), so a file it may not write is fine."""
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,7 +167,7 @@ class TrialStore:
             ) from None
         if self.path.exists() and not self.path.is_file():
             raise AutoaugError(f"trial store {self.path} exists but is not a file")
-        if self.path.exists() and not os.access(self.path, os.W_OK):
+        if not read_only and self.path.exists() and not os.access(self.path, os.W_OK):
             # SQLite would open it read-only and fail at the first write, mid-search.
             raise AutoaugError(
                 f"trial store {self.path} is read-only; a search records every trial in it: "

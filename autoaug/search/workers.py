@@ -111,6 +111,16 @@ class RayOptions:
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
             raise AutoaugError(f"RayOptions.retries must be an integer >= 0, got {self.retries!r}")
+        for name, low in (("num_gpus", 0.0), ("num_cpus", 0.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < math.inf:
+                raise AutoaugError(f"RayOptions.{name} must be a finite number >= {low:g}, got {value!r}")
+
+
+def check_timeout(timeout_s: float | None) -> None:
+    """AutoaugError unless `timeout_s` is None or a finite number of seconds > 0."""
+    if timeout_s is not None and not 0 < timeout_s < math.inf:  # NaN and inf too
+        raise AutoaugError(f"timeout_s must be > 0 seconds and finite, got {timeout_s}")
 
 
 def default_devices(num_workers: int | None = None) -> list[str]:
@@ -147,8 +157,7 @@ class WorkerPool:
     ) -> None:
         if backend not in BACKENDS:
             raise AutoaugError(f"unknown backend {backend!r}, expected one of {', '.join(BACKENDS)}")
-        if timeout_s is not None and not timeout_s > 0:
-            raise AutoaugError(f"timeout_s must be > 0 seconds, got {timeout_s}")
+        check_timeout(timeout_s)
         if ray_options is not None and backend != "ray":
             raise ValueError(f"ray_options only apply to the ray backend, not {backend!r}")
         self.fn = fn

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import math
 import tarfile
 import urllib.error
 import urllib.request
@@ -52,6 +53,8 @@ def download(
     there by hand, say) is checked and extracted without any network access. `url` replaces the
     official address (a mirror); the published MD5 is checked all the same.
     """
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise DataError(f"download timeout must be a finite number > 0 of seconds, got {timeout!r}")
     if name not in ARCHIVES:
         raise DataError(f"unknown dataset {name!r} to download; expected one of: "
                         f"{', '.join(ARCHIVES)}")

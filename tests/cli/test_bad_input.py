@@ -208,3 +208,14 @@ def test_bad_config_files(tmp_path, capsys, text, fragment) -> None:
 ])
 def test_bad_overrides(tmp_path, capsys, override, fragment) -> None:
     _fails(capsys, ["search", "--out", str(tmp_path / "run"), "--set", override], fragment)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["data", "download", "cifar10", "--dest", "{tmp}/dl", "--timeout", "inf"],
+     "download timeout must be a finite number > 0 of seconds, got inf"),
+    (["randaugment", "--out", "{tmp}/grid", "--timeout", "nan"], "timeout_s must be > 0 seconds and finite, got nan"),
+    (["randaugment", "--out", "{tmp}/grid", "--backend", "ray", "--ray-gpus", "inf"],
+     "RayOptions.num_gpus must be a finite number >= 0, got inf"),
+])
+def test_non_finite_command_line_numbers(tmp_path, capsys, argv, fragment) -> None:
+    _fails(capsys, [arg.format(tmp=tmp_path) for arg in argv], fragment)

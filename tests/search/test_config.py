@@ -20,6 +20,7 @@ from autoaug.search.config import (
     valid_keys,
 )
 from autoaug.errors import ConfigError
+from autoaug.search.ppo import PPOConfig
 from autoaug.training.loop import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,6 +151,8 @@ def test_presets_parse(name: str) -> None:
         # What the issue asks of the paper preset: WRN-40-2 children, 120 epochs, 15,000 policies.
         assert (config.child.model, config.child.epochs, config.budget) == ("wrn-40-2", 120, 15000)
         assert config.train_subset is None and config.val_subset is None
+        # The paper's controller constants, not the cpu-quick ones it would otherwise inherit.
+        assert config.ppo == PPOConfig()
     if name == "gpu":
         assert config.child.model == "small" and config.workers > 1
 

@@ -14,6 +14,7 @@ from autoaug.search.ppo import (
     PPOConfig,
     advantages,
     entropy_bonus,
+    entropy_floor_penalty,
     make_optimizer,
     policy_loss,
     ppo_update,
@@ -124,6 +125,20 @@ def test_entropy_bonus() -> None:
     assert float(entropy_bonus(t(2.0, 4.0), 1e-5)) == pytest.approx(3e-5)
 
 
+def test_entropy_floor_penalty() -> None:
+    # Mean entropy 3 of a maximum 10 = 0.3 of uniform: 0.5 below a floor of 0.8, times coef 2.
+    entropies = t(2.0, 4.0).requires_grad_(True)
+    penalty = entropy_floor_penalty(entropies, max_entropy=10.0, floor=0.8, coef=2.0)
+    assert float(penalty.detach()) == pytest.approx(1.0)
+    penalty.backward()
+    assert entropies.grad.tolist() == pytest.approx([-0.1, -0.1])  # -coef / max_entropy / n
+    # Above the floor: nothing, and no gradient that would pull towards uniform.
+    entropies = t(5.0, 7.0).requires_grad_(True)
+    penalty = entropy_floor_penalty(entropies, max_entropy=10.0, floor=0.5, coef=2.0)
+    penalty.backward()
+    assert float(penalty.detach()) == 0.0 and entropies.grad.tolist() == [0.0, 0.0]
+
+
 def test_controller_entropy_of_known_distribution() -> None:
     # One decision out of 4 with probabilities (1/2, 1/4, 1/8, 1/8): entropy 1.75 bits.
     controller = Controller(nvec=(4,))
@@ -158,7 +173,8 @@ def test_config_is_frozen() -> None:
 @pytest.mark.parametrize(
     "field, value",
     [("learning_rate", 0.0), ("clip_coef", -0.1), ("ent_coef", -1e-5), ("baseline_decay", 1.0),
-     ("update_epochs", 0), ("minibatch_size", 0), ("max_grad_norm", 0.0)],
+     ("update_epochs", 0), ("minibatch_size", 0), ("max_grad_norm", 0.0), ("ent_floor", 1.0),
+     ("ent_floor", -0.1), ("ent_floor_coef", -1.0)],
 )
 def test_config_rejects_bad_values(field: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"ppo.{field} must be"):
@@ -210,6 +226,27 @@ def test_entropy_bonus_pushes_entropy_up() -> None:
     with torch.no_grad():
         _, entropies_after = controller.evaluate(tokens)
     assert (entropies_after > entropies_before).all()
+
+
+def test_entropy_floor_holds_a_collapsing_controller() -> None:
+    # Rewards that favour one policy collapse the controller; a floor at half the uniform
+    # entropy keeps it there, which the same updates without the floor do not.
+    def final_entropy(ent_floor: float) -> float:
+        controller = Controller(nvec=(4, 3, 5), hidden_size=16, embedding_dim=8)
+        config = PPOConfig(learning_rate=3e-2, ent_coef=0.0, norm_adv=True, ent_floor=ent_floor,
+                           ent_floor_coef=10.0)
+        optimizer = make_optimizer(controller, config)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(40):
+            tokens, logprobs, _ = controller.sample(16, generator)
+            rewards = (tokens == 0).float().sum(1)  # (16,) best: all zeros
+            ppo_update(controller, optimizer, tokens, logprobs, rewards, None, config, generator)
+        with torch.no_grad():
+            return float(controller.sample(256, generator)[2].mean())
+
+    max_entropy = math.log(4 * 3 * 5)
+    assert final_entropy(0.0) < 0.2 * max_entropy
+    assert final_entropy(0.5) > 0.4 * max_entropy
 
 
 def test_update_returns_next_baseline_and_tagged_stats() -> None:

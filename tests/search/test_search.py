@@ -305,7 +305,8 @@ def test_a_round_where_every_trial_fails_stops_with_one_line(tmp_path: Path, cap
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "ppo.lrr=1"], "unknown key 'ppo.lrr' in --set ppo.lrr=1; valid keys: ppo.learning_rate"),
+    (["--set", "ppo.learning_rat=1"], "unknown key 'ppo.learning_rat' in --set ppo.learning_rat=1 "
+                                      "(did you mean 'ppo.learning_rate'?); valid keys: ppo.learning_rate"),
     (["--budget", "lots"], "budget expects int, got 'lots'"),
     (["--dataset", "imagenet"], "unknown dataset spec 'imagenet'; expected one of"),
     (["--dataset", "folder:/no/such/dir"], "/no/such/dir"),
