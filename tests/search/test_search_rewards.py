@@ -51,7 +51,15 @@ def _search_rows(run: Path) -> list[tuple]:
 def paired_run(tmp_path_factory) -> Path:
     """A finished paired search: 2 rounds of 3 policies + a reference each, no re-evaluation."""
     run = tmp_path_factory.mktemp("paired") / "run"
-    run_search(_config(run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    # One thread, like the tests that compare against it (a module fixture runs before the
+    # function-scoped `one_thread`): a 2-thread child sums in another order, and its rewards
+    # differ from a 1-thread run's in the last bits, which a resumed run must reproduce exactly.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_search(_config(run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return run
 
 
