@@ -1,0 +1,250 @@
+"""Does the search find better policies than the free alternatives? (issue #10, item 6)
+
+One protocol, one run directory, resumable:
+
+1. Searches: `autoaug search` as a user runs it (the default preset at `--scale cpu`,
+   experiments/gpu.toml at `--scale gpu`), with PPO and with random search (`--algo random`,
+   same budget, same re-evaluation before export), on `--search-seeds` seeds each. Every search
+   is its own run directory under RUNS/searches/, so a killed protocol resumes the search it was
+   in; its cost (wall and CPU seconds of the search and its workers) is kept next to it.
+2. Final regime: each exported policy and the free alternatives (none, standard, cutout,
+   autoaugment-cifar10, trivialaugment, and the best RandAugment point of proxy_rank.py's
+   final-regime runs) trained in the final regime (`tiny`, 80 epochs on the 4,000 train images,
+   test accuracy on the 10,000 test images; `small` at `--scale gpu`) on the same
+   `--final-seeds` fresh seeds (1..N: seed 0 chose the RandAugment point). Children are cached
+   (runs/final/children.jsonl at cpu scale, shared with proxy_rank.py).
+3. Report: mean +/- std per policy, paired differences (same seeds) with their standard errors,
+   search costs in CPU hours, and a PNG of the search curves (every policy's reward and the best
+   so far against policies evaluated, PPO vs random, raw and paired rewards).
+
+    python experiments/search_quality.py [--scale cpu|gpu] [--search-seeds 2] [--final-seeds 5]
+    python experiments/search_quality.py --report      # tables from what is finished
+
+Needs matplotlib for the PNG (`pip install -e ".[experiments]"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hostinfo import describe, load_average
+from regimes import FINAL_EPOCHS, Job, final_job, load_cache, run_jobs
+
+from autoaug.search.store import STORE_FILENAME, TrialStore
+
+ROOT = Path(__file__).resolve().parent.parent
+ALGOS = ("ppo", "random")
+FREE = ["none", "standard", "cutout", "autoaugment-cifar10", "trivialaugment"]
+RA_CANDIDATES = ["randaugment:N=1,M=9", "randaugment:N=2,M=9", "randaugment:N=2,M=14"]
+SCALES = {
+    # search arguments, final-regime recipe, children at a time, device
+    "cpu": ([], {"epochs": FINAL_EPOCHS}, 2, "cpu"),
+    "gpu": (["--config", "experiments/gpu.toml"], {"model": "small", "epochs": 80}, 4, "cuda"),
+}
+
+
+def search_dir(runs: Path, algo: str, seed: int) -> Path:
+    return runs / "searches" / f"{algo}-seed-{seed}"
+
+
+def run_search(runs: Path, algo: str, seed: int, scale: str, log) -> dict[str, float]:
+    """Run (or resume) one search; returns its cost {wall_s, cpu_s}, kept in cost.json."""
+    out = search_dir(runs, algo, seed)
+    cost_file = out / "cost.json"
+    cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {"wall_s": 0.0, "cpu_s": 0.0}
+    if cost.get("finished"):
+        return cost
+    cmd = [sys.executable, "-m", "autoaug", "search", *SCALES[scale][0], "--algo", algo,
+           "--seed", str(seed), "--out", str(out), "--no-progress"]
+    log(f"search: {' '.join(cmd[1:])}")
+    env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "search.log", "a") as logfile:
+        rc = subprocess.call(cmd, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cost["wall_s"] += time.perf_counter() - started
+    cost["cpu_s"] += (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cost["finished"] = rc == 0
+    cost_file.write_text(json.dumps(cost))
+    if rc != 0:
+        raise SystemExit(f"search {out} failed (exit {rc}); see {out / 'search.log'}")
+    return cost
+
+
+def best_randaugment(final_cache: Path) -> str:
+    """The RandAugment candidate with the best final-regime test accuracy on seed 0
+    (proxy_rank.py's runs); the protocol then scores it on seeds 1.. only."""
+    done = load_cache(final_cache)
+    scored = {spec: done[final_job(spec, 0).key]["acc"] for spec in RA_CANDIDATES
+              if final_job(spec, 0).key in done}
+    if not scored:
+        raise SystemExit(f"no RandAugment point in {final_cache}: run experiments/proxy_rank.py first")
+    return max(scored, key=scored.get)
+
+
+def curves(runs: Path, algo: str, seed: int) -> dict[str, list[float]]:
+    """The search phase's policy rewards in the order they were proposed (raw and paired)."""
+    with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
+        trials = store.rows(phase="search", role="policy", status="done")
+    return {"raw": [t.reward for t in trials],
+            "paired": [t.paired for t in trials if t.paired is not None]}
+
+
+def plot(runs: Path, names: list[tuple[str, int]], png: Path) -> None:
+    import matplotlib  # an experiments extra; only the plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    colours = {"ppo": "tab:blue", "random": "tab:orange"}
+    for (algo, seed) in names:
+        data = curves(runs, algo, seed)
+        for ax, kind in zip(axes, ("raw", "paired")):
+            values = [100 * v for v in data[kind]]
+            if not values:
+                continue
+            x = range(1, len(values) + 1)
+            ax.scatter(x, values, s=4, alpha=0.3, color=colours[algo])
+            best = [max(values[: i + 1]) for i in range(len(values))]
+            ax.plot(x, best, color=colours[algo], linestyle="-" if seed == min(s for a, s in names if a == algo) else "--",
+                    label=f"{algo}, search seed {seed}: best so far")
+    axes[0].set_title("raw reward (child val accuracy, %)")
+    axes[1].set_title("paired reward (minus the batch's reference child, points)")
+    for ax in axes:
+        ax.set_xlabel("policies evaluated")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def stats(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean paired difference a - b (same seeds) and its standard error."""
+    d = [x - y for x, y in zip(a, b)]
+    return statistics.mean(d), (statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    ap.add_argument("--search-seeds", type=int, default=2)
+    ap.add_argument("--final-seeds", type=int, default=5)
+    ap.add_argument("--runs", default=None, help="run directory (default runs/search_quality[-gpu])")
+    ap.add_argument("--final-cache", default=None, help="default runs/final/children.jsonl (cpu)")
+    ap.add_argument("--out", default=None, help="default experiments/results/search_quality[-gpu].md")
+    ap.add_argument("--report", action="store_true", help="only report what is finished")
+    args = ap.parse_args()
+    suffix = "" if args.scale == "cpu" else f"-{args.scale}"
+    runs = Path(args.runs or f"runs/search_quality{suffix}")
+    final_cache = Path(args.final_cache or f"runs/final{suffix}/children.jsonl")
+    out = Path(args.out or f"experiments/results/search_quality{suffix}.md")
+    _, recipe, parallel, device = SCALES[args.scale]
+    searches = [(algo, seed) for seed in range(args.search_seeds) for algo in ALGOS]
+    seeds = list(range(1, args.final_seeds + 1))
+    started = time.time()
+
+    costs = {}
+    for algo, seed in searches:
+        if args.report:
+            cost_file = search_dir(runs, algo, seed) / "cost.json"
+            if cost_file.is_file() and json.loads(cost_file.read_text()).get("finished"):
+                costs[algo, seed] = json.loads(cost_file.read_text())
+        else:
+            costs[algo, seed] = run_search(runs, algo, seed, args.scale, print)
+    searches = [s for s in searches if s in costs]
+
+    specs = {name: name for name in FREE}
+    ra = best_randaugment(final_cache) if args.scale == "cpu" else "randaugment:N=2,M=14"
+    specs[f"{ra} (best RA point)"] = ra
+    for algo, seed in searches:
+        specs[f"{algo} search, seed {seed}"] = str(search_dir(runs, algo, seed) / "policy.json")
+    jobs = {(name, s): Job(spec, recipe, s, device=device) for name, spec in specs.items() for s in seeds}
+    if args.report:
+        done = load_cache(final_cache)
+        rows = {k: done[j.key] for k, j in jobs.items() if j.key in done}
+    else:
+        # The searches' exports first: what is new; the free alternatives are often cached.
+        order = sorted(jobs, key=lambda k: (" search, seed " not in k[0], k[1]))
+        by_key = run_jobs([jobs[k] for k in order], final_cache, parallel)
+        rows = {k: by_key[j.key] for k, j in jobs.items()}
+    acc = {name: [100 * rows[name, s]["acc"] for s in seeds] for name in specs
+           if all((name, s) in rows for s in seeds)}
+
+    png = out.with_suffix(".png")
+    if searches:
+        plot(runs, searches, png)
+    write_report(out, png, args, acc, costs, seeds, started, recipe)
+
+
+def write_report(out: Path, png: Path, args, acc, costs, seeds, started, recipe) -> None:
+    lines = [
+        "# Does the search beat the free alternatives? (issue #10)",
+        "",
+        f"`python experiments/search_quality.py --scale {args.scale} --search-seeds {args.search_seeds} "
+        f"--final-seeds {args.final_seeds}` on {describe('cpu' if args.scale == 'cpu' else None)}; "
+        f"load average at the end {load_average()}.",
+        "",
+        f"Final regime: `tiny` (`{recipe}`) on the 4,000 reduced CIFAR-10 train images with the policy, "
+        "pad-crop + flip and Cutout 16 (what `autoaug train` gives every policy), test accuracy (%) on the "
+        f"10,000 test images, seeds {', '.join(map(str, seeds))} (the same seeds in every row).",
+        "",
+        "## Test accuracy in the final regime",
+        "",
+        "| policy | mean +/- std | per seed |",
+        "|---|---|---|",
+    ]
+    for name, values in sorted(acc.items(), key=lambda kv: -statistics.mean(kv[1])):
+        m, s = stats(values)
+        lines.append(f"| {name} | {m:.2f} +/- {s:.2f} | {', '.join(f'{v:.2f}' for v in values)} |")
+    lines += ["", "## Paired differences (same seeds; mean +/- standard error, points)", "",
+              "| policy | - cutout | - autoaugment-cifar10 | - trivialaugment | - best RA point |",
+              "|---|---|---|---|---|"]
+    ra_name = next((n for n in acc if n.endswith("(best RA point)")), None)
+    for name in acc:
+        if name in ("cutout",):
+            continue
+        cells = []
+        for ref in ("cutout", "autoaugment-cifar10", "trivialaugment", ra_name):
+            if ref is None or ref == name or ref not in acc:
+                cells.append("")
+                continue
+            d, se = paired(acc[name], acc[ref])
+            cells.append(f"{d:+.2f} +/- {se:.2f} ({d / se:+.1f} SE)" if se > 0 else f"{d:+.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if costs:
+        lines += ["", "## Search cost", "", "| search | wall | CPU hours (search + workers) |", "|---|---|---|"]
+        for (algo, seed), cost in costs.items():
+            lines.append(f"| {algo}, seed {seed} | {cost['wall_s'] / 60:.1f} min | {cost['cpu_s'] / 3600:.2f} |")
+        ppo = [n for n in acc if n.startswith("ppo search")]
+        rnd = [n for n in acc if n.startswith("random search")]
+        if ppo and rnd:
+            a = [statistics.mean(acc[n][i] for n in ppo) for i in range(len(seeds))]
+            b = [statistics.mean(acc[n][i] for n in rnd) for i in range(len(seeds))]
+            d, se = paired(a, b)
+            lines += ["", f"PPO's exports - random search's exports (mean over search seeds, paired by final seed): "
+                      f"**{d:+.2f} +/- {se:.2f}** points."]
+        lines += ["", f"![search curves]({png.name})", ""]
+    lines.append(f"Wall time of this invocation: {(time.time() - started) / 60:.0f} min.")
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
