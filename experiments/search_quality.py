@@ -45,6 +45,7 @@ from autoaug.search.store import STORE_FILENAME, TrialStore
 ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("ppo", "random")
 FREE = ["none", "standard", "cutout", "autoaugment-cifar10", "trivialaugment"]
+MINOR = ("none", "standard")  # 10-15 points below the rest: --minor-seeds resolve them
 RA_CANDIDATES = ["randaugment:N=1,M=9", "randaugment:N=2,M=9", "randaugment:N=2,M=14"]
 SCALES = {
     # search arguments, final-regime recipe, children at a time, device
@@ -64,6 +65,8 @@ def run_search(runs: Path, algo: str, seed: int, scale: str, log) -> dict[str, f
     cost = json.loads(cost_file.read_text()) if cost_file.is_file() else {"wall_s": 0.0, "cpu_s": 0.0}
     if cost.get("finished"):
         return cost
+    if not cost_file.is_file() and (out / STORE_FILENAME).exists():
+        cost["incomplete"] = True  # an earlier invocation was killed before it could record its cost
     cmd = [sys.executable, "-m", "autoaug", "search", *SCALES[scale][0], "--algo", algo,
            "--seed", str(seed), "--out", str(out), "--no-progress"]
     log(f"search: {' '.join(cmd[1:])}")
@@ -91,6 +94,13 @@ def best_randaugment(final_cache: Path) -> str | None:
     scored = {spec: done[final_job(spec, 0).key]["acc"] for spec in RA_CANDIDATES
               if final_job(spec, 0).key in done}
     return max(scored, key=scored.get) if scored else None
+
+
+def span(runs: Path, algo: str, seed: int) -> tuple[int, float]:
+    """(children trained, hours from the first child's start to the last one's end), from the store."""
+    with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
+        trials = [t for t in store.rows() if t.status == "done"]
+    return len(trials), (max(t.finished for t in trials) - min(t.started for t in trials)) / 3600
 
 
 def curves(runs: Path, algo: str, seed: int) -> dict[str, list[float]]:
@@ -147,6 +157,7 @@ def main() -> None:
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--search-seeds", type=int, default=2)
     ap.add_argument("--final-seeds", type=int, default=5)
+    ap.add_argument("--minor-seeds", type=int, default=2, help="seeds for none and standard")
     ap.add_argument("--runs", default=None, help="run directory (default runs/search_quality[-gpu])")
     ap.add_argument("--final-cache", default=None, help="default runs/final/children.jsonl (cpu)")
     ap.add_argument("--out", default=None, help="default experiments/results/search_quality[-gpu].md")
@@ -179,16 +190,19 @@ def main() -> None:
         specs[f"{ra} (best RA point)"] = ra
     for algo, seed in searches:
         specs[f"{algo} search, seed {seed}"] = str(search_dir(runs, algo, seed) / "policy.json")
-    jobs = {(name, s): Job(spec, recipe, s, device=device) for name, spec in specs.items() for s in seeds}
+    jobs = {(name, s): Job(spec, recipe, s, device=device) for name, spec in specs.items()
+            for s in (seeds[: args.minor_seeds] if name in MINOR else seeds)}
     if args.report:
         done = load_cache(final_cache)
         rows = {k: done[j.key] for k, j in jobs.items() if j.key in done}
     else:
         # The searches' exports first: what is new; the free alternatives are often cached.
-        # The searches' exports first (what is new), then the strong free alternatives, then
-        # none / standard, whose gap to the rest a few seeds resolve.
+        # The rows the targets compare (the searches' exports, cutout, autoaugment-cifar10,
+        # trivialaugment) seed by seed first, so that a protocol stopped early leaves them with
+        # the same seeds; then the RandAugment point; then none / standard.
         def priority(k: tuple[str, int]) -> tuple[int, int]:
-            return (0 if " search, seed " in k[0] else 2 if k[0] in ("none", "standard") else 1, k[1])
+            tier = 2 if k[0] in MINOR else 1 if k[0].endswith("(best RA point)") else 0
+            return (tier, k[1])
 
         order = sorted(jobs, key=priority)
         by_key = run_jobs([jobs[k] for k in order], final_cache, parallel)
@@ -200,21 +214,21 @@ def main() -> None:
     png = out.with_suffix(".png")
     if searches:
         plot(runs, searches, png)
-    write_report(out, png, args, acc, costs, seeds, started, recipe)
+    write_report(out, png, runs, args, acc, costs, seeds, started, recipe)
 
 
-def write_report(out: Path, png: Path, args, acc, costs, seeds, started, recipe) -> None:
+def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, started, recipe) -> None:
     lines = [
         "# Does the search beat the free alternatives? (issue #10)",
         "",
         f"`python experiments/search_quality.py --scale {args.scale} --search-seeds {args.search_seeds} "
-        f"--final-seeds {args.final_seeds}` on {describe('cpu' if args.scale == 'cpu' else None)}; "
+        f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}` on {describe('cpu' if args.scale == 'cpu' else None)}; "
         f"load average at the end {load_average()}.",
         "",
         f"Final regime: `{recipe}` on the `tiny` recipe, the 4,000 reduced CIFAR-10 train images with the "
         "policy, pad-crop + flip and Cutout 16 (what `autoaug train` gives every policy), test accuracy (%) "
-        f"on the 10,000 test images, seeds {seeds[0]}..{seeds[-1]} (the same seeds in every row; a row with "
-        "fewer had not finished). The best RandAugment point was chosen on its seed-0 test accuracy "
+        f"on the 10,000 test images, seeds {seeds[0]}..{seeds[-1]} (the same seeds in every row; none and "
+        f"standard on the first {args.minor_seeds}; a row with fewer had not finished). The best RandAugment point was chosen on its seed-0 test accuracy "
         "(experiments/proxy_rank.py), which favours it slightly.",
         "",
         "## Test accuracy in the final regime",
@@ -243,9 +257,14 @@ def write_report(out: Path, png: Path, args, acc, costs, seeds, started, recipe)
                          else f"{d:+.2f} (n={n})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if costs:
-        lines += ["", "## Search cost", "", "| search | wall | CPU hours (search + workers) |", "|---|---|---|"]
+        lines += ["", "## Search cost", "",
+                  "| search | children trained (policies, references, re-evaluation) | wall, first to last child | "
+                  "CPU hours (search + workers) |", "|---|---|---|---|"]
         for (algo, seed), cost in costs.items():
-            lines.append(f"| {algo}, seed {seed} | {cost['wall_s'] / 60:.1f} min | {cost['cpu_s'] / 3600:.2f} |")
+            children, hours = span(runs, algo, seed)
+            cpu = (f"{cost['cpu_s'] / 3600:.2f}" if not cost.get("incomplete")
+                   else f"more than {cost['cpu_s'] / 3600:.2f} (interrupted and resumed; the killed part is not counted)")
+            lines.append(f"| {algo}, seed {seed} | {children} | {60 * hours:.1f} min | {cpu} |")
         exports = {algo: [n for n in acc if n.startswith(f"{algo} search")] for algo in ALGOS}
         common = [s for s in seeds if all(s in acc[n] for ns in exports.values() for n in ns)]
         if all(exports.values()) and common:
