@@ -5,7 +5,7 @@ the policy, pad-crop + flip and Cutout 16, scored on the 10,000 test images: the
 augmentation pays off (REFERENCE.md). A search cannot afford it per policy (about 100 s per
 child on a core), so it scores policies with a cheap proxy child. A proxy is good when it
 ranks policies as the final regime does. This trains 15 policies in the final regime (seed 0)
-and under each proxy (seeds 0 and 1, the same seeds for every policy, so the mean over seeds
+and under each proxy (seeds 0 and 1, or seed 0 for the longer ones; the same seeds for every policy, so the mean over seeds
 ranks like the paired reward), and reports Spearman's rank correlation between each proxy
 and the final regime, over all 15 and over the 6 random policies of the search space alone
 (the policies a search actually compares), with each proxy's cost per child.
@@ -20,6 +20,9 @@ The proxies (val accuracy on 2,000 of the val images):
   without Cutout;
 - `8ep+cutout` : the same with the final regime's recipe (Cutout 16 after every policy);
 - `24ep+cutout` : 2,000 images, 24 epochs, Cutout after policies;
+- `1000img-40ep+cutout` : 1,000 images (100 per class), 40 epochs, Cutout after policies: the
+  same work as 2,000 images for 20 epochs, but a child that overfits, as the final regime does
+  without augmentation;
 - `density` : Fast AutoAugment's density matching (autoaug.search.density): 5 fold models
   trained once with the `8ep` recipe and no policy on the 2,000 images; a policy's score is
   their accuracy on their held-out folds augmented by the whole training recipe (policy,
@@ -54,10 +57,11 @@ NAMED = ["none", "standard", "cutout", "autoaugment-cifar10", "autoaugment-svhn"
          "randaugment:N=1,M=9", "randaugment:N=2,M=9", "randaugment:N=2,M=14"]
 RANDOM_POLICIES = 6
 SUBSET = 2000
-PROXIES = {  # name -> (recipe on top of tiny's, Cutout after policies, seeds)
-    "8ep": ({"epochs": 8}, False, (0, 1)),
-    "8ep+cutout": ({"epochs": 8}, True, (0, 1)),
-    "24ep+cutout": ({"epochs": 24}, True, (0,)),
+PROXIES = {  # name -> (recipe on top of tiny's, Cutout after policies, seeds, train images)
+    "8ep": ({"epochs": 8}, False, (0, 1), SUBSET),
+    "8ep+cutout": ({"epochs": 8}, True, (0, 1), SUBSET),
+    "24ep+cutout": ({"epochs": 24}, True, (0,), SUBSET),
+    "1000img-40ep+cutout": ({"epochs": 40}, True, (0,), 1000),
 }
 FINAL_SEED = 0
 
@@ -74,8 +78,8 @@ def policy_specs(runs: Path) -> dict[str, str]:
 
 
 def proxy_job(spec: str, proxy: str, seed: int) -> Job:
-    recipe, policy_cutout, _ = PROXIES[proxy]
-    return Job(spec, recipe, seed, SUBSET, SUBSET, score="val", policy_cutout=policy_cutout)
+    recipe, policy_cutout, _, train_images = PROXIES[proxy]
+    return Job(spec, recipe, seed, train_images, SUBSET, score="val", policy_cutout=policy_cutout)
 
 
 def density_scores(specs: dict[str, str], log) -> tuple[dict[str, float], float]:
@@ -149,7 +153,7 @@ def main() -> None:
         "",
         f"Final regime: `tiny`, {FINAL_EPOCHS} epochs on the 4,000 train images, test accuracy on "
         f"the 10,000 test images, seed {FINAL_SEED} ({final_cost:.0f} CPU s per child). Proxies: val "
-        f"accuracy on 2,000 val images, mean of seeds 0 and 1 (0 only for `24ep+cutout`; the same seeds for "
+        f"accuracy on 2,000 val images, mean of seeds 0 and 1 (0 only for `24ep+cutout` and `1000img-40ep+cutout`; the same seeds for "
         "every policy); `density`: fold models' accuracy on their held-out folds under the policy's whole "
         "training augmentation. See the script's docstring for each proxy.",
         "",

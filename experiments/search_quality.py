@@ -103,6 +103,16 @@ def span(runs: Path, algo: str, seed: int) -> tuple[int, float]:
     return len(trials), (max(t.finished for t in trials) - min(t.started for t in trials)) / 3600
 
 
+def searched_with(runs: Path, algo: str, seed: int) -> str:
+    """The search's budget and child, from the config.toml of its run directory."""
+    import tomllib
+
+    doc = tomllib.loads((search_dir(runs, algo, seed) / "config.toml").read_text())
+    child = doc["child"]
+    return (f"{doc['budget']} policies; `{child['model']}` {child['epochs']} epochs on {doc['train_subset']} "
+            f"images, Cutout {child['cutout']}")
+
+
 def curves(runs: Path, algo: str, seed: int) -> dict[str, list[float]]:
     """The search phase's policy rewards in the order they were proposed (raw and paired)."""
     with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
@@ -258,13 +268,14 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if costs:
         lines += ["", "## Search cost", "",
-                  "| search | children trained (policies, references, re-evaluation) | wall, first to last child | "
-                  "CPU hours (search + workers) |", "|---|---|---|---|"]
+                  "| search | searched with | children trained (policies, references, re-evaluation) | "
+                  "wall, first to last child | CPU hours (search + workers) |", "|---|---|---|---|---|"]
         for (algo, seed), cost in costs.items():
             children, hours = span(runs, algo, seed)
             cpu = (f"{cost['cpu_s'] / 3600:.2f}" if not cost.get("incomplete")
-                   else f"more than {cost['cpu_s'] / 3600:.2f} (interrupted and resumed; the killed part is not counted)")
-            lines.append(f"| {algo}, seed {seed} | {children} | {60 * hours:.1f} min | {cpu} |")
+                   else "not measured (interrupted and resumed)")
+            lines.append(f"| {algo}, seed {seed} | {searched_with(runs, algo, seed)} | {children} | "
+                         f"{60 * hours:.1f} min | {cpu} |")
         exports = {algo: [n for n in acc if n.startswith(f"{algo} search")] for algo in ALGOS}
         common = [s for s in seeds if all(s in acc[n] for ns in exports.values() for n in ns)]
         if all(exports.values()) and common:

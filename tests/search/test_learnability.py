@@ -15,7 +15,7 @@ from autoaug.space.policy import SEARCH_NVEC
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BUDGET = SearchConfig().budget  # the default search's budget: 8 updates of 16 policies
+BUDGET = SearchConfig().budget  # the default search's budget: 7 updates of 16 policies
 BAR = 0.2  # fraction of decisions on target; uniform policies average 0.088 (sum of 1/nvec / 30)
 
 
