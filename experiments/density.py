@@ -30,7 +30,8 @@ from hostinfo import describe, load_average
 
 from autoaug.search.config import load_config
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
-from autoaug.search.search import ChildTask, run_search, uniform_tokens
+from autoaug.search.rewards import ChildTask
+from autoaug.search.search import run_search, uniform_tokens
 from autoaug.search.trials import device_data
 from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import Policy, published_policy

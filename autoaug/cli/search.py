@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from autoaug.search.config import ALGOS, resolve_config, to_toml
-from autoaug.search.search import Reevaluation, export_policy, run_search
+from autoaug.search.export import Reevaluation, export_policy
+from autoaug.search.search import run_search
 from autoaug.cli.policy import add_pipeline_arguments
 from autoaug.space.export import loading_note
 
