@@ -7,21 +7,10 @@ the plain recipe, and score a policy by those models' accuracy on their own held
 augmented by the policy. No child is trained per policy, so a policy costs K forward passes
 over the held-out images instead of a whole training run.
 
-This module owns that reward:
-
-- the folds: stratified by class, fold k holds every image whose rank within its class is
-  k modulo K (no RNG: every worker and every resumed run agrees);
-- the fold models: trained once per run, through the search's worker pool, with the `[child]`
-  recipe and no policy (pad-crop + flip as `child.standard` says), and saved in
-  RUN_DIR/density/fold-K.pt (atomically; a killed run retrains only the folds it had not
-  saved; a file trained for another setup is refused, not silently reused);
-- the reward of a policy: the fold models' accuracy on `draws` policy-augmented copies of
-  their held-out images (batched torch augmentation from a generator seeded by the trial's
-  seed), over all folds' images, in [0, 1].
-
-The search treats it like the child reward: same controller, workers, trial store, resume and
-export; `evaluate_density` is the worker function (a payload {"fold": k} trains fold model k,
-a payload {"policy": ...} scores a policy, a policy of None scores the un-augmented images).
+The fold models are trained once per run, through the search's worker pool, with the `[child]`
+recipe and no policy, and saved in RUN_DIR/density/fold-K.pt (a killed run retrains only the
+folds it had not saved). Otherwise the search treats this reward like the child reward: same
+controller, workers, trial store, resume and export.
 """
 
 from __future__ import annotations
@@ -39,7 +28,7 @@ import torch.nn as nn
 
 from autoaug.errors import AutoaugError, DataError
 from autoaug.search.rundir import load_checkpoint, save_checkpoint
-from autoaug.search.trials import derive_seed, device_data
+from autoaug.search.trials import class_rank, derive_seed, device_data
 from autoaug.search.workers import Task, WorkerPool
 from autoaug.space.policy import Policy
 from autoaug.training.loop import Augment, DeviceData, TrainConfig, evaluate, train_model
@@ -87,12 +76,8 @@ def fold_seed(search_seed: int, k: int) -> int:
 
 def fold_split(y: np.ndarray, k: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, held-out indices) of fold `k` of `folds`, stratified by class: image i is
-    held out in fold (its rank within its class) % folds."""
-    rank = np.empty(len(y), dtype=np.int64)
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rank[members] = np.arange(len(members))
-    held = rank % folds == k
+    held out in fold (its rank within its class) % folds (no RNG: every worker agrees)."""
+    held = class_rank(y) % folds == k
     if not held.any() or held.all():
         raise DataError(
             f"density reward: {len(y)} child-train images cannot make {folds} folds with images "

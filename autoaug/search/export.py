@@ -1,10 +1,6 @@
 """The search's result: its best policies, optionally re-trained on fresh seeds first, written
 as policy.json + policy.albumentations.json (+ a whole train / eval pipeline). `autoaug search`
 ends here, and `autoaug export` starts here on a finished or stopped run directory.
-
-Before export, the best `export.reevaluate_top` policies are re-trained on fresh seeds (trials
-of the store's "reeval" phase, so a killed export resumes) and the exported ones are the best
-by their mean there.
 """
 
 from __future__ import annotations
@@ -203,11 +199,10 @@ def export_from_store(
     progress: bool,
 ) -> Export:
     """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool)."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
-    for name, value in (("--reevaluate-top", reevaluate_top), ("--reevaluate-seeds", reevaluate_seeds)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise AutoaugError(f"{name} must be an integer >= 0, got {value!r}")
+    for name, value, low in (("--top", top, 1), ("--reevaluate-top", reevaluate_top, 0),
+                             ("--reevaluate-seeds", reevaluate_seeds, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise AutoaugError(f"{name} must be an integer >= {low}, got {value!r}")
     if 0 < reevaluate_top < top:
         raise AutoaugError(f"--reevaluate-top ({reevaluate_top}) must be 0 or at least --top "
                            f"({top}): the exported policies are chosen among the re-evaluated ones")

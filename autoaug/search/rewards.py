@@ -1,9 +1,5 @@
-"""What a trial of the search is and how its reward is measured: the child task every worker
-holds, the evaluator for `reward.kind` (a child per policy, or density matching), the reference
-child of a paired batch, and the worker pool that starts with the first unfinished trial. Both
-the search loop (`autoaug.search.search`) and the export's re-evaluation
-(`autoaug.search.export`) run their trials through here.
-"""
+"""What a trial of the search is and how its reward is measured, for both the search loop
+(`autoaug.search.search`) and the re-evaluation before export (`autoaug.search.export`)."""
 
 from __future__ import annotations
 
@@ -20,10 +16,9 @@ from tqdm import tqdm
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
 from autoaug.search.store import UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import device_data, load_data, make_pool, run_trials
+from autoaug.search.trials import device_data, make_pool, run_trials
 from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.data import Splits
 from autoaug.training.loop import TrainConfig, train_child
 
 REFERENCE_KEY = "reference"
@@ -41,11 +36,6 @@ class ChildTask:
     @classmethod
     def from_config(cls, config: SearchConfig) -> ChildTask:
         return cls(config.dataset, config.train_subset, config.val_subset, config.child)
-
-
-def load_search_data(task: ChildTask) -> Splits:
-    """The dataset's splits with the child-train and reward-val subsets applied."""
-    return load_data(task.dataset, task.train_subset, task.val_subset)
 
 
 def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:

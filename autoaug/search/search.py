@@ -1,10 +1,5 @@
 """The policy search (issue #4): the loop that samples policies, trains children and updates
-the controller (the commands are `autoaug.cli.search`).
-
-This module owns the loop and the run directory's layout; the pieces it drives live beside it
-in `autoaug.search`: the controller (`controller`), its PPO update (`ppo`), the trials and their
-rewards (`rewards`, `trials`, `workers`), the trial store (`store`), checkpoint and lock
-(`rundir`), the configuration (`config`) and the export of the result (`export`).
+the controller, and the run directory's layout (ARCHITECTURE.md names the pieces it drives).
 
 Paired rewards (`reward.paired`, issue #10): every policy of a round trains on the round's seed
 next to a reference child without a policy; the store keeps each policy's raw reward and its
@@ -64,14 +59,13 @@ from autoaug.search.rewards import (
     ChildTask,
     LazyPool,
     evaluate_trials,
-    load_search_data,
     rank_by,
     reference_spec,
     trial_key,
 )
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
 from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
-from autoaug.search.trials import derive_seed
+from autoaug.search.trials import derive_seed, load_data
 from autoaug.search.workers import Result
 from autoaug.space.ops import OP_NAMES
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy
@@ -237,7 +231,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     started = time.perf_counter()
     run_dir = Path(config.out)
     task = ChildTask.from_config(config)
-    splits = load_search_data(task)  # a bad dataset fails here, before any directory or worker
+    # A bad dataset fails here, before any directory or worker.
+    splits = load_data(config.dataset, config.train_subset, config.val_subset)
     check_child_fits(config, splits)
     _make_run_dir(run_dir)
     store_path = run_dir / STORE_FILENAME

@@ -1,20 +1,10 @@
-"""The trial store: every trial of a run directory, in SQLite.
+"""The trial store: every trial of a run directory, in SQLite (`trials.sqlite`), one row each.
 
-This module owns what a resumable search needs (issue #4) and the RandAugment grid reuses
-(issue #5); the checkpoint and the run lock are `autoaug.search.rundir`:
-
-- `TrialStore`: a SQLite file (`trials.sqlite`) with one row per trial. A trial is a payload to
-  evaluate (an AutoAugment policy sampled by the controller, or a RandAugment grid point) with a
-  key, a seed, a batch position (`round`, `slot`) and a status: pending -> running -> done |
-  failed. Every state change commits at once, so a killed search loses only the trials that were
-  in flight, and `UNIQUE(round, slot)` makes re-adding a batch on resume a no-op instead of a
-  duplicate.
-
-Resume protocol (what the search loop does with these pieces): take the `RunLock`, open the
-store, `requeue_running()` (rows a killed process left `running` were never finished), load the
-checkpoint, re-sample the round after the checkpoint with the restored generator and
-`add_pending` it (it returns the stored rows when that round already exists), evaluate only
-`pending_or_running(round)`, and use the stored rewards of the rest.
+A trial is a payload to evaluate (a policy sampled by the controller, or a RandAugment grid
+point) with a key, a seed, a batch position (`round`, `slot`) and a status: pending -> running ->
+done | failed. Every state change commits at once, so a killed search loses only the trials
+that were in flight, and `UNIQUE(phase, round, slot)` makes re-adding a batch on resume a no-op
+instead of a duplicate. The checkpoint and the run lock are `autoaug.search.rundir`.
 """
 
 from __future__ import annotations
@@ -27,7 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 
@@ -280,12 +269,7 @@ class TrialStore:
     def __enter__(self) -> TrialStore:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
@@ -323,11 +307,12 @@ class TrialStore:
                         "checkpoint does not match its trial store"
                     )
                 return existing
-            self._conn.executemany(
+            self._conn.execute(
                 "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                 [(key, round, slot, tokens, payload, seed, phase, spec.role)
                  for slot, ((key, tokens, payload, seed), spec) in enumerate(zip(encoded, specs))],
+                many=True,
             )
             return self._select("WHERE phase = ? AND round = ? ORDER BY slot", (phase, round))
 
@@ -462,25 +447,13 @@ class TrialStore:
         role: str | None = None,
     ) -> list[Trial]:
         """Trials matching every given filter, ordered by (phase, round, slot)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value, allowed in (("phase", phase, PHASES), ("role", role, ROLES)):
-            if value is not None:
-                _check_choice(column, value, allowed)
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if round is not None:
-            clauses.append("round = ?")
-            params.append(round)
-        if status is not None:
-            _check_status(status)
-            clauses.append("status = ?")
-            params.append(status)
-        if key is not None:
-            clauses.append("key = ?")
-            params.append(key)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(params))
+        filters = {"phase": phase, "role": role, "round": round, "status": status, "key": key}
+        filters = {column: value for column, value in filters.items() if value is not None}
+        for column, allowed in (("phase", PHASES), ("role", ROLES), ("status", STATUSES)):
+            if column in filters:
+                _check_choice(column, filters[column], allowed)
+        where = ("WHERE " + " AND ".join(f"{c} = ?" for c in filters)) if filters else ""
+        return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(filters.values()))
 
     def pending_or_running(self, round: int, phase: str = "search") -> list[Trial]:
         """The trials of `round` that still need evaluating; [] means the round is complete."""
@@ -576,18 +549,11 @@ class _Connection:
     def in_transaction(self) -> bool:
         return self.raw.in_transaction
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> _Rows:
+        """`many`: `params` is a sequence of parameter rows (executemany)."""
         try:
-            cursor = self.raw.execute(sql, params)
+            cursor = (self.raw.executemany if many else self.raw.execute)(sql, params)
             return _Rows(cursor.fetchall(), cursor.rowcount)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.DatabaseError as err:
-            raise AutoaugError(_sqlite_failure(self.path, err)) from None
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            self.raw.executemany(sql, rows)
         except sqlite3.IntegrityError:
             raise
         except sqlite3.DatabaseError as err:
@@ -625,12 +591,7 @@ class _Transaction:
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self._conn.execute("COMMIT")
         elif self._conn.in_transaction:
@@ -640,10 +601,6 @@ class _Transaction:
 def _check_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-
-
-def _check_status(status: str) -> None:
-    _check_choice("status", status, STATUSES)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -672,25 +629,7 @@ def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]
 
 
 def _decode_row(row: tuple[Any, ...]) -> Trial:
-    (trial_id, key, round_, slot, tokens, payload, seed, status, reward, error, traceback,
-     worker, started, finished, duration, phase, role, paired) = row
-    return Trial(
-        id=trial_id,
-        key=key,
-        round=round_,
-        slot=slot,
-        tokens=None if tokens is None else tuple(json.loads(tokens)),
-        payload=json.loads(payload),
-        seed=seed,
-        status=status,
-        reward=reward,
-        error=error,
-        traceback=traceback,
-        worker=worker,
-        started=started,
-        finished=finished,
-        duration=duration,
-        phase=phase,
-        role=role,
-        paired=paired,
-    )
+    """A row in _COLUMNS order, which is Trial's field order; tokens and payload are JSON."""
+    tokens, payload = row[4], row[5]
+    return Trial(*row[:4], None if tokens is None else tuple(json.loads(tokens)), json.loads(payload),
+                 *row[6:])

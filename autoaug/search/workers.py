@@ -11,15 +11,12 @@ payload is a grid point. Three backends behind one `WorkerPool.run`:
 - "inline": the calling process, one task after another (tests, debugging, pdb).
 - "ray": Ray tasks on an existing cluster, for more than one machine (`autoaug.search.ray_pool`).
 
-Faults are results, not exceptions: an exception in `fn`, a non-finite reward, a worker that
-dies (os._exit, SIGKILL, segfault, the OOM killer) and a timeout each give a `Result` with
-status "failed" and a one-line error, and the pool replaces a dead or killed worker and carries
-on with the remaining tasks. A worker whose fn raised a CUDA error reports the failure and
-is replaced too, since such errors spoil the process's CUDA context. A task whose worker died is reported failed, not retried: a
-deterministic crash (a policy that makes the child diverge into a native error, an OOM for one
-config) would only crash again and double the cost, and a failed trial stays visible in the
-store. Results stream to `on_result` the moment they arrive so the caller can commit each one
-before the next (a killed search then loses only the tasks in flight).
+Faults are results, not exceptions (`autoaug.search.tasks`): a worker that dies (os._exit,
+SIGKILL, segfault, the OOM killer), times out or raised a CUDA error (which spoils its CUDA
+context) is replaced and the pool carries on. A task whose worker died is reported failed, not
+retried: a deterministic crash (a policy that makes the child diverge into a native error, an
+OOM for one config) would only crash again and double the cost. Results stream to `on_result`
+the moment they arrive so the caller can commit each one before the next.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from types import TracebackType
 from typing import Any
 
 import torch
@@ -222,12 +218,7 @@ class WorkerPool:
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.close()
         else:
