@@ -31,13 +31,12 @@ from albumentations.pytorch import ToTensorV2
 from autoaug.errors import PipelineError
 from autoaug.files import read_json
 from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
-from autoaug.space.export import to_albumentations
+from autoaug.space.export import PIPELINES, pipeline_path, save_pipeline, to_albumentations
 
 __all__ = ["PIPELINES", "PAD", "PipelineError", "normalization", "normalize", "train_pipeline",
            "eval_pipeline", "check_tensor_pipeline", "load_pipeline_file", "is_pipeline_document",
            "seed_worker", "save_pipeline", "pipeline_path"]
 
-PIPELINES = ("policy", "train", "eval")
 PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
 
 
@@ -140,21 +139,3 @@ def seed_worker(worker_id: int) -> None:
         f"seed_worker: expected the dataset ({type(info.dataset).__name__}) to hold its "
         "albumentations pipeline as .pipeline or .transform"
     )
-
-
-def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
-    """Write `pipeline` with `A.save` as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    A.save(pipeline, str(path), data_format="json")
-    return path
-
-
-def pipeline_path(native_path: str | Path, kind: str) -> Path:
-    """`x.json` -> `x.albumentations.json` (policy), `x.train.albumentations.json`, `x.eval...`."""
-    if kind not in PIPELINES:
-        raise PipelineError(f"unknown pipeline {kind!r}; expected one of {', '.join(PIPELINES)}")
-    native_path = Path(native_path)
-    stem = native_path.name[:-5] if native_path.name.endswith(".json") else native_path.name
-    middle = "" if kind == "policy" else f".{kind}"
-    return native_path.with_name(f"{stem}{middle}.albumentations.json")

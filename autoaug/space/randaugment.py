@@ -42,22 +42,16 @@ augmentation")
   wider ranges ("TA (Wide)": shear 0.99, translate 32 px, rotate 135 deg, enhancement factors
   0.01..1.99); here the ranges are AutoAugment's, the same the search and RandAugment use.
 
-Adaptive M (this project's refinement; `adapt_magnitude` is the exact rule)
-- After each epoch, with validation accuracy `acc` and the best validation accuracy of the
-  earlier epochs `best`: if acc < best, M <- min(m_max, M + step * (best - acc) / best); else M
-  stays. After epoch 0 (no earlier epoch) M stays. M never decreases and never passes m_max
-  (default 30, the top bin). The intuition: a validation dip while training accuracy keeps
-  rising is read as over-fitting, which more augmentation counters.
+Adaptive M (this project's refinement; `adapt_magnitude` is the exact rule): M only rises, after
+an epoch whose validation accuracy falls below the best so far: a validation dip while training
+accuracy keeps rising is read as over-fitting, which more augmentation counters.
 
-albumentations exports
-- RandAugment is N `OneOf`s of the candidates at M in a row; TrivialAugment one `OneOf` over the
-  candidates, each a `OneOf` over its 10 bins. A signed op is a `OneOf` of +m and -m. The default
-  candidates include Sharpness, one of autoaug's own transforms: `import autoaug` before `A.load`.
-- Seed such a pipeline with one shared stream, `autoaug.space.albu.seed_pipeline(pipeline, s)` (what
-  `autoaug.training.loop` does in DataLoader workers), not with
-  `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then gives every nested
-  transform its own generator seeded with the same number, and RandAugment's N `OneOf`s all draw
-  the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
+albumentations exports: the default candidates include Sharpness, one of autoaug's own
+transforms (`import autoaug` before `A.load`). Seed such a pipeline with one shared stream,
+`autoaug.space.albu.seed_pipeline(pipeline, s)` (what `autoaug.training.loop` does in DataLoader
+workers), not with `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then
+gives every nested transform its own generator seeded with the same number, and RandAugment's N
+`OneOf`s all draw the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
 """
 
 from __future__ import annotations
@@ -337,11 +331,9 @@ def parse_spec(spec: str) -> SearchFree:
 
 
 def adapt_magnitude(m: float, acc: float, best: float | None, step: float, m_max: float = M_MAX) -> float:
-    """The adaptive-M rule after one epoch.
-
-    `acc` is this epoch's validation accuracy, `best` the best of the earlier epochs (None after
-    the first). If acc < best: M + step * (best - acc) / best, at most `m_max`; otherwise M.
-    """
+    """The adaptive-M rule after one epoch. `acc` is this epoch's validation accuracy, `best` the
+    best of the earlier epochs (None after the first). If acc < best: M + step * (best - acc) /
+    best, at most `m_max` (default 30, the top bin); otherwise M."""
     if best is None or acc >= best or best <= 0:
         return m
     return min(m_max, m + step * (best - acc) / best)
