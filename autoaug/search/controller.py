@@ -119,9 +119,7 @@ class Controller(nn.Module):
         )
 
     @torch.no_grad()
-    def sample(
-        self, n: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw `n` policies.
 
         Returns `tokens` (n, T) int64, `logprobs` (n,) = log-probability of each whole policy
@@ -149,9 +147,7 @@ class Controller(nn.Module):
         bad = (tokens < 0) | (tokens >= nvec)  # (n, T)
         if bad.any():
             i, t = (int(v) for v in bad.nonzero()[0])
-            raise PolicyError(
-                f"token {int(tokens[i, t])} at row {i}, decision {t} is out of range "
-                f"[0, {self.nvec[t]})"
-            )
+            raise PolicyError(f"token {int(tokens[i, t])} at row {i}, decision {t} is out of range "
+                              f"[0, {self.nvec[t]})")
         _, logprobs, entropies = self._unroll(tokens.shape[0], tokens, None)
         return logprobs, entropies

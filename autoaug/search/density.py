@@ -79,10 +79,8 @@ def fold_split(y: np.ndarray, k: int, folds: int) -> tuple[np.ndarray, np.ndarra
     held out in fold (its rank within its class) % folds (no RNG: every worker agrees)."""
     held = class_rank(y) % folds == k
     if not held.any() or held.all():
-        raise DataError(
-            f"density reward: {len(y)} child-train images cannot make {folds} folds with images "
-            "on both sides; lower reward.folds or raise train_subset"
-        )
+        raise DataError(f"density reward: {len(y)} child-train images cannot make {folds} folds with images "
+                        "on both sides; lower reward.folds or raise train_subset")
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
@@ -124,10 +122,8 @@ def read_fold(task: DensityTask, k: int, seed: int) -> dict[str, Any] | None:
     if state is None:
         return None
     if state.get("version") != FOLD_VERSION or state.get("setup") != task.setup(k, seed):
-        raise AutoaugError(
-            f"{path} was trained for another setup than this search's; delete "
-            f"{Path(task.fold_dir)} to retrain the fold models"
-        )
+        raise AutoaugError(f"{path} was trained for another setup than this search's; delete "
+                           f"{Path(task.fold_dir)} to retrain the fold models")
     return state
 
 
@@ -209,8 +205,7 @@ def density_reward(
         y = fold.y.repeat(copies)  # (copies * n,)
         if augment is not None:
             x = augment(x, generator)
-        correct += evaluate(fold.model, x, y, mean=data.mean, std=data.std,
-                            batch_size=batch_size) * len(y)
+        correct += evaluate(fold.model, x, y, mean=data.mean, std=data.std, batch_size=batch_size) * len(y)
         total += len(y)
     return correct / total
 

@@ -127,8 +127,7 @@ def reevaluate(
         evaluate_trials(store, pool, trials, lambda trial, result: bar.update(1))
     finally:
         bar.close()
-    done = {(t.key, t.seed): getattr(t, by)
-            for t in store.rows(phase="reeval", role="policy", status="done")}
+    done = {(t.key, t.seed): getattr(t, by) for t in store.rows(phase="reeval", role="policy", status="done")}
     scored = [Reevaluation(c, [done[(c.key, s)] for s in fresh if done.get((c.key, s)) is not None])
               for c in candidates]
     # sorted() is stable: equal means keep the search's order.
@@ -172,7 +171,8 @@ def export_policy(
                            "export with --reevaluate-top 0")
     if not reevaluate_top:
         with TrialStore(store_path, read_only=True) as store:
-            return export_from_store(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0, progress)
+            return export_from_store(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0,
+                                     progress)
     assert config is not None
     task = ChildTask.from_config(config)
     with RunLock(run_dir), TrialStore(store_path) as store:

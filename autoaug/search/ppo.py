@@ -166,10 +166,8 @@ def ppo_update(
     b_rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)  # (n,)
     n = b_tokens.shape[0]
     if b_logprobs.shape != (n,) or b_rewards.shape != (n,):
-        raise ValueError(
-            f"expected tokens (n, T), old_logprobs (n,), rewards (n,), got "
-            f"{tuple(b_tokens.shape)}, {tuple(b_logprobs.shape)}, {tuple(b_rewards.shape)}"
-        )
+        raise ValueError(f"expected tokens (n, T), old_logprobs (n,), rewards (n,), got "
+                         f"{tuple(b_tokens.shape)}, {tuple(b_logprobs.shape)}, {tuple(b_rewards.shape)}")
     if not torch.isfinite(b_rewards).all():
         raise ValueError(f"rewards must be finite, got {b_rewards.tolist()}")
 

@@ -85,10 +85,8 @@ class RayPool:
         limit = options.max_in_flight
         resources = ray.cluster_resources()
         if options.num_gpus > 0 and not resources.get("GPU"):
-            raise AutoaugError(
-                f"RayOptions.num_gpus is {options.num_gpus} but the Ray cluster at "
-                f"{options.address!r} has no GPUs; use num_gpus=0 to run on CPUs"
-            )
+            raise AutoaugError(f"RayOptions.num_gpus is {options.num_gpus} but the Ray cluster at "
+                               f"{options.address!r} has no GPUs; use num_gpus=0 to run on CPUs")
         if limit is None:
             by_cpu = resources.get("CPU", 1.0) / max(options.num_cpus, 1e-9)
             by_gpu = resources.get("GPU", 0.0) / options.num_gpus if options.num_gpus else by_cpu

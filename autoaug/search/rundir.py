@@ -55,9 +55,7 @@ def load_checkpoint(
             "the store, or use another --out"
         ) from None
     if not isinstance(state, dict):
-        raise AutoaugError(
-            f"checkpoint {path} holds a {type(state).__name__}, expected a dict of state"
-        )
+        raise AutoaugError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict of state")
     return state
 
 
@@ -110,10 +108,8 @@ class RunLock:
         except OSError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise AutoaugError(
-                f"run directory {self.path.parent} is in use by another autoaug process "
-                f"(pid {holder}); wait for it to finish or stop it"
-            ) from None
+            raise AutoaugError(f"run directory {self.path.parent} is in use by another autoaug process "
+                               f"(pid {holder}); wait for it to finish or stop it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd

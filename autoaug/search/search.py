@@ -55,14 +55,7 @@ from autoaug.search.config import (
 from autoaug.search.controller import Controller
 from autoaug.search.export import Reevaluation, export_from_store
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.rewards import (
-    ChildTask,
-    LazyPool,
-    evaluate_trials,
-    rank_by,
-    reference_spec,
-    trial_key,
-)
+from autoaug.search.rewards import (ChildTask, LazyPool, evaluate_trials, rank_by, reference_spec, trial_key)
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
 from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
 from autoaug.search.trials import derive_seed, load_data
@@ -219,10 +212,8 @@ def _make_run_dir(run_dir: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise AutoaugError(
-            f"cannot use run directory {run_dir}: {err.strerror or err} "
-            "(expected a directory this user can create and write)"
-        ) from None
+        raise AutoaugError(f"cannot use run directory {run_dir}: {err.strerror or err} "
+                           "(expected a directory this user can create and write)") from None
 
 
 
@@ -262,11 +253,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             try:
                 sampler.load_state_dict(state)
             except (KeyError, RuntimeError, ValueError, TypeError) as err:
-                raise AutoaugError(
-                    f"checkpoint {run_dir / CHECKPOINT_FILENAME} does not fit this search's "
-                    f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
-                    "delete it to replay the search from its trial store"
-                ) from None
+                raise AutoaugError(f"checkpoint {run_dir / CHECKPOINT_FILENAME} does not fit this search's "
+                                   f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
+                                   "delete it to replay the search from its trial store") from None
             next_round = state["next_round"]
         resumed = state is not None or bool(store.rounds())
         step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
@@ -370,22 +359,18 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
     check_image_size(model, config.child.model, *splits.image_shape, where=config.dataset)
     train_images = len(splits.train_y)
     if config.child.batch_size > train_images:
-        raise ConfigError(
-            f"child.batch_size = {config.child.batch_size} is larger than the child's training "
-            f"set ({train_images} images of {config.dataset}"
-            f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
-            f"set child.batch_size <= {train_images} or use more images"
-        )
+        raise ConfigError(f"child.batch_size = {config.child.batch_size} is larger than the child's training "
+                          f"set ({train_images} images of {config.dataset}"
+                          f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
+                          f"set child.batch_size <= {train_images} or use more images")
 
 
 def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path) -> None:
     """AutoaugError unless `state` is a checkpoint of this kind of search with usable counters."""
     path = run_dir / CHECKPOINT_FILENAME
     if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
-        raise AutoaugError(
-            f"checkpoint {path} is not a checkpoint of this search "
-            f"(version {state.get('version')!r}, algo {state.get('algo')!r})"
-        )
+        raise AutoaugError(f"checkpoint {path} is not a checkpoint of this search "
+                           f"(version {state.get('version')!r}, algo {state.get('algo')!r})")
     for key in ("next_round", "step"):
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -480,8 +465,7 @@ def _log_round(
     op_tokens = tokens[:, ::per_op]  # (n, positions)
     edges = np.arange(len(OP_NAMES) + 1) - 0.5
     for position in range(op_tokens.shape[1]):
-        writer.add_histogram(f"ops/position_{position}", op_tokens[:, position].numpy(), step,
-                             bins=edges)
+        writer.add_histogram(f"ops/position_{position}", op_tokens[:, position].numpy(), step, bins=edges)
     counts = torch.bincount(op_tokens.reshape(-1), minlength=len(OP_NAMES)).double()
     for op_id, name in enumerate(OP_NAMES):
         writer.add_scalar(f"ops/frequency/{name}", float(counts[op_id] / counts.sum()), step)

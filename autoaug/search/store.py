@@ -158,10 +158,8 @@ class TrialStore:
             raise AutoaugError(f"trial store {self.path} exists but is not a file")
         if not read_only and self.path.exists() and not os.access(self.path, os.W_OK):
             # SQLite would open it read-only and fail at the first write, mid-search.
-            raise AutoaugError(
-                f"trial store {self.path} is read-only; a search records every trial in it: "
-                "make it writable (chmod u+w) or use another --out"
-            )
+            raise AutoaugError(f"trial store {self.path} is read-only; a search records every trial in it: "
+                               "make it writable (chmod u+w) or use another --out")
         try:
             conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as err:
@@ -177,9 +175,7 @@ class TrialStore:
             self._conn.close()
             if "malformed" in str(err):  # ours, with pages overwritten
                 raise AutoaugError(_damaged(self.path, str(err))) from None
-            raise AutoaugError(
-                f"{self.path} is not an autoaug trial store (SQLite says: {err})"
-            ) from None
+            raise AutoaugError(f"{self.path} is not an autoaug trial store (SQLite says: {err})") from None
         except AutoaugError:
             self._conn.close()
             raise
@@ -188,16 +184,11 @@ class TrialStore:
         conn = self._conn.raw  # errors of these first statements are told apart just above
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise AutoaugError(
-                f"trial store {self.path}: SQLite refused WAL mode (got {mode!r}); "
-                "is the run directory on a network file system?"
-            )
+            raise AutoaugError(f"trial store {self.path}: SQLite refused WAL mode (got {mode!r}); "
+                               "is the run directory on a network file system?")
         conn.execute("PRAGMA synchronous=FULL")
         with self._transaction():
-            tables = {
-                row[0]
-                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not tables:
                 # Statement by statement: executescript() would COMMIT the open transaction
                 # first, and two processes creating the store at once must not interleave.
@@ -214,37 +205,29 @@ class TrialStore:
                 )
                 return
             if "meta" not in tables or "trials" not in tables:
-                raise AutoaugError(
-                    f"{self.path} is an SQLite database but not an autoaug trial store "
-                    f"(tables: {', '.join(sorted(tables))})"
-                )
+                raise AutoaugError(f"{self.path} is an SQLite database but not an autoaug trial store "
+                                   f"(tables: {', '.join(sorted(tables))})")
             # A page overwritten on disk shows up here rather than halfway through a search.
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
             if problems != ["ok"]:
                 raise AutoaugError(_damaged(self.path, "; ".join(problems)))
             meta = dict(conn.execute("SELECT name, value FROM meta"))
             if meta.get("kind") != _STORE_KIND:
-                raise AutoaugError(
-                    f"{self.path} is not an autoaug trial store "
-                    f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})"
-                )
+                raise AutoaugError(f"{self.path} is not an autoaug trial store "
+                                   f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})")
             version = meta.get("schema_version", "")
             if not version.isdigit():
                 raise AutoaugError(
                     f"trial store {self.path} has schema version {version!r}, expected an integer"
                 )
             if int(version) > SCHEMA_VERSION:
-                raise AutoaugError(
-                    f"trial store {self.path} has schema version {version}, newer than this "
-                    f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug"
-                )
+                raise AutoaugError(f"trial store {self.path} has schema version {version}, newer than this "
+                                   f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug")
             if int(version) == 1:
                 self._migrate_v1()
             elif int(version) != SCHEMA_VERSION:
-                raise AutoaugError(
-                    f"trial store {self.path} has schema version {version}, expected "
-                    f"{SCHEMA_VERSION}"
-                )
+                raise AutoaugError(f"trial store {self.path} has schema version {version}, expected "
+                                   f"{SCHEMA_VERSION}")
 
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2 in place (inside _prepare's transaction): the columns phase, role and
@@ -274,9 +257,7 @@ class TrialStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_pending(
-        self, round: int, specs: Sequence[TrialSpec], phase: str = "search"
-    ) -> list[Trial]:
+    def add_pending(self, round: int, specs: Sequence[TrialSpec], phase: str = "search") -> list[Trial]:
         """Insert a whole batch as `round` of `phase`, slot i = specs[i], in one transaction.
 
         Idempotent: if `round` already exists with the same keys and seeds slot by slot (a
@@ -347,9 +328,7 @@ class TrialStore:
                 (trial_id,),
             )
 
-    def mark_failed(
-        self, trial_id: int, error: str, duration: float, traceback: str | None = None
-    ) -> None:
+    def mark_failed(self, trial_id: int, error: str, duration: float, traceback: str | None = None) -> None:
         """pending | running -> failed with a one-line `error` (and the traceback, if any)."""
         self._finish(trial_id, "failed", None, error, traceback, duration)
 
@@ -509,9 +488,7 @@ class TrialStore:
         return _Transaction(self._conn)
 
     def _bad_transition(self, trial_id: int, target: str, allowed: tuple[str, ...]) -> None:
-        row = self._conn.execute(
-            "SELECT status FROM trials WHERE id = ?", (trial_id,)
-        ).fetchone()
+        row = self._conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
         if row is None:
             raise KeyError(f"no trial with id {trial_id} in {self.path}")
         raise ValueError(

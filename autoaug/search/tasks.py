@@ -68,8 +68,7 @@ def evaluate(fn: EvalFn, payload: dict[str, Any], seed: int, device: str) -> tup
             # A NaN reward would poison the baseline and every later PPO update.
             raise ValueError(f"fn returned {reward}, expected a finite number")
     except Exception as err:
-        outcome = ("failed", None, one_line(err), traceback.format_exc(),
-                   time.perf_counter() - start)
+        outcome = ("failed", None, one_line(err), traceback.format_exc(), time.perf_counter() - start)
         return outcome, _spoils_process(err)
     return ("done", reward, None, None, time.perf_counter() - start), False
 

@@ -135,7 +135,5 @@ def seed_worker(worker_id: int) -> None:
         if isinstance(pipeline, A.BaseCompose):
             seed_pipeline(pipeline, info.seed)
             return
-    raise PipelineError(
-        f"seed_worker: expected the dataset ({type(info.dataset).__name__}) to hold its "
-        "albumentations pipeline as .pipeline or .transform"
-    )
+    raise PipelineError(f"seed_worker: expected the dataset ({type(info.dataset).__name__}) to hold its "
+                        "albumentations pipeline as .pipeline or .transform")

@@ -162,9 +162,7 @@ class ModelSpec:
 # CNN it has to match; the Wide-ResNets follow the AutoAugment paper (SGD Nesterov, lr 0.1,
 # weight decay 5e-4, batch 128, cosine decay; 120 epochs for the WRN-40-2 child, 200 for
 # WRN-28-10) without label smoothing.
-_WRN_RECIPE = dict(
-    batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.0, schedule="cosine"
-)
+_WRN_RECIPE = dict(batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.0, schedule="cosine")
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {
         spec.name: spec
@@ -231,9 +229,7 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
     return model
 
 
-def build_model(
-    name: str, num_classes: int, *, generator: torch.Generator | None = None
-) -> nn.Module:
+def build_model(name: str, num_classes: int, *, generator: torch.Generator | None = None) -> nn.Module:
     """A freshly initialised network `name` (one of MODEL_NAMES) with `num_classes` outputs.
 
     Weights come from `generator` (a CPU generator; seed 0 when None), so the same generator
@@ -270,7 +266,5 @@ def check_image_size(model: nn.Module, name: str, height: int, width: int, where
         return
     smallest = next((s for s in range(1, 257) if takes_size(model, s, s)), None)
     at_least = f"at least {smallest}x{smallest}" if smallest else "larger ones"
-    raise DataError(
-        f"{where}: images of {height}x{width} are too small for model {name}, which takes "
-        f"{at_least}; resize them (autoaug train --image-size N) or choose another model"
-    )
+    raise DataError(f"{where}: images of {height}x{width} are too small for model {name}, which takes "
+                    f"{at_least}; resize them (autoaug train --image-size N) or choose another model")
