@@ -14,14 +14,14 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.search.tasks import EvalFn, Result, Task, evaluate, one_line
+from autoaug.search.tasks import EvalFn, OnResult, OnTask, Result, Task, evaluate, one_line
 
 
 @dataclass(frozen=True)
@@ -97,9 +97,9 @@ class RayPool:
     def run(
         self,
         tasks: Sequence[Task],
-        started: Callable[[Task, str], None],
-        deliver: Callable[[Result], None],
-        on_retry: Callable[[Task, str], None] | None = None,
+        started: OnTask,
+        deliver: OnResult,
+        on_retry: OnTask | None = None,
     ) -> None:
         ray = self.ray
         queue = deque(tasks)

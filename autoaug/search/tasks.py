@@ -54,6 +54,10 @@ class Result:
         return self.status == "done"
 
 
+OnTask = Callable[[Task, str], None]
+"""`on_start(task, worker)` / `on_retry(task, error)`: told about a task with a line of text."""
+OnResult = Callable[[Result], None]
+
 Outcome = tuple[str, float | None, str | None, str | None, float]
 """(status, reward, error, traceback, duration): a `Result` without its task and worker."""
 

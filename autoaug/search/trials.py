@@ -58,10 +58,8 @@ def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) 
     elif stored != text:
         old = json.loads(stored)
         changed = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
-        raise AutoaugError(
-            f"{store.path.parent}: this {what} was started with another {', '.join(changed)} "
-            f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup"
-        )
+        raise AutoaugError(f"{store.path.parent}: this {what} was started with another {', '.join(changed)} "
+                           f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup")
 
 
 def run_trials(

@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -41,7 +41,7 @@ import torch
 
 from autoaug.errors import AutoaugError
 from autoaug.search.ray_pool import RayOptions, RayPool
-from autoaug.search.tasks import EvalFn, Result, Task, evaluate, one_line
+from autoaug.search.tasks import EvalFn, OnResult, OnTask, Result, Task, evaluate, one_line
 
 __all__ = ["BACKENDS", "EvalFn", "RayOptions", "Result", "Task", "WorkerPool", "check_timeout",
            "default_devices", "evaluate_batch"]
@@ -103,9 +103,7 @@ class WorkerPool:
         self._ray: RayPool | None = None
         if backend == "ray":
             if devices is not None:
-                raise ValueError(
-                    "the ray backend places tasks itself; set RayOptions.num_gpus, not devices"
-                )
+                raise ValueError("the ray backend places tasks itself; set RayOptions.num_gpus, not devices")
             self.devices: list[str] = []
             self._ray = RayPool(fn, ray_options or RayOptions(), timeout_s)
             return
@@ -123,10 +121,8 @@ class WorkerPool:
         try:
             self._fn_blob = pickle.dumps(fn)
         except Exception as err:
-            raise TypeError(
-                f"fn must be a top-level function that worker processes can import, got "
-                f"{fn!r} ({err})"
-            ) from None
+            raise TypeError(f"fn must be a top-level function that worker processes can import, got "
+                            f"{fn!r} ({err})") from None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         # Workers share the machine's cores; without this each would start a thread per core
         # and n workers would oversubscribe the CPU n times over.
@@ -148,9 +144,9 @@ class WorkerPool:
         self,
         tasks: Sequence[Task],
         *,
-        on_start: Callable[[Task, str], None] | None = None,
-        on_result: Callable[[Result], None] | None = None,
-        on_retry: Callable[[Task, str], None] | None = None,
+        on_start: OnTask | None = None,
+        on_result: OnResult | None = None,
+        on_retry: OnTask | None = None,
     ) -> list[Result]:
         """Evaluate `tasks`; returns one Result per task, in the order of `tasks`.
 
@@ -226,19 +222,12 @@ class WorkerPool:
 
     # -- inline ----------------------------------------------------------------------------
 
-    def _run_inline(
-        self,
-        tasks: Sequence[Task],
-        started: Callable[[Task, str], None],
-        deliver: Callable[[Result], None],
-    ) -> None:
+    def _run_inline(self, tasks: Sequence[Task], started: OnTask, deliver: OnResult) -> None:
         device = self.devices[0]
         name = f"inline@{device} pid {os.getpid()}"
         for task in tasks:
             started(task, name)
-            (status, reward, error, tb, duration), _ = evaluate(
-                self.fn, task.payload, task.seed, device
-            )
+            (status, reward, error, tb, duration), _ = evaluate(self.fn, task.payload, task.seed, device)
             # fn can't be interrupted in this process, so the timeout is applied after the fact:
             # the same trial is "failed" under every backend.
             if self.timeout_s is not None and duration > self.timeout_s:
@@ -263,12 +252,7 @@ class WorkerPool:
         child_conn.close()  # the child holds its end; closing ours makes its death an EOF here
         return _Worker(index=index, device=device, process=process, conn=parent_conn)
 
-    def _run_processes(
-        self,
-        tasks: Sequence[Task],
-        started: Callable[[Task, str], None],
-        deliver: Callable[[Result], None],
-    ) -> None:
+    def _run_processes(self, tasks: Sequence[Task], started: OnTask, deliver: OnResult) -> None:
         queue = deque(tasks)
         while queue or any(w.task is not None for w in self._workers):
             for worker in self._workers:
@@ -306,7 +290,7 @@ class WorkerPool:
                             worker, deliver, f"timed out after {self.timeout_s:g}s"
                         )
 
-    def _service(self, worker: _Worker, deliver: Callable[[Result], None]) -> _Worker:
+    def _service(self, worker: _Worker, deliver: OnResult) -> _Worker:
         """Read what `worker` sent; replace it if it died. Returns the worker now in its slot."""
         dead = False
         # Drain first: a result may sit in the pipe ahead of the worker's exit.
@@ -322,9 +306,7 @@ class WorkerPool:
             if kind == "ready":
                 worker.ready = True
             elif kind == "fatal":
-                raise RuntimeError(
-                    f"{worker.name} could not start: {message[1]}\n{message[2]}"
-                )
+                raise RuntimeError(f"{worker.name} could not start: {message[1]}\n{message[2]}")
             else:  # "result"
                 _, task_id, status, reward, error, tb, duration, spoilt = message
                 assert worker.task is not None and worker.task.id == task_id, (worker, task_id)
@@ -347,9 +329,7 @@ class WorkerPool:
             )
         return worker
 
-    def _replace(
-        self, worker: _Worker, deliver: Callable[[Result], None], error: str | None
-    ) -> _Worker:
+    def _replace(self, worker: _Worker, deliver: OnResult, error: str | None) -> _Worker:
         """Kill `worker`, fail its task (if any) with `error`, and start a fresh one in its slot."""
         _kill_all([worker])
         if worker.task is not None:
@@ -379,8 +359,8 @@ def evaluate_batch(
     devices: Sequence[str] | None = None,
     timeout_s: float | None = None,
     ray_options: RayOptions | None = None,
-    on_start: Callable[[Task, str], None] | None = None,
-    on_result: Callable[[Result], None] | None = None,
+    on_start: OnTask | None = None,
+    on_result: OnResult | None = None,
 ) -> list[Result]:
     """One-shot `WorkerPool(...).run(tasks)`; prefer a pool when there are several batches."""
     with WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s,
@@ -429,9 +409,7 @@ def _check_device(device: str) -> str:
         count = torch.cuda.device_count()
         index = 0 if parsed.index is None else parsed.index
         if index >= count:
-            raise AutoaugError(
-                f"device {device!r} is not available: this machine has {count} CUDA device(s)"
-            )
+            raise AutoaugError(f"device {device!r} is not available: this machine has {count} CUDA device(s)")
         return f"cuda:{index}"
     return str(parsed)
 
