@@ -6,11 +6,9 @@ This module owns what a search is asked to do and how that request is written do
   `autoaug.search.ppo.PPOConfig` as nested tables). Its defaults are the `cpu-quick` preset, so
   `autoaug search` with no arguments works from an installed package without the repository's
   `experiments/` folder; `experiments/cpu-quick.toml` mirrors them and a test keeps the two equal.
-- `load_config(path, overrides)`: a TOML file (tables `[child]`, `[ppo]`) and then dotted
-  overrides (`ppo.learning_rate=1e-3`, `child.epochs=5`), each value read with its field's type.
-  There is one override mechanism: the CLI's `--budget 40` is `budget=40`.
-- The resolved config as TOML (`to_toml`, `save_config`: a small writer for flat tables of
-  str / int / float / bool) and the rule for resuming a run directory (`check_resume`).
+- `load_config(path, overrides)`: a TOML file, then dotted overrides (`child.epochs=5`). There
+  is one override mechanism: the CLI's `--budget 40` is `budget=40`.
+- The resolved config as TOML, and the rule for resuming a run directory (`check_resume`).
 
 TOML has no null: a field typed `X | None` takes the string "none" for None, in files and
 overrides alike, and the writer writes None that way.
