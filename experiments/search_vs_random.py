@@ -25,7 +25,7 @@ from hostinfo import cpu_model
 from autoaug.search.config import load_config
 from autoaug.space.policy import Policy
 from autoaug.search.export import export_policy
-from autoaug.search.rewards import ChildTask
+from autoaug.search.trials import ChildTask
 from autoaug.search.search import run_search
 from autoaug.search.trials import derive_seed
 from autoaug.search.trials import device_data

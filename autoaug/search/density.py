@@ -28,10 +28,10 @@ import torch.nn as nn
 
 from autoaug.errors import AutoaugError, DataError
 from autoaug.search.rundir import load_checkpoint, save_checkpoint
-from autoaug.search.trials import class_rank, derive_seed, device_data
+from autoaug.search.trials import ChildTask, class_rank, derive_seed
 from autoaug.search.workers import Task, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import Augment, DeviceData, TrainConfig, evaluate, train_model
+from autoaug.training.loop import Augment, DeviceData, evaluate, train_model
 from autoaug.training.models import build_model
 
 FOLD_DIRNAME = "density"
@@ -39,24 +39,14 @@ FOLD_VERSION = 1
 
 
 @dataclass(frozen=True)
-class DensityTask:
-    """What every density trial of one search shares; pickled once into each worker."""
+class DensityTask(ChildTask):
+    """A search's ChildTask for the density reward: the folds split its child-train images, and
+    its `child` is the fold models' recipe (with no policy)."""
 
-    dataset: str
-    train_subset: int | None
-    """The child-train images of the search: what the folds split."""
-    val_subset: int | None
-    """Unused by the reward; with the two above it names the data every worker prepares once."""
-    child: TrainConfig
-    """The fold models' recipe (the search's [child], with no policy)."""
     folds: int
     draws: int
     fold_dir: str
     """Absolute path of RUN_DIR/density."""
-
-    def data(self, device: str) -> DeviceData:
-        """The search's data on `device`, prepared once per worker process."""
-        return device_data(self.dataset, device, self.train_subset, self.val_subset)
 
     def fold_path(self, k: int) -> Path:
         return Path(self.fold_dir) / f"fold-{k}.pt"

@@ -16,17 +16,10 @@ from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
 from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config, to_dict
-from autoaug.search.rewards import (
-    REFERENCE_KEY,
-    ChildTask,
-    LazyPool,
-    evaluate_trials,
-    rank_by,
-    reference_spec,
-)
+from autoaug.search.rewards import REFERENCE_KEY, LazyPool, evaluate_trials, rank_by, reference_spec
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import derive_seed
+from autoaug.search.trials import ChildTask, derive_seed
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import Policy, provenance

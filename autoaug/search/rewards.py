@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,26 +15,12 @@ from tqdm import tqdm
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
 from autoaug.search.store import UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import device_data, make_pool, run_trials
+from autoaug.search.trials import ChildTask, make_pool, run_trials
 from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import TrainConfig, train_child
+from autoaug.training.loop import train_child
 
 REFERENCE_KEY = "reference"
-
-
-@dataclass(frozen=True)
-class ChildTask:
-    """What every trial of one search shares; pickled once into each worker with the function."""
-
-    dataset: str
-    train_subset: int | None
-    val_subset: int | None
-    child: TrainConfig
-
-    @classmethod
-    def from_config(cls, config: SearchConfig) -> ChildTask:
-        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
 
 
 def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
@@ -44,8 +29,7 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
     unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     doc = payload["policy"]
     policy = None if doc is None else Policy.from_json(doc, "trial payload")
-    data = device_data(task.dataset, device, task.train_subset, task.val_subset)
-    return train_child(policy, data, dataclasses.replace(task.child, device=device), seed)
+    return train_child(policy, task.data(device), dataclasses.replace(task.child, device=device), seed)
 
 
 def trial_key(tokens: Sequence[int]) -> str:

@@ -55,10 +55,10 @@ from autoaug.search.config import (
 from autoaug.search.controller import Controller
 from autoaug.search.export import Reevaluation, export_from_store
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.rewards import (ChildTask, LazyPool, evaluate_trials, rank_by, reference_spec, trial_key)
+from autoaug.search.rewards import LazyPool, evaluate_trials, rank_by, reference_spec, trial_key
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
 from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
-from autoaug.search.trials import derive_seed, load_data
+from autoaug.search.trials import ChildTask, derive_seed, load_data
 from autoaug.search.workers import Result
 from autoaug.space.ops import OP_NAMES
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy

@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,13 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
+from autoaug.search.config import SearchConfig
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool
 from autoaug.space.policy import _short
 from autoaug.training.data import Splits, load_splits
-from autoaug.training.loop import DeviceData, prepare
+from autoaug.training.loop import DeviceData, TrainConfig, prepare
 
 
 @contextmanager
@@ -159,6 +161,25 @@ def load_data(dataset: str, train_subset: int | None = None, val_subset: int | N
         train_x=splits.train_x[train], train_y=splits.train_y[train],
         val_x=splits.val_x[val], val_y=splits.val_y[val],
     )
+
+
+@dataclass(frozen=True)
+class ChildTask:
+    """What every trial of one search shares, its data and its child's recipe; pickled once into
+    each worker with the function."""
+
+    dataset: str
+    train_subset: int | None
+    val_subset: int | None
+    child: TrainConfig
+
+    @classmethod
+    def from_config(cls, config: SearchConfig) -> ChildTask:
+        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
+
+    def data(self, device: str) -> DeviceData:
+        """The search's data on `device`, prepared once per worker process."""
+        return device_data(self.dataset, device, self.train_subset, self.val_subset)
 
 
 # Keyed by what the data were built from; only the last is kept (one dataset per worker).
