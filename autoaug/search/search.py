@@ -88,8 +88,6 @@ def batch_seed(seed: int, round: int) -> int:
     return derive_seed(seed, "batch", round)
 
 
-
-
 def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[TrialSpec]:
     """The trials of one controller batch (tokens (n, T)): with `reward.paired`, every policy on
     the batch's seed and a reference child after them; otherwise a seed per policy."""
@@ -104,7 +102,6 @@ def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[
     if paired:
         specs.append(reference_spec(batch_seed(config.seed, round)))
     return specs
-
 
 
 def uniform_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -216,7 +213,6 @@ def _make_run_dir(run_dir: Path) -> None:
                            "(expected a directory this user can create and write)") from None
 
 
-
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
     started = time.perf_counter()
@@ -326,9 +322,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                         f"(tracebacks are in {store.path}, table trials, column traceback)"
                     )
             bar.close()
-            exported = export_from_store(run_dir, store, config, config.export_top, None, "policy", None,
-                               pool, config.export.reevaluate_top,
-                               config.export.reevaluate_seeds, progress)
+            exported = export_from_store(run_dir, store, config, config.export_top, None, "policy", None, pool,
+                                         config.export.reevaluate_top, config.export.reevaluate_seeds, progress)
         finally:
             bar.close()
             pool.close()
@@ -348,7 +343,6 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             resumed=resumed,
             reevaluation=exported.reevaluation,
         )
-
 
 
 def check_child_fits(config: SearchConfig, splits: Any) -> None:
@@ -474,5 +468,3 @@ def _log_round(
         grid = render_grid(policy, picture_images, seed=0, scale=2)  # (H, W, 3) uint8
         writer.add_image("best_policy", grid, step, dataformats="HWC")
     writer.flush()
-
-

@@ -468,4 +468,3 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="autoaug-parent-watch", daemon=True).start()
-

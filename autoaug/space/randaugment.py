@@ -415,7 +415,6 @@ class AdaptiveRandAugment:
         return RandAugment(self.base.n, self.m, self.base.ops, {**self.base.provenance, **record, **provenance})
 
 
-
 def adaptive_for_training(source: Any, step: float, logger: Any | None = None) -> AdaptiveRandAugment:
     """The augmenter of `autoaug train --adaptive-m`: `source` must be a RandAugment (from a
     `randaugment:N=..,M=..` spec or a randaugment JSON file); a fresh one per training run."""

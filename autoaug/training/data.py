@@ -404,7 +404,6 @@ def _load_cifar(
     )
 
 
-
 # --- folder of class sub-folders --------------------------------------------------------------
 
 
@@ -466,7 +465,6 @@ def _load_folder(spec: str, path: Path, image_size: int | None, seed: int, val_f
 def _class_dirs(root: Path) -> list[Path]:
     # Hidden folders (.ipynb_checkpoints, .git) are never classes.
     return [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-
 
 
 # --- .npz arrays ------------------------------------------------------------------------------
@@ -554,6 +552,3 @@ def _load_npz(spec: str, path: Path, image_size: int | None, seed: int, val_frac
                 raise DataError(f"{spec}: array {yk!r} has label {pair[1].max()} but 'class_names' lists "
                                 f"only {num_classes} classes (labels must be in [0, {num_classes}))")
     return _finish(spec, checked, num_classes, class_names, image_size, seed, val_fraction)
-
-
-
