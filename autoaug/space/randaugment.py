@@ -69,7 +69,7 @@ from autoaug.files import save_json
 from autoaug.space.augment import apply_ops, signed_magnitudes
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import IDENTITY_OP, MAGNITUDE_BINS, OP_NAMES, TABLE, TABLE_NAMES, op_to_albumentations
-from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number
+from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number, read_provenance
 
 M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
 DEFAULT_M = 9.0  # torchvision's default and the paper's ResNet-50 value
@@ -279,9 +279,7 @@ def from_json(doc: Any, where: str = "policy") -> SearchFree:
     unknown = sorted(set(doc) - _KEYS[kind])
     if unknown:
         raise PolicyError(f"{where}: unknown keys {unknown}; expected {', '.join(sorted(_KEYS[kind]))}")
-    provenance = doc.get("provenance", {})
-    if not isinstance(provenance, dict):
-        raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
+    provenance = read_provenance(doc, where)
     ops = check_ops(doc["ops"], f"{where}: ops") if "ops" in doc else DEFAULT_OPS
     if kind == "trivialaugment":
         return TrivialAugment(ops, provenance)

@@ -469,7 +469,8 @@ def _class_dirs(root: Path) -> list[Path]:
 
 # --- .npz arrays ------------------------------------------------------------------------------
 
-_NPZ_KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test", "class_names")
+_NPZ_SPLITS = {"train": ("x", "y"), "val": ("x_val", "y_val"), "test": ("x_test", "y_test")}  # split: arrays
+_NPZ_KEYS = (*(key for pair in _NPZ_SPLITS.values() for key in pair), "class_names")
 
 
 def _load_npz(spec: str, path: Path, image_size: int | None, seed: int, val_fraction: float) -> Splits:
@@ -489,21 +490,17 @@ def _load_npz(spec: str, path: Path, image_size: int | None, seed: int, val_frac
         if unknown:
             raise DataError(f"{spec}: unknown array(s) {', '.join(unknown)} in {str(path)!r}; "
                             f"valid: {', '.join(_NPZ_KEYS)}")
-        for xk, yk in (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test")):
+        for xk, yk in _NPZ_SPLITS.values():
             if (xk in keys) != (yk in keys) or (xk == "x" and xk not in keys):
                 raise DataError(f"{spec}: {str(path)!r} needs arrays {xk!r} and {yk!r} together "
                                 f"(has: {', '.join(sorted(keys)) or 'none'})")
-        arrays: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
-        for split, xk, yk in (("train", "x", "y"), ("val", "x_val", "y_val"), ("test", "x_test", "y_test")):
-            if xk in keys:
-                arrays[split] = (readers.npz_array(pack, xk, spec), readers.npz_array(pack, yk, spec))
-            else:
-                arrays[split] = None
+        arrays = {split: (readers.npz_array(pack, xk, spec), readers.npz_array(pack, yk, spec)) if xk in keys
+                  else None for split, (xk, yk) in _NPZ_SPLITS.items()}
         names = readers.npz_array(pack, "class_names", spec) if "class_names" in keys else None
 
     checked: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for split, pair in arrays.items():
-        xk, yk = ("x", "y") if split == "train" else (f"x_{split}", f"y_{split}")
+        xk, yk = _NPZ_SPLITS[split]
         if pair is None:
             checked[split] = None
             continue
@@ -511,9 +508,8 @@ def _load_npz(spec: str, path: Path, image_size: int | None, seed: int, val_frac
         if x.dtype != np.uint8:
             raise DataError(f"{spec}: array {xk!r} must be uint8, got {x.dtype}")
         if x.ndim != 4 or x.shape[3] not in (1, 3, 4):
-            raise DataError(
-                f"{spec}: array {xk!r} must be (N, H, W, C) with C 1, 3 or 4, got shape {x.shape}"
-            )
+            raise DataError(f"{spec}: array {xk!r} must be (N, H, W, C) with C 1, 3 or 4, "
+                            f"got shape {x.shape}")
         if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
             raise DataError(f"{spec}: array {yk!r} must be 1-D integer labels, got {y.dtype} {y.shape}")
         if len(x) != len(y):
@@ -541,14 +537,13 @@ def _load_npz(spec: str, path: Path, image_size: int | None, seed: int, val_frac
         class_names = tuple(str(c) for c in range(num_classes))
     else:
         if names.ndim != 1 or names.dtype.kind not in "US":
-            raise DataError(
-                f"{spec}: array 'class_names' must be 1-D strings, got {names.dtype} {names.shape}"
-            )
+            raise DataError(f"{spec}: array 'class_names' must be 1-D strings, "
+                            f"got {names.dtype} {names.shape}")
         class_names = tuple(str(n) for n in names.tolist())
         num_classes = len(class_names)
         for split, pair in checked.items():
             if pair is not None and pair[1].max() >= num_classes:
-                yk = "y" if split == "train" else f"y_{split}"
-                raise DataError(f"{spec}: array {yk!r} has label {pair[1].max()} but 'class_names' lists "
-                                f"only {num_classes} classes (labels must be in [0, {num_classes}))")
+                raise DataError(f"{spec}: array {_NPZ_SPLITS[split][1]!r} has label {pair[1].max()} but "
+                                f"'class_names' lists only {num_classes} classes (labels must be in "
+                                f"[0, {num_classes}))")
     return _finish(spec, checked, num_classes, class_names, image_size, seed, val_fraction)
