@@ -11,10 +11,8 @@ so what ships is what was measured. In the order of the torch path
 Normalising right after the policy and filling the pad and the Cutout square with 0.0 is what
 the torch path does (and the AutoAugment reference code, which pads and cuts out with zeros of
 the normalised image): the fill is the dataset's mean colour, exactly, not a rounded uint8 grey.
-`Pad` + `RandomCrop` draws each offset uniformly from 0..2*pad as `pad_crop_flip` does;
-Cutout is autoaug's own `ClippedCutout` (the square's centre may lie anywhere, as in the torch
-`cutout`; albumentations' `CoarseDropout` keeps the hole inside). `eval_pipeline` is `Normalize`
-+ `ToTensorV2`: what `autoaug train` does to val and test images.
+`Pad` + `RandomCrop` draws each offset uniformly from 0..2*pad as `pad_crop_flip` does, and
+Cutout is `ClippedCutout`, the torch `cutout` per image.
 """
 
 from __future__ import annotations
