@@ -5,9 +5,7 @@ name the moment this module is imported (`import autoaug` does that): after it, 
 contains them loads with plain `A.load`. Each mirrors the torch kernel of the same name in
 `autoaug.space.ops` (AutoContrast, Equalize and Translate run that very kernel, from
 `autoaug.space.pil_kernels`, on the one image); `tests/space/test_parity.py` holds them together.
-
-Also here: `compose`, the one way an augmenter's transforms become a seeded `A.Compose`, and the
-helpers that walk a pipeline (`walk`, `set_image_pool`, `seed_pipeline`).
+Also here: `compose` and the helpers that walk a pipeline, and `load_pipeline`, which checks a file.
 """
 
 from __future__ import annotations

@@ -134,10 +134,7 @@ class Draws:
 
 @dataclass(frozen=True)
 class RandAugment:
-    """N ops per image, drawn uniformly with replacement from `ops`, all at magnitude `m` (0..30).
-
-    Callable like a policy's batched execution: `(uint8 (B, C, H, W), generator) -> uint8`.
-    """
+    """N ops per image, drawn uniformly with replacement from `ops`, all at magnitude `m` (0..30)."""
 
     n: int = DEFAULT_N
     m: float = DEFAULT_M
