@@ -163,6 +163,13 @@ def main() -> None:
         "|---|---|---|---|",
         *(f"| `{c}` | {cost[c]:.1f} | {rho_all[c]:+.2f} | {rho_space[c]:+.2f} |" for c in columns),
         "",
+        f"Best over all policies: `{max(columns, key=rho_all.get)}` (Spearman {max(rho_all.values()):+.2f}). "
+        f"With {len(specs)} policies a Spearman correlation has a standard error of about "
+        f"{1 / (len(specs) - 1) ** 0.5:.2f} around 0, with {len(searchable)} about "
+        f"{1 / (len(searchable) - 1) ** 0.5:.2f}; the final regime and the longer children ran on one "
+        "seed each. CPU seconds were measured while other jobs shared the two cores (load above): "
+        "compare them with each other, not with a quiet machine.",
+        "",
         "## Per policy (%)",
         "",
         "| policy | final regime (test) | " + " | ".join(f"`{c}`" for c in columns) + " |",
