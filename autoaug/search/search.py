@@ -69,7 +69,7 @@ from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models
 from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore, store_exists
-from autoaug.search.trials import derive_seed, device_data, load_data, make_pool, run_trials
+from autoaug.search.trials import FUSED, default_fuse, derive_seed, device_data, load_data, make_pool, run_trials
 from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import OP_NAMES
@@ -78,6 +78,7 @@ from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenan
 from autoaug.space.render import render_grid
 from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
 from autoaug.training.data import Splits, fingerprint
+from autoaug.training.fused import train_children
 from autoaug.training.loop import TrainConfig, export_pipeline, train_child
 from autoaug.training.models import build_model, check_image_size
 
@@ -110,14 +111,22 @@ def load_search_data(task: ChildTask) -> Splits:
     return load_data(task.dataset, task.train_subset, task.val_subset)
 
 
-def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
+def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float | list[float]:
     """A trial: train one child with the payload's policy (None: the reference child, no
-    policy) on `device`; its val accuracy is the reward. Top level so worker processes can
-    unpickle it (as `functools.partial(evaluate_policy, task)`)."""
-    doc = payload["policy"]
-    policy = None if doc is None else Policy.from_json(doc, "trial payload")
+    policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
+    `trials.FUSED`): their children trained as one network, a reward each. Top level so worker
+    processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     data = device_data(task.dataset, device, task.train_subset, task.val_subset)
-    return train_child(policy, data, dataclasses.replace(task.child, device=device), seed)
+    config = dataclasses.replace(task.child, device=device)
+    if FUSED in payload:
+        members = payload[FUSED]
+        return train_children([_policy(p) for p, _ in members], data, config, [s for _, s in members])
+    return train_child(_policy(payload), data, config, seed)
+
+
+def _policy(payload: dict[str, Any]) -> Policy | None:
+    doc = payload["policy"]
+    return None if doc is None else Policy.from_json(doc, "trial payload")
 
 
 # --- seeds and sampling -----------------------------------------------------------------------
@@ -293,10 +302,20 @@ def _evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable
     return functools.partial(evaluate_policy, task)
 
 
+def fuse_of(config: SearchConfig) -> int:
+    """Children per worker task: `config.fuse`, else the default of the workers' device kind."""
+    if config.fuse is not None:
+        return config.fuse
+    if config.reward.kind != "child":
+        return 1
+    return default_fuse(config.backend, config.device_list, config.ray_gpus_per_trial)
+
+
 def _worker_pool(config: SearchConfig, fn: Callable[..., float]) -> WorkerPool:
+    timeout = config.trial_timeout_s
     return make_pool(
         fn, backend=config.backend, devices=config.device_list,
-        workers=config.workers, timeout_s=config.trial_timeout_s,
+        workers=config.workers, timeout_s=None if timeout is None else timeout * fuse_of(config),
         ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
     )
 
@@ -442,6 +461,7 @@ class _LazyPool:
 
     def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
         self.config = config
+        self.fuse = fuse_of(config)
         self.fn = _evaluator(config, task, run_dir)
         self._pool: WorkerPool | None = None
 
@@ -470,7 +490,7 @@ def _evaluate_trials(
     by_id = {t.id: t for t in trials}
     if any(t.status in UNFINISHED for t in trials):
         run_trials(store, pool.get(), trials,
-                   None if after is None else lambda result: after(by_id[result.task_id], result))
+                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse)
 
 
 def check_child_fits(config: SearchConfig, splits: Any) -> None:

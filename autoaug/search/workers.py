@@ -50,7 +50,8 @@ from autoaug.errors import AutoaugError
 BACKENDS = ("process", "inline", "ray")
 
 EvalFn = Callable[[dict[str, Any], int, str], float]
-"""`fn(payload, seed, device) -> reward`; a top-level function for the process backend."""
+"""`fn(payload, seed, device) -> reward`; a top-level function for the process backend. A
+fused group's fn returns a list of rewards, one per trial of the group."""
 
 # How long close() lets idle workers exit on their own before killing them.
 _CLOSE_GRACE_S = 5.0
@@ -588,10 +589,15 @@ def _evaluate(
     start = time.perf_counter()
     try:
         value = fn(payload, seed, device)
-        reward = float(value)
-        if not math.isfinite(reward):
-            # A NaN reward would poison the baseline and every later PPO update.
-            raise ValueError(f"fn returned {reward}, expected a finite number")
+        if isinstance(value, (list, tuple)):
+            # A fused group of trials (autoaug.search.trials.run_trials with fuse > 1): one
+            # reward per trial, each checked when the group is split into its trials.
+            reward = [float(v) for v in value]
+        else:
+            reward = float(value)
+            if not math.isfinite(reward):
+                # A NaN reward would poison the baseline and every later PPO update.
+                raise ValueError(f"fn returned {reward}, expected a finite number")
     except Exception as err:
         outcome = ("failed", None, _one_line(err), traceback.format_exc(),
                    time.perf_counter() - start)

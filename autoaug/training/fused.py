@@ -196,12 +196,14 @@ def _fused_batches(
 
 
 def train_fused(
-    augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, seeds: Sequence[int]
+    augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, seeds: Sequence[int],
+    *, compile: bool = False,
 ) -> FusedNetwork:
     """Train K = len(seeds) children of `config` at once, child k with augmentation
     `augments[k]` (a policy, any `Augment`, or None) and seed `seeds[k]`, as
     `loop.train_model(augments[k], data, config, seeds[k])` would; returns the fused network in
-    eval mode, its child k (`.child(k)`) being child k."""
+    eval mode, its child k (`.child(k)`) being child k. `compile`: run the training forward
+    through `torch.compile` (for a GPU, where a step is bound by kernel launches)."""
     if len(augments) != len(seeds) or not seeds:
         raise ConfigError(f"expected one augmentation per seed, got {len(augments)} and {len(seeds)} seeds")
     for a in augments:
@@ -215,12 +217,13 @@ def train_fused(
     net = fuse_models([first[seeds[i]] for i in order])
     epoch_batches = _fused_batches(augments, data, config, groups, seeds)
     optimizer, scheduler = make_optimizer(net.parameters(), config, len(data.train_x))
+    forward = torch.compile(net) if compile else net
     k = len(seeds)
     for _ in range(config.epochs):
         net.train()
         for x, labels in epoch_batches():  # (B, K * C, H, W) float32, (B, K)
             with autocast(data.device):
-                logits = net(x)  # (B, K, classes)
+                logits = forward(x)  # (B, K, classes)
             # The sum over children of each child's mean loss: child k's gradient is its own.
             loss = k * F.cross_entropy(
                 logits.float().flatten(0, 1), labels.flatten(), label_smoothing=config.label_smoothing
@@ -258,8 +261,9 @@ class _Repeat(nn.Module):
 
 
 def train_children(
-    augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, seeds: Sequence[int]
+    augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, seeds: Sequence[int],
+    *, compile: bool = False,
 ) -> list[float]:
     """`loop.train_child` for K children at once: their validation accuracies, in the order given."""
-    net = train_fused(augments, data, config, seeds)
+    net = train_fused(augments, data, config, seeds, compile=compile)
     return evaluate_fused(net, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
