@@ -58,15 +58,15 @@ def worker(device: str, fuse: int, seeds: list[int], compile_: bool, out: multip
     config, train_subset, val_subset = setup(device)
     data = device_data("cifar10-reduced", device, train_subset, val_subset)
     accs: list[float] = []
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(seeds), fuse):
         group = seeds[i : i + fuse]
         if fuse == 1:
             accs.append(train_child(None, data, config, group[0]))
         else:
             accs += train_children([None] * len(group), data, config, group, compile=compile_)
-    seconds = time.perf_counter() - started
-    out.put((accs, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    out.put((accs, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cpu))
 
 
 def measure(device: str, workers: int, fuse: int, per_worker: int, compile_: bool) -> dict:
@@ -84,8 +84,8 @@ def measure(device: str, workers: int, fuse: int, per_worker: int, compile_: boo
     accs = [a for r in results for a in r[0]]
     rate = sum(3600 * len(r[0]) / r[1] for r in results)
     row = dict(workers=workers, fuse=fuse, rate=rate, accs=accs, mem=sum(r[2] for r in results),
-               load=load_average())
-    print(f"  W={workers} K={fuse}: {rate:.0f} children/h, {100 * statistics.mean(accs):.2f}%, "
+               cpu=sum(r[3] for r in results) / len(accs), load=load_average())
+    print(f"  W={workers} K={fuse}: {rate:.0f} children/h, {row['cpu']:.1f} CPU s per child, {100 * statistics.mean(accs):.2f}%, "
           f"{row['mem']:.0f} MiB, load {row['load']}", file=sys.stderr, flush=True)
     return row
 
@@ -117,6 +117,7 @@ def count_ops(device: str, fuse: int, policy: bool, shared: bool) -> tuple[float
 def markdown(args: argparse.Namespace, rows: list[dict], ops: list[tuple], peer: tuple[dict, dict], meta: dict) -> str:
     config, train_subset, val_subset = setup(args.device)
     base = statistics.mean([peer[0]["rate"], peer[1]["rate"]])
+    base_cpu = statistics.mean([peer[0]["cpu"], peer[1]["cpu"]])
     lines = [
         "# Children per hour: workers and fused children",
         "",
@@ -129,19 +130,21 @@ def markdown(args: argparse.Namespace, rows: list[dict], ops: list[tuple], peer:
         f"policy), on {train_subset or 'all'} train images of cifar10-reduced, scored on {val_subset or 'all'} val "
         f"images; {args.per_worker} children per worker, seeds 0, 1, ... per worker.",
         "",
-        "| workers | fused K | children per hour | x peer (W=1, K=1) | val accuracy (mean +/- std) | children | peak RSS (MiB, workers summed) | load after |",
-        "|---|---|---|---|---|---|---|---|",
+        "| workers | fused K | children per hour | x peer (W=1, K=1) | CPU s per child | x peer in CPU s | val accuracy (mean +/- std) | children | peak RSS (MiB, workers summed) | load after |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['workers']} | {r['fuse']} | {r['rate']:.0f} | {r['rate'] / base:.2f} | "
+            f"| {r['workers']} | {r['fuse']} | {r['rate']:.0f} | {r['rate'] / base:.2f} | {r['cpu']:.1f} | {base_cpu / r['cpu']:.2f} | "
             f"{100 * statistics.mean(r['accs']):.2f}% +/- {100 * statistics.stdev(r['accs']):.2f} | {len(r['accs'])} | "
             f"{r['mem']:.0f} | {r['load']} |"
         )
     lines += [
         "",
         f"The peer (W=1, K=1) ran first ({peer[0]['rate']:.0f} children/h) and last ({peer[1]['rate']:.0f}); "
-        "the ratios divide by their mean.",
+        "the ratios divide by their mean. CPU s per child: the workers' own CPU time (`time.process_time`) per "
+        "child; on a loaded machine it is the steadier measure of the work a child costs (wall time also "
+        "counts the time the other jobs held the cores).",
         "",
         "## Operator calls per training step per child",
         "",
