@@ -38,6 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import ConfigError
+from autoaug.space.policy import Policy, apply_policies
 from autoaug.training.loop import (
     Augment,
     DeviceData,
@@ -157,6 +158,9 @@ class _Stack:
         self.augments, self.generators = list(augments), list(generators)
 
     def __call__(self, images: torch.Tensor, _: torch.Generator) -> torch.Tensor:
+        if all(a is None or isinstance(a, Policy) for a in self.augments):
+            # policies (a search round): one kernel call per op and stage for all K
+            return apply_policies(images, self.augments, self.generators)  # (B, K * C, H, W) uint8
         return torch.cat(
             [images if a is None else a(images, g) for a, g in zip(self.augments, self.generators)], dim=1
         )  # (B, K * C, H, W) uint8
