@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import json
 import multiprocessing
 import resource
 import statistics
@@ -66,7 +67,8 @@ def worker(device: str, fuse: int, seeds: list[int], compile_: bool, out: multip
         else:
             accs += train_children([None] * len(group), data, config, group, compile=compile_)
     seconds, cpu = time.perf_counter() - started, time.process_time() - started_cpu
-    out.put((accs, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cpu))
+    gpu_mib = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else 0.0
+    out.put((accs, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cpu, gpu_mib))
 
 
 def measure(device: str, workers: int, fuse: int, per_worker: int, compile_: bool) -> dict:
@@ -84,7 +86,7 @@ def measure(device: str, workers: int, fuse: int, per_worker: int, compile_: boo
     accs = [a for r in results for a in r[0]]
     rate = sum(3600 * len(r[0]) / r[1] for r in results)
     row = dict(workers=workers, fuse=fuse, rate=rate, accs=accs, mem=sum(r[2] for r in results),
-               cpu=sum(r[3] for r in results) / len(accs), load=load_average())
+               cpu=sum(r[3] for r in results) / len(accs), gpu_mem=sum(r[4] for r in results), load=load_average())
     print(f"  W={workers} K={fuse}: {rate:.0f} children/h, {row['cpu']:.1f} CPU s per child, {100 * statistics.mean(accs):.2f}%, "
           f"{row['mem']:.0f} MiB, load {row['load']}", file=sys.stderr, flush=True)
     return row
@@ -114,21 +116,22 @@ def count_ops(device: str, fuse: int, policy: bool, shared: bool) -> tuple[float
     return tuple((two - one) / steps / fuse for one, two in zip(*counts))
 
 
-def markdown(args: argparse.Namespace, rows: list[dict], ops: list[tuple], peer: tuple[dict, dict], meta: dict) -> str:
+def markdown(args: argparse.Namespace, rows: list[dict], ops: list[list], missing: list[str], meta: dict) -> str:
     config, train_subset, val_subset = setup(args.device)
-    base = statistics.mean([peer[0]["rate"], peer[1]["rate"]])
-    base_cpu = statistics.mean([peer[0]["cpu"], peer[1]["cpu"]])
+    peers = [r for r in rows if (r["workers"], r["fuse"]) == (1, 1)]
+    base = statistics.mean(r["rate"] for r in peers) if peers else float("nan")
+    base_cpu = statistics.mean(r["cpu"] for r in peers) if peers else float("nan")
     lines = [
         "# Children per hour: workers and fused children",
         "",
         f"Written by `experiments/bench_workers.py` (issue #11). Machine: {meta['machine']}. "
-        f"Run {meta['when']}: `python experiments/bench_workers.py {' '.join(sys.argv[1:])}`; load average "
+        f"Run {meta['when']}: `python experiments/bench_workers.py {' '.join(meta['argv'])}`; load average "
         f"(1, 5, 15 min) {meta['load_before']} before, {meta['load_after']} after; the machine was shared "
         "with other experiments.",
         "",
         f"Child: `{config.model}`, {config.epochs} epochs, batch {config.batch_size}, `standard` (pad-crop + flip, no "
         f"policy), on {train_subset or 'all'} train images of cifar10-reduced, scored on {val_subset or 'all'} val "
-        f"images; {args.per_worker} children per worker, seeds 0, 1, ... per worker.",
+        f"images; max({args.per_worker}, K) children per worker, seeds 0, 1, ... per worker.",
         "",
         "| workers | fused K | children per hour | x peer (W=1, K=1) | CPU s per child | x peer in CPU s | val accuracy (mean +/- std) | children | peak RSS (MiB, workers summed) | load after |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -137,19 +140,23 @@ def markdown(args: argparse.Namespace, rows: list[dict], ops: list[tuple], peer:
         lines.append(
             f"| {r['workers']} | {r['fuse']} | {r['rate']:.0f} | {r['rate'] / base:.2f} | {r['cpu']:.1f} | {base_cpu / r['cpu']:.2f} | "
             f"{100 * statistics.mean(r['accs']):.2f}% +/- {100 * statistics.stdev(r['accs']):.2f} | {len(r['accs'])} | "
-            f"{r['mem']:.0f} | {r['load']} |"
+            f"{r['mem']:.0f}{' (GPU %.0f)' % r['gpu_mem'] if r['gpu_mem'] else ''} | {r['load']} |"
         )
     lines += [
         "",
-        f"The peer (W=1, K=1) ran first ({peer[0]['rate']:.0f} children/h) and last ({peer[1]['rate']:.0f}); "
-        "the ratios divide by their mean. CPU s per child: the workers' own CPU time (`time.process_time`) per "
-        "child; on a loaded machine it is the steadier measure of the work a child costs (wall time also "
-        "counts the time the other jobs held the cores).",
+        f"Rows in the order measured. The peer is W=1, K=1 ({', '.join('%.0f' % r['rate'] for r in peers)} children/h "
+        "where measured more than once); the ratios divide by the mean of its rows. CPU s per child: the workers' "
+        "own CPU time (`time.process_time`) per child; on a loaded machine it is the steadier measure of the work "
+        "a child costs (wall time also counts the time other jobs held the cores).",
+    ]
+    if missing:
+        lines += ["", f"Not measured in this run (stopped for time): {', '.join(missing)}."]
+    lines += [
         "",
         "## Operator calls per training step per child",
         "",
-        "torch.profiler, a 2-epoch run minus a 1-epoch run, divided by the steps of an epoch and by K: "
-        "`aten::` calls with the nested ones, and the top-level ones (what Python dispatches).",
+        "torch.profiler, a 2-epoch run minus a 1-epoch run on 512 training images, divided by the steps of an "
+        "epoch and by K: `aten::` calls with the nested ones, and the top-level ones (what Python dispatches).",
         "",
         "| policy | K | seeds of the K children | aten:: calls | top-level aten:: calls | x fewer than K=1 (top-level) |",
         "|---|---|---|---|---|---|",
@@ -164,31 +171,48 @@ def markdown(args: argparse.Namespace, rows: list[dict], ops: list[tuple], peer:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", help="cpu (tiny, the default search's child) or cuda (small)")
-    ap.add_argument("--workers", default="1,2", help="worker process counts, comma-separated")
-    ap.add_argument("--fuse", default="1,2,4,8", help="fused children counts K, comma-separated")
-    ap.add_argument("--fuse-2", default=None, help="K values for 2 and more workers (default: --fuse)")
-    ap.add_argument("--per-worker", type=int, default=8, help="children per worker and setting")
+    ap.add_argument("--settings", default="1x1,1x2,1x4,1x8,2x1,2x2,2x4,2x8,1x1",
+                    help="WORKERSxK settings in the order measured (the peer 1x1 first and last)")
+    ap.add_argument("--fuse", default="1,2,4,8", help="K values of the operator counts")
+    ap.add_argument("--per-worker", type=int, default=8, help="children per worker and setting (at least K)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the fused network (GPU part)")
+    ap.add_argument("--state", default="runs/bench_workers.jsonl",
+                    help="every measurement as it is made; a rerun with the same file continues")
     ap.add_argument("--out", default=str(REPO / "experiments/results/bench_workers.md"))
     args = ap.parse_args()
-    workers = [int(w) for w in args.workers.split(",")]
-    fuses = [int(k) for k in args.fuse.split(",")]
+    torch.set_num_threads(1)  # the operator counts run here; the workers set their own
+    settings = [tuple(int(x) for x in item.split("x")) for item in args.settings.split(",")]
+    state = Path(args.state)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in state.read_text().splitlines()] if state.exists() else []
     meta = dict(machine=describe(args.device), when=dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                load_before=load_average())
-    peer_first = measure(args.device, 1, 1, args.per_worker, False)
-    rows = [peer_first] + [
-        measure(args.device, w, k, args.per_worker, args.compile and k > 1)
-        for w in workers for k in (fuses if w == 1 or not args.fuse_2 else [int(x) for x in args.fuse_2.split(",")])
-        if (w, k) != (1, 1)
-    ]
-    peer_last = measure(args.device, 1, 1, args.per_worker, False)
-    ops = [(name, k, shared, count_ops(args.device, k, policy, shared))
-           for name, policy in (("standard", False), ("autoaugment-cifar10", True))
-           for k in fuses for shared in ((False,) if k == 1 else (False, True))]
-    meta["load_after"] = load_average()
-    text = markdown(args, rows, ops, (peer_first, peer_last), meta)
-    Path(args.out).write_text(text)
-    print(text)
+                load_before=load_average(), argv=sys.argv[1:])
+
+    def record(entry: dict) -> None:
+        done.append(entry)
+        with state.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def write() -> None:
+        rows = [e for e in done if e["kind"] == "row"]
+        ops = [e["ops"] for e in done if e["kind"] == "ops"]
+        missing = [f"{w}x{k}" for w, k in settings[len(rows):]]
+        text = markdown(args, rows, ops, missing, {**meta, "load_after": load_average()})
+        Path(args.out).write_text(text)
+
+    # operator counts first: a few minutes, and the part no earlier run had
+    for name, policy in (("standard", False), ("autoaugment-cifar10", True)):
+        for k in (int(x) for x in args.fuse.split(",")):
+            for shared in (False,) if k == 1 else (False, True):
+                if not any(e["kind"] == "ops" and e["ops"][:3] == [name, k, shared] for e in done):
+                    record({"kind": "ops", "ops": [name, k, shared, list(count_ops(args.device, k, policy, shared))]})
+    for i, (w, k) in enumerate(settings):
+        if i < sum(e["kind"] == "row" for e in done):
+            continue  # measured by an earlier run with this state file
+        record({"kind": "row", **measure(args.device, w, k, max(args.per_worker, k), args.compile and k > 1)})
+        write()
+    write()
+    print(Path(args.out).read_text())
 
 
 if __name__ == "__main__":
