@@ -174,6 +174,8 @@ def main() -> None:
     ap.add_argument("--settings", default="1x1,1x2,1x4,1x8,2x1,2x2,2x4,2x8,1x1",
                     help="WORKERSxK settings in the order measured (the peer 1x1 first and last)")
     ap.add_argument("--fuse", default="1,2,4,8", help="K values of the operator counts")
+    ap.add_argument("--ops-shared-only", action="store_true",
+                    help="count operators of fused children on one shared seed only (the search's case)")
     ap.add_argument("--per-worker", type=int, default=8, help="children per worker and setting (at least K)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the fused network (GPU part)")
     ap.add_argument("--state", default="runs/bench_workers.jsonl",
@@ -203,7 +205,7 @@ def main() -> None:
     # operator counts first: a few minutes, and the part no earlier run had
     for name, policy in (("standard", False), ("autoaugment-cifar10", True)):
         for k in (int(x) for x in args.fuse.split(",")):
-            for shared in (False,) if k == 1 else (False, True):
+            for shared in (False,) if k == 1 else (True,) if args.ops_shared_only else (False, True):
                 if not any(e["kind"] == "ops" and e["ops"][:3] == [name, k, shared] for e in done):
                     record({"kind": "ops", "ops": [name, k, shared, list(count_ops(args.device, k, policy, shared))]})
     for i, (w, k) in enumerate(settings):
