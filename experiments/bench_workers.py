@@ -202,16 +202,17 @@ def main() -> None:
         text = markdown(args, rows, ops, missing, {**meta, "load_after": load_average()})
         Path(args.out).write_text(text)
 
-    # operator counts first: a few minutes, and the part no earlier run had
+    for i, (w, k) in enumerate(settings):
+        if i < sum(e["kind"] == "row" for e in done):
+            continue  # measured by an earlier run with this state file
+        record({"kind": "row", **measure(args.device, w, k, max(args.per_worker, k), args.compile and k > 1)})
+        write()
+    # then the operator counts (profiled runs, slow on a loaded machine)
     for name, policy in (("standard", False), ("autoaugment-cifar10", True)):
         for k in (int(x) for x in args.fuse.split(",")):
             for shared in (False,) if k == 1 else (True,) if args.ops_shared_only else (False, True):
                 if not any(e["kind"] == "ops" and e["ops"][:3] == [name, k, shared] for e in done):
                     record({"kind": "ops", "ops": [name, k, shared, list(count_ops(args.device, k, policy, shared))]})
-    for i, (w, k) in enumerate(settings):
-        if i < sum(e["kind"] == "row" for e in done):
-            continue  # measured by an earlier run with this state file
-        record({"kind": "row", **measure(args.device, w, k, max(args.per_worker, k), args.compile and k > 1)})
         write()
     write()
     print(Path(args.out).read_text())
