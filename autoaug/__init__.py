@@ -5,8 +5,8 @@ Layers (ARCHITECTURE.md): `autoaug.space` (ops, policies, augmenters, albumentat
 `autoaug.training` (data, models, the training loop), `autoaug.search` (controller, PPO, the trial
 loop, store, workers), `autoaug.cli` (the command line).
 
-Importing autoaug registers its own albumentations transforms (`autoaug.albu`, i.e.
-`autoaug.space.albu`), so an exported pipeline that holds them loads with plain `albumentations.load`.
+Importing autoaug registers its own albumentations transforms (`autoaug.space.albu`), so an
+exported pipeline that holds them loads with plain `albumentations.load`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ from hostinfo import describe, load_average
 
 from autoaug.search.config import load_config
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
-from autoaug.search.search import ChildTask, run_search, uniform_tokens
+from autoaug.search.trials import ChildTask
+from autoaug.search.search import run_search, uniform_tokens
 from autoaug.search.trials import device_data
 from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import Policy, published_policy
@@ -51,8 +52,8 @@ def main() -> None:
     config = load_config(None, ["reward.kind=density", "backend=inline", f"out={run}",
                                 f"budget={args.budget}"])
     child_task = ChildTask.from_config(config)
-    task = DensityTask(child_task, config.reward.folds, config.reward.draws,
-                       str((run / FOLD_DIRNAME).resolve()))
+    task = DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
+                       config.reward.folds, config.reward.draws, str((run / FOLD_DIRNAME).resolve()))
 
     def fn(payload, seed, device):  # inline pool: a closure is fine
         return evaluate_density(task, payload, seed, device)

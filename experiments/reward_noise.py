@@ -28,7 +28,8 @@ import torch
 from hostinfo import describe, load_average
 
 from autoaug.search.config import SearchConfig
-from autoaug.search.search import ChildTask, uniform_tokens
+from autoaug.search.trials import ChildTask
+from autoaug.search.search import uniform_tokens
 from autoaug.search.trials import device_data
 from autoaug.space.policy import Policy, published_policy
 from autoaug.training.loop import train_child

@@ -24,7 +24,10 @@ from hostinfo import cpu_model
 
 from autoaug.search.config import load_config
 from autoaug.space.policy import Policy
-from autoaug.search.search import ChildTask, derive_seed, export_policy, run_search
+from autoaug.search.export import export_policy
+from autoaug.search.trials import ChildTask
+from autoaug.search.search import run_search
+from autoaug.search.trials import derive_seed
 from autoaug.search.trials import device_data
 from autoaug.training.loop import train_child
 

@@ -13,16 +13,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("data", help="download and inspect datasets")
     data_sub = group.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    dl = data_sub.add_parser(
-        "download", help="fetch the official CIFAR-10/100 python archive (MD5-checked)"
-    )
+    dl = data_sub.add_parser("download", help="fetch the official CIFAR-10/100 python archive (MD5-checked)")
     dl.add_argument("name", choices=sorted(download.ARCHIVES), help="which dataset")
-    dl.add_argument(
-        "--dest", required=True, type=Path, help="folder to download and extract into"
-    )
-    dl.add_argument(
-        "--url", default=None, help="a mirror of the archive (the MD5 is still checked)"
-    )
+    dl.add_argument("--dest", required=True, type=Path, help="folder to download and extract into")
+    dl.add_argument("--url", default=None, help="a mirror of the archive (the MD5 is still checked)")
     dl.add_argument("--timeout", type=float, default=30.0, help="network timeout in seconds")
     dl.set_defaults(func=_cmd_download)
 

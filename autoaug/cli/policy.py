@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 
@@ -65,10 +66,15 @@ def cmd_export_albumentations(args: argparse.Namespace) -> int:
         pipeline = export_pipeline(args.pipeline, resolved, args.dataset or DEFAULT_DATASET)
     path = save_pipeline(pipeline, args.out)
     print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
-    note = loading_note(pipeline)
+    print_loading_note(pipeline)
+    return 0
+
+
+def print_loading_note(exported: Any) -> None:
+    """What a user must do before `A.load` reads an export (autoaug's own transforms), if anything."""
+    note = loading_note(exported)
     if note:
         print(note)
-    return 0
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -> None:

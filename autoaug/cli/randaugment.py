@@ -76,5 +76,3 @@ def add_commands(subparsers) -> None:
     p.add_argument("--retry-failed", action="store_true", help="train failed children again")
     p.add_argument("--no-test", action="store_true", help="skip test accuracy and the saved softmax (no ensembles)")
     p.set_defaults(func=cmd_randaugment)
-
-

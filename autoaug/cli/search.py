@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from autoaug.search.config import ALGOS, resolve_config, to_toml
-from autoaug.search.search import Reevaluation, export_policy, run_search
-from autoaug.cli.policy import add_pipeline_arguments
-from autoaug.space.export import loading_note
+from autoaug.search.export import Reevaluation, export_policy
+from autoaug.search.search import run_search
+from autoaug.cli.policy import add_pipeline_arguments, print_loading_note
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -35,7 +34,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     _reevaluation_lines(result.reevaluation)
     print(f"wrote {result.policy_path} ({len(result.best) * 5} sub-policies from the best "
           f"{len(result.best)}) and {result.albumentations_path}")
-    _albumentations_note(result.policy)
+    print_loading_note(result.policy)
     print("next:")
     print(f"  autoaug show {result.policy_path} --out {result.run_dir / 'policy.png'}")
     print(f"  autoaug train --policy {result.policy_path}")
@@ -53,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(f"wrote {exported.albumentations_path}")
     if exported.pipeline_path is not None:
         print(f"wrote {exported.pipeline_path} (the whole {args.pipeline} pipeline, ending in ToTensorV2)")
-    _albumentations_note(exported.policy if exported.pipeline is None else exported.pipeline)
+    print_loading_note(exported.policy if exported.pipeline is None else exported.pipeline)
     return 0
 
 
@@ -70,12 +69,6 @@ def _reevaluation_lines(reevaluation: list[Reevaluation] | None) -> None:
                   f"{r.mean:+.4f} +/- {r.std:.4f} over {len(r.values)} seeds")
         else:
             print(f"  trial {trial.id}: search {what} {search:+.4f}, every re-evaluation failed")
-
-
-def _albumentations_note(policy: Any) -> None:
-    note = loading_note(policy)
-    if note:
-        print(note)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -98,8 +91,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", metavar="N", help="worker processes per device")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override config keys, e.g. --set batch_size=8 child.epochs=5 ppo.clip_coef=0.1")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved config as TOML and exit")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)
 

@@ -6,11 +6,9 @@ This module owns what a search is asked to do and how that request is written do
   `autoaug.search.ppo.PPOConfig` as nested tables). Its defaults are the `cpu-quick` preset, so
   `autoaug search` with no arguments works from an installed package without the repository's
   `experiments/` folder; `experiments/cpu-quick.toml` mirrors them and a test keeps the two equal.
-- `load_config(path, overrides)`: a TOML file (tables `[child]`, `[ppo]`) and then dotted
-  overrides (`ppo.learning_rate=1e-3`, `child.epochs=5`), each value read with its field's type.
-  There is one override mechanism: the CLI's `--budget 40` is `budget=40`.
-- The resolved config as TOML (`to_toml`, `save_config`: a small writer for flat tables of
-  str / int / float / bool) and the rule for resuming a run directory (`check_resume`).
+- `load_config(path, overrides)`: a TOML file, then dotted overrides (`child.epochs=5`). There
+  is one override mechanism: the CLI's `--budget 40` is `budget=40`.
+- The resolved config as TOML, and the rule for resuming a run directory (`check_resume`).
 
 TOML has no null: a field typed `X | None` takes the string "none" for None, in files and
 overrides alike, and the writer writes None that way.
@@ -90,9 +88,7 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
-            raise ConfigError(
-                f"unknown reward.kind {self.kind!r}; expected one of {', '.join(REWARD_KINDS)}"
-            )
+            raise ConfigError(f"unknown reward.kind {self.kind!r}; expected one of {', '.join(REWARD_KINDS)}")
         if not isinstance(self.paired, bool):
             raise ConfigError(f"reward.paired must be true or false, got {self.paired!r}")
         _check_int("reward.folds", self.folds, low=2)
@@ -218,11 +214,9 @@ class SearchConfig:
         if not isinstance(self.export, ExportConfig):
             raise ConfigError(f"export must be an ExportConfig, got {type(self.export).__name__}")
         if 0 < self.export.reevaluate_top < self.export_top:
-            raise ConfigError(
-                f"export.reevaluate_top ({self.export.reevaluate_top}) must be 0 or at least "
-                f"export_top ({self.export_top}): the exported policies are chosen among the "
-                "re-evaluated ones"
-            )
+            raise ConfigError(f"export.reevaluate_top ({self.export.reevaluate_top}) must be 0 or at least "
+                              f"export_top ({self.export_top}): the exported policies are chosen among the "
+                              "re-evaluated ones")
 
     @property
     def device_list(self) -> tuple[str, ...]:
@@ -230,10 +224,8 @@ class SearchConfig:
         parts = tuple(part.strip() for part in str(self.devices).split(","))
         for part in parts:
             if not _DEVICE.fullmatch(part):
-                raise ConfigError(
-                    f"devices: expected 'auto', 'cpu', 'cuda' or 'cuda:N' (comma-separated), "
-                    f"got {self.devices!r}"
-                )
+                raise ConfigError(f"devices: expected 'auto', 'cpu', 'cuda' or 'cuda:N' (comma-separated), "
+                                  f"got {self.devices!r}")
         if "auto" in parts and len(parts) > 1:
             raise ConfigError(f"devices: 'auto' stands alone, got {self.devices!r}")
         return parts
@@ -340,10 +332,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
     except UnicodeDecodeError as err:
-        raise ConfigError(
-            f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
-            f"offset {err.start}); TOML files are UTF-8"
-        ) from None
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
+                          f"offset {err.start}); TOML files are UTF-8") from None
     except RecursionError:
         raise ConfigError(f"config file {path} nests arrays or tables too deeply to be a config") from None
     except ValueError as err:  # e.g. an integer of more digits than Python converts
@@ -564,8 +554,7 @@ def check_resume(saved: SearchConfig, config: SearchConfig, run_dir: str | os.Pa
     Only RESUMABLE_KEYS may differ from the config the run started with: the budget may grow
     (or shrink: the search then just stops), workers and devices may change.
     """
-    changed = [(k, old, new) for k, old, new in differences(saved, config)
-               if k not in RESUMABLE_KEYS]
+    changed = [(k, old, new) for k, old, new in differences(saved, config) if k not in RESUMABLE_KEYS]
     if changed:
         key, old, new = changed[0]
         more = f" (and {len(changed) - 1} more: {', '.join(k for k, _, _ in changed[1:])})" \
@@ -602,13 +591,11 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
     changed = [k for k in new if old.get(k, default.get(k)) != new[k]]
     if changed:
         key = changed[0]
-        raise ConfigError(
-            f"trial store {store_path} holds a search started with {key} = "
-            f"{_shown(old.get(key, default.get(key)))}, but its config now says "
-            f"{_shown(new[key])}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}"
-            "; was the run directory's config.toml edited? Restore the value, or use another "
-            "--out for a new search"
-        )
+        raise ConfigError(f"trial store {store_path} holds a search started with {key} = "
+                          f"{_shown(old.get(key, default.get(key)))}, but its config now says "
+                          f"{_shown(new[key])}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}"
+                          "; was the run directory's config.toml edited? Restore the value, or use another "
+                          "--out for a new search")
 
 
 def _shown(value: Any) -> str:

@@ -5,11 +5,9 @@ A policy is a sequence of discrete decisions, `nvec[t]` choices at step `t`; for
 search space that is 30 decisions, `(op, prob bin, magnitude bin)` for each of the 2 ops of each
 of the 5 sub-policies. The network follows the AutoAugment paper (Cubuk et al. 2019, Sec. 3):
 a one-layer LSTM with 100 hidden units, one softmax per decision, the previous decision fed back
-as the next input, all weights initialised uniformly in [-0.1, 0.1].
-
-`sample()` draws policies (no gradient; it produces the rollout); `evaluate()` scores given
-tokens with teacher forcing and is the differentiable path PPO trains through. Both run the same
-`_unroll()`, so a policy sampled with log-probability `p` is evaluated to the same `p`.
+as the next input, all weights initialised uniformly in [-0.1, 0.1]. `sample()` and the
+differentiable `evaluate()` run the same `_unroll()`, so a policy sampled with log-probability
+`p` is evaluated to the same `p`.
 """
 
 from __future__ import annotations
@@ -119,9 +117,7 @@ class Controller(nn.Module):
         )
 
     @torch.no_grad()
-    def sample(
-        self, n: int, generator: torch.Generator
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Draw `n` policies.
 
         Returns `tokens` (n, T) int64, `logprobs` (n,) = log-probability of each whole policy
@@ -149,9 +145,7 @@ class Controller(nn.Module):
         bad = (tokens < 0) | (tokens >= nvec)  # (n, T)
         if bad.any():
             i, t = (int(v) for v in bad.nonzero()[0])
-            raise PolicyError(
-                f"token {int(tokens[i, t])} at row {i}, decision {t} is out of range "
-                f"[0, {self.nvec[t]})"
-            )
+            raise PolicyError(f"token {int(tokens[i, t])} at row {i}, decision {t} is out of range "
+                              f"[0, {self.nvec[t]})")
         _, logprobs, entropies = self._unroll(tokens.shape[0], tokens, None)
         return logprobs, entropies

@@ -7,21 +7,10 @@ the plain recipe, and score a policy by those models' accuracy on their own held
 augmented by the policy. No child is trained per policy, so a policy costs K forward passes
 over the held-out images instead of a whole training run.
 
-This module owns that reward:
-
-- the folds: stratified by class, fold k holds every image whose rank within its class is
-  k modulo K (no RNG: every worker and every resumed run agrees);
-- the fold models: trained once per run, through the search's worker pool, with the `[child]`
-  recipe and no policy (pad-crop + flip as `child.standard` says), and saved in
-  RUN_DIR/density/fold-K.pt (atomically; a killed run retrains only the folds it had not
-  saved; a file trained for another setup is refused, not silently reused);
-- the reward of a policy: the fold models' accuracy on `draws` policy-augmented copies of
-  their held-out images (batched torch augmentation from a generator seeded by the trial's
-  seed), over all folds' images, in [0, 1].
-
-The search treats it like the child reward: same controller, workers, trial store, resume and
-export; `evaluate_density` is the worker function (a payload {"fold": k} trains fold model k,
-a payload {"policy": ...} scores a policy, a policy of None scores the un-augmented images).
+The fold models are trained once per run, through the search's worker pool, with the `[child]`
+recipe and no policy, and saved in RUN_DIR/density/fold-K.pt (a killed run retrains only the
+folds it had not saved). Otherwise the search treats this reward like the child reward: same
+controller, workers, trial store, resume and export.
 """
 
 from __future__ import annotations
@@ -39,10 +28,10 @@ import torch.nn as nn
 
 from autoaug.errors import AutoaugError, DataError
 from autoaug.search.rundir import load_checkpoint, save_checkpoint
-from autoaug.search.trials import derive_seed, device_data
+from autoaug.search.trials import ChildTask, class_rank, derive_seed
 from autoaug.search.workers import Task, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import Augment, DeviceData, TrainConfig, evaluate, train_model
+from autoaug.training.loop import Augment, DeviceData, evaluate, train_model
 from autoaug.training.models import build_model
 
 FOLD_DIRNAME = "density"
@@ -50,24 +39,14 @@ FOLD_VERSION = 1
 
 
 @dataclass(frozen=True)
-class DensityTask:
-    """What every density trial of one search shares; pickled once into each worker."""
+class DensityTask(ChildTask):
+    """A search's ChildTask for the density reward: the folds split its child-train images, and
+    its `child` is the fold models' recipe (with no policy)."""
 
-    dataset: str
-    train_subset: int | None
-    """The child-train images of the search: what the folds split."""
-    val_subset: int | None
-    """Unused by the reward; with the two above it names the data every worker prepares once."""
-    child: TrainConfig
-    """The fold models' recipe (the search's [child], with no policy)."""
     folds: int
     draws: int
     fold_dir: str
     """Absolute path of RUN_DIR/density."""
-
-    def data(self, device: str) -> DeviceData:
-        """The search's data on `device`, prepared once per worker process."""
-        return device_data(self.dataset, device, self.train_subset, self.val_subset)
 
     def fold_path(self, k: int) -> Path:
         return Path(self.fold_dir) / f"fold-{k}.pt"
@@ -87,17 +66,11 @@ def fold_seed(search_seed: int, k: int) -> int:
 
 def fold_split(y: np.ndarray, k: int, folds: int) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, held-out indices) of fold `k` of `folds`, stratified by class: image i is
-    held out in fold (its rank within its class) % folds."""
-    rank = np.empty(len(y), dtype=np.int64)
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rank[members] = np.arange(len(members))
-    held = rank % folds == k
+    held out in fold (its rank within its class) % folds (no RNG: every worker agrees)."""
+    held = class_rank(y) % folds == k
     if not held.any() or held.all():
-        raise DataError(
-            f"density reward: {len(y)} child-train images cannot make {folds} folds with images "
-            "on both sides; lower reward.folds or raise train_subset"
-        )
+        raise DataError(f"density reward: {len(y)} child-train images cannot make {folds} folds with images "
+                        "on both sides; lower reward.folds or raise train_subset")
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 
@@ -139,10 +112,8 @@ def read_fold(task: DensityTask, k: int, seed: int) -> dict[str, Any] | None:
     if state is None:
         return None
     if state.get("version") != FOLD_VERSION or state.get("setup") != task.setup(k, seed):
-        raise AutoaugError(
-            f"{path} was trained for another setup than this search's; delete "
-            f"{Path(task.fold_dir)} to retrain the fold models"
-        )
+        raise AutoaugError(f"{path} was trained for another setup than this search's; delete "
+                           f"{Path(task.fold_dir)} to retrain the fold models")
     return state
 
 
@@ -224,8 +195,7 @@ def density_reward(
         y = fold.y.repeat(copies)  # (copies * n,)
         if augment is not None:
             x = augment(x, generator)
-        correct += evaluate(fold.model, x, y, mean=data.mean, std=data.std,
-                            batch_size=batch_size) * len(y)
+        correct += evaluate(fold.model, x, y, mean=data.mean, std=data.std, batch_size=batch_size) * len(y)
         total += len(y)
     return correct / total
 

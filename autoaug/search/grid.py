@@ -325,5 +325,3 @@ def _write_grid(result: GridResult) -> None:
     policy = result.best_policy()
     policy.save(out / BEST_JSON)
     save_albumentations(policy, albumentations_path(out / BEST_JSON))
-
-

@@ -56,23 +56,20 @@ class PPOConfig:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise ConfigError(f"ppo.{name} must be a finite number, got {value!r}")
-        positive = {"learning_rate": self.learning_rate, "adam_eps": self.adam_eps,
-                    "clip_coef": self.clip_coef, "update_epochs": self.update_epochs}
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"ppo.{name} must be > 0, got {value}")
-        if not self.ent_coef >= 0:
-            raise ConfigError(f"ppo.ent_coef must be >= 0, got {self.ent_coef}")
-        if not 0 <= self.ent_floor < 1:
-            raise ConfigError(f"ppo.ent_floor must be in [0, 1), got {self.ent_floor}")
-        if not self.ent_floor_coef >= 0:
-            raise ConfigError(f"ppo.ent_floor_coef must be >= 0, got {self.ent_floor_coef}")
-        if not 0 <= self.baseline_decay < 1:
-            raise ConfigError(f"ppo.baseline_decay must be in [0, 1), got {self.baseline_decay}")
-        if self.minibatch_size is not None and self.minibatch_size < 1:
-            raise ConfigError(f"ppo.minibatch_size must be >= 1 or None, got {self.minibatch_size}")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ConfigError(f"ppo.max_grad_norm must be > 0 or None, got {self.max_grad_norm}")
+        for rule, (ok, names) in _RANGES.items():
+            for name in names:
+                if not ok(getattr(self, name)):
+                    raise ConfigError(f"ppo.{name} must be {rule}, got {getattr(self, name)}")
+
+
+# What each number of PPOConfig must be; the rule is also the error's wording.
+_RANGES = {
+    "> 0": (lambda v: v > 0, ("learning_rate", "adam_eps", "clip_coef", "update_epochs")),
+    ">= 0": (lambda v: v >= 0, ("ent_coef", "ent_floor_coef")),
+    "in [0, 1)": (lambda v: 0 <= v < 1, ("ent_floor", "baseline_decay")),
+    ">= 1 or None": (lambda v: v is None or v >= 1, ("minibatch_size",)),
+    "> 0 or None": (lambda v: v is None or v > 0, ("max_grad_norm",)),
+}
 
 
 def make_optimizer(controller: Controller, config: PPOConfig) -> torch.optim.Adam:
@@ -166,10 +163,8 @@ def ppo_update(
     b_rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)  # (n,)
     n = b_tokens.shape[0]
     if b_logprobs.shape != (n,) or b_rewards.shape != (n,):
-        raise ValueError(
-            f"expected tokens (n, T), old_logprobs (n,), rewards (n,), got "
-            f"{tuple(b_tokens.shape)}, {tuple(b_logprobs.shape)}, {tuple(b_rewards.shape)}"
-        )
+        raise ValueError(f"expected tokens (n, T), old_logprobs (n,), rewards (n,), got "
+                         f"{tuple(b_tokens.shape)}, {tuple(b_logprobs.shape)}, {tuple(b_rewards.shape)}")
     if not torch.isfinite(b_rewards).all():
         raise ValueError(f"rewards must be finite, got {b_rewards.tolist()}")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import torch
@@ -56,9 +55,7 @@ def load_checkpoint(
             "the store, or use another --out"
         ) from None
     if not isinstance(state, dict):
-        raise AutoaugError(
-            f"checkpoint {path} holds a {type(state).__name__}, expected a dict of state"
-        )
+        raise AutoaugError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict of state")
     return state
 
 
@@ -111,10 +108,8 @@ class RunLock:
         except OSError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise AutoaugError(
-                f"run directory {self.path.parent} is in use by another autoaug process "
-                f"(pid {holder}); wait for it to finish or stop it"
-            ) from None
+            raise AutoaugError(f"run directory {self.path.parent} is in use by another autoaug process "
+                               f"(pid {holder}); wait for it to finish or stop it") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
@@ -128,10 +123,5 @@ class RunLock:
         self.acquire()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.release()

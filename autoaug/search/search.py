@@ -1,18 +1,10 @@
-"""The policy search (issue #4): the loop that samples policies, trains children, updates the
-controller, and the export of its result (the commands are `autoaug.cli.search`).
-
-This module owns the loop and the run directory's layout; the pieces it drives live beside it
-in `autoaug.search`: the controller (`controller`), its PPO update (`ppo`), the workers
-(`workers`), the trial store, checkpoint and lock (`store`), the configuration (`config`) and
-the rewards: a child per policy (`child`, training with `autoaug.training.loop.train_child`) or
-density matching (`density`).
+"""The policy search (issue #4): the loop that samples policies, trains children and updates
+the controller, and the run directory's layout (ARCHITECTURE.md names the pieces it drives).
 
 Paired rewards (`reward.paired`, issue #10): every policy of a round trains on the round's seed
 next to a reference child without a policy; the store keeps each policy's raw reward and its
 paired reward (raw - reference), advantages are centred within the round, and policies are
-ranked by the paired reward. Before export, the best `export.reevaluate_top` policies are
-re-trained on fresh seeds (trials of the store's "reeval" phase, so a killed export resumes)
-and the exported ones are the best by their mean there.
+ranked by the paired reward.
 
 A run directory holds:
 
@@ -38,13 +30,10 @@ policy that the policy did not earn. A round in which every trial failed stops t
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import itertools
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,27 +51,21 @@ from autoaug.search.config import (
     load_config,
     save_config,
     search_identity,
-    to_dict,
 )
 from autoaug.search.controller import Controller
-from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
+from autoaug.search.export import Reevaluation, export_from_store
 from autoaug.search.ppo import make_optimizer, ppo_update
+from autoaug.search.rewards import LazyPool, evaluate_trials, rank_by, reference_spec, trial_key
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
-from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore, store_exists
-from autoaug.search.trials import FUSED, default_fuse, derive_seed, device_data, load_data, make_pool, run_trials
-from autoaug.search.workers import RayOptions, Result, WorkerPool
-from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
+from autoaug.search.trials import ChildTask, derive_seed, load_data
+from autoaug.search.workers import Result
 from autoaug.space.ops import OP_NAMES
-from autoaug.space.pipeline import PIPELINES, pipeline_path, save_pipeline
-from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy, provenance
+from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy
 from autoaug.space.render import render_grid
-from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
-from autoaug.training.data import Splits, fingerprint
-from autoaug.training.fused import train_children
-from autoaug.training.loop import TrainConfig, export_pipeline, train_child
+from autoaug.training.data import fingerprint
 from autoaug.training.models import build_model, check_image_size
 
-POLICY_FILENAME = "policy.json"
 TENSORBOARD_DIRNAME = "tensorboard"
 CHECKPOINT_VERSION = 1
 # Images in the TensorBoard picture of the best policy (one row per sub-policy).
@@ -90,43 +73,6 @@ _PICTURE_IMAGES = 8
 
 
 # --- what a worker evaluates ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChildTask:
-    """What every trial of one search shares; pickled once into each worker with the function."""
-
-    dataset: str
-    train_subset: int | None
-    val_subset: int | None
-    child: TrainConfig
-
-    @classmethod
-    def from_config(cls, config: SearchConfig) -> ChildTask:
-        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
-
-
-def load_search_data(task: ChildTask) -> Splits:
-    """The dataset's splits with the child-train and reward-val subsets applied."""
-    return load_data(task.dataset, task.train_subset, task.val_subset)
-
-
-def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float | list[float]:
-    """A trial: train one child with the payload's policy (None: the reference child, no
-    policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
-    `trials.FUSED`): their children trained as one network, a reward each. Top level so worker
-    processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
-    data = device_data(task.dataset, device, task.train_subset, task.val_subset)
-    config = dataclasses.replace(task.child, device=device)
-    if FUSED in payload:
-        members = payload[FUSED]
-        return train_children([_policy(p) for p, _ in members], data, config, [s for _, s in members])
-    return train_child(_policy(payload), data, config, seed)
-
-
-def _policy(payload: dict[str, Any]) -> Policy | None:
-    doc = payload["policy"]
-    return None if doc is None else Policy.from_json(doc, "trial payload")
 
 
 # --- seeds and sampling -----------------------------------------------------------------------
@@ -140,23 +86,6 @@ def trial_seed(seed: int, round: int, slot: int) -> int:
 def batch_seed(seed: int, round: int) -> int:
     """The child seed every trial of round `round` shares when `reward.paired` (issue #10)."""
     return derive_seed(seed, "batch", round)
-
-
-def reevaluation_seed(seed: int, index: int) -> int:
-    """Fresh seed `index` of the re-evaluation before export; no search trial uses it."""
-    return derive_seed(seed, "reevaluation", index)
-
-
-def trial_key(tokens: Sequence[int]) -> str:
-    return "-".join(str(int(t)) for t in tokens)
-
-
-REFERENCE_KEY = "reference"
-
-
-def reference_spec(seed: int) -> TrialSpec:
-    """The reference child of a paired batch: the same recipe and seed, no policy."""
-    return TrialSpec(key=REFERENCE_KEY, payload={"policy": None}, seed=seed, role="reference")
 
 
 def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[TrialSpec]:
@@ -173,12 +102,6 @@ def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[
     if paired:
         specs.append(reference_spec(batch_seed(config.seed, round)))
     return specs
-
-
-def rank_by(config: SearchConfig | None) -> str:
-    """The store column that ranks a search's policies: "paired" when its rewards are paired
-    (raw rewards of different batches carry different seeds), else "reward"."""
-    return "paired" if config is not None and config.reward.paired else "reward"
 
 
 def uniform_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -286,38 +209,8 @@ def _make_run_dir(run_dir: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise AutoaugError(
-            f"cannot use run directory {run_dir}: {err.strerror or err} "
-            "(expected a directory this user can create and write)"
-        ) from None
-
-
-def _evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[..., float]:
-    """The workers' `fn(payload, seed, device) -> reward` for `config.reward.kind`."""
-    if config.reward.kind == "density":
-        density = DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
-                              config.reward.folds, config.reward.draws,
-                              str((run_dir / FOLD_DIRNAME).resolve()))
-        return functools.partial(evaluate_density, density)
-    return functools.partial(evaluate_policy, task)
-
-
-def fuse_of(config: SearchConfig) -> int:
-    """Children per worker task: `config.fuse`, else the default of the workers' device kind."""
-    if config.fuse is not None:
-        return config.fuse
-    if config.reward.kind != "child":
-        return 1
-    return default_fuse(config.backend, config.device_list, config.ray_gpus_per_trial)
-
-
-def _worker_pool(config: SearchConfig, fn: Callable[..., float]) -> WorkerPool:
-    timeout = config.trial_timeout_s
-    return make_pool(
-        fn, backend=config.backend, devices=config.device_list,
-        workers=config.workers, timeout_s=None if timeout is None else timeout * fuse_of(config),
-        ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
-    )
+        raise AutoaugError(f"cannot use run directory {run_dir}: {err.strerror or err} "
+                           "(expected a directory this user can create and write)") from None
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
@@ -325,7 +218,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     started = time.perf_counter()
     run_dir = Path(config.out)
     task = ChildTask.from_config(config)
-    splits = load_search_data(task)  # a bad dataset fails here, before any directory or worker
+    # A bad dataset fails here, before any directory or worker.
+    splits = load_data(config.dataset, config.train_subset, config.val_subset)
     check_child_fits(config, splits)
     _make_run_dir(run_dir)
     store_path = run_dir / STORE_FILENAME
@@ -355,11 +249,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             try:
                 sampler.load_state_dict(state)
             except (KeyError, RuntimeError, ValueError, TypeError) as err:
-                raise AutoaugError(
-                    f"checkpoint {run_dir / CHECKPOINT_FILENAME} does not fit this search's "
-                    f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
-                    "delete it to replay the search from its trial store"
-                ) from None
+                raise AutoaugError(f"checkpoint {run_dir / CHECKPOINT_FILENAME} does not fit this search's "
+                                   f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
+                                   "delete it to replay the search from its trial store") from None
             next_round = state["next_round"]
         resumed = state is not None or bool(store.rounds())
         step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
@@ -375,7 +267,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         bar = tqdm(total=config.budget, initial=min(step, config.budget), unit="policy",
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
-        pool = _LazyPool(config, task, run_dir)
+        pool = LazyPool(config, task, run_dir)
         try:
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
@@ -400,7 +292,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     if best_reward is not None:
                         bar.set_postfix(best=f"{best_reward:.4f}", round=round_)
 
-                _evaluate_trials(store, pool, trials, after)
+                evaluate_trials(store, pool, trials, after)
 
                 # 3. Learn from the round's completed policies (failed ones are left out). With
                 # paired rewards the raw ones serve: centred within the batch, they give the
@@ -430,9 +322,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                         f"(tracebacks are in {store.path}, table trials, column traceback)"
                     )
             bar.close()
-            exported = _export(run_dir, store, config, config.export_top, None, "policy", None,
-                               pool, config.export.reevaluate_top,
-                               config.export.reevaluate_seeds, progress)
+            exported = export_from_store(run_dir, store, config, config.export_top, None, "policy", None, pool,
+                                         config.export.reevaluate_top, config.export.reevaluate_seeds, progress)
         finally:
             bar.close()
             pool.close()
@@ -454,45 +345,6 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         )
 
 
-class _LazyPool:
-    """The worker pool of a search or export, started by the first trial that needs it (the
-    density reward's fold models are trained through it then): a finished run resumed or
-    exported again starts no workers."""
-
-    def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
-        self.config = config
-        self.fuse = fuse_of(config)
-        self.fn = _evaluator(config, task, run_dir)
-        self._pool: WorkerPool | None = None
-
-    def get(self) -> WorkerPool:
-        if self._pool is None:
-            self._pool = _worker_pool(self.config, self.fn)
-            if self.config.reward.kind == "density":
-                ensure_fold_models(self.fn.args[0], self.config.seed, self._pool,
-                                   log=lambda line: tqdm.write(line, file=sys.stderr))
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-
-
-def _evaluate_trials(
-    store: TrialStore,
-    pool: _LazyPool,
-    trials: Sequence[Trial],
-    after: Callable[[Trial, Result], None] | None = None,
-) -> None:
-    """`run_trials` on the lazily started pool (started only if something is unfinished), with
-    `after(trial, result)` told which trial each result belongs to."""
-    by_id = {t.id: t for t in trials}
-    if any(t.status in UNFINISHED for t in trials):
-        run_trials(store, pool.get(), trials,
-                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse)
-
-
 def check_child_fits(config: SearchConfig, splits: Any) -> None:
     """An error unless a child can train on the search's data: its network must take the
     images' size, and its batch must fit the training set (with fewer images than one batch an
@@ -501,22 +353,18 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
     check_image_size(model, config.child.model, *splits.image_shape, where=config.dataset)
     train_images = len(splits.train_y)
     if config.child.batch_size > train_images:
-        raise ConfigError(
-            f"child.batch_size = {config.child.batch_size} is larger than the child's training "
-            f"set ({train_images} images of {config.dataset}"
-            f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
-            f"set child.batch_size <= {train_images} or use more images"
-        )
+        raise ConfigError(f"child.batch_size = {config.child.batch_size} is larger than the child's training "
+                          f"set ({train_images} images of {config.dataset}"
+                          f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
+                          f"set child.batch_size <= {train_images} or use more images")
 
 
 def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path) -> None:
     """AutoaugError unless `state` is a checkpoint of this kind of search with usable counters."""
     path = run_dir / CHECKPOINT_FILENAME
     if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
-        raise AutoaugError(
-            f"checkpoint {path} is not a checkpoint of this search "
-            f"(version {state.get('version')!r}, algo {state.get('algo')!r})"
-        )
+        raise AutoaugError(f"checkpoint {path} is not a checkpoint of this search "
+                           f"(version {state.get('version')!r}, algo {state.get('algo')!r})")
     for key in ("next_round", "step"):
         value = state.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -611,8 +459,7 @@ def _log_round(
     op_tokens = tokens[:, ::per_op]  # (n, positions)
     edges = np.arange(len(OP_NAMES) + 1) - 0.5
     for position in range(op_tokens.shape[1]):
-        writer.add_histogram(f"ops/position_{position}", op_tokens[:, position].numpy(), step,
-                             bins=edges)
+        writer.add_histogram(f"ops/position_{position}", op_tokens[:, position].numpy(), step, bins=edges)
     counts = torch.bincount(op_tokens.reshape(-1), minlength=len(OP_NAMES)).double()
     for op_id, name in enumerate(OP_NAMES):
         writer.add_scalar(f"ops/frequency/{name}", float(counts[op_id] / counts.sum()), step)
@@ -621,235 +468,3 @@ def _log_round(
         grid = render_grid(policy, picture_images, seed=0, scale=2)  # (H, W, 3) uint8
         writer.add_image("best_policy", grid, step, dataformats="HWC")
     writer.flush()
-
-
-# --- export -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reevaluation:
-    """One candidate of the re-evaluation before export: a search trial and its rewards
-    (paired when the search's are) on the fresh seeds where its child and reference succeeded."""
-
-    trial: Trial
-    values: list[float]
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.values))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
-
-
-@dataclass(frozen=True)
-class Export:
-    """What `export_policy` wrote."""
-
-    policy: Policy
-    trials: list[Trial]
-    policy_path: Path
-    albumentations_path: Path
-    reevaluation: list[Reevaluation] | None = None
-    """Every re-evaluated candidate, best mean first; None without re-evaluation."""
-    pipeline_path: Path | None = None
-    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
-    pipeline: Any = None
-    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
-
-
-def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
-    """The `k` best search policies by `by`, one trial per policy (a policy sampled twice
-    competes once, with its best trial)."""
-    seen: set[str] = set()
-    out: list[Trial] = []
-    for trial in store.best(len(store.rows(phase="search")), by=by):
-        if trial.key not in seen:
-            seen.add(trial.key)
-            out.append(trial)
-        if len(out) == k:
-            break
-    return out
-
-
-def reevaluate(
-    store: TrialStore,
-    config: SearchConfig,
-    pool: _LazyPool,
-    top: int,
-    seeds: int,
-    progress: bool = True,
-) -> list[Reevaluation]:
-    """Re-train the `top` best policies of the search on `seeds` fresh seeds (one shared seed
-    per round of candidates, plus a reference child per seed when rewards are paired) and
-    return them, best mean first (ties: the better search rank).
-
-    Resumable like the search: every child is a trial of the store's "reeval" phase, keyed by
-    (policy, seed); a rerun adds only the (policy, seed) pairs it does not hold (a grown search
-    may have new candidates) and evaluates only unfinished trials.
-    """
-    by = rank_by(config)
-    candidates = distinct_best(store, top, by)
-    fresh = [reevaluation_seed(config.seed, j) for j in range(seeds)]
-    held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
-    next_round = max(store.rounds("reeval"), default=-1) + 1
-    for seed in fresh:
-        specs = [TrialSpec(key=c.key, payload=c.payload, seed=seed, tokens=c.tokens)
-                 for c in candidates if (c.key, seed) not in held]
-        if specs and config.reward.paired and (REFERENCE_KEY, seed) not in held:
-            specs.append(reference_spec(seed))
-        if specs:
-            store.add_pending(next_round, specs, phase="reeval")
-            next_round += 1
-    wanted = {(c.key, s) for c in candidates for s in fresh} | {(REFERENCE_KEY, s) for s in fresh}
-    trials = [t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted]
-    todo = sum(t.status in UNFINISHED for t in trials)
-    bar = tqdm(total=len(trials), initial=len(trials) - todo, unit="child",
-               desc=f"re-evaluate top {len(candidates)} x {seeds} seeds",
-               disable=not progress or not todo, dynamic_ncols=True, file=sys.stderr)
-    try:
-        _evaluate_trials(store, pool, trials, lambda trial, result: bar.update(1))
-    finally:
-        bar.close()
-    done = {(t.key, t.seed): getattr(t, by)
-            for t in store.rows(phase="reeval", role="policy", status="done")}
-    scored = [Reevaluation(c, [done[(c.key, s)] for s in fresh if done.get((c.key, s)) is not None])
-              for c in candidates]
-    # sorted() is stable: equal means keep the search's order.
-    return sorted(scored, key=lambda r: -r.mean if r.values else math.inf)
-
-
-def export_policy(
-    run_dir: str | Path,
-    top: int = 5,
-    out: str | Path | None = None,
-    pipeline: str = "policy",
-    dataset: str | None = None,
-    *,
-    reevaluate_top: int | None = 0,
-    reevaluate_seeds: int | None = None,
-    progress: bool = True,
-) -> Export:
-    """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
-
-    Best by the search's reward (the paired one when the search paired its rewards), ties to
-    the earlier trial; or, with `reevaluate_top` > 0, the `top` best by their mean reward when
-    the search's best `reevaluate_top` are re-trained on `reevaluate_seeds` fresh seeds (None:
-    the run's `[export]` settings). Re-evaluation trains children through the run's workers and
-    store, so it takes the run directory's lock, and a killed export resumes. Writes native
-    JSON to `out` (default RUN_DIR/policy.json) with provenance, and the albumentations JSON
-    next to it.
-    """
-    run_dir = Path(run_dir)
-    store_path = run_dir / STORE_FILENAME
-    if not store_path.is_file():
-        what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
-        raise AutoaugError(
-            f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
-        )
-    config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
-    if config is not None:
-        reevaluate_top = config.export.reevaluate_top if reevaluate_top is None else reevaluate_top
-        reevaluate_seeds = config.export.reevaluate_seeds if reevaluate_seeds is None else reevaluate_seeds
-    if reevaluate_top and config is None:
-        raise AutoaugError(f"{run_dir} has no {CONFIG_FILENAME}: cannot re-train its policies; "
-                           "export with --reevaluate-top 0")
-    if not reevaluate_top:
-        with TrialStore(store_path, read_only=True) as store:
-            return _export(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0, progress)
-    assert config is not None
-    task = ChildTask.from_config(config)
-    with RunLock(run_dir), TrialStore(store_path) as store:
-        store.requeue_running()  # re-evaluation children a killed export left running
-        pool = _LazyPool(config, task, run_dir)
-        try:
-            return _export(run_dir, store, config, top, out, pipeline, dataset, pool,
-                           reevaluate_top, reevaluate_seeds or 1, progress)
-        finally:
-            pool.close()
-
-
-def _export(
-    run_dir: Path,
-    store: TrialStore,
-    config: SearchConfig | None,
-    top: int,
-    out: str | Path | None,
-    pipeline: str,
-    dataset: str | None,
-    pool: _LazyPool | None,
-    reevaluate_top: int,
-    reevaluate_seeds: int,
-    progress: bool,
-) -> Export:
-    """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool)."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise AutoaugError(f"--top must be an integer >= 1, got {top!r}")
-    for name, value in (("--reevaluate-top", reevaluate_top), ("--reevaluate-seeds", reevaluate_seeds)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise AutoaugError(f"{name} must be an integer >= 0, got {value!r}")
-    if 0 < reevaluate_top < top:
-        raise AutoaugError(f"--reevaluate-top ({reevaluate_top}) must be 0 or at least --top "
-                           f"({top}): the exported policies are chosen among the re-evaluated ones")
-    by = rank_by(config)
-    counts = store.counts()
-    best = distinct_best(store, top, by)
-    if not best and counts["done"]:
-        raise AutoaugError(
-            f"no policy of {run_dir} has a paired reward: the reference children failed (their "
-            f"errors are in {store.path}, role 'reference')"
-        )
-    if not best:
-        raise AutoaugError(
-            f"{run_dir} has no completed trials yet ({counts['failed']} failed, "
-            f"{counts['pending'] + counts['running']} unfinished); run `autoaug search --out {run_dir}`"
-        )
-    reevaluation = None
-    if reevaluate_top:
-        assert config is not None and pool is not None
-        reevaluation = reevaluate(store, config, pool, reevaluate_top, reevaluate_seeds, progress)
-        best = [r.trial for r in reevaluation if r.values][:top]
-        if not best:
-            raise AutoaugError(f"every re-evaluation child of {run_dir} failed; the errors are in "
-                               f"{store.path} (phase 'reeval'); export with --reevaluate-top 0")
-    sub_policies = tuple(
-        sub for t in best for sub in Policy.from_json(t.payload["policy"], f"trial {t.id}").sub_policies
-    )
-    info = provenance(
-        "autoaug search",
-        dataset=config.dataset if config else None,
-        algo=config.algo if config else None,
-        budget=config.budget if config else None,
-        completed=counts["done"] + counts["failed"],
-        failed=counts["failed"],
-        top=len(best),
-        ranked_by=by,
-        rewards=[t.reward for t in best],
-        trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward,
-                 "paired": t.paired} for t in best],
-        reevaluation=None if reevaluation is None else {
-            "seeds": reevaluate_seeds,
-            "values": by,
-            "candidates": [{"id": r.trial.id, "search": getattr(r.trial, by), "mean": r.mean if r.values else None,
-                            "values": r.values} for r in reevaluation],
-        },
-        run_dir=str(run_dir.resolve()),
-        config=to_dict(config) if config else None,
-    )
-    policy = Policy(sub_policies, info)
-    out = run_dir / POLICY_FILENAME if out is None else Path(out)
-    albu_out = albumentations_path(out)
-    whole, whole_out = None, None
-    if pipeline != "policy":  # built first: a bad dataset writes nothing
-        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT)
-        dataset = dataset or (config.dataset if config else "cifar10-reduced")
-        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
-    try:
-        policy.save(out)
-        save_albumentations(policy, albu_out)
-        if whole is not None:
-            save_pipeline(whole, whole_out)
-    except OSError as err:
-        raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole)

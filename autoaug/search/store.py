@@ -1,20 +1,10 @@
-"""The trial store: every trial of a run directory, in SQLite.
+"""The trial store: every trial of a run directory, in SQLite (`trials.sqlite`), one row each.
 
-This module owns what a resumable search needs (issue #4) and the RandAugment grid reuses
-(issue #5); the checkpoint and the run lock are `autoaug.search.rundir`:
-
-- `TrialStore`: a SQLite file (`trials.sqlite`) with one row per trial. A trial is a payload to
-  evaluate (an AutoAugment policy sampled by the controller, or a RandAugment grid point) with a
-  key, a seed, a batch position (`round`, `slot`) and a status: pending -> running -> done |
-  failed. Every state change commits at once, so a killed search loses only the trials that were
-  in flight, and `UNIQUE(round, slot)` makes re-adding a batch on resume a no-op instead of a
-  duplicate.
-
-Resume protocol (what the search loop does with these pieces): take the `RunLock`, open the
-store, `requeue_running()` (rows a killed process left `running` were never finished), load the
-checkpoint, re-sample the round after the checkpoint with the restored generator and
-`add_pending` it (it returns the stored rows when that round already exists), evaluate only
-`pending_or_running(round)`, and use the stored rewards of the rest.
+A trial is a payload to evaluate (a policy sampled by the controller, or a RandAugment grid
+point) with a key, a seed, a batch position (`round`, `slot`) and a status: pending -> running ->
+done | failed. Every state change commits at once, so a killed search loses only the trials
+that were in flight, and `UNIQUE(phase, round, slot)` makes re-adding a batch on resume a no-op
+instead of a duplicate. The checkpoint and the run lock are `autoaug.search.rundir`.
 """
 
 from __future__ import annotations
@@ -27,7 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 
@@ -169,10 +158,8 @@ class TrialStore:
             raise AutoaugError(f"trial store {self.path} exists but is not a file")
         if not read_only and self.path.exists() and not os.access(self.path, os.W_OK):
             # SQLite would open it read-only and fail at the first write, mid-search.
-            raise AutoaugError(
-                f"trial store {self.path} is read-only; a search records every trial in it: "
-                "make it writable (chmod u+w) or use another --out"
-            )
+            raise AutoaugError(f"trial store {self.path} is read-only; a search records every trial in it: "
+                               "make it writable (chmod u+w) or use another --out")
         try:
             conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as err:
@@ -188,9 +175,7 @@ class TrialStore:
             self._conn.close()
             if "malformed" in str(err):  # ours, with pages overwritten
                 raise AutoaugError(_damaged(self.path, str(err))) from None
-            raise AutoaugError(
-                f"{self.path} is not an autoaug trial store (SQLite says: {err})"
-            ) from None
+            raise AutoaugError(f"{self.path} is not an autoaug trial store (SQLite says: {err})") from None
         except AutoaugError:
             self._conn.close()
             raise
@@ -199,16 +184,11 @@ class TrialStore:
         conn = self._conn.raw  # errors of these first statements are told apart just above
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise AutoaugError(
-                f"trial store {self.path}: SQLite refused WAL mode (got {mode!r}); "
-                "is the run directory on a network file system?"
-            )
+            raise AutoaugError(f"trial store {self.path}: SQLite refused WAL mode (got {mode!r}); "
+                               "is the run directory on a network file system?")
         conn.execute("PRAGMA synchronous=FULL")
         with self._transaction():
-            tables = {
-                row[0]
-                for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not tables:
                 # Statement by statement: executescript() would COMMIT the open transaction
                 # first, and two processes creating the store at once must not interleave.
@@ -225,37 +205,29 @@ class TrialStore:
                 )
                 return
             if "meta" not in tables or "trials" not in tables:
-                raise AutoaugError(
-                    f"{self.path} is an SQLite database but not an autoaug trial store "
-                    f"(tables: {', '.join(sorted(tables))})"
-                )
+                raise AutoaugError(f"{self.path} is an SQLite database but not an autoaug trial store "
+                                   f"(tables: {', '.join(sorted(tables))})")
             # A page overwritten on disk shows up here rather than halfway through a search.
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
             if problems != ["ok"]:
                 raise AutoaugError(_damaged(self.path, "; ".join(problems)))
             meta = dict(conn.execute("SELECT name, value FROM meta"))
             if meta.get("kind") != _STORE_KIND:
-                raise AutoaugError(
-                    f"{self.path} is not an autoaug trial store "
-                    f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})"
-                )
+                raise AutoaugError(f"{self.path} is not an autoaug trial store "
+                                   f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})")
             version = meta.get("schema_version", "")
             if not version.isdigit():
                 raise AutoaugError(
                     f"trial store {self.path} has schema version {version!r}, expected an integer"
                 )
             if int(version) > SCHEMA_VERSION:
-                raise AutoaugError(
-                    f"trial store {self.path} has schema version {version}, newer than this "
-                    f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug"
-                )
+                raise AutoaugError(f"trial store {self.path} has schema version {version}, newer than this "
+                                   f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug")
             if int(version) == 1:
                 self._migrate_v1()
             elif int(version) != SCHEMA_VERSION:
-                raise AutoaugError(
-                    f"trial store {self.path} has schema version {version}, expected "
-                    f"{SCHEMA_VERSION}"
-                )
+                raise AutoaugError(f"trial store {self.path} has schema version {version}, expected "
+                                   f"{SCHEMA_VERSION}")
 
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2 in place (inside _prepare's transaction): the columns phase, role and
@@ -280,19 +252,12 @@ class TrialStore:
     def __enter__(self) -> TrialStore:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_pending(
-        self, round: int, specs: Sequence[TrialSpec], phase: str = "search"
-    ) -> list[Trial]:
+    def add_pending(self, round: int, specs: Sequence[TrialSpec], phase: str = "search") -> list[Trial]:
         """Insert a whole batch as `round` of `phase`, slot i = specs[i], in one transaction.
 
         Idempotent: if `round` already exists with the same keys and seeds slot by slot (a
@@ -323,11 +288,12 @@ class TrialStore:
                         "checkpoint does not match its trial store"
                     )
                 return existing
-            self._conn.executemany(
+            self._conn.execute(
                 "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                 [(key, round, slot, tokens, payload, seed, phase, spec.role)
                  for slot, ((key, tokens, payload, seed), spec) in enumerate(zip(encoded, specs))],
+                many=True,
             )
             return self._select("WHERE phase = ? AND round = ? ORDER BY slot", (phase, round))
 
@@ -362,9 +328,7 @@ class TrialStore:
                 (trial_id,),
             )
 
-    def mark_failed(
-        self, trial_id: int, error: str, duration: float, traceback: str | None = None
-    ) -> None:
+    def mark_failed(self, trial_id: int, error: str, duration: float, traceback: str | None = None) -> None:
         """pending | running -> failed with a one-line `error` (and the traceback, if any)."""
         self._finish(trial_id, "failed", None, error, traceback, duration)
 
@@ -462,25 +426,13 @@ class TrialStore:
         role: str | None = None,
     ) -> list[Trial]:
         """Trials matching every given filter, ordered by (phase, round, slot)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value, allowed in (("phase", phase, PHASES), ("role", role, ROLES)):
-            if value is not None:
-                _check_choice(column, value, allowed)
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if round is not None:
-            clauses.append("round = ?")
-            params.append(round)
-        if status is not None:
-            _check_status(status)
-            clauses.append("status = ?")
-            params.append(status)
-        if key is not None:
-            clauses.append("key = ?")
-            params.append(key)
-        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(params))
+        filters = {"phase": phase, "role": role, "round": round, "status": status, "key": key}
+        filters = {column: value for column, value in filters.items() if value is not None}
+        for column, allowed in (("phase", PHASES), ("role", ROLES), ("status", STATUSES)):
+            if column in filters:
+                _check_choice(column, filters[column], allowed)
+        where = ("WHERE " + " AND ".join(f"{c} = ?" for c in filters)) if filters else ""
+        return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(filters.values()))
 
     def pending_or_running(self, round: int, phase: str = "search") -> list[Trial]:
         """The trials of `round` that still need evaluating; [] means the round is complete."""
@@ -536,9 +488,7 @@ class TrialStore:
         return _Transaction(self._conn)
 
     def _bad_transition(self, trial_id: int, target: str, allowed: tuple[str, ...]) -> None:
-        row = self._conn.execute(
-            "SELECT status FROM trials WHERE id = ?", (trial_id,)
-        ).fetchone()
+        row = self._conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
         if row is None:
             raise KeyError(f"no trial with id {trial_id} in {self.path}")
         raise ValueError(
@@ -576,18 +526,11 @@ class _Connection:
     def in_transaction(self) -> bool:
         return self.raw.in_transaction
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> _Rows:
+    def execute(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> _Rows:
+        """`many`: `params` is a sequence of parameter rows (executemany)."""
         try:
-            cursor = self.raw.execute(sql, params)
+            cursor = (self.raw.executemany if many else self.raw.execute)(sql, params)
             return _Rows(cursor.fetchall(), cursor.rowcount)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.DatabaseError as err:
-            raise AutoaugError(_sqlite_failure(self.path, err)) from None
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        try:
-            self.raw.executemany(sql, rows)
         except sqlite3.IntegrityError:
             raise
         except sqlite3.DatabaseError as err:
@@ -625,12 +568,7 @@ class _Transaction:
     def __enter__(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self._conn.execute("COMMIT")
         elif self._conn.in_transaction:
@@ -640,10 +578,6 @@ class _Transaction:
 def _check_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-
-
-def _check_status(status: str) -> None:
-    _check_choice("status", status, STATUSES)
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -672,25 +606,7 @@ def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]
 
 
 def _decode_row(row: tuple[Any, ...]) -> Trial:
-    (trial_id, key, round_, slot, tokens, payload, seed, status, reward, error, traceback,
-     worker, started, finished, duration, phase, role, paired) = row
-    return Trial(
-        id=trial_id,
-        key=key,
-        round=round_,
-        slot=slot,
-        tokens=None if tokens is None else tuple(json.loads(tokens)),
-        payload=json.loads(payload),
-        seed=seed,
-        status=status,
-        reward=reward,
-        error=error,
-        traceback=traceback,
-        worker=worker,
-        started=started,
-        finished=finished,
-        duration=duration,
-        phase=phase,
-        role=role,
-        paired=paired,
-    )
+    """A row in _COLUMNS order, which is Trial's field order; tokens and payload are JSON."""
+    tokens, payload = row[4], row[5]
+    return Trial(*row[:4], None if tokens is None else tuple(json.loads(tokens)), json.loads(payload),
+                 *row[6:])

@@ -2,16 +2,8 @@
 
 Both searches drive it: the policy search (`autoaug.search.search`, one batch per controller
 round) and the RandAugment grid (`autoaug.search.grid`, one batch of the points the store lacks).
-
-- `open_run(run_dir)`: the run lock, the trial store, and the rows a killed process left
-  `running` put back to `pending` (they never finished); yields (store, how many were).
-- `run_trials(store, pool, trials)`: evaluate the unfinished of `trials` on the worker pool,
-  committing each result the moment it arrives, so a kill loses only the trials in flight and a
-  rerun evaluates nothing twice. Failed trials (the child raised, diverged, its worker died or
-  timed out) stay in the store with their error.
-- `make_pool`: the worker pool for a backend, devices and workers per device.
-- `device_data`: the dataset on a worker's device, loaded once per worker process and reused by
-  every trial that process runs (the data go to the device once, airbench-style).
+Each result is committed the moment it arrives, so a kill loses only the trials in flight and a
+rerun evaluates nothing twice; failed trials stay in the store with their error.
 """
 
 from __future__ import annotations
@@ -23,6 +15,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +24,13 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
+from autoaug.search.config import SearchConfig
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool
 from autoaug.space.policy import _short
 from autoaug.training.data import Splits, load_splits
-from autoaug.training.loop import DeviceData, prepare
+from autoaug.training.loop import DeviceData, TrainConfig, prepare
 
 
 @contextmanager
@@ -67,10 +61,8 @@ def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) 
     elif stored != text:
         old = json.loads(stored)
         changed = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
-        raise AutoaugError(
-            f"{store.path.parent}: this {what} was started with another {', '.join(changed)} "
-            f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup"
-        )
+        raise AutoaugError(f"{store.path.parent}: this {what} was started with another {', '.join(changed)} "
+                           f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup")
 
 
 FUSED = "fused"
@@ -205,16 +197,21 @@ def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:
     """
     if n is None or n >= len(y):
         return np.arange(len(y))
-    rank = np.empty(len(y), dtype=np.int64)  # position of each image within its class
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rank[members] = np.arange(len(members))
-    order = np.lexsort((y, rank))  # by rank, then class
+    order = np.lexsort((y, class_rank(y)))  # by rank within the class, then class
     return np.sort(order[:n])
 
 
+def class_rank(y: np.ndarray) -> np.ndarray:
+    """(N,) int64: the position of each image within its class, in the original order."""
+    rank = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        rank[members] = np.arange(len(members))
+    return rank
+
+
 def load_data(dataset: str, train_subset: int | None = None, val_subset: int | None = None) -> Splits:
-    """The dataset's splits with the child-train and reward-val subsets applied."""
+    """The dataset's splits with the child-train and reward-val subsets (`balanced_head`) applied."""
     splits = load_splits(dataset)
     train = balanced_head(splits.train_y, train_subset)
     val = balanced_head(splits.val_y, val_subset)
@@ -225,6 +222,25 @@ def load_data(dataset: str, train_subset: int | None = None, val_subset: int | N
     )
 
 
+@dataclass(frozen=True)
+class ChildTask:
+    """What every trial of one search shares, its data and its child's recipe; pickled once into
+    each worker with the function."""
+
+    dataset: str
+    train_subset: int | None
+    val_subset: int | None
+    child: TrainConfig
+
+    @classmethod
+    def from_config(cls, config: SearchConfig) -> ChildTask:
+        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
+
+    def data(self, device: str) -> DeviceData:
+        """The search's data on `device`, prepared once per worker process."""
+        return device_data(self.dataset, device, self.train_subset, self.val_subset)
+
+
 # Keyed by what the data were built from; only the last is kept (one dataset per worker).
 _DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
 
@@ -232,7 +248,8 @@ _DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
 def device_data(
     dataset: str, device: str, train_subset: int | None = None, val_subset: int | None = None
 ) -> DeviceData:
-    """`load_data(...)` on `device`, prepared once per worker process."""
+    """`load_data(...)` on `device`, prepared once per worker process and reused by every trial
+    that process runs (the data go to the device once, airbench-style)."""
     key = (dataset, train_subset, val_subset, device)
     if key not in _DEVICE_DATA:
         _DEVICE_DATA.clear()

@@ -9,18 +9,14 @@ payload is a grid point. Three backends behind one `WorkerPool.run`:
   for two workers on GPU 0 and one on GPU 1, or ["cpu", "cpu"]. Workers outlive a batch, so
   `fn` may cache per-process state (the dataset already on the device) in a module global.
 - "inline": the calling process, one task after another (tests, debugging, pdb).
-- "ray": Ray tasks on an existing cluster (`pip install autoaug[ray]`), for more than one
-  machine; Ray is the engine, nothing here re-implements one.
+- "ray": Ray tasks on an existing cluster, for more than one machine (`autoaug.search.ray_pool`).
 
-Faults are results, not exceptions: an exception in `fn`, a non-finite reward, a worker that
-dies (os._exit, SIGKILL, segfault, the OOM killer) and a timeout each give a `Result` with
-status "failed" and a one-line error, and the pool replaces a dead or killed worker and carries
-on with the remaining tasks. A worker whose fn raised a CUDA error reports the failure and
-is replaced too, since such errors spoil the process's CUDA context. A task whose worker died is reported failed, not retried: a
-deterministic crash (a policy that makes the child diverge into a native error, an OOM for one
-config) would only crash again and double the cost, and a failed trial stays visible in the
-store. Results stream to `on_result` the moment they arrive so the caller can commit each one
-before the next (a killed search then loses only the tasks in flight).
+Faults are results, not exceptions (`autoaug.search.tasks`): a worker that dies (os._exit,
+SIGKILL, segfault, the OOM killer), times out or raised a CUDA error (which spoils its CUDA
+context) is replaced and the pool carries on. A task whose worker died is reported failed, not
+retried: a deterministic crash (a policy that makes the child diverge into a native error, an
+OOM for one config) would only crash again and double the cost. Results stream to `on_result`
+the moment they arrive so the caller can commit each one before the next.
 """
 
 from __future__ import annotations
@@ -31,91 +27,29 @@ import multiprocessing.util
 import os
 import pickle
 import signal
-import socket
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from types import TracebackType
 from typing import Any
 
 import torch
 
 from autoaug.errors import AutoaugError
+from autoaug.search.ray_pool import RayOptions, RayPool
+from autoaug.search.tasks import EvalFn, OnResult, OnTask, Result, Task, evaluate, one_line
+
+__all__ = ["BACKENDS", "EvalFn", "RayOptions", "Result", "Task", "WorkerPool", "check_timeout",
+           "default_devices", "evaluate_batch"]
 
 BACKENDS = ("process", "inline", "ray")
 
-EvalFn = Callable[[dict[str, Any], int, str], float]
-"""`fn(payload, seed, device) -> reward`; a top-level function for the process backend. A
-fused group's fn returns a list of rewards, one per trial of the group."""
-
 # How long close() lets idle workers exit on their own before killing them.
 _CLOSE_GRACE_S = 5.0
-# Error lines stay short enough for a progress bar and a store column; the traceback has the rest.
-_MAX_ERROR_CHARS = 500
-
-
-@dataclass(frozen=True)
-class Task:
-    """One evaluation: `fn(payload, seed, device)`. `id` is the caller's (a trial row id)."""
-
-    id: int
-    payload: dict[str, Any]
-    seed: int
-
-
-@dataclass(frozen=True)
-class Result:
-    """The outcome of one task."""
-
-    task_id: int
-    status: str
-    """"done" (reward is a finite float) or "failed" (error says why)."""
-    reward: float | None
-    error: str | None
-    """One line: exception type and message, "timed out after 30s", "worker ... died (...)"."""
-    traceback: str | None
-    """The full traceback text when fn raised, else None."""
-    worker: str
-    """Which worker ran it, e.g. "worker1@cuda:0 pid 4242"."""
-    duration: float
-    """Seconds from the start of the evaluation to its result (or to the failure)."""
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """How the "ray" backend connects and what each task asks the cluster for."""
-
-    address: str | None = "auto"
-    """Passed to `ray.init(address=...)`: "auto" joins the local node's cluster; None starts
-    a private one-machine Ray (handy to try the backend)."""
-    num_gpus: float = 0.0
-    """GPUs per task (0.5 runs two children per GPU); Ray sets CUDA_VISIBLE_DEVICES."""
-    num_cpus: float = 1.0
-    """CPUs per task."""
-    max_in_flight: int | None = None
-    """Tasks submitted at once; None: what the cluster's CPUs/GPUs can run concurrently.
-    The timeout counts from submission, so keep this <= what can really run at once."""
-    retries: int = 1
-    """Resubmissions of a task whose Ray worker or node died under it (a preempted node, a
-    killed process). Unlike a local worker's death, on a cluster that is usually the machine's
-    fault, not the trial's. An exception raised by the trial itself is never retried."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
-            raise AutoaugError(f"RayOptions.retries must be an integer >= 0, got {self.retries!r}")
-        for name, low in (("num_gpus", 0.0), ("num_cpus", 0.0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < math.inf:
-                raise AutoaugError(f"RayOptions.{name} must be a finite number >= {low:g}, got {value!r}")
 
 
 def check_timeout(timeout_s: float | None) -> None:
@@ -166,14 +100,12 @@ class WorkerPool:
         self.timeout_s = timeout_s
         self._closed = False
         self._workers: list[_Worker] = []
-        self._ray: Any = None
+        self._ray: RayPool | None = None
         if backend == "ray":
             if devices is not None:
-                raise ValueError(
-                    "the ray backend places tasks itself; set RayOptions.num_gpus, not devices"
-                )
+                raise ValueError("the ray backend places tasks itself; set RayOptions.num_gpus, not devices")
             self.devices: list[str] = []
-            self._start_ray(ray_options or RayOptions())
+            self._ray = RayPool(fn, ray_options or RayOptions(), timeout_s)
             return
         if devices is None:
             devices = ["cpu"] if backend == "inline" else default_devices()
@@ -189,10 +121,8 @@ class WorkerPool:
         try:
             self._fn_blob = pickle.dumps(fn)
         except Exception as err:
-            raise TypeError(
-                f"fn must be a top-level function that worker processes can import, got "
-                f"{fn!r} ({err})"
-            ) from None
+            raise TypeError(f"fn must be a top-level function that worker processes can import, got "
+                            f"{fn!r} ({err})") from None
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         # Workers share the machine's cores; without this each would start a thread per core
         # and n workers would oversubscribe the CPU n times over.
@@ -214,9 +144,9 @@ class WorkerPool:
         self,
         tasks: Sequence[Task],
         *,
-        on_start: Callable[[Task, str], None] | None = None,
-        on_result: Callable[[Result], None] | None = None,
-        on_retry: Callable[[Task, str], None] | None = None,
+        on_start: OnTask | None = None,
+        on_result: OnResult | None = None,
+        on_retry: OnTask | None = None,
     ) -> list[Result]:
         """Evaluate `tasks`; returns one Result per task, in the order of `tasks`.
 
@@ -251,7 +181,8 @@ class WorkerPool:
                 if self.backend == "process":
                     self._run_processes(tasks, started, deliver)
                 else:
-                    self._run_ray(tasks, started, deliver, on_retry)
+                    assert self._ray is not None
+                    self._ray.run(tasks, started, deliver, on_retry)
             except BaseException:
                 self._abort()
                 raise
@@ -277,18 +208,13 @@ class WorkerPool:
                 worker.process.join(max(0.0, deadline - time.monotonic()))
             _kill_all(self._workers)
             self._finalizer.cancel()
-        elif self.backend == "ray" and self._ray_owned:
-            self._ray.shutdown()
+        elif self._ray is not None:
+            self._ray.close()
 
     def __enter__(self) -> WorkerPool:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -296,19 +222,12 @@ class WorkerPool:
 
     # -- inline ----------------------------------------------------------------------------
 
-    def _run_inline(
-        self,
-        tasks: Sequence[Task],
-        started: Callable[[Task, str], None],
-        deliver: Callable[[Result], None],
-    ) -> None:
+    def _run_inline(self, tasks: Sequence[Task], started: OnTask, deliver: OnResult) -> None:
         device = self.devices[0]
         name = f"inline@{device} pid {os.getpid()}"
         for task in tasks:
             started(task, name)
-            (status, reward, error, tb, duration), _ = _evaluate(
-                self.fn, task.payload, task.seed, device
-            )
+            (status, reward, error, tb, duration), _ = evaluate(self.fn, task.payload, task.seed, device)
             # fn can't be interrupted in this process, so the timeout is applied after the fact:
             # the same trial is "failed" under every backend.
             if self.timeout_s is not None and duration > self.timeout_s:
@@ -333,12 +252,7 @@ class WorkerPool:
         child_conn.close()  # the child holds its end; closing ours makes its death an EOF here
         return _Worker(index=index, device=device, process=process, conn=parent_conn)
 
-    def _run_processes(
-        self,
-        tasks: Sequence[Task],
-        started: Callable[[Task, str], None],
-        deliver: Callable[[Result], None],
-    ) -> None:
+    def _run_processes(self, tasks: Sequence[Task], started: OnTask, deliver: OnResult) -> None:
         queue = deque(tasks)
         while queue or any(w.task is not None for w in self._workers):
             for worker in self._workers:
@@ -376,7 +290,7 @@ class WorkerPool:
                             worker, deliver, f"timed out after {self.timeout_s:g}s"
                         )
 
-    def _service(self, worker: _Worker, deliver: Callable[[Result], None]) -> _Worker:
+    def _service(self, worker: _Worker, deliver: OnResult) -> _Worker:
         """Read what `worker` sent; replace it if it died. Returns the worker now in its slot."""
         dead = False
         # Drain first: a result may sit in the pipe ahead of the worker's exit.
@@ -392,9 +306,7 @@ class WorkerPool:
             if kind == "ready":
                 worker.ready = True
             elif kind == "fatal":
-                raise RuntimeError(
-                    f"{worker.name} could not start: {message[1]}\n{message[2]}"
-                )
+                raise RuntimeError(f"{worker.name} could not start: {message[1]}\n{message[2]}")
             else:  # "result"
                 _, task_id, status, reward, error, tb, duration, spoilt = message
                 assert worker.task is not None and worker.task.id == task_id, (worker, task_id)
@@ -417,9 +329,7 @@ class WorkerPool:
             )
         return worker
 
-    def _replace(
-        self, worker: _Worker, deliver: Callable[[Result], None], error: str | None
-    ) -> _Worker:
+    def _replace(self, worker: _Worker, deliver: OnResult, error: str | None) -> _Worker:
         """Kill `worker`, fail its task (if any) with `error`, and start a fresh one in its slot."""
         _kill_all([worker])
         if worker.task is not None:
@@ -437,112 +347,8 @@ class WorkerPool:
         if self.backend == "process":
             _kill_all(self._workers)
             self._finalizer.cancel()
-        elif self.backend == "ray":
-            for ref in list(self._ray_in_flight):
-                try:
-                    self._ray.cancel(ref, force=True)
-                except Exception:
-                    pass  # best effort on the way out; the cluster outlives us anyway
-            if self._ray_owned:
-                self._ray.shutdown()
-
-    # -- ray ---------------------------------------------------------------------------------
-
-    def _start_ray(self, options: RayOptions) -> None:
-        try:
-            import ray  # optional dependency: autoaug[ray]
-        except ImportError:
-            raise AutoaugError(
-                "the ray backend needs `pip install autoaug[ray]` (ray is not installed)"
-            ) from None
-        self._ray = ray
-        self._ray_owned = not ray.is_initialized()
-        if self._ray_owned:
-            try:
-                ray.init(address=options.address)
-            except Exception as err:  # ConnectionError, ValueError for a bad address, ...
-                raise AutoaugError(
-                    f"cannot connect to the Ray cluster at {options.address!r}: {err}"
-                ) from None
-        # max_retries=0: Ray retries tasks whose worker died 3 times by default; a dead
-        # worker is a failed trial here, the same as with local processes.
-        self._ray_remote = ray.remote(
-            num_gpus=options.num_gpus, num_cpus=options.num_cpus, max_retries=0
-        )(_ray_evaluate)
-        self._ray_retries = options.retries
-        # Threads per child: what the task asked the cluster for (several children share a
-        # machine's cores; Ray itself leaves torch at one thread per core of the machine).
-        self._ray_threads = max(1, int(options.num_cpus))
-        self._ray_fn = ray.put(self.fn)
-        limit = options.max_in_flight
-        resources = ray.cluster_resources()
-        if options.num_gpus > 0 and not resources.get("GPU"):
-            raise AutoaugError(
-                f"RayOptions.num_gpus is {options.num_gpus} but the Ray cluster at "
-                f"{options.address!r} has no GPUs; use num_gpus=0 to run on CPUs"
-            )
-        if limit is None:
-            by_cpu = resources.get("CPU", 1.0) / max(options.num_cpus, 1e-9)
-            by_gpu = resources.get("GPU", 0.0) / options.num_gpus if options.num_gpus else by_cpu
-            limit = max(1, int(min(by_cpu, by_gpu)))
-        self._ray_limit = limit
-        self._ray_in_flight: dict[Any, tuple[Task, float]] = {}
-
-    def _run_ray(
-        self,
-        tasks: Sequence[Task],
-        started: Callable[[Task, str], None],
-        deliver: Callable[[Result], None],
-        on_retry: Callable[[Task, str], None] | None = None,
-    ) -> None:
-        ray = self._ray
-        queue = deque(tasks)
-        in_flight = self._ray_in_flight
-        attempts: dict[int, int] = {}  # task id -> submissions so far
-        while queue or in_flight:
-            while queue and len(in_flight) < self._ray_limit:
-                task = queue.popleft()
-                ref = self._ray_remote.remote(self._ray_fn, task.payload, task.seed, self._ray_threads)
-                in_flight[ref] = (task, time.monotonic())
-                if attempts.get(task.id, 0) == 0:
-                    started(task, "ray")
-                attempts[task.id] = attempts.get(task.id, 0) + 1
-            timeout = None
-            if self.timeout_s is not None:
-                first_deadline = min(t0 for _, t0 in in_flight.values()) + self.timeout_s
-                timeout = max(0.0, first_deadline - time.monotonic())
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=timeout)
-            for ref in done:
-                task, t0 = in_flight.pop(ref)
-                try:
-                    status, reward, error, tb, duration, worker = ray.get(ref)
-                except ray.exceptions.RayError as err:
-                    # The task never returned: its worker or node died, or Ray failed it.
-                    status, reward, tb, worker = "failed", None, None, "ray"
-                    error, duration = _one_line(err), time.monotonic() - t0
-                    if _lost_worker(ray, err) and attempts[task.id] <= self._ray_retries:
-                        if on_retry is not None:
-                            on_retry(task, f"attempt {attempts[task.id]}: {error}")
-                        queue.appendleft(task)  # the same payload and seed, so the same trial
-                        continue
-                deliver(Result(task.id, status, reward, error, tb, worker, duration))
-            if self.timeout_s is not None:
-                now = time.monotonic()
-                for ref, (task, t0) in list(in_flight.items()):
-                    if now - t0 >= self.timeout_s:
-                        ray.cancel(ref, force=True)  # force: kill the worker process running it
-                        del in_flight[ref]
-                        deliver(Result(task.id, "failed", None,
-                                       f"timed out after {self.timeout_s:g}s", None, "ray",
-                                       now - t0))
-
-
-def _lost_worker(ray: Any, err: BaseException) -> bool:
-    """Whether a Ray error means the process or machine under the task went away (worth a
-    retry), as opposed to the task failing by itself or being cancelled."""
-    lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-            ray.exceptions.LocalRayletDiedError)
-    return isinstance(err, lost)
+        elif self._ray is not None:
+            self._ray.abort()
 
 
 def evaluate_batch(
@@ -553,8 +359,8 @@ def evaluate_batch(
     devices: Sequence[str] | None = None,
     timeout_s: float | None = None,
     ray_options: RayOptions | None = None,
-    on_start: Callable[[Task, str], None] | None = None,
-    on_result: Callable[[Result], None] | None = None,
+    on_start: OnTask | None = None,
+    on_result: OnResult | None = None,
 ) -> list[Result]:
     """One-shot `WorkerPool(...).run(tasks)`; prefer a pool when there are several batches."""
     with WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s,
@@ -562,7 +368,7 @@ def evaluate_batch(
         return pool.run(tasks, on_start=on_start, on_result=on_result)
 
 
-# -- shared by every backend ---------------------------------------------------------------------
+# -- the local worker processes ------------------------------------------------------------------
 
 
 @dataclass
@@ -580,47 +386,6 @@ class _Worker:
     @property
     def name(self) -> str:
         return f"worker{self.index}@{self.device} pid {self.process.pid}"
-
-
-def _evaluate(
-    fn: EvalFn, payload: dict[str, Any], seed: int, device: str
-) -> tuple[tuple[str, float | None, str | None, str | None, float], bool]:
-    """Run fn once: ((status, reward, error, traceback, duration), whether the process is spoilt)."""
-    start = time.perf_counter()
-    try:
-        value = fn(payload, seed, device)
-        if isinstance(value, (list, tuple)):
-            # A fused group of trials (autoaug.search.trials.run_trials with fuse > 1): one
-            # reward per trial, each checked when the group is split into its trials.
-            reward = [float(v) for v in value]
-        else:
-            reward = float(value)
-            if not math.isfinite(reward):
-                # A NaN reward would poison the baseline and every later PPO update.
-                raise ValueError(f"fn returned {reward}, expected a finite number")
-    except Exception as err:
-        outcome = ("failed", None, _one_line(err), traceback.format_exc(),
-                   time.perf_counter() - start)
-        return outcome, _spoils_process(err)
-    return ("done", reward, None, None, time.perf_counter() - start), False
-
-
-def _spoils_process(err: BaseException) -> bool:
-    """A CUDA error (device-side assert, illegal address) is sticky: every later CUDA call in
-    the process fails too, so the worker must not take another task. Out-of-memory is not
-    sticky (the caching allocator recovers) and keeps the worker."""
-    if isinstance(err, torch.OutOfMemoryError):
-        return False
-    accelerator_error = getattr(torch, "AcceleratorError", None)  # torch >= 2.8
-    if accelerator_error is not None and isinstance(err, accelerator_error):
-        return True
-    return isinstance(err, RuntimeError) and "CUDA error" in str(err)
-
-
-def _one_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 3] + "..."
 
 
 def _describe_exit(exitcode: int | None) -> str:
@@ -644,9 +409,7 @@ def _check_device(device: str) -> str:
         count = torch.cuda.device_count()
         index = 0 if parsed.index is None else parsed.index
         if index >= count:
-            raise AutoaugError(
-                f"device {device!r} is not available: this machine has {count} CUDA device(s)"
-            )
+            raise AutoaugError(f"device {device!r} is not available: this machine has {count} CUDA device(s)")
         return f"cuda:{index}"
     return str(parsed)
 
@@ -672,7 +435,7 @@ def _worker_main(conn: Connection, fn_blob: bytes, device: str, num_threads: int
             torch.cuda.set_device(torch.device(device))
         fn = pickle.loads(fn_blob)
     except Exception as err:
-        conn.send(("fatal", _one_line(err), traceback.format_exc()))
+        conn.send(("fatal", one_line(err), traceback.format_exc()))
         return
     conn.send(("ready", os.getpid()))
     while True:
@@ -683,7 +446,7 @@ def _worker_main(conn: Connection, fn_blob: bytes, device: str, num_threads: int
         if message is None:
             return
         task_id, payload, seed = message
-        outcome, spoilt = _evaluate(fn, payload, seed, device)
+        outcome, spoilt = evaluate(fn, payload, seed, device)
         conn.send(("result", task_id, *outcome, spoilt))
         if spoilt:
             return  # the parent replaces us; it was told in the message, so it sends nothing more
@@ -705,18 +468,3 @@ def _exit_with_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="autoaug-parent-watch", daemon=True).start()
-
-
-def _ray_evaluate(
-    fn: EvalFn, payload: dict[str, Any], seed: int, num_threads: int = 1
-) -> tuple[str, float | None, str | None, str | None, float, str]:
-    """The Ray task: evaluate on the GPU Ray assigned (it sets CUDA_VISIBLE_DEVICES) or CPU,
-    with as many torch threads as CPUs the task asked for."""
-    import ray  # optional dependency: runs only inside a Ray worker
-
-    torch.set_num_threads(num_threads)
-
-    device = "cuda:0" if ray.get_gpu_ids() else "cpu"
-    worker = f"ray {socket.gethostname()} pid {os.getpid()} {device}"
-    outcome, _ = _evaluate(fn, payload, seed, device)
-    return (*outcome, worker)

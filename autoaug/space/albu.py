@@ -5,9 +5,7 @@ name the moment this module is imported (`import autoaug` does that): after it, 
 contains them loads with plain `A.load`. Each mirrors the torch kernel of the same name in
 `autoaug.space.ops` (AutoContrast, Equalize and Translate run that very kernel, from
 `autoaug.space.pil_kernels`, on the one image); `tests/space/test_parity.py` holds them together.
-
-Also here: `compose`, the one way an augmenter's transforms become a seeded `A.Compose`, and the
-helpers that walk a pipeline (`walk`, `set_image_pool`, `seed_pipeline`).
+Also here: `compose` and the helpers that walk a pipeline, and `load_pipeline`, which checks a file.
 """
 
 from __future__ import annotations
@@ -25,19 +23,10 @@ from albumentations.pytorch import ToTensorV2
 from autoaug.errors import AutoaugError, PolicyError
 from autoaug.space import pil_kernels
 
-# The name a file stores for each transform: the module path these classes had before the package
-# was split into layers (issue #9), so pipelines exported then still load.
-_SERIALISED_MODULE = "autoaug.albu"
-
-
-class _SerialisedName:
-    """Mixin: the name a file stores is `autoaug.albu.<class>`, wherever the class lives now."""
-
-
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13  # PIL's SMOOTH filter
 
 
-class Sharpness(_SerialisedName, A.ImageOnlyTransform):
+class Sharpness(A.ImageOnlyTransform):
     """Blend with PIL's smoothing filter: `factor` < 1 blurs, > 1 sharpens, 1 is the identity.
 
     albumentations' `Sharpen` only sharpens, so AutoAugment's Sharpness below 1.0 needs this.
@@ -70,7 +59,7 @@ def _run_kernel(kernel, img: np.ndarray, magnitude: float = 0.0) -> np.ndarray:
     return out[..., 0] if img.ndim == 2 else out
 
 
-class AutoContrast(_SerialisedName, A.ImageOnlyTransform):
+class AutoContrast(A.ImageOnlyTransform):
     """PIL's `ImageOps.autocontrast` per channel (255 counts towards the range, values truncate).
 
     albumentations' `AutoContrast` leaves 255 out of the range and rounds.
@@ -83,7 +72,7 @@ class AutoContrast(_SerialisedName, A.ImageOnlyTransform):
         return ()
 
 
-class Equalize(_SerialisedName, A.ImageOnlyTransform):
+class Equalize(A.ImageOnlyTransform):
     """PIL's `ImageOps.equalize` per channel. albumentations' `Equalize(mode="pil")` is not PIL's rule."""
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
@@ -93,7 +82,7 @@ class Equalize(_SerialisedName, A.ImageOnlyTransform):
         return ()
 
 
-class Translate(_SerialisedName, A.ImageOnlyTransform):
+class Translate(A.ImageOnlyTransform):
     """Move the image by `x` of its width and `y` of its height, rounded to whole pixels, grey fill.
 
     albumentations' `Affine(translate_percent=...)` truncates the shift to whole pixels.
@@ -115,7 +104,7 @@ class Translate(_SerialisedName, A.ImageOnlyTransform):
         return ("x", "y")
 
 
-class SamplePairing(_SerialisedName, A.ImageOnlyTransform):
+class SamplePairing(A.ImageOnlyTransform):
     """Blend with a random image of a pool: out = (1 - weight) * image + weight * other.
 
     The pool (an (N, H, W, C) uint8 array, usually the training set) is not serialised: after
@@ -151,7 +140,7 @@ class SamplePairing(_SerialisedName, A.ImageOnlyTransform):
         return ("weight",)
 
 
-class ClippedCutout(_SerialisedName, A.ImageOnlyTransform):
+class ClippedCutout(A.ImageOnlyTransform):
     """Fill one `size` x `size` square with `fill`, its centre uniform over every pixel of the
     image and the square clipped at the borders (DeVries & Taylor 2017, the AutoAugment reference
     code's `cutout_numpy`): the Cutout 16 of the training recipe, `autoaug.training.loop.cutout`

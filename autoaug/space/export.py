@@ -16,8 +16,11 @@ import albumentations as A
 import numpy as np
 import torch
 
+from autoaug.errors import PipelineError
 from autoaug.space.albu import ClippedCutout, SamplePairing, compose, load_pipeline, normalization, seed_pipeline, walk
 from autoaug.space.augment import Augmenter
+
+PIPELINES = ("policy", "train", "eval")
 
 
 def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
@@ -47,19 +50,32 @@ def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
     return note
 
 
-def save_albumentations(policy: Augmenter, path: str | Path) -> Path:
-    """Write the albumentations JSON of `policy` with `A.save`."""
+def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
+    """Write `pipeline` with `A.save` as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    A.save(to_albumentations(policy), str(path), data_format="json")
+    A.save(pipeline, str(path), data_format="json")
     return path
+
+
+def save_albumentations(policy: Augmenter, path: str | Path) -> Path:
+    """Write the albumentations JSON of `policy` with `A.save`."""
+    return save_pipeline(to_albumentations(policy), path)
+
+
+def pipeline_path(native_path: str | Path, kind: str) -> Path:
+    """`x.json` -> `x.albumentations.json` (policy), `x.train.albumentations.json`, `x.eval...`."""
+    if kind not in PIPELINES:
+        raise PipelineError(f"unknown pipeline {kind!r}; expected one of {', '.join(PIPELINES)}")
+    native_path = Path(native_path)
+    stem = native_path.name[:-5] if native_path.name.endswith(".json") else native_path.name
+    middle = "" if kind == "policy" else f".{kind}"
+    return native_path.with_name(f"{stem}{middle}.albumentations.json")
 
 
 def albumentations_path(native_path: str | Path) -> Path:
     """`policies/x.json` -> `policies/x.albumentations.json`."""
-    native_path = Path(native_path)
-    stem = native_path.name[:-5] if native_path.name.endswith(".json") else native_path.name
-    return native_path.with_name(stem + ".albumentations.json")
+    return pipeline_path(native_path, "policy")
 
 
 class AlbumentationsFile:

@@ -11,10 +11,8 @@ so what ships is what was measured. In the order of the torch path
 Normalising right after the policy and filling the pad and the Cutout square with 0.0 is what
 the torch path does (and the AutoAugment reference code, which pads and cuts out with zeros of
 the normalised image): the fill is the dataset's mean colour, exactly, not a rounded uint8 grey.
-`Pad` + `RandomCrop` draws each offset uniformly from 0..2*pad as `pad_crop_flip` does;
-Cutout is autoaug's own `ClippedCutout` (the square's centre may lie anywhere, as in the torch
-`cutout`; albumentations' `CoarseDropout` keeps the hole inside). `eval_pipeline` is `Normalize`
-+ `ToTensorV2`: what `autoaug train` does to val and test images.
+`Pad` + `RandomCrop` draws each offset uniformly from 0..2*pad as `pad_crop_flip` does, and
+Cutout is `ClippedCutout`, the torch `cutout` per image.
 """
 
 from __future__ import annotations
@@ -31,13 +29,12 @@ from albumentations.pytorch import ToTensorV2
 from autoaug.errors import PipelineError
 from autoaug.files import read_json
 from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
-from autoaug.space.export import to_albumentations
+from autoaug.space.export import PIPELINES, pipeline_path, save_pipeline, to_albumentations
 
 __all__ = ["PIPELINES", "PAD", "PipelineError", "normalization", "normalize", "train_pipeline",
            "eval_pipeline", "check_tensor_pipeline", "load_pipeline_file", "is_pipeline_document",
            "seed_worker", "save_pipeline", "pipeline_path"]
 
-PIPELINES = ("policy", "train", "eval")
 PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
 
 
@@ -136,25 +133,5 @@ def seed_worker(worker_id: int) -> None:
         if isinstance(pipeline, A.BaseCompose):
             seed_pipeline(pipeline, info.seed)
             return
-    raise PipelineError(
-        f"seed_worker: expected the dataset ({type(info.dataset).__name__}) to hold its "
-        "albumentations pipeline as .pipeline or .transform"
-    )
-
-
-def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
-    """Write `pipeline` with `A.save` as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    A.save(pipeline, str(path), data_format="json")
-    return path
-
-
-def pipeline_path(native_path: str | Path, kind: str) -> Path:
-    """`x.json` -> `x.albumentations.json` (policy), `x.train.albumentations.json`, `x.eval...`."""
-    if kind not in PIPELINES:
-        raise PipelineError(f"unknown pipeline {kind!r}; expected one of {', '.join(PIPELINES)}")
-    native_path = Path(native_path)
-    stem = native_path.name[:-5] if native_path.name.endswith(".json") else native_path.name
-    middle = "" if kind == "policy" else f".{kind}"
-    return native_path.with_name(f"{stem}{middle}.albumentations.json")
+    raise PipelineError(f"seed_worker: expected the dataset ({type(info.dataset).__name__}) to hold its "
+                        "albumentations pipeline as .pipeline or .transform")

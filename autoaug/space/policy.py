@@ -193,14 +193,9 @@ class Policy:
     # ---- JSON ------------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "kind": "policy",
-            "sub_policies": [[op.to_json() for op in sub] for sub in self.sub_policies],
-            "range_reading": self.range_reading,
-            "provenance": self.provenance,
-        }
+        return {"format": FORMAT, "version": VERSION, "kind": "policy",
+                "sub_policies": [[op.to_json() for op in sub] for sub in self.sub_policies],
+                "range_reading": self.range_reading, "provenance": self.provenance}
 
     @classmethod
     def from_json(cls, doc: Any, where: str = "policy") -> Policy:
@@ -214,9 +209,7 @@ class Policy:
             if not isinstance(sub_doc, list) or not sub_doc:
                 raise PolicyError(f"{at}: expected a non-empty list of operations, got {_short(sub_doc)}")
             subs.append(tuple(_operation_from_json(op_doc, f"{at}[{j}]") for j, op_doc in enumerate(sub_doc)))
-        provenance = doc.get("provenance", {})
-        if not isinstance(provenance, dict):
-            raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
+        provenance = read_provenance(doc, where)
         reading = doc.get("range_reading", "paper")  # files written before issue #8 have none
         if reading not in RANGE_READINGS:
             raise PolicyError(
@@ -259,6 +252,14 @@ def _short(value: Any) -> str:
     except (TypeError, ValueError, RecursionError):  # too deep, or an int too long to print
         text = f"a {type(value).__name__} too large to print"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def read_provenance(doc: dict[str, Any], where: str) -> dict[str, Any]:
+    """The "provenance" object of a native document ({} when it has none)."""
+    provenance = doc.get("provenance", {})
+    if not isinstance(provenance, dict):
+        raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
+    return provenance
 
 
 def _check_header(doc: Any, where: str, kind: str) -> None:

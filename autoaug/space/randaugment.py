@@ -42,22 +42,16 @@ augmentation")
   wider ranges ("TA (Wide)": shear 0.99, translate 32 px, rotate 135 deg, enhancement factors
   0.01..1.99); here the ranges are AutoAugment's, the same the search and RandAugment use.
 
-Adaptive M (this project's refinement; `adapt_magnitude` is the exact rule)
-- After each epoch, with validation accuracy `acc` and the best validation accuracy of the
-  earlier epochs `best`: if acc < best, M <- min(m_max, M + step * (best - acc) / best); else M
-  stays. After epoch 0 (no earlier epoch) M stays. M never decreases and never passes m_max
-  (default 30, the top bin). The intuition: a validation dip while training accuracy keeps
-  rising is read as over-fitting, which more augmentation counters.
+Adaptive M (this project's refinement; `adapt_magnitude` is the exact rule): M only rises, after
+an epoch whose validation accuracy falls below the best so far: a validation dip while training
+accuracy keeps rising is read as over-fitting, which more augmentation counters.
 
-albumentations exports
-- RandAugment is N `OneOf`s of the candidates at M in a row; TrivialAugment one `OneOf` over the
-  candidates, each a `OneOf` over its 10 bins. A signed op is a `OneOf` of +m and -m. The default
-  candidates include Sharpness, one of autoaug's own transforms: `import autoaug` before `A.load`.
-- Seed such a pipeline with one shared stream, `autoaug.space.albu.seed_pipeline(pipeline, s)` (what
-  `autoaug.training.loop` does in DataLoader workers), not with
-  `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then gives every nested
-  transform its own generator seeded with the same number, and RandAugment's N `OneOf`s all draw
-  the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
+albumentations exports: the default candidates include Sharpness, one of autoaug's own
+transforms (`import autoaug` before `A.load`). Seed such a pipeline with one shared stream,
+`autoaug.space.albu.seed_pipeline(pipeline, s)` (what `autoaug.training.loop` does in DataLoader
+workers), not with `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then
+gives every nested transform its own generator seeded with the same number, and RandAugment's N
+`OneOf`s all draw the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
 """
 
 from __future__ import annotations
@@ -75,7 +69,7 @@ from autoaug.files import save_json
 from autoaug.space.augment import apply_ops, signed_magnitudes
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import IDENTITY_OP, MAGNITUDE_BINS, OP_NAMES, TABLE, TABLE_NAMES, op_to_albumentations
-from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number
+from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number, read_provenance
 
 M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
 DEFAULT_M = 9.0  # torchvision's default and the paper's ResNet-50 value
@@ -140,10 +134,7 @@ class Draws:
 
 @dataclass(frozen=True)
 class RandAugment:
-    """N ops per image, drawn uniformly with replacement from `ops`, all at magnitude `m` (0..30).
-
-    Callable like a policy's batched execution: `(uint8 (B, C, H, W), generator) -> uint8`.
-    """
+    """N ops per image, drawn uniformly with replacement from `ops`, all at magnitude `m` (0..30)."""
 
     n: int = DEFAULT_N
     m: float = DEFAULT_M
@@ -285,9 +276,7 @@ def from_json(doc: Any, where: str = "policy") -> SearchFree:
     unknown = sorted(set(doc) - _KEYS[kind])
     if unknown:
         raise PolicyError(f"{where}: unknown keys {unknown}; expected {', '.join(sorted(_KEYS[kind]))}")
-    provenance = doc.get("provenance", {})
-    if not isinstance(provenance, dict):
-        raise PolicyError(f"{where}: provenance: expected an object, got {_short(provenance)}")
+    provenance = read_provenance(doc, where)
     ops = check_ops(doc["ops"], f"{where}: ops") if "ops" in doc else DEFAULT_OPS
     if kind == "trivialaugment":
         return TrivialAugment(ops, provenance)
@@ -337,11 +326,9 @@ def parse_spec(spec: str) -> SearchFree:
 
 
 def adapt_magnitude(m: float, acc: float, best: float | None, step: float, m_max: float = M_MAX) -> float:
-    """The adaptive-M rule after one epoch.
-
-    `acc` is this epoch's validation accuracy, `best` the best of the earlier epochs (None after
-    the first). If acc < best: M + step * (best - acc) / best, at most `m_max`; otherwise M.
-    """
+    """The adaptive-M rule after one epoch. `acc` is this epoch's validation accuracy, `best` the
+    best of the earlier epochs (None after the first). If acc < best: M + step * (best - acc) /
+    best, at most `m_max` (default 30, the top bin); otherwise M."""
     if best is None or acc >= best or best <= 0:
         return m
     return min(m_max, m + step * (best - acc) / best)
@@ -421,7 +408,6 @@ class AdaptiveRandAugment:
             },
         }
         return RandAugment(self.base.n, self.m, self.base.ops, {**self.base.provenance, **record, **provenance})
-
 
 
 def adaptive_for_training(source: Any, step: float, logger: Any | None = None) -> AdaptiveRandAugment:

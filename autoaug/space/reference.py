@@ -1,37 +1,22 @@
 """Pillow models of what an op means, to check our kernels against a library we did not write.
 
-Two things per op, for `tests/test_reference.py` and `experiments/reference_diff.py` (issue #8):
+Two things per op, for `tests/space/test_reference.py` and `experiments/reference_diff.py` (issue #8):
 
 - `pil_op(name, image, m)`: Pillow doing what our table says op `name` at physical magnitude
   `m` means (our conventions: affine about the centre, grey 128 fill, bilinear sampling, translate
   in whole pixels). Comparing it with the torch kernel tests the kernel.
 - `reference_op(name, image, level, sign, rng)`: what the AutoAugment reference code
   (`augmentation_transforms.py` of the AutoAugment release, Cubuk et al. 2018, which runs on PIL)
-  did at its level 0..9, rewritten here from its semantics:
-  * levels scale by level / 10: `float_parameter(level, maxval) = level * maxval / 10` and
-    `int_parameter(level, maxval) = int(level * maxval / 10)`, so level 9 gives 0.9 x maxval;
-  * ShearX/Y: shear factor float_parameter(level, 0.3) about the top-left corner,
-    `Image.transform(..., AFFINE, (1, s, 0, 0, 1, 0))`, nearest sampling (PIL's default);
-  * TranslateX/Y: int_parameter(level, 10) pixels (= level px), nearest, whole pixels;
-  * Rotate: int_parameter(level, 30) degrees (= 3 x level) about the centre, `Image.rotate`'s
-    default nearest sampling;
-  * a random sign for the five geometric ops (`random.random() > 0.5`);
-  * geometric ops and Cutout leave alpha 0 behind, which `pil_unwrap` turns into the normalised
-    zero, i.e. the dataset mean (CIFAR-10: 125.3, 123.0, 113.9 in 0..255; `REFERENCE_FILL`) -
-    unless a later op of the sub-policy converts to RGB and back (AutoContrast, Equalize, Invert,
-    Posterize, Solarize do): then the uncovered pixels are black (white after Invert) and count
-    in that op's histogram. Only single ops are modelled here;
-  * AutoContrast, Equalize, Invert: `ImageOps` with no arguments;
-  * Posterize: 4 - int_parameter(level, 4) bits (4, 4, 4, 3, 3, 2, 2, 2, 1, 1);
-  * Solarize: threshold 256 - int_parameter(level, 256) (256, 231, 205, ..., 52, 26: level 0
-    inverts nothing, a higher level inverts more);
-  * Color, Contrast, Brightness, Sharpness: `ImageEnhance` factor float_parameter(level, 1.8) + 0.1
-    (0.1 .. 1.72);
-  * Cutout: size int_parameter(level, 20) (= 2 x level px), centre uniform over the image, box
-    clipped to the image - but the loop that paints it reads `range(upper[0], lower[1])` for both
-    axes, so the hole actually painted is the square from (upper[0], upper[0]) to
-    (lower[1], lower[1]) on the diagonal: empty, the intended size, or up to the whole image;
-  * SamplePairing is not in the reference code's op list.
+  did at its level 0..9, rewritten here from its semantics (`reference_magnitude` gives each
+  op's value; levels scale by level / 10, so level 9 is 0.9 x maxval; geometric ops sample
+  nearest, PIL's default, and shear about the top-left corner).
+
+Geometric ops and Cutout leave alpha 0 behind, which the reference's `pil_unwrap` turns into the
+normalised zero, i.e. the dataset mean (`REFERENCE_FILL`), unless a later op of the sub-policy
+converts to RGB and back (AutoContrast, Equalize, Invert, Posterize, Solarize do): then the
+uncovered pixels are black (white after Invert) and count in that op's histogram. Only single
+ops are modelled here. The reference's Cutout paints a square on the diagonal, not the box it
+meant (`reference_cutout_box`); SamplePairing is not in its op list.
 
 Needs Pillow (the `dev` extra), which autoaug itself never imports.
 """

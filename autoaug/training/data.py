@@ -41,9 +41,7 @@ DATASET_SPECS = (
 SPLIT_NAMES = ("train", "val", "test")
 
 # Standard CIFAR-10 label order (batches.meta); the embedded pack uses it too.
-CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -79,25 +77,17 @@ class Splits:
         for split in SPLIT_NAMES:
             x, y = self.split(split)
             if x.dtype != np.uint8 or x.ndim != 4 or x.shape[3] != 3:
-                raise DataError(
-                    f"{self.name}: {split} images must be uint8 (N, H, W, 3), "
-                    f"got {x.dtype} {x.shape}"
-                )
+                raise DataError(f"{self.name}: {split} images must be uint8 (N, H, W, 3), "
+                                f"got {x.dtype} {x.shape}")
             if x.shape[1:] != shape:
-                raise DataError(
-                    f"{self.name}: {split} images are {_hw(x.shape[1:])} "
-                    f"but train images are {_hw(shape)}"
-                )
+                raise DataError(f"{self.name}: {split} images are {_hw(x.shape[1:])} "
+                                f"but train images are {_hw(shape)}")
             if y.dtype != np.int64 or y.shape != (len(x),):
-                raise DataError(
-                    f"{self.name}: {split} labels must be int64 of shape ({len(x)},), "
-                    f"got {y.dtype} {y.shape}"
-                )
+                raise DataError(f"{self.name}: {split} labels must be int64 of shape ({len(x)},), "
+                                f"got {y.dtype} {y.shape}")
             if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-                raise DataError(
-                    f"{self.name}: {split} labels must be in [0, {self.num_classes}), "
-                    f"got values from {y.min()} to {y.max()}"
-                )
+                raise DataError(f"{self.name}: {split} labels must be in [0, {self.num_classes}), "
+                                f"got values from {y.min()} to {y.max()}")
             if len(y) == 0:
                 raise DataError(f"{self.name}: the {split} split is empty")
 
@@ -288,11 +278,9 @@ def _carve(
         idx = rng.permutation(np.flatnonzero(y == c))
         n = len(idx)
         if n < parts + 1:
-            raise DataError(
-                f"{where}: class {class_names[c]!r} has {n} training image(s); carving "
-                f"{'val and test' if parts == 2 else 'a split'} out of train needs at least "
-                f"{parts + 1} per class"
-            )
+            raise DataError(f"{where}: class {class_names[c]!r} has {n} training image(s); carving "
+                            f"{'val and test' if parts == 2 else 'a split'} out of train needs at least "
+                            f"{parts + 1} per class")
         k = min(max(1, int(np.floor(fraction * n + 0.5))), (n - 1) // parts)
         for p in range(parts):
             taken[p].append(idx[p * k:(p + 1) * k])
@@ -311,20 +299,16 @@ def _finish(
 ) -> Splits:
     """Check labels, carve the missing splits out of train, resize, and build the Splits."""
     if num_classes < 2:
-        raise DataError(
-            f"{spec}: found only {num_classes} class ({', '.join(class_names) or 'none'}); "
-            "a classifier needs at least 2"
-        )
+        raise DataError(f"{spec}: found only {num_classes} class ({', '.join(class_names) or 'none'}); "
+                        "a classifier needs at least 2")
     train = arrays["train"]
     assert train is not None
     train_x, train_y = train
     present = np.bincount(train_y, minlength=num_classes) > 0
     if not present.all():
         missing = [class_names[c] for c in np.flatnonzero(~present)]
-        raise DataError(
-            f"{spec}: classes with no training images: {', '.join(map(repr, missing[:10]))}"
-            f"{' ...' if len(missing) > 10 else ''} (labels must cover 0..{num_classes - 1})"
-        )
+        raise DataError(f"{spec}: classes with no training images: {', '.join(map(repr, missing[:10]))}"
+                        f"{' ...' if len(missing) > 10 else ''} (labels must cover 0..{num_classes - 1})")
     missing_splits = [s for s in ("val", "test") if arrays[s] is None]
     if missing_splits:
         rest, *carved = _carve(
@@ -335,20 +319,16 @@ def _finish(
         arrays["train"] = (train_x[rest], train_y[rest])
     shapes = {s: a[0].shape[1:3] for s, a in arrays.items() if a is not None}
     if image_size is None and len(set(shapes.values())) > 1:
-        raise DataError(
-            f"{spec}: splits have different image sizes "
-            f"({', '.join(f'{s} {_hw(hw)}' for s, hw in shapes.items())}); "
-            "pass --image-size N to resize them all"
-        )
+        raise DataError(f"{spec}: splits have different image sizes "
+                        f"({', '.join(f'{s} {_hw(hw)}' for s, hw in shapes.items())}); "
+                        "pass --image-size N to resize them all")
     final = {}
     for split in SPLIT_NAMES:
         pair = arrays[split]
         assert pair is not None
         x, y = pair
         final[split] = (_resize_all(x, image_size, spec), y.astype(np.int64, copy=True))
-    return Splits(
-        name=spec, **_split_fields(final), num_classes=num_classes, class_names=class_names
-    )
+    return Splits(name=spec, **_split_fields(final), num_classes=num_classes, class_names=class_names)
 
 
 # --- embedded reduced CIFAR-10 ----------------------------------------------------------------
@@ -365,10 +345,8 @@ def _embedded_split(split: str) -> tuple[np.ndarray, np.ndarray]:
             offsets = pack[f"{split}_offsets"]
             y = pack[f"{split}_y"].astype(np.int64)
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-        raise DataError(
-            f"embedded dataset {EMBEDDED_NAME} is missing or damaged "
-            f"(autoaug/{_EMBEDDED_FILE}: {err}); reinstall autoaug"
-        ) from None
+        raise DataError(f"embedded dataset {EMBEDDED_NAME} is missing or damaged "
+                        f"(autoaug/{_EMBEDDED_FILE}: {err}); reinstall autoaug") from None
     x = np.empty((len(offsets) - 1, 32, 32, 3), np.uint8)
     for i in range(len(x)):
         bgr = cv2.imdecode(blob[offsets[i]:offsets[i + 1]], cv2.IMREAD_COLOR)
@@ -399,17 +377,13 @@ def _load_cifar(
 ) -> Splits:
     folder_name, train_files, test_file, meta_file, label_key, names_key = _CIFAR_LAYOUT[kind]
     if not path.is_dir():
-        raise DataError(
-            f"{spec}: no such directory {str(path)!r} "
-            f"(get it with `autoaug data download {kind} --dest DIR`)"
-        )
+        raise DataError(f"{spec}: no such directory {str(path)!r} "
+                        f"(get it with `autoaug data download {kind} --dest DIR`)")
     root = path if (path / test_file).is_file() else path / folder_name
     for name in (*train_files, test_file, meta_file):
         if not (root / name).is_file():
-            raise DataError(
-                f"{spec}: missing {name!r} in {str(root)!r}; expected the official "
-                f"{folder_name} folder or its parent"
-            )
+            raise DataError(f"{spec}: missing {name!r} in {str(root)!r}; expected the official "
+                            f"{folder_name} folder or its parent")
     meta = readers.read_cifar_pickle(root / meta_file, spec)
     class_names = tuple(
         n.decode("utf-8") if isinstance(n, bytes) else str(n)
@@ -430,27 +404,20 @@ def _load_cifar(
     )
 
 
-
 # --- folder of class sub-folders --------------------------------------------------------------
 
 
-def _load_folder(
-    spec: str, path: Path, image_size: int | None, seed: int, val_fraction: float
-) -> Splits:
+def _load_folder(spec: str, path: Path, image_size: int | None, seed: int, val_fraction: float) -> Splits:
     if not path.is_dir():
         raise DataError(f"{spec}: no such directory {str(path)!r}")
     split_dirs = {s: path / s for s in SPLIT_NAMES if (path / s).is_dir()}
     if split_dirs and "train" not in split_dirs:
-        raise DataError(
-            f"{spec}: found {', '.join(split_dirs)} but no train folder in {str(path)!r}"
-        )
+        raise DataError(f"{spec}: found {', '.join(split_dirs)} but no train folder in {str(path)!r}")
     train_root = split_dirs.get("train", path)
     class_names = tuple(sorted(d.name for d in _class_dirs(train_root)))
     if not class_names:
-        raise DataError(
-            f"{spec}: no class folders in {str(train_root)!r}; expected "
-            "DIR/<class>/*.png|jpg or DIR/train/<class>/*.png|jpg"
-        )
+        raise DataError(f"{spec}: no class folders in {str(train_root)!r}; expected "
+                        "DIR/<class>/*.png|jpg or DIR/train/<class>/*.png|jpg")
     label_of = {name: i for i, name in enumerate(class_names)}
     files: dict[str, tuple[list[Path], list[int]]] = {}
     for split in SPLIT_NAMES:
@@ -464,18 +431,14 @@ def _load_folder(
         labels: list[int] = []
         for class_dir in sorted(_class_dirs(root), key=lambda d: d.name):
             if class_dir.name not in label_of:
-                raise DataError(
-                    f"{spec}: {str(class_dir)!r} is not a class of the train folder "
-                    f"(classes: {', '.join(class_names)})"
-                )
+                raise DataError(f"{spec}: {str(class_dir)!r} is not a class of the train folder "
+                                f"(classes: {', '.join(class_names)})")
             images = sorted(
                 p for p in class_dir.iterdir()
                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
             )
             if not images:
-                raise DataError(
-                    f"{spec}: class folder {str(class_dir)!r} has no PNG or JPEG images"
-                )
+                raise DataError(f"{spec}: class folder {str(class_dir)!r} has no PNG or JPEG images")
             paths.extend(images)
             labels.extend([label_of[class_dir.name]] * len(images))
         files[split] = (paths, labels)
@@ -488,19 +451,15 @@ def _load_folder(
                 sizes.setdefault(img.shape[:2], p)
         if len(sizes) > 1:
             (hw_a, p_a), (hw_b, p_b) = list(sizes.items())[:2]
-            raise DataError(
-                f"{spec}: images have different sizes ({_hw(hw_a)} in {str(p_a)!r}, "
-                f"{_hw(hw_b)} in {str(p_b)!r}); pass --image-size N to resize them all"
-            )
+            raise DataError(f"{spec}: images have different sizes ({_hw(hw_a)} in {str(p_a)!r}, "
+                            f"{_hw(hw_b)} in {str(p_b)!r}); pass --image-size N to resize them all")
     arrays: dict[str, tuple[np.ndarray, np.ndarray] | None] = {s: None for s in SPLIT_NAMES}
     for split, images in decoded.items():
         if image_size is not None:
             images = [_resize(img, image_size) if img.shape[:2] != (image_size,) * 2 else img
                       for img in images]
         arrays[split] = (np.stack(images), np.asarray(files[split][1], np.int64))
-    return _finish(
-        spec, arrays, len(class_names), class_names, image_size, seed, val_fraction
-    )
+    return _finish(spec, arrays, len(class_names), class_names, image_size, seed, val_fraction)
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -508,15 +467,13 @@ def _class_dirs(root: Path) -> list[Path]:
     return [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
 
 
-
 # --- .npz arrays ------------------------------------------------------------------------------
 
-_NPZ_KEYS = ("x", "y", "x_val", "y_val", "x_test", "y_test", "class_names")
+_NPZ_SPLITS = {"train": ("x", "y"), "val": ("x_val", "y_val"), "test": ("x_test", "y_test")}  # split: arrays
+_NPZ_KEYS = (*(key for pair in _NPZ_SPLITS.values() for key in pair), "class_names")
 
 
-def _load_npz(
-    spec: str, path: Path, image_size: int | None, seed: int, val_fraction: float
-) -> Splits:
+def _load_npz(spec: str, path: Path, image_size: int | None, seed: int, val_fraction: float) -> Splits:
     if not path.is_file():
         raise DataError(f"{spec}: no such file {str(path)!r}")
     if zipfile.is_zipfile(path):
@@ -526,35 +483,24 @@ def _load_npz(
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{spec}: cannot read {str(path)!r} as .npz: {err}") from None
     if not isinstance(pack, np.lib.npyio.NpzFile):
-        raise DataError(
-            f"{spec}: {str(path)!r} holds one array; expected an .npz with arrays x and y"
-        )
+        raise DataError(f"{spec}: {str(path)!r} holds one array; expected an .npz with arrays x and y")
     with pack:
         keys = set(pack.files)
         unknown = sorted(keys - set(_NPZ_KEYS))
         if unknown:
-            raise DataError(
-                f"{spec}: unknown array(s) {', '.join(unknown)} in {str(path)!r}; "
-                f"valid: {', '.join(_NPZ_KEYS)}"
-            )
-        for xk, yk in (("x", "y"), ("x_val", "y_val"), ("x_test", "y_test")):
+            raise DataError(f"{spec}: unknown array(s) {', '.join(unknown)} in {str(path)!r}; "
+                            f"valid: {', '.join(_NPZ_KEYS)}")
+        for xk, yk in _NPZ_SPLITS.values():
             if (xk in keys) != (yk in keys) or (xk == "x" and xk not in keys):
-                raise DataError(
-                    f"{spec}: {str(path)!r} needs arrays {xk!r} and {yk!r} together "
-                    f"(has: {', '.join(sorted(keys)) or 'none'})"
-                )
-        arrays: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
-        for split, xk, yk in (("train", "x", "y"), ("val", "x_val", "y_val"),
-                              ("test", "x_test", "y_test")):
-            if xk in keys:
-                arrays[split] = (readers.npz_array(pack, xk, spec), readers.npz_array(pack, yk, spec))
-            else:
-                arrays[split] = None
+                raise DataError(f"{spec}: {str(path)!r} needs arrays {xk!r} and {yk!r} together "
+                                f"(has: {', '.join(sorted(keys)) or 'none'})")
+        arrays = {split: (readers.npz_array(pack, xk, spec), readers.npz_array(pack, yk, spec)) if xk in keys
+                  else None for split, (xk, yk) in _NPZ_SPLITS.items()}
         names = readers.npz_array(pack, "class_names", spec) if "class_names" in keys else None
 
     checked: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
     for split, pair in arrays.items():
-        xk, yk = ("x", "y") if split == "train" else (f"x_{split}", f"y_{split}")
+        xk, yk = _NPZ_SPLITS[split]
         if pair is None:
             checked[split] = None
             continue
@@ -562,13 +508,10 @@ def _load_npz(
         if x.dtype != np.uint8:
             raise DataError(f"{spec}: array {xk!r} must be uint8, got {x.dtype}")
         if x.ndim != 4 or x.shape[3] not in (1, 3, 4):
-            raise DataError(
-                f"{spec}: array {xk!r} must be (N, H, W, C) with C 1, 3 or 4, got shape {x.shape}"
-            )
+            raise DataError(f"{spec}: array {xk!r} must be (N, H, W, C) with C 1, 3 or 4, "
+                            f"got shape {x.shape}")
         if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1:
-            raise DataError(
-                f"{spec}: array {yk!r} must be 1-D integer labels, got {y.dtype} {y.shape}"
-            )
+            raise DataError(f"{spec}: array {yk!r} must be 1-D integer labels, got {y.dtype} {y.shape}")
         if len(x) != len(y):
             raise DataError(f"{spec}: {xk!r} has {len(x)} images but {yk!r} has {len(y)} labels")
         if len(y) == 0:
@@ -579,38 +522,28 @@ def _load_npz(
         # reaches the number of training images; checked before the int64 cast (a uint64
         # 2**64-1 would wrap to -1) and before anything is sized by the largest label.
         if int(y.max()) >= len(arrays["train"][1]):
-            raise DataError(
-                f"{spec}: array {yk!r} has label {int(y.max())}, but labels must number the "
-                f"classes 0..K-1 and there are only {len(arrays['train'][1])} training images"
-            )
+            raise DataError(f"{spec}: array {yk!r} has label {int(y.max())}, but labels must number the "
+                            f"classes 0..K-1 and there are only {len(arrays['train'][1])} training images")
         checked[split] = (_to_rgb(x, f"{spec}: array {xk!r}"), y.astype(np.int64))
 
     hw = checked["train"][0].shape[1:3]  # type: ignore[index]
     for split, pair in checked.items():
         if image_size is None and pair is not None and pair[0].shape[1:3] != hw:
-            raise DataError(
-                f"{spec}: array 'x_{split}' has {_hw(pair[0].shape[1:3])} images but 'x' has "
-                f"{_hw(hw)}; pass --image-size N to resize them all"
-            )
+            raise DataError(f"{spec}: array 'x_{split}' has {_hw(pair[0].shape[1:3])} images but 'x' has "
+                            f"{_hw(hw)}; pass --image-size N to resize them all")
     max_label = max(int(p[1].max()) for p in checked.values() if p is not None)
     if names is None:
         num_classes = max_label + 1
         class_names = tuple(str(c) for c in range(num_classes))
     else:
         if names.ndim != 1 or names.dtype.kind not in "US":
-            raise DataError(
-                f"{spec}: array 'class_names' must be 1-D strings, got {names.dtype} {names.shape}"
-            )
+            raise DataError(f"{spec}: array 'class_names' must be 1-D strings, "
+                            f"got {names.dtype} {names.shape}")
         class_names = tuple(str(n) for n in names.tolist())
         num_classes = len(class_names)
         for split, pair in checked.items():
             if pair is not None and pair[1].max() >= num_classes:
-                yk = "y" if split == "train" else f"y_{split}"
-                raise DataError(
-                    f"{spec}: array {yk!r} has label {pair[1].max()} but 'class_names' lists "
-                    f"only {num_classes} classes (labels must be in [0, {num_classes}))"
-                )
+                raise DataError(f"{spec}: array {_NPZ_SPLITS[split][1]!r} has label {pair[1].max()} but "
+                                f"'class_names' lists only {num_classes} classes (labels must be in "
+                                f"[0, {num_classes}))")
     return _finish(spec, checked, num_classes, class_names, image_size, seed, val_fraction)
-
-
-

@@ -44,9 +44,7 @@ ARCHIVES = {
 }
 
 
-def download(
-    name: str, dest: str | Path, *, url: str | None = None, timeout: float = 30.0
-) -> Path:
+def download(name: str, dest: str | Path, *, url: str | None = None, timeout: float = 30.0) -> Path:
     """Fetch the official CIFAR-10/100 python archive into dest, check its MD5, extract it.
 
     Returns the extracted folder (use it as `cifar10:<that>`). An archive already in dest (placed
@@ -68,10 +66,8 @@ def download(
     if target.is_file():
         md5 = _md5_of(target)
         if md5 != archive.md5:
-            raise DataError(
-                f"{str(target)!r} has MD5 {md5}, expected {archive.md5} (incomplete or not the "
-                "official archive); delete it and run again"
-            )
+            raise DataError(f"{str(target)!r} has MD5 {md5}, expected {archive.md5} (incomplete or not the "
+                            "official archive); delete it and run again")
     else:
         _fetch(url or archive.url, target, archive, timeout)
     return _extract(target, dest, archive)
@@ -104,17 +100,13 @@ def _fetch(url: str, target: Path, archive: _Archive, timeout: float) -> None:
     except (OSError, urllib.error.URLError, http.client.HTTPException, ValueError) as err:
         partial.unlink(missing_ok=True)
         reason = " ".join(str(getattr(err, "reason", None) or err).split())  # keep one line
-        raise DataError(
-            f"could not download {url} ({reason}); this needs internet access, or download the "
-            f"archive by hand and place it at {str(target)!r}, then run again"
-        ) from None
+        raise DataError(f"could not download {url} ({reason}); this needs internet access, or download the "
+                        f"archive by hand and place it at {str(target)!r}, then run again") from None
     md5 = digest.hexdigest()
     if md5 != archive.md5:
         partial.unlink(missing_ok=True)
-        raise DataError(
-            f"downloaded {url} has MD5 {md5}, expected {archive.md5}; the file was deleted, "
-            "try again (or use the official URL)"
-        )
+        raise DataError(f"downloaded {url} has MD5 {md5}, expected {archive.md5}; the file was deleted, "
+                        "try again (or use the official URL)")
     partial.replace(target)
 
 

@@ -1,14 +1,10 @@
 """Top-k ensembles of trained models, and the per-model output files they are built from (issue #5).
 
-This module owns the `outputs` files a trained model leaves behind (its validation accuracy, its
-test accuracy and its softmax on the test split, no weights needed) and the top-k ensemble
-(`autoaug ensemble` is `autoaug.cli.ensemble`), which averages the softmax of the K models with
-the best validation accuracy and reports the test accuracy of the average next to the best single
-model.
-
-The members are picked by validation accuracy only; the test split is only measured. Augmentation
-is a training matter: the saved softmax comes from the un-augmented test images, so an ensemble
-needs no record of which ops any member drew.
+An ensemble needs no weights: a trained model leaves its validation accuracy, its test accuracy
+and its softmax on the test split behind (`autoaug ensemble` is `autoaug.cli.ensemble`). The
+members are picked by validation accuracy only; the test split is only measured. The saved
+softmax comes from the un-augmented test images, so an ensemble needs no record of which ops any
+member drew.
 
 Files of one model, in one directory (written by the RandAugment grid for every child, and by
 anything else that calls `save_outputs`):

@@ -1,20 +1,11 @@
 """Training: the one loop behind child models (the search's reward) and final training with a
 policy (`autoaug train`).
 
-This module owns the training core and what sits directly on it:
-
-- `TrainConfig` (frozen) and `TrainConfig.for_model` (a network's default recipe + overrides).
-- `prepare`: a dataset's splits copied to the device once, as uint8 (N, C, H, W).
-- `train_model`: the loop, shaped like airbench94: the data stay on the device, every batch is
-  augmented by batched tensor ops with per-image randomness from one `torch.Generator`, no
-  DataLoader in the hot path. bf16 autocast and channels_last on CUDA, plain fp32 on CPU.
-- `train_child`: train one child, return its validation accuracy (what the search calls).
-- `evaluate`, `predict_proba`: accuracy and softmax outputs.
-- `AlbumentationsAugment`: the exported-pipeline path: the whole training pipeline
-  (`autoaug.space.pipeline.train_pipeline`, policy to `ToTensorV2`) per image in DataLoader
-  worker processes, the way a user trains with an exported pipeline (`albumentations_file`).
-
-The `autoaug train` sub-command is `autoaug.cli.train`.
+`train_model` is shaped like airbench94: the data go to the device once (`prepare`), every batch
+is augmented by batched tensor ops with per-image randomness from explicit generators, no
+DataLoader in the hot path; bf16 autocast and channels_last on CUDA, plain fp32 on CPU. The other
+path, `AlbumentationsAugment`, runs a whole exported training pipeline per image in DataLoader
+workers, the way a user trains with an exported pipeline. `autoaug train` is `autoaug.cli.train`.
 
 Per batch, in the order of the AutoAugment reference code (its CIFAR input pipeline applies the
 policy, then zero-pad-4-and-crop, then a random horizontal flip, then Cutout 16):
@@ -122,9 +113,7 @@ class TrainConfig:
         if self.lr == 0:
             raise ConfigError("lr must be > 0, got 0")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(
-                f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}"
-            )
+            raise ConfigError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
         if not isinstance(self.standard, bool):
             raise ConfigError(f"standard must be true or false, got {self.standard!r}")
         resolve_device(self.device, check_available=False)
@@ -136,10 +125,8 @@ class TrainConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
-            raise ConfigError(
-                f"unknown TrainConfig field(s) {', '.join(unknown)}; "
-                f"expected any of {', '.join(sorted(fields))}"
-            )
+            raise ConfigError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
+                              f"expected any of {', '.join(sorted(fields))}")
         return cls(**{**model_spec(model).recipe, **overrides, "model": model})
 
 
@@ -189,9 +176,7 @@ def prepare(splits: Splits, device: str | torch.device = "auto") -> DeviceData:
         tensors[f"{split}_x"] = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous()
         tensors[f"{split}_y"] = torch.from_numpy(getattr(splits, f"{split}_y")).to(dev)
     mean, std = pixel_stats(tensors["train_x"])
-    return DeviceData(
-        name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors
-    )
+    return DeviceData(name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors)
 
 
 def pixel_stats(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,9 +296,7 @@ class AlbumentationsDataset(torch.utils.data.Dataset):
         out = self.pipeline(image=image)["image"]  # (C, H, W) float32
         if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.ndim != 3:
             got = f"{out.dtype} {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
-            raise PipelineError(
-                f"the albumentations pipeline must give float32 (C, H, W) tensors, got {got}"
-            )
+            raise PipelineError(f"the albumentations pipeline must give float32 (C, H, W) tensors, got {got}")
         return out, int(self.labels[index])
 
 

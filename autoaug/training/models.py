@@ -4,10 +4,9 @@ AutoAugment paper's Wide-ResNets for final training.
 This module owns architectures, their weight initialisation and each network's default training
 recipe (one row per network in `MODELS`); the loop that trains them lives in `autoaug.training.loop`.
 
-- `tiny`, `small`: airbench94-shaped CNNs (Jordan 2024): a stem convolution, three blocks of
-  conv -> max-pool -> BatchNorm -> GELU -> conv -> BatchNorm -> GELU, a global max pool and a
-  linear head. `tiny` is sized so one child trains on the 4,000-image reduced CIFAR-10 in about
-  12 s on 2 CPU cores (experiments/results/bench_child.md); `small` is sized for a GPU search.
+- `tiny`, `small`: airbench94-shaped CNNs (Jordan 2024, `FastCNN`). `tiny` is sized so one child
+  trains on the 4,000-image reduced CIFAR-10 in about 12 s on 2 CPU cores
+  (experiments/results/bench_child.md); `small` is sized for a GPU search.
 - `wrn-40-2`, `wrn-28-10`: Wide-ResNets (Zagoruyko & Komodakis 2016) with pre-activation basic
   blocks, the child model and the final model of the AutoAugment paper (Cubuk et al. 2018).
 
@@ -69,14 +68,9 @@ class FastCNN(nn.Module):
             nn.BatchNorm2d(stem_width),
             nn.GELU(),
         )
-        blocks = []
-        in_channels = stem_width
-        for width in widths:
-            blocks.append(ConvBlock(in_channels, width))
-            in_channels = width
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*(ConvBlock(a, b) for a, b in zip((stem_width, *widths), widths)))
         self.pool = nn.AdaptiveMaxPool2d(1)
-        self.head = nn.Linear(in_channels, num_classes, bias=False)
+        self.head = nn.Linear(widths[-1], num_classes, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)  # (B, stem_width, H/s, W/s)
@@ -162,9 +156,7 @@ class ModelSpec:
 # CNN it has to match; the Wide-ResNets follow the AutoAugment paper (SGD Nesterov, lr 0.1,
 # weight decay 5e-4, batch 128, cosine decay; 120 epochs for the WRN-40-2 child, 200 for
 # WRN-28-10) without label smoothing.
-_WRN_RECIPE = dict(
-    batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.0, schedule="cosine"
-)
+_WRN_RECIPE = dict(batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.0, schedule="cosine")
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {
         spec.name: spec
@@ -231,9 +223,7 @@ def init_weights(model: nn.Module, generator: torch.Generator) -> nn.Module:
     return model
 
 
-def build_model(
-    name: str, num_classes: int, *, generator: torch.Generator | None = None
-) -> nn.Module:
+def build_model(name: str, num_classes: int, *, generator: torch.Generator | None = None) -> nn.Module:
     """A freshly initialised network `name` (one of MODEL_NAMES) with `num_classes` outputs.
 
     Weights come from `generator` (a CPU generator; seed 0 when None), so the same generator
@@ -270,7 +260,5 @@ def check_image_size(model: nn.Module, name: str, height: int, width: int, where
         return
     smallest = next((s for s in range(1, 257) if takes_size(model, s, s)), None)
     at_least = f"at least {smallest}x{smallest}" if smallest else "larger ones"
-    raise DataError(
-        f"{where}: images of {height}x{width} are too small for model {name}, which takes "
-        f"{at_least}; resize them (autoaug train --image-size N) or choose another model"
-    )
+    raise DataError(f"{where}: images of {height}x{width} are too small for model {name}, which takes "
+                    f"{at_least}; resize them (autoaug train --image-size N) or choose another model")

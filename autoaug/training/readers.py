@@ -23,19 +23,13 @@ def read_cifar_batch(
     data = np.asarray(cifar_key(batch, "data", path, spec))
     labels = np.asarray(cifar_key(batch, label_key, path, spec))
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DataError(
-            f"{spec}: {str(path)!r} data must be uint8 (N, 3072), got {data.dtype} {data.shape}"
-        )
+        raise DataError(f"{spec}: {str(path)!r} data must be uint8 (N, 3072), got {data.dtype} {data.shape}")
     if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(
-            f"{spec}: {str(path)!r} needs {len(data)} integer labels, "
-            f"got {labels.dtype} {labels.shape}"
-        )
+        raise DataError(f"{spec}: {str(path)!r} needs {len(data)} integer labels, "
+                        f"got {labels.dtype} {labels.shape}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(
-            f"{spec}: {str(path)!r} labels must be in [0, {num_classes}), "
-            f"got {labels.min()}..{labels.max()}"
-        )
+        raise DataError(f"{spec}: {str(path)!r} labels must be in [0, {num_classes}), "
+                        f"got {labels.min()}..{labels.max()}")
     # Each row is the red plane, then green, then blue, each 32x32 row-major: (N, C, H, W).
     x = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x), labels.astype(np.int64)
@@ -53,9 +47,7 @@ def read_cifar_pickle(path: Path, spec: str) -> dict:
         text = " ".join(str(err).split())[:120] or type(err).__name__
         raise DataError(f"{spec}: cannot read {str(path)!r} as a CIFAR pickle: {text}") from None
     if not isinstance(obj, dict):
-        raise DataError(
-            f"{spec}: {str(path)!r} holds a {type(obj).__name__}, expected a CIFAR batch dict"
-        )
+        raise DataError(f"{spec}: {str(path)!r} holds a {type(obj).__name__}, expected a CIFAR batch dict")
     return obj
 
 
@@ -88,10 +80,8 @@ def check_npz_members(spec: str, path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 if not info.filename.endswith(".npy"):
-                    raise DataError(
-                        f"{spec}: {str(path)!r} holds {info.filename!r}, which is not a .npy "
-                        "array; an .npz holds only arrays (x, y, ...)"
-                    )
+                    raise DataError(f"{spec}: {str(path)!r} holds {info.filename!r}, which is not a .npy "
+                                    "array; an .npz holds only arrays (x, y, ...)")
                 key = info.filename[:-4]
                 with archive.open(info) as member:
                     try:
@@ -101,20 +91,16 @@ def check_npz_members(spec: str, path: Path) -> None:
                         shape, _, dtype = read_header(member)
                     except Exception as err:  # noqa: BLE001 - numpy parses the header with
                         # ast/tokenize: ValueError, SyntaxError, TokenError, ... for a damaged one
-                        raise DataError(
-                            f"{spec}: array {key!r} in {str(path)!r} has a damaged .npy header "
-                            f"({type(err).__name__})"
-                        ) from None
+                        raise DataError(f"{spec}: array {key!r} in {str(path)!r} has a damaged .npy header "
+                                        f"({type(err).__name__})") from None
                     header_bytes = member.tell()
                 if dtype.hasobject:
                     continue  # refused with its own message when read (no pickles)
                 claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if claimed > info.file_size - header_bytes:
-                    raise DataError(
-                        f"{spec}: array {key!r} in {str(path)!r} claims shape {shape} "
-                        f"({claimed:,} bytes) but holds {info.file_size - header_bytes:,} bytes; "
-                        "the file is damaged or cut short"
-                    )
+                    raise DataError(f"{spec}: array {key!r} in {str(path)!r} claims shape {shape} "
+                                    f"({claimed:,} bytes) but holds {info.file_size - header_bytes:,} bytes; "
+                                    "the file is damaged or cut short")
     except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
         raise DataError(f"{spec}: cannot read {str(path)!r} as .npz: {err}") from None
 
@@ -128,9 +114,7 @@ def npz_array(pack: np.lib.npyio.NpzFile, key: str, spec: str) -> np.ndarray:
     except ValueError:
         # np.savez turns a list of differently shaped images into an object array, which only
         # loads with pickling, and we never unpickle a data file.
-        raise DataError(
-            f"{spec}: array {key!r} holds Python objects (images of mixed shapes?); expected one "
-            "numeric array, e.g. x uint8 (N, H, W, C)"
-        ) from None
+        raise DataError(f"{spec}: array {key!r} holds Python objects (images of mixed shapes?); expected one "
+                        "numeric array, e.g. x uint8 (N, H, W, C)") from None
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{spec}: cannot read array {key!r}: {err}") from None

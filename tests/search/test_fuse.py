@@ -15,7 +15,8 @@ import pytest
 from autoaug.errors import ConfigError
 from autoaug.search.config import SearchConfig, load_config
 from autoaug.search.grid import GridSpec, run_grid
-from autoaug.search.search import fuse_of, run_search
+from autoaug.search.rewards import fuse_of
+from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
 from autoaug.search.trials import FUSED, DEFAULT_FUSE, add_batch, make_pool, run_trials
 from autoaug.training.loop import TrainConfig

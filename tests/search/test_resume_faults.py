@@ -23,7 +23,8 @@ from autoaug.search.config import CONFIG_FILENAME, load_config
 from autoaug.training.data import load_splits
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.search.rundir import CHECKPOINT_FILENAME
-from autoaug.search.search import export_policy, run_search
+from autoaug.search.export import export_policy
+from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -27,13 +27,8 @@ from autoaug.errors import AutoaugError, ConfigError
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.policy import SEARCH_NVEC, Policy
 from autoaug.space.specs import load_policy
-from autoaug.search.search import (
-    POLICY_FILENAME,
-    Sampler,
-    export_policy,
-    run_search,
-    trial_seed,
-)
+from autoaug.search.export import POLICY_FILENAME, export_policy
+from autoaug.search.search import Sampler, run_search, trial_seed
 from autoaug.search.trials import balanced_head
 from autoaug.search.rundir import CHECKPOINT_FILENAME, load_checkpoint
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore

@@ -20,14 +20,9 @@ import torch
 from autoaug import cli
 from autoaug.errors import ConfigError
 from autoaug.search.config import load_config
-from autoaug.search.search import (
-    REFERENCE_KEY,
-    Sampler,
-    batch_seed,
-    export_policy,
-    reevaluation_seed,
-    run_search,
-)
+from autoaug.search.export import export_policy, reevaluation_seed
+from autoaug.search.rewards import REFERENCE_KEY
+from autoaug.search.search import Sampler, batch_seed, run_search
 from autoaug.search.rundir import CHECKPOINT_FILENAME
 from autoaug.search.store import STORE_FILENAME, TrialStore
 

@@ -1,0 +1,262 @@
+"""The search's result: its best policies, optionally re-trained on fresh seeds first, written
+as policy.json + policy.albumentations.json (+ a whole train / eval pipeline). `autoaug search`
+ends here, and `autoaug export` starts here on a finished or stopped run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from autoaug.errors import AutoaugError
+from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config, to_dict
+from autoaug.search.rewards import REFERENCE_KEY, LazyPool, evaluate_trials, rank_by, reference_spec
+from autoaug.search.rundir import RunLock
+from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
+from autoaug.search.trials import ChildTask, derive_seed
+from autoaug.space.export import albumentations_path, save_albumentations
+from autoaug.space.pipeline import pipeline_path, save_pipeline
+from autoaug.space.policy import Policy, provenance
+from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
+from autoaug.training.loop import export_pipeline
+
+POLICY_FILENAME = "policy.json"
+
+
+def reevaluation_seed(seed: int, index: int) -> int:
+    """Fresh seed `index` of the re-evaluation before export; no search trial uses it."""
+    return derive_seed(seed, "reevaluation", index)
+
+
+@dataclass(frozen=True)
+class Reevaluation:
+    """One candidate of the re-evaluation before export: a search trial and its rewards
+    (paired when the search's are) on the fresh seeds where its child and reference succeeded."""
+
+    trial: Trial
+    values: list[float]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else 0.0
+
+
+@dataclass(frozen=True)
+class Export:
+    """What `export_policy` wrote."""
+
+    policy: Policy
+    trials: list[Trial]
+    policy_path: Path
+    albumentations_path: Path
+    reevaluation: list[Reevaluation] | None = None
+    """Every re-evaluated candidate, best mean first; None without re-evaluation."""
+    pipeline_path: Path | None = None
+    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline: Any = None
+    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
+
+
+def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
+    """The `k` best search policies by `by`, one trial per policy (a policy sampled twice
+    competes once, with its best trial)."""
+    seen: set[str] = set()
+    out: list[Trial] = []
+    for trial in store.best(len(store.rows(phase="search")), by=by):
+        if trial.key not in seen:
+            seen.add(trial.key)
+            out.append(trial)
+        if len(out) == k:
+            break
+    return out
+
+
+def reevaluate(
+    store: TrialStore,
+    config: SearchConfig,
+    pool: LazyPool,
+    top: int,
+    seeds: int,
+    progress: bool = True,
+) -> list[Reevaluation]:
+    """Re-train the `top` best policies of the search on `seeds` fresh seeds (one shared seed
+    per round of candidates, plus a reference child per seed when rewards are paired) and
+    return them, best mean first (ties: the better search rank).
+
+    Resumable like the search: every child is a trial of the store's "reeval" phase, keyed by
+    (policy, seed); a rerun adds only the (policy, seed) pairs it does not hold (a grown search
+    may have new candidates) and evaluates only unfinished trials.
+    """
+    by = rank_by(config)
+    candidates = distinct_best(store, top, by)
+    fresh = [reevaluation_seed(config.seed, j) for j in range(seeds)]
+    held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
+    next_round = max(store.rounds("reeval"), default=-1) + 1
+    for seed in fresh:
+        specs = [TrialSpec(key=c.key, payload=c.payload, seed=seed, tokens=c.tokens)
+                 for c in candidates if (c.key, seed) not in held]
+        if specs and config.reward.paired and (REFERENCE_KEY, seed) not in held:
+            specs.append(reference_spec(seed))
+        if specs:
+            store.add_pending(next_round, specs, phase="reeval")
+            next_round += 1
+    wanted = {(c.key, s) for c in candidates for s in fresh} | {(REFERENCE_KEY, s) for s in fresh}
+    trials = [t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted]
+    todo = sum(t.status in UNFINISHED for t in trials)
+    bar = tqdm(total=len(trials), initial=len(trials) - todo, unit="child",
+               desc=f"re-evaluate top {len(candidates)} x {seeds} seeds",
+               disable=not progress or not todo, dynamic_ncols=True, file=sys.stderr)
+    try:
+        evaluate_trials(store, pool, trials, lambda trial, result: bar.update(1))
+    finally:
+        bar.close()
+    done = {(t.key, t.seed): getattr(t, by) for t in store.rows(phase="reeval", role="policy", status="done")}
+    scored = [Reevaluation(c, [done[(c.key, s)] for s in fresh if done.get((c.key, s)) is not None])
+              for c in candidates]
+    # sorted() is stable: equal means keep the search's order.
+    return sorted(scored, key=lambda r: -r.mean if r.values else math.inf)
+
+
+def export_policy(
+    run_dir: str | Path,
+    top: int = 5,
+    out: str | Path | None = None,
+    pipeline: str = "policy",
+    dataset: str | None = None,
+    *,
+    reevaluate_top: int | None = 0,
+    reevaluate_seeds: int | None = None,
+    progress: bool = True,
+) -> Export:
+    """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
+
+    Best by the search's reward (the paired one when the search paired its rewards), ties to
+    the earlier trial; or, with `reevaluate_top` > 0, the `top` best by their mean reward when
+    the search's best `reevaluate_top` are re-trained on `reevaluate_seeds` fresh seeds (None:
+    the run's `[export]` settings). Re-evaluation trains children through the run's workers and
+    store, so it takes the run directory's lock, and a killed export resumes. Writes native
+    JSON to `out` (default RUN_DIR/policy.json) with provenance, and the albumentations JSON
+    next to it.
+    """
+    run_dir = Path(run_dir)
+    store_path = run_dir / STORE_FILENAME
+    if not store_path.is_file():
+        what = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
+        raise AutoaugError(
+            f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
+        )
+    config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
+    if config is not None:
+        reevaluate_top = config.export.reevaluate_top if reevaluate_top is None else reevaluate_top
+        reevaluate_seeds = config.export.reevaluate_seeds if reevaluate_seeds is None else reevaluate_seeds
+    if reevaluate_top and config is None:
+        raise AutoaugError(f"{run_dir} has no {CONFIG_FILENAME}: cannot re-train its policies; "
+                           "export with --reevaluate-top 0")
+    if not reevaluate_top:
+        with TrialStore(store_path, read_only=True) as store:
+            return export_from_store(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0,
+                                     progress)
+    assert config is not None
+    task = ChildTask.from_config(config)
+    with RunLock(run_dir), TrialStore(store_path) as store:
+        store.requeue_running()  # re-evaluation children a killed export left running
+        pool = LazyPool(config, task, run_dir)
+        try:
+            return export_from_store(run_dir, store, config, top, out, pipeline, dataset, pool,
+                           reevaluate_top, reevaluate_seeds or 1, progress)
+        finally:
+            pool.close()
+
+
+def export_from_store(
+    run_dir: Path,
+    store: TrialStore,
+    config: SearchConfig | None,
+    top: int,
+    out: str | Path | None,
+    pipeline: str,
+    dataset: str | None,
+    pool: LazyPool | None,
+    reevaluate_top: int,
+    reevaluate_seeds: int,
+    progress: bool,
+) -> Export:
+    """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool)."""
+    for name, value, low in (("--top", top, 1), ("--reevaluate-top", reevaluate_top, 0),
+                             ("--reevaluate-seeds", reevaluate_seeds, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise AutoaugError(f"{name} must be an integer >= {low}, got {value!r}")
+    if 0 < reevaluate_top < top:
+        raise AutoaugError(f"--reevaluate-top ({reevaluate_top}) must be 0 or at least --top "
+                           f"({top}): the exported policies are chosen among the re-evaluated ones")
+    by = rank_by(config)
+    counts = store.counts()
+    best = distinct_best(store, top, by)
+    if not best and counts["done"]:
+        raise AutoaugError(
+            f"no policy of {run_dir} has a paired reward: the reference children failed (their "
+            f"errors are in {store.path}, role 'reference')"
+        )
+    if not best:
+        raise AutoaugError(
+            f"{run_dir} has no completed trials yet ({counts['failed']} failed, "
+            f"{counts['pending'] + counts['running']} unfinished); run `autoaug search --out {run_dir}`"
+        )
+    reevaluation = None
+    if reevaluate_top:
+        assert config is not None and pool is not None
+        reevaluation = reevaluate(store, config, pool, reevaluate_top, reevaluate_seeds, progress)
+        best = [r.trial for r in reevaluation if r.values][:top]
+        if not best:
+            raise AutoaugError(f"every re-evaluation child of {run_dir} failed; the errors are in "
+                               f"{store.path} (phase 'reeval'); export with --reevaluate-top 0")
+    sub_policies = tuple(
+        sub for t in best for sub in Policy.from_json(t.payload["policy"], f"trial {t.id}").sub_policies
+    )
+    info = provenance(
+        "autoaug search",
+        dataset=config.dataset if config else None,
+        algo=config.algo if config else None,
+        budget=config.budget if config else None,
+        completed=counts["done"] + counts["failed"],
+        failed=counts["failed"],
+        top=len(best),
+        ranked_by=by,
+        rewards=[t.reward for t in best],
+        trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward,
+                 "paired": t.paired} for t in best],
+        reevaluation=None if reevaluation is None else {
+            "seeds": reevaluate_seeds,
+            "values": by,
+            "candidates": [{"id": r.trial.id, "search": getattr(r.trial, by), "mean": r.mean if r.values else None,
+                            "values": r.values} for r in reevaluation],
+        },
+        run_dir=str(run_dir.resolve()),
+        config=to_dict(config) if config else None,
+    )
+    policy = Policy(sub_policies, info)
+    out = run_dir / POLICY_FILENAME if out is None else Path(out)
+    albu_out = albumentations_path(out)
+    whole, whole_out = None, None
+    if pipeline != "policy":  # built first: a bad dataset writes nothing
+        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT)
+        dataset = dataset or (config.dataset if config else "cifar10-reduced")
+        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
+    try:
+        policy.save(out)
+        save_albumentations(policy, albu_out)
+        if whole is not None:
+            save_pipeline(whole, whole_out)
+    except OSError as err:
+        raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
+    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole)

@@ -1,0 +1,121 @@
+"""What a trial of the search is and how its reward is measured, for both the search loop
+(`autoaug.search.search`) and the re-evaluation before export (`autoaug.search.export`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from autoaug.search.config import SearchConfig
+from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
+from autoaug.search.store import UNFINISHED, Trial, TrialSpec, TrialStore
+from autoaug.search.trials import FUSED, ChildTask, default_fuse, make_pool, run_trials
+from autoaug.search.workers import RayOptions, Result, WorkerPool
+from autoaug.space.policy import Policy
+from autoaug.training.fused import train_children
+from autoaug.training.loop import train_child
+
+REFERENCE_KEY = "reference"
+
+
+def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float | list[float]:
+    """A trial: train one child with the payload's policy (None: the reference child, no
+    policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
+    `trials.FUSED`): their children trained as one network, a reward each. Top level so worker
+    processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
+    config = dataclasses.replace(task.child, device=device)
+    if FUSED in payload:
+        members = payload[FUSED]
+        return train_children([_policy(p) for p, _ in members], task.data(device), config, [s for _, s in members])
+    return train_child(_policy(payload), task.data(device), config, seed)
+
+
+def _policy(payload: dict[str, Any]) -> Policy | None:
+    doc = payload["policy"]
+    return None if doc is None else Policy.from_json(doc, "trial payload")
+
+
+def fuse_of(config: SearchConfig) -> int:
+    """Children per worker task: `config.fuse`, else the default of the workers' device kind."""
+    if config.fuse is not None:
+        return config.fuse
+    if config.reward.kind != "child":
+        return 1
+    return default_fuse(config.backend, config.device_list, config.ray_gpus_per_trial)
+
+
+def trial_key(tokens: Sequence[int]) -> str:
+    return "-".join(str(int(t)) for t in tokens)
+
+
+def reference_spec(seed: int) -> TrialSpec:
+    """The reference child of a paired batch: the same recipe and seed, no policy."""
+    return TrialSpec(key=REFERENCE_KEY, payload={"policy": None}, seed=seed, role="reference")
+
+
+def rank_by(config: SearchConfig | None) -> str:
+    """The store column that ranks a search's policies: "paired" when its rewards are paired
+    (raw rewards of different batches carry different seeds), else "reward"."""
+    return "paired" if config is not None and config.reward.paired else "reward"
+
+
+def evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[..., float]:
+    """The workers' `fn(payload, seed, device) -> reward` for `config.reward.kind`."""
+    if config.reward.kind == "density":
+        density = DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
+                              config.reward.folds, config.reward.draws,
+                              str((run_dir / FOLD_DIRNAME).resolve()))
+        return functools.partial(evaluate_density, density)
+    return functools.partial(evaluate_policy, task)
+
+
+class LazyPool:
+    """The worker pool of a search or export, started by the first trial that needs it (the
+    density reward's fold models are trained through it then): a finished run resumed or
+    exported again starts no workers."""
+
+    def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
+        self.config = config
+        self.fuse = fuse_of(config)
+        self.fn = evaluator(config, task, run_dir)
+        self._pool: WorkerPool | None = None
+
+    def get(self) -> WorkerPool:
+        if self._pool is None:
+            config = self.config
+            self._pool = make_pool(
+                self.fn, backend=config.backend, devices=config.device_list,
+                workers=config.workers,
+                # a fused group of K children gets K times a child's time
+                timeout_s=None if config.trial_timeout_s is None else config.trial_timeout_s * self.fuse,
+                ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
+            )
+            if self.config.reward.kind == "density":
+                ensure_fold_models(self.fn.args[0], self.config.seed, self._pool,
+                                   log=lambda line: tqdm.write(line, file=sys.stderr))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+
+def evaluate_trials(
+    store: TrialStore,
+    pool: LazyPool,
+    trials: Sequence[Trial],
+    after: Callable[[Trial, Result], None] | None = None,
+) -> None:
+    """`run_trials` on the lazily started pool (started only if something is unfinished), with
+    `after(trial, result)` told which trial each result belongs to."""
+    by_id = {t.id: t for t in trials}
+    if any(t.status in UNFINISHED for t in trials):
+        run_trials(store, pool.get(), trials,
+                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse)
