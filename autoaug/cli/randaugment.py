@@ -40,6 +40,7 @@ def cmd_randaugment(args: argparse.Namespace) -> int:
     result = run_grid(
         spec, args.out, backend=args.backend, devices=devices, workers=args.workers or 1, timeout_s=args.timeout,
         ray_options=RayOptions(address=args.ray_address, num_gpus=args.ray_gpus), retry_failed=args.retry_failed,
+        fuse=args.fuse,
     )
     total = len(spec.points())
     print(grid_markdown(result))
@@ -69,6 +70,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--devices", help="comma-separated worker devices, e.g. cuda:0,cuda:0,cuda:1 (overrides --workers)")
     p.add_argument("--ray-address", default="auto", help="Ray cluster address (backend ray; default auto)")
     p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per child on Ray (default 0)")
+    p.add_argument("--fuse", type=int, help="children a worker trains at once as one fused network "
+                   "(default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--timeout", type=float, help="seconds after which a child counts as failed")
     p.add_argument("--retry-failed", action="store_true", help="train failed children again")
     p.add_argument("--no-test", action="store_true", help="skip test accuracy and the saved softmax (no ensembles)")

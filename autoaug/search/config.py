@@ -54,7 +54,7 @@ DEFAULT_PRESET = "cpu-quick"
 # search means, so resuming with a different value would mix two searches in one store.
 RESUMABLE_KEYS = frozenset({
     "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
-    "trial_timeout_s", "export_top", "export.reevaluate_top", "export.reevaluate_seeds",
+    "fuse", "trial_timeout_s", "export_top", "export.reevaluate_top", "export.reevaluate_seeds",
 })
 
 # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
@@ -165,8 +165,13 @@ class SearchConfig:
     """Ray cluster address for backend 'ray' ('auto' joins the local node's cluster)."""
     ray_gpus_per_trial: float = 0.0
     """GPUs each Ray trial asks for (0.25 = four children per GPU); backend 'ray' only."""
+    fuse: int | None = None
+    """Children a worker trains at once as one fused network (autoaug.training.fused: K children,
+    one optimiser step; each trial still its own row). none = per device kind
+    (autoaug.search.trials.DEFAULT_FUSE: 1 on the CPU, 8 on a GPU). Reward 'child' only."""
     trial_timeout_s: float | None = None
-    """A child still training after this many seconds is a failed trial; none = no limit."""
+    """A child still training after this many seconds is a failed trial; none = no limit (a
+    fused group of K children gets K times as long)."""
     export_top: int = 5
     """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
     child: TrainConfig = field(default_factory=_cpu_quick_child)
@@ -200,6 +205,10 @@ class SearchConfig:
             isinstance(self.trial_timeout_s, (int, float)) and 0 < self.trial_timeout_s < math.inf
         ):
             raise ConfigError(f"trial_timeout_s must be a finite number > 0 of seconds or none, got {self.trial_timeout_s!r}")
+        if self.fuse is not None:
+            _check_int("fuse", self.fuse, low=1)
+            if self.fuse > 1 and self.reward.kind != "child":
+                raise ConfigError(f"fuse = {self.fuse} fuses child models; reward.kind {self.reward.kind!r} trains none per trial")
         if not isinstance(self.child, TrainConfig):
             raise ConfigError(f"child must be a TrainConfig, got {type(self.child).__name__}")
         if not isinstance(self.ppo, PPOConfig):

@@ -23,12 +23,13 @@ from tqdm import tqdm
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
 from autoaug.search.store import TrialSpec
-from autoaug.search.trials import add_batch, check_setup, device_data, make_pool, open_run, run_trials
+from autoaug.search.trials import FUSED, add_batch, check_setup, default_fuse, device_data, make_pool, open_run, run_trials
 from autoaug.search.workers import EvalFn, RayOptions, check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
 from autoaug.space.specs import POLICY_CUTOUT
 from autoaug.training.ensemble import read_outputs_meta, save_outputs
+from autoaug.training.fused import train_fused
 from autoaug.training.loop import TrainConfig, evaluate, predict_proba, train_model
 
 GRID_JSON = "grid.json"
@@ -99,22 +100,32 @@ def point_name(n: int, m: float, seed: int) -> str:
     return f"{point_key(n, m)},seed={seed}"
 
 
-def evaluate_point(payload: dict[str, Any], seed: int, device: str) -> float:
+def evaluate_point(payload: dict[str, Any], seed: int, device: str) -> float | list[float]:
     """The grid's evaluation function (`autoaug.search.workers.EvalFn`): train one child with
     RandAugment(N, M) and return its validation accuracy; with `save` set, also write its test
-    accuracy and test softmax there (`autoaug.training.ensemble.save_outputs`)."""
-    data = device_data(payload["dataset"], device)
-    config = TrainConfig(**{**payload["train"], "device": device})
-    augment = RandAugment(payload["n"], payload["m"], tuple(payload["ops"]))
-    model, _ = train_model(augment, data, config, seed)
-    val_acc = evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
-    if payload.get("save"):
-        proba = predict_proba(model, data.test_x, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
-        save_outputs(
-            payload["save"], val_acc=val_acc, test_proba=proba.numpy(), test_labels=data.test_y.cpu().numpy(),
-            seed=seed, policy=augment.to_json(), dataset=payload["dataset"],
-        )
-    return val_acc
+    accuracy and test softmax there (`autoaug.training.ensemble.save_outputs`). A fused group of
+    points (payload `trials.FUSED`): their children trained as one network, a reward each."""
+    members = payload[FUSED] if FUSED in payload else [[payload, seed]]
+    first = members[0][0]  # every point of a grid has the same dataset and recipe
+    data = device_data(first["dataset"], device)
+    config = TrainConfig(**{**first["train"], "device": device})
+    augments = [RandAugment(p["n"], p["m"], tuple(p["ops"])) for p, _ in members]
+    if FUSED in payload:
+        net = train_fused(augments, data, config, [s for _, s in members])
+        models = [net.child(i) for i in range(len(members))]
+    else:
+        models = [train_model(augments[0], data, config, seed)[0]]
+    rewards = []
+    for model, augment, (point, point_seed) in zip(models, augments, members):
+        val_acc = evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
+        if point.get("save"):
+            proba = predict_proba(model, data.test_x, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
+            save_outputs(
+                point["save"], val_acc=val_acc, test_proba=proba.numpy(), test_labels=data.test_y.cpu().numpy(),
+                seed=point_seed, policy=augment.to_json(), dataset=point["dataset"],
+            )
+        rewards.append(val_acc)
+    return rewards if FUSED in payload else rewards[0]
 
 
 @dataclass(frozen=True)
@@ -172,6 +183,7 @@ def run_grid(
     timeout_s: float | None = None,
     ray_options: RayOptions | None = None,
     retry_failed: bool = False,
+    fuse: int | None = None,
     fn: EvalFn = evaluate_point,
     progress: bool = True,
 ) -> GridResult:
@@ -181,9 +193,15 @@ def run_grid(
     Resumable: every child is a trial of the run directory's `TrialStore`; a rerun (after a
     kill, or with more N / M values or seeds) trains only what the store lacks, as one more
     batch. A failed child stays failed unless `retry_failed`. `fn` is the evaluation function
-    (tests pass stubs); the pool arguments are `autoaug.search.trials.make_pool`'s.
+    (tests pass stubs); the pool arguments are `autoaug.search.trials.make_pool`'s. `fuse`:
+    children a worker trains at once as one fused network (None: `trials.DEFAULT_FUSE` of the
+    workers' device kind; a fused group of K gets K times `timeout_s`).
     """
     check_timeout(timeout_s)  # before the run directory is touched
+    if fuse is None:
+        fuse = default_fuse(backend, devices, ray_options.num_gpus if ray_options else 0.0)
+    if isinstance(fuse, bool) or not isinstance(fuse, int) or fuse < 1:
+        raise ConfigError(f"fuse must be an int >= 1, got {fuse!r}")
     out = Path(out_dir)
     with open_run(out) as (store, _):
         check_setup(store, "randaugment_setup", spec.setup(), "RandAugment grid")
@@ -202,9 +220,9 @@ def run_grid(
         evaluated = sum(t.status == "pending" for t in wanted)
         if evaluated:
             bar = tqdm(total=evaluated, desc="randaugment grid", unit="child", disable=not progress)
-            with make_pool(fn, backend=backend, devices=devices, workers=workers, timeout_s=timeout_s,
-                           ray_options=ray_options) as pool, bar:
-                wanted = run_trials(store, pool, wanted, on_result=lambda _: bar.update(1))
+            with make_pool(fn, backend=backend, devices=devices, workers=workers,
+                           timeout_s=None if timeout_s is None else timeout_s * fuse, ray_options=ray_options) as pool, bar:
+                wanted = run_trials(store, pool, wanted, on_result=lambda _: bar.update(1), fuse=fuse)
     result = _collect(spec, {(t.key, t.seed): t for t in wanted}, out, evaluated)
     _write_grid(result)
     return result

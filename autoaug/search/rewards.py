@@ -15,21 +15,39 @@ from tqdm import tqdm
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
 from autoaug.search.store import UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import ChildTask, make_pool, run_trials
+from autoaug.search.trials import FUSED, ChildTask, default_fuse, make_pool, run_trials
 from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.policy import Policy
+from autoaug.training.fused import train_children
 from autoaug.training.loop import train_child
 
 REFERENCE_KEY = "reference"
 
 
-def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float:
+def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float | list[float]:
     """A trial: train one child with the payload's policy (None: the reference child, no
-    policy) on `device`; its val accuracy is the reward. Top level so worker processes can
-    unpickle it (as `functools.partial(evaluate_policy, task)`)."""
+    policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
+    `trials.FUSED`): their children trained as one network, a reward each. Top level so worker
+    processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
+    config = dataclasses.replace(task.child, device=device)
+    if FUSED in payload:
+        members = payload[FUSED]
+        return train_children([_policy(p) for p, _ in members], task.data(device), config, [s for _, s in members])
+    return train_child(_policy(payload), task.data(device), config, seed)
+
+
+def _policy(payload: dict[str, Any]) -> Policy | None:
     doc = payload["policy"]
-    policy = None if doc is None else Policy.from_json(doc, "trial payload")
-    return train_child(policy, task.data(device), dataclasses.replace(task.child, device=device), seed)
+    return None if doc is None else Policy.from_json(doc, "trial payload")
+
+
+def fuse_of(config: SearchConfig) -> int:
+    """Children per worker task: `config.fuse`, else the default of the workers' device kind."""
+    if config.fuse is not None:
+        return config.fuse
+    if config.reward.kind != "child":
+        return 1
+    return default_fuse(config.backend, config.device_list, config.ray_gpus_per_trial)
 
 
 def trial_key(tokens: Sequence[int]) -> str:
@@ -64,6 +82,7 @@ class LazyPool:
 
     def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
         self.config = config
+        self.fuse = fuse_of(config)
         self.fn = evaluator(config, task, run_dir)
         self._pool: WorkerPool | None = None
 
@@ -72,7 +91,9 @@ class LazyPool:
             config = self.config
             self._pool = make_pool(
                 self.fn, backend=config.backend, devices=config.device_list,
-                workers=config.workers, timeout_s=config.trial_timeout_s,
+                workers=config.workers,
+                # a fused group of K children gets K times a child's time
+                timeout_s=None if config.trial_timeout_s is None else config.trial_timeout_s * self.fuse,
                 ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
             )
             if self.config.reward.kind == "density":
@@ -97,4 +118,4 @@ def evaluate_trials(
     by_id = {t.id: t for t in trials}
     if any(t.status in UNFINISHED for t in trials):
         run_trials(store, pool.get(), trials,
-                   None if after is None else lambda result: after(by_id[result.task_id], result))
+                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse)

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 EvalFn = Callable[[dict[str, Any], int, str], float]
-"""`fn(payload, seed, device) -> reward`; a top-level function for the process backend."""
+"""`fn(payload, seed, device) -> reward`; a top-level function for the process backend. A
+fused group's fn returns a list of rewards, one per trial of the group."""
 
 # Error lines stay short enough for a progress bar and a store column; the traceback has the rest.
 _MAX_ERROR_CHARS = 500
@@ -67,10 +68,15 @@ def evaluate(fn: EvalFn, payload: dict[str, Any], seed: int, device: str) -> tup
     start = time.perf_counter()
     try:
         value = fn(payload, seed, device)
-        reward = float(value)
-        if not math.isfinite(reward):
-            # A NaN reward would poison the baseline and every later PPO update.
-            raise ValueError(f"fn returned {reward}, expected a finite number")
+        if isinstance(value, (list, tuple)):
+            # A fused group of trials (autoaug.search.trials.run_trials with fuse > 1): one
+            # reward per trial, each checked when the group is split into its trials.
+            reward = [float(v) for v in value]
+        else:
+            reward = float(value)
+            if not math.isfinite(reward):
+                # A NaN reward would poison the baseline and every later PPO update.
+                raise ValueError(f"fn returned {reward}, expected a finite number")
     except Exception as err:
         outcome = ("failed", None, one_line(err), traceback.format_exc(), time.perf_counter() - start)
         return outcome, _spoils_process(err)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,20 +65,50 @@ def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) 
                            f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup")
 
 
+FUSED = "fused"
+"""Payload key of a fused group of trials: a list of [payload, seed], one per trial."""
+
+# Children per worker task when none is asked for, per device kind. CPU: see
+# experiments/results/bench_workers.md (tiny children, 2 cores). CUDA: ../shared/REFERENCE.md
+# measured 8 to 16 fused copies of a small CNN at about 4x one model's images per second on an
+# H200; not measured by us (issue #11).
+DEFAULT_FUSE = {"cpu": 1, "cuda": 8}
+
+
+def default_fuse(backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
+    """`DEFAULT_FUSE` of the kind of device the workers train on (the first device's; 'auto'
+    is every GPU, else the CPU; on Ray, a GPU when trials ask for one)."""
+    if backend == "ray":
+        cuda = ray_gpus > 0
+    elif list(devices) == ["auto"]:
+        cuda = torch.cuda.is_available()
+    else:
+        cuda = devices[0].startswith("cuda")
+    return DEFAULT_FUSE["cuda" if cuda else "cpu"]
+
+
 def run_trials(
     store: TrialStore,
     pool: WorkerPool,
     trials: Sequence[Trial],
     on_result: Callable[[Result], None] | None = None,
+    fuse: int = 1,
 ) -> list[Trial]:
     """Evaluate the pending or running ones of `trials` on `pool`; returns all of `trials` as
     stored afterwards (done or failed), in the order given. `on_result` sees each result after
-    the store has it."""
+    the store has it. With `fuse` > 1 a worker gets up to `fuse` consecutive trials at once as
+    one task (payload {FUSED: [[payload, seed], ...]}, its fn returning a reward per trial, as
+    `autoaug.training.fused.train_children` trains them); each trial is still stored alone."""
+    groups: dict[int, list[Task]] = {}  # a group task's id (its first trial's) -> its trials
+
+    def members(task_id: int) -> list[Task]:
+        return groups.get(task_id) or [Task(task_id, {}, 0)]
 
     def on_start(task: Task, worker: str) -> None:
-        store.mark_running(task.id, worker)
+        for member in members(task.id):
+            store.mark_running(member.id, worker)
 
-    def record(result: Result) -> None:
+    def record_one(result: Result) -> None:
         if result.ok:
             store.mark_done(result.task_id, result.reward, result.duration)
         else:
@@ -86,11 +117,39 @@ def run_trials(
         if on_result is not None:
             on_result(result)
 
+    def record(result: Result) -> None:
+        if result.task_id not in groups:
+            return record_one(result)
+        group = groups[result.task_id]
+        if result.ok and (not isinstance(result.reward, list) or len(result.reward) != len(group)):
+            result = dataclasses.replace(result, status="failed", reward=None,
+                                         error=f"a fused group of {len(group)} trials got {result.reward!r}, expected a reward per trial")
+        # The group's time is shared by its trials: the cost of one child.
+        share = result.duration / len(group)
+        rewards = result.reward if result.ok else [None] * len(group)
+        for member, reward in zip(group, rewards):
+            if not result.ok:
+                one = dataclasses.replace(result, task_id=member.id, duration=share)
+            elif math.isfinite(reward):
+                one = dataclasses.replace(result, task_id=member.id, reward=reward, duration=share)
+            else:  # a diverged child fails alone; its group's other children are kept
+                one = dataclasses.replace(result, task_id=member.id, status="failed", reward=None,
+                                          error=f"fn returned {reward}, expected a finite number", duration=share)
+            record_one(one)
+
     def note_retry(task: Task, error: str) -> None:
-        store.note_retry(task.id, error)
-        tqdm.write(f"trial {task.id} [{store.get(task.id).key}] lost its worker, retrying: {error}", file=sys.stderr)
+        for member in members(task.id):
+            store.note_retry(member.id, error)
+            tqdm.write(f"trial {member.id} [{store.get(member.id).key}] lost its worker, retrying: {error}", file=sys.stderr)
 
     todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
+    if fuse > 1:
+        # Trials of one seed together: fused, they share initial weights, batch order and crops.
+        todo.sort(key=lambda t: t.seed)
+        for start in range(0, len(todo), fuse):
+            group = todo[start : start + fuse]
+            groups[group[0].id] = group
+        todo = [Task(g[0].id, {FUSED: [[t.payload, t.seed] for t in g]}, g[0].seed) for g in groups.values()]
     if todo:
         pool.run(todo, on_start=on_start, on_result=record, on_retry=note_retry)
     return [store.get(t.id) for t in trials]

@@ -10,6 +10,7 @@ images there are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import albumentations as A
@@ -56,16 +57,23 @@ def apply_ops(
     op_ids: torch.Tensor,
     magnitudes: torch.Tensor,
     fire: torch.Tensor,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
 ) -> torch.Tensor:
     """Apply, stage by stage, op `op_ids[i, k]` at `magnitudes[i, k]` to image i where `fire[i, k]`.
 
     `op_ids`, `magnitudes`, `fire` are (B, depth) CPU tensors (choices are drawn on the CPU side
     so grouping needs no device sync per op); images stay on their device. `op_ids` are positions
     in the op table `TABLE`. Shared by the policy, RandAugment and TrivialAugment executions.
+
+    With K generators, `images` are K batches of B / K stacked along dim 0 (fused children,
+    `autoaug.space.policy.apply_policies`), batch j drawing from `generator[j]`: one kernel call
+    per op and stage for all K, except the ops that draw (`OpSpec.draws`), called batch by batch
+    with each batch's own generator, so every batch gets exactly the pixels it would get alone.
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(f"expected uint8 images of shape (B, C, H, W), got {images.dtype} {tuple(images.shape)}")
+    generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
+    b = images.shape[0] // len(generators)  # images per batch
     original = images
     out = images.clone()
     dev = images.device
@@ -74,9 +82,16 @@ def apply_ops(
         for op_id in torch.unique(ids_k).tolist():
             if op_id < 0:
                 continue
-            idx = torch.nonzero(ids_k == op_id).squeeze(1)  # (n,) CPU
-            idx_dev = idx.to(dev)
-            ctx = OpContext(generator=generator, batch=original, index=idx_dev)
-            m = magnitudes[idx, k].to(dev, torch.float32)
-            out[idx_dev] = TABLE[op_id].kernel(out[idx_dev], m, ctx)
+            idx = torch.nonzero(ids_k == op_id).squeeze(1)  # (n,) CPU, ascending
+            if len(generators) == 1 or not TABLE[op_id].draws:
+                parts = [(idx, 0)]
+            else:
+                owner = idx // b
+                parts = [(idx[owner == j], j) for j in torch.unique(owner).tolist()]
+            for part, j in parts:
+                idx_dev = part.to(dev)
+                ctx = OpContext(generator=generators[j], batch=original[j * b : (j + 1) * b],
+                                index=idx_dev - j * b if j else idx_dev)
+                m = magnitudes[part, k].to(dev, torch.float32)
+                out[idx_dev] = TABLE[op_id].kernel(out[idx_dev], m, ctx)
     return out

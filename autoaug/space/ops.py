@@ -74,6 +74,10 @@ class OpSpec:
     integer: bool = False  # magnitudes are rounded to whole numbers (bits, thresholds)
     notes: str = ""  # where we differ from the paper, the reference code and torchvision, measured
     reference_high: float | None = None  # bin 9 under the "reference" range reading, where it differs
+    # The kernel draws from ctx.generator or reads ctx.batch / ctx.index: `apply_ops` with several
+    # children's batches gives it one child's images at a time (tests/space/test_policy.py
+    # checks that every other kernel leaves the generator alone).
+    draws: bool = False
 
     @property
     def has_magnitude(self) -> bool:
@@ -415,7 +419,7 @@ OPS: tuple[OpSpec, ...] = (
         "mean, at most 1 level (Pillow rounds the smoothed image first); bin for bin 0.65 mean.",
     ),
     OpSpec(
-        "Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu,
+        "Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu, draws=True,
         notes="One grey hole of trunc(m x side) pixels square, wholly inside the image. Paper: "
         "[0, 20] px, which the reference applies to 32 px images, so 20/32 of the side. The "
         "reference meant a 2 x level px square centred anywhere and clipped, but paints "
@@ -425,7 +429,7 @@ OPS: tuple[OpSpec, ...] = (
     ),
     OpSpec(
         "SamplePairing", 0.0, 0.4, "weight of the other image", False, sample_pairing,
-        lambda m, p: albu.SamplePairing(weight=m, p=p),
+        lambda m, p: albu.SamplePairing(weight=m, p=p), draws=True,
         notes="The partner is another image of the same batch (torch) or of the image pool given to "
         "the transform (albumentations). Not in the reference code nor torchvision. Vs Pillow's "
         "blend: 0.42 mean, at most 1 level (we round, Pillow truncates).",

@@ -148,13 +148,17 @@ class Policy:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Batched execution: per image, a sub-policy drawn uniformly, then each of its ops in
         order fires with its probability, signed ops with a random sign."""
-        b = images.shape[0]
+        return apply_ops(images, *self.choices(images.shape[0], generator), generator)
+
+    def choices(self, b: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(op ids, signed magnitudes, whether each fires) of `b` images, (B, depth) CPU tensors:
+        a sub-policy per image, then each op's firing and sign, drawn from `generator`."""
         gdev = generator.device
         sub = torch.randint(len(self.sub_policies), (b,), generator=generator, device=gdev).cpu()  # (B,)
         fire_draw = torch.rand(b, self._op_ids.shape[1], generator=generator, device=gdev).cpu()  # (B, depth)
         op_ids = self._op_ids[sub]  # (B, depth)
         magnitudes = signed_magnitudes(self._magnitudes[sub], op_ids, generator)  # (B, depth)
-        return apply_ops(images, op_ids, magnitudes, fire_draw < self._probs[sub], generator)
+        return op_ids, magnitudes, fire_draw < self._probs[sub]
 
     # ---- tokens (the controller's action) ------------------------------------------------
 
@@ -297,3 +301,30 @@ def provenance(source: str, **extra: Any) -> dict[str, Any]:
     """A provenance record: where a policy came from and when."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     return {"source": source, "created": now, **extra}
+
+
+def apply_policies(
+    images: torch.Tensor, policies: Sequence[Policy | None], generators: Sequence[torch.Generator]
+) -> torch.Tensor:
+    """K augmented copies of one uint8 batch (B, C, H, W), copy j by `policies[j]` (None: left
+    alone) with its draws from `generators[j]`, stacked along the channels: (B, K * C, H, W).
+
+    Copy j has exactly the pixels `policies[j](images, generators[j])` gives, but the K copies
+    share one `apply_ops` call: a kernel call per op and stage for all K (fused children,
+    issue #11), not K times as many."""
+    b, c, h, w = images.shape
+    depth = max((p._op_ids.shape[1] for p in policies if p is not None), default=1)
+    drawn = []
+    for policy, generator in zip(policies, generators):
+        if policy is None:  # fires nothing, draws nothing
+            drawn.append((torch.zeros(b, 0, dtype=torch.long), torch.zeros(b, 0), torch.zeros(b, 0, dtype=torch.bool)))
+        else:
+            drawn.append(policy.choices(b, generator))
+    # a shallower policy (or None) never fires its missing stages: padded with fire = False
+    op_ids, magnitudes, fire = (
+        torch.cat([torch.cat([t, t.new_zeros(b, depth - t.shape[1])], dim=1) for t in parts])
+        for parts in zip(*drawn)
+    )  # (K * B, depth) each
+    stacked = images.repeat(len(policies), 1, 1, 1)  # (K * B, C, H, W): copy j at rows j * B ..
+    out = apply_ops(stacked, op_ids, magnitudes, fire, generators)
+    return out.view(len(policies), b, c, h, w).transpose(0, 1).reshape(b, len(policies) * c, h, w)

@@ -329,7 +329,7 @@ def _loader_batches(
     return epoch
 
 
-def _device_batches(
+def device_batches(
     augment: Augment | None,
     data: DeviceData,
     config: TrainConfig,
@@ -393,19 +393,61 @@ def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     return max(0.0, (1.0 - progress) / (1.0 - config.warmup))
 
 
-def _autocast(device: torch.device) -> torch.autocast:
+def autocast(device: torch.device) -> torch.autocast:
+    """The autocast context of a training or evaluation step on `device`."""
     # bf16 on CUDA: no loss scaling needed, and the tensor cores do the convolutions.
     # Plain fp32 on CPU, where bf16 is slower on most machines and would change accuracies.
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def _check_device(data: DeviceData, config: TrainConfig) -> None:
+def check_device(data: DeviceData, config: TrainConfig) -> None:
+    """ConfigError unless `data` sit on the kind of device `config.device` names."""
     wanted = resolve_device(config.device)
     if wanted.type != data.device.type:
         raise ConfigError(
             f"config.device is {config.device!r} ({wanted.type}) but the data were prepared on "
             f"{data.device}; call prepare(splits, config.device)"
         )
+
+
+def init_model(config: TrainConfig, data: DeviceData, seed: int) -> nn.Module:
+    """A fresh `config.model` for data's classes and image size, its weights fixed by `seed`,
+    on data's device in channels_last."""
+    if data.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    # Weights come from a CPU generator so that a seed means the same network on every device.
+    model = build_model(
+        config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
+    )
+    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
+    # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
+    return model.to(device=data.device, memory_format=torch.channels_last)
+
+
+def stream_generators(seed: int, device: torch.device) -> tuple[torch.Generator, ...]:
+    """The (batch order, policy draws, pad-crop / flip / Cutout draws) generators of `seed`.
+
+    One stream per purpose (issue #10, common random numbers): children trained on one seed
+    see the same batches in the same order with the same crops, flips and Cutout squares
+    whatever their policy draws. With one shared stream, a policy that fires more ops would
+    shift every later draw, and two policies on "the same seed" would differ by the seed too.
+    """
+    return tuple(torch.Generator(device=device).manual_seed(s) for s in stream_seeds(seed, 3))
+
+
+def make_optimizer(
+    params: Iterator[nn.Parameter], config: TrainConfig, num_train: int
+) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD with Nesterov momentum and its `lr_factor` schedule over all of training on
+    `num_train` images (the last partial batch of an epoch dropped)."""
+    total_steps = config.epochs * max(1, num_train // config.batch_size)
+    optimizer = torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, config)
+    )
+    return optimizer, scheduler
 
 
 def train_model(
@@ -428,40 +470,15 @@ def train_model(
     """
     if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
         raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
-    _check_device(data, config)
+    check_device(data, config)
     device = data.device
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    # Weights come from a CPU generator so that a seed means the same network on every device.
-    model = build_model(
-        config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
-    )
-    check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
-    # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
-    model = model.to(device=device, memory_format=torch.channels_last)
-    # One stream per purpose (issue #10, common random numbers): children trained on one seed
-    # see the same batches in the same order with the same crops, flips and Cutout squares
-    # whatever their policy draws. With one shared stream, a policy that fires more ops would
-    # shift every later draw, and two policies on "the same seed" would differ by the seed too.
-    order_gen, augment_gen, standard_gen = (
-        torch.Generator(device=device).manual_seed(s) for s in stream_seeds(seed, 3)
-    )
+    model = init_model(config, data, seed)
+    order_gen, augment_gen, standard_gen = stream_generators(seed, device)
     if isinstance(augment, AlbumentationsAugment):
         epoch_batches = _loader_batches(augment, data, config, seed)
     else:
-        epoch_batches = _device_batches(augment, data, config, order_gen, augment_gen, standard_gen)
-    steps_per_epoch = max(1, len(data.train_x) // config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=True,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, config)
-    )
+        epoch_batches = device_batches(augment, data, config, order_gen, augment_gen, standard_gen)
+    optimizer, scheduler = make_optimizer(model.parameters(), config, len(data.train_x))
     want_val = on_epoch_end is not None or logger is not None
     history: list[EpochStats] = []
     for epoch in range(config.epochs):
@@ -472,7 +489,7 @@ def train_model(
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         for step, (x, labels) in enumerate(epoch_batches()):  # (B, C, H, W) float32, (B,)
-            with _autocast(device):
+            with autocast(device):
                 logits = model(x)  # (B, K)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -518,7 +535,7 @@ def _log_images(logger: Any, x: torch.Tensor, data: DeviceData) -> None:
 
 
 @torch.no_grad()
-def _logits(
+def logit_batches(
     model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, batch_size: int
 ) -> Iterator[torch.Tensor]:
     """(B, K) float32 logits of the un-augmented images x[start : start + B], batch by batch,
@@ -528,7 +545,7 @@ def _logits(
     try:
         for start in range(0, len(x), batch_size):
             batch = normalise(x[start : start + batch_size], mean, std)  # (B, C, H, W)
-            with _autocast(x.device):
+            with autocast(x.device):
                 logits = model(batch.contiguous(memory_format=torch.channels_last))  # (B, K)
             yield logits.float()
     finally:
@@ -548,7 +565,7 @@ def predict_proba(
     if len(x) == 0:
         raise DataError("cannot predict on an empty split")
     return torch.cat(
-        [torch.softmax(logits, dim=1).cpu() for logits in _logits(model, x, mean, std, batch_size)]
+        [torch.softmax(logits, dim=1).cpu() for logits in logit_batches(model, x, mean, std, batch_size)]
     )  # (N, K)
 
 
@@ -565,7 +582,7 @@ def evaluate(
     if len(x) == 0:
         raise DataError("cannot evaluate on an empty split")
     correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for start, logits in zip(range(0, len(x), batch_size), _logits(model, x, mean, std, batch_size)):
+    for start, logits in zip(range(0, len(x), batch_size), logit_batches(model, x, mean, std, batch_size)):
         correct += (logits.argmax(dim=1) == y[start : start + batch_size]).sum()
     return float(correct) / len(x)
 

@@ -11,7 +11,8 @@ import torch
 
 from autoaug.errors import PolicyError
 from autoaug.space.export import to_albumentations
-from autoaug.space.policy import SEARCH_NVEC, Operation, Policy, published_policy
+from autoaug.space.ops import TABLE, OpContext
+from autoaug.space.policy import SEARCH_NVEC, Operation, Policy, apply_policies, published_policy
 from autoaug.space.specs import load_policy
 
 
@@ -156,3 +157,35 @@ def test_published_policies_have_25_two_op_sub_policies(name):
 def test_unknown_published_policy():
     with pytest.raises(PolicyError, match="expected one of autoaugment-cifar10"):
         published_policy("autoaugment-mnist")
+
+
+# --- several policies on one batch in one apply_ops call (fused children, issue #11) ----------
+
+
+def test_apply_policies_gives_each_copy_its_own_pixels(cifar_batch):
+    space = gymnasium.spaces.MultiDiscrete(np.array(SEARCH_NVEC))
+    space.seed(3)
+    # every op firing often, Cutout and SamplePairing (the ops that draw) among them
+    drawing = Policy((((Operation("Cutout", 0.8, 5), Operation("SamplePairing", 0.9, 9)),
+                       (Operation("Rotate", 0.7, 4), Operation("Cutout", 1.0, 9)))))
+    policies = [Policy.from_tokens(space.sample().tolist()), drawing, None,
+                published_policy("autoaugment-cifar10"), drawing]
+    seeds = [0, 1, 2, 1, 1]  # a shared seed too: the copies still differ by their policies
+    fused = apply_policies(cifar_batch, policies, [torch.Generator().manual_seed(s) for s in seeds])
+    assert fused.shape == (64, 3 * len(policies), 32, 32)
+    for j, (policy, seed) in enumerate(zip(policies, seeds)):
+        alone = cifar_batch if policy is None else policy(cifar_batch, torch.Generator().manual_seed(seed))
+        assert torch.equal(fused[:, 3 * j : 3 * j + 3], alone), j
+    assert not torch.equal(fused[:, 3:6], cifar_batch)
+
+
+@pytest.mark.parametrize("row", TABLE, ids=lambda op: op.name)
+def test_only_the_ops_marked_draws_use_the_generator(row, cifar_batch):
+    # `apply_ops` merges the children's images for every op not marked `draws`: such a kernel
+    # must not touch the generator, or merged children would share its stream.
+    generator = torch.Generator().manual_seed(0)
+    before = generator.get_state()
+    m = torch.full((8,), row.magnitude(5) if row.has_magnitude else 0.0)
+    ctx = OpContext(generator=generator, batch=cifar_batch, index=torch.arange(8))
+    row.kernel(cifar_batch[:8].clone(), m, ctx)
+    assert torch.equal(generator.get_state(), before) != row.draws

@@ -1,0 +1,103 @@
+"""Searches that hand each worker K candidates at a time (`fuse`, issue #11): a search and a
+RandAugment grid with fuse > 1 run end to end, store the same trials as with fuse = 1 (rewards
+within float rounding, since the fused children are the same children), and resume; a fused
+group's failures land on its trials one by one.
+
+Children are real and tiny (1 epoch on 160 images, scored on 200), as in test_search_rewards.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoaug.errors import ConfigError
+from autoaug.search.config import SearchConfig, load_config
+from autoaug.search.grid import GridSpec, run_grid
+from autoaug.search.rewards import fuse_of
+from autoaug.search.search import run_search
+from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
+from autoaug.search.trials import FUSED, DEFAULT_FUSE, add_batch, make_pool, run_trials
+from autoaug.training.loop import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
+        "backend=inline", "batch_size=3", "export.reevaluate_top=2", "export.reevaluate_seeds=1",
+        "export_top=2"]
+
+
+def _rows(run: Path) -> list[tuple]:
+    with TrialStore(run / STORE_FILENAME) as store:
+        return [(t.phase, t.round, t.slot, t.key, t.seed, t.role, t.status, t.reward) for t in store.rows()]
+
+
+def _same_trials(fused: list[tuple], plain: list[tuple]) -> None:
+    assert [r[:7] for r in fused] == [r[:7] for r in plain]
+    # one val image of 200 may flip on a near tie between grouped and plain convolutions
+    assert [r[7] for r in fused] == pytest.approx([r[7] for r in plain], abs=1.01 / 200)
+
+
+def test_fused_search_stores_the_same_trials_and_resumes(tmp_path: Path) -> None:
+    plain, fused = tmp_path / "plain", tmp_path / "fused"
+    run_search(load_config(None, [f"out={plain}", *TINY, "budget=6", "fuse=1"]), progress=False)
+    # 4 children per round (3 policies + the reference on one seed): groups of 3 and 1
+    result = run_search(load_config(None, [f"out={fused}", *TINY, "budget=3", "fuse=3"]), progress=False)
+    assert result.completed == 3 and len(_rows(fused)) == 4 + 3  # + the re-evaluation: 2 policies + a reference
+    # resumed with a grown budget: one more round, then the re-evaluation again
+    run_search(load_config(None, [f"out={fused}", *TINY, "budget=6", "fuse=3"]), progress=False)
+    rows, expected = _rows(fused), _rows(plain)
+    search = [r for r in rows if r[0] == "search"]
+    _same_trials(search, [r for r in expected if r[0] == "search"])
+    assert all(r[6] == "done" for r in rows)
+
+
+def test_fused_grid_stores_the_same_trials_and_resumes(tmp_path: Path, tiny_npz: Path) -> None:
+    def grid(seeds: int) -> GridSpec:
+        return GridSpec(dataset=f"npz:{tiny_npz}", ns=(1, 2), ms=(3.0, 9.0), seeds=seeds, save_outputs=True,
+                        train=TrainConfig.for_model("tiny", epochs=1, batch_size=12))
+
+    plain = run_grid(grid(2), tmp_path / "plain", backend="inline", devices=["cpu"], fuse=1, progress=False)
+    first = run_grid(grid(1), tmp_path / "fused", backend="inline", devices=["cpu"], fuse=3, progress=False)
+    assert first.evaluated == 4
+    grown = run_grid(grid(2), tmp_path / "fused", backend="inline", devices=["cpu"], fuse=3, progress=False)
+    assert grown.evaluated == 4  # only the new seed's points
+    for ours, theirs in zip(grown.points, plain.points):
+        assert (ours.n, ours.m, ours.seeds, ours.failed) == (theirs.n, theirs.m, theirs.seeds, 0)
+        assert ours.val_accs == pytest.approx(theirs.val_accs, abs=1.01 / 36)
+        assert ours.test_accs == pytest.approx(theirs.test_accs, abs=1.01 / 36)  # the unfused children saved
+
+
+def _group_reward(payload, seed, device):
+    """Rewards of a fused group: its members' "r" values (None: the group raises)."""
+    rewards = [None if p["r"] is None else float(p["r"]) for p, _ in payload[FUSED]]
+    if None in rewards:
+        raise RuntimeError("the fused network diverged")
+    return rewards if rewards != [-1.0] else 0.5  # -1: not a reward per trial
+
+
+@pytest.mark.parametrize("backend", ["inline", "process"])  # process: the rewards cross a pipe
+def test_a_fused_groups_results_land_on_its_trials(tmp_path: Path, backend: str) -> None:
+    with TrialStore(tmp_path / STORE_FILENAME) as store:
+        values = [0.1, "nan", 0.3, None, -1.0]  # groups of 2 by seed: (0.1, nan) (0.3, None) (-1,)
+        specs = [TrialSpec(key=f"k{i}", payload={"r": v}, seed=i // 2) for i, v in enumerate(values)]
+        trials = add_batch(store, specs[::-1])  # stored in reverse: grouped by seed all the same
+        with make_pool(_group_reward, backend=backend, devices=["cpu"]) as pool:
+            done = {t.key: t for t in run_trials(store, pool, trials, fuse=2)}
+        assert (done["k0"].status, done["k0"].reward) == ("done", 0.1)
+        assert done["k1"].status == "failed" and "expected a finite number" in done["k1"].error  # alone
+        for key in ("k2", "k3"):  # the group raised: both its trials failed
+            assert done[key].status == "failed" and "diverged" in done[key].error
+        assert done["k4"].status == "failed" and "a reward per trial" in done["k4"].error
+
+
+def test_fuse_setting() -> None:
+    assert fuse_of(SearchConfig(devices="cpu")) == DEFAULT_FUSE["cpu"]
+    assert fuse_of(SearchConfig(devices="cuda:0")) == DEFAULT_FUSE["cuda"]
+    assert fuse_of(SearchConfig(devices="cuda:0", fuse=2)) == 2
+    assert fuse_of(load_config(None, ["devices=cuda", "reward.kind=density"])) == 1
+    with pytest.raises(ConfigError, match="fuse must be an int >= 1"):
+        load_config(None, ["fuse=0"])
+    with pytest.raises(ConfigError, match="trains none per trial"):
+        load_config(None, ["fuse=4", "reward.kind=density"])
