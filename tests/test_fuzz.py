@@ -41,7 +41,7 @@ from autoaug.space.randaugment import RandAugment, TrivialAugment
 SEED = 12
 POLICY_CASES = 600  # half native (policy, randaugment, trivialaugment), half albumentations
 DATASET_CASES = 80
-CONFIG_CASES = 90  # files and overrides
+CONFIG_CASES = 120  # files and overrides (enough that both outcomes come up whatever the defaults are)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
