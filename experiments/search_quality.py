@@ -37,6 +37,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from hostinfo import describe, load_average
 from regimes import FINAL_EPOCHS, Job, final_job, load_cache, run_jobs
 
@@ -173,6 +175,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="default experiments/results/search_quality[-gpu].md")
     ap.add_argument("--report", action="store_true", help="only report what is finished")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # as every child of the protocol (hostinfo reports it)
     suffix = "" if args.scale == "cpu" else f"-{args.scale}"
     runs = Path(args.runs or f"runs/search_quality{suffix}")
     final_cache = Path(args.final_cache or f"runs/final{suffix}/children.jsonl")
