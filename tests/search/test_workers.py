@@ -167,6 +167,9 @@ _FORGOTTEN: list[WorkerPool] = []
 
 
 def _own_a_pool(conn: Connection, how: str) -> None:
+    # Ctrl-C as at a terminal: a suite started as a background job of a non-interactive shell
+    # inherits SIGINT ignored (POSIX), and the owner would then never see the signal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if how == "forgets close":
         forgotten = WorkerPool(probe, devices=["cpu"])
         _FORGOTTEN.append(forgotten)  # still referenced when the interpreter exits
