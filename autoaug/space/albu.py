@@ -18,6 +18,7 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from albumentations.core.serialization import SERIALIZABLE_REGISTRY
 from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import AutoaugError, PolicyError
@@ -173,6 +174,12 @@ class ClippedCutout(A.ImageOnlyTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("size", "fill")
+
+
+# Files exported before the package had layers (autoaug 0.1 up to the restructure of issue #9)
+# name these transforms "autoaug.albu.<class>": register those names too, so such files still load.
+for _cls in (Sharpness, AutoContrast, Equalize, Translate, SamplePairing, ClippedCutout):
+    SERIALIZABLE_REGISTRY.setdefault(f"autoaug.albu.{_cls.__name__}", _cls)
 
 
 def walk(transform: Any):

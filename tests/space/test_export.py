@@ -89,6 +89,21 @@ def test_loaded_pipeline_reproduces_the_saved_one(tmp_path, cifar_images):
         assert np.array_equal(loaded(image=img)["image"], fresh(image=img)["image"])
 
 
+def test_a_file_exported_before_the_layers_still_loads(tmp_path, cifar_images):
+    # Until issue #9's restructure the module was autoaug/albu.py, and files name its transforms so.
+    text = (ROOT / "policies" / "autoaugment-cifar10.train.albumentations.json").read_text()
+    assert '"autoaug.space.albu.ClippedCutout"' in text
+    old = tmp_path / "old.json"
+    old.write_text(text.replace('"autoaug.space.albu.', '"autoaug.albu.'))
+    loaded = A.load(str(old), data_format="json")
+    today = A.load(str(ROOT / "policies" / "autoaugment-cifar10.train.albumentations.json"), data_format="json")
+    assert A.to_dict(loaded) == A.to_dict(today)  # the same classes, saved under today's names
+    seed_pipeline(loaded, 5)
+    seed_pipeline(today, 5)
+    for img in cifar_images[:16]:
+        assert np.array_equal(loaded(image=img)["image"].numpy(), today(image=img)["image"].numpy())
+
+
 def test_sample_pairing_pool_after_load(tmp_path, cifar_images):
     from autoaug.space.albu import set_image_pool
 
