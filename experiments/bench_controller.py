@@ -49,6 +49,7 @@ import numpy as np
 import torch
 
 from hostinfo import describe, load_average
+from stats import paired_difference
 
 from autoaug.search.config import SearchConfig, load_config
 from autoaug.search.search import Sampler
@@ -220,8 +221,7 @@ def mean_std(xs: list[float]) -> str:
 
 def diff(a: list[float], b: list[float]) -> tuple[float, float]:
     """Paired difference a - b (same seeds): mean and standard error."""
-    d = np.array(a) - np.array(b)
-    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+    return paired_difference(a, b)
 
 
 def split_seeds(name: str, default: int) -> tuple[str, int]:

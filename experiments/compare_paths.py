@@ -34,6 +34,7 @@ from autoaug.training.data import load_splits  # noqa: E402
 from autoaug.space.specs import resolve  # noqa: E402
 from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, train_child, training_pipeline  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
+from stats import paired_difference  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> str:
@@ -62,8 +63,7 @@ def run(args: argparse.Namespace) -> str:
                   file=sys.stderr, flush=True)
 
     diffs = [a - t for a, t in zip(accs["albumentations"], accs["torch"])]
-    mean_diff = statistics.mean(diffs)
-    se = statistics.stdev(diffs) / len(diffs) ** 0.5 if len(diffs) > 1 else float("nan")
+    mean_diff, se = paired_difference(accs["albumentations"], accs["torch"])
     lines = [
         "# The torch path and the exported albumentations training pipeline, paired by seed",
         "",

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 from hostinfo import describe
+from stats import paired_difference
 
 from autoaug.training.data import load_splits
 from autoaug.training.ensemble import find_members, save_outputs, top_k_ensemble
@@ -82,9 +82,9 @@ def mean_std(values: list[float]) -> str:
 def adaptive_section(results: dict[str, list[dict]], m0: float, seeds: list[int]) -> list[str]:
     """Adaptive minus fixed test accuracy, paired by seed, and the verdict."""
     diffs = [a["test_acc"] - f["test_acc"] for a, f in zip(results["adaptive"], results["fixed"])]
-    mean_diff = statistics.fmean(diffs)
-    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
-    if abs(mean_diff) <= 2 * se:
+    mean_diff, se = paired_difference([a["test_acc"] for a in results["adaptive"]],
+                                      [f["test_acc"] for f in results["fixed"]])
+    if len(diffs) < 2 or abs(mean_diff) <= 2 * se:
         verdict = "no difference the seeds can resolve (|mean| <= 2 standard errors)"
     else:
         verdict = "adaptive M helped" if mean_diff > 0 else "adaptive M hurt"

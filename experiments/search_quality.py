@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import statistics
@@ -41,6 +40,7 @@ import torch
 
 from hostinfo import describe, load_average
 from regimes import FINAL_EPOCHS, Job, final_job, load_cache, run_jobs
+from stats import paired_difference
 
 from autoaug.search.store import STORE_FILENAME, TrialStore
 
@@ -158,10 +158,10 @@ def stats(values: list[float]) -> tuple[float, float]:
 
 def paired(a: dict[int, float], b: dict[int, float]) -> tuple[float, float, int]:
     """Mean paired difference a - b over their common seeds, its standard error, and n."""
-    d = [a[s] - b[s] for s in a if s in b]
-    if not d:
+    common = [s for s in a if s in b]
+    if not common:
         return float("nan"), float("nan"), 0
-    return statistics.mean(d), (statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")), len(d)
+    return (*paired_difference([a[s] for s in common], [b[s] for s in common]), len(common))
 
 
 def main() -> None:

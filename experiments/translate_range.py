@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from hostinfo import cpu_model
+from stats import paired_difference
 
 from autoaug.space.ops import RANGE_READINGS
 from autoaug.space.policy import published_policy
@@ -121,8 +121,7 @@ def write_results(runs: Path, args: argparse.Namespace) -> None:
             seconds.append(row["seconds"])
     paper, reference = acc["paper"], acc["reference"]
     diffs = [r - p for r, p in zip(reference, paper)]
-    d_mean = statistics.mean(diffs)
-    d_se = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    d_mean, d_se = paired_difference(reference, paper)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=ROOT).stdout.strip() or "unknown"
     rows = [f"| {s} | {p:.2f} | {r:.2f} | {r - p:+.2f} |" for s, p, r in zip(seeds, paper, reference)]
