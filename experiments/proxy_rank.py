@@ -101,9 +101,13 @@ def density_scores(specs: dict[str, str], log) -> tuple[dict[str, float], float]
         def augment(x: torch.Tensor, g: torch.Generator, r=resolved) -> torch.Tensor:
             if r.augmenter is not None:
                 x = r.augmenter(x, g)
+            # Training pads and cuts out after normalising, so its fill is the mean pixel, not
+            # black: centre on the mean here too (evaluate() normalises float pixels the same).
+            mean = data.mean.view(1, -1, 1, 1)
+            x = x.float() - mean
             if r.standard:
                 x = pad_crop_flip(x, g)
-            return cutout(x, r.cutout, g) if r.cutout else x
+            return (cutout(x, r.cutout, g) if r.cutout else x) + mean
 
         scores[name] = density_reward(augment, folds, data, draws=1, seed=0)
     return scores, (time.process_time() - started) / len(specs)
