@@ -221,7 +221,7 @@ def test_folder_split_layout_and_resize(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"different sizes.*--image-size"):
         data.load_splits(f"folder:{tmp_path}")
     s = data.load_splits(f"folder:{tmp_path}", image_size=10, val_fraction=0.2)
-    assert s.class_names == ("a", "b") and s.image_size == 10
+    assert s.class_names == ("a", "b") and s.image_shape == (10, 10)
     assert s.train_x.shape[1:] == (10, 10, 3)
     assert len(s.test_y) == 2 and set(s.test_y.tolist()) == {1}  # test/b only; "a" sorts first
     assert s.class_counts("val").tolist() == [1, 1]  # val carved, test used as it is
