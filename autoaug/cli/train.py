@@ -21,7 +21,7 @@ from autoaug.space import randaugment
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import NAMES, resolve
 from autoaug.training.data import load_splits
-from autoaug.training.ensemble import save_outputs
+from autoaug.training.ensemble import accuracy, save_outputs
 from autoaug.training.loop import (
     AlbumentationsAugment,
     Augment,
@@ -117,28 +117,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         seed_dir = out / f"seed-{seed}"
         bar = tqdm(total=config.epochs, desc=f"seed {seed}", unit="epoch", leave=False, file=sys.stderr)
-
-        def tick(epoch: int, val_acc: float | None, bar: Any = bar) -> None:
-            bar.set_postfix(val_acc=f"{val_acc:.4f}")
-            bar.update(1)
-
         with SummaryWriter(str(seed_dir / "tb")) as writer:
-            seed_augment, hook, adaptive = augment, tick, None
+            adaptive = None
             if args.adaptive_m:  # a fresh M per seed; the hook of autoaug.space.randaugment (issue #5)
                 adaptive = randaugment.adaptive_for_training(resolved.augmenter, args.adaptive_step, writer)
 
-                def hook(epoch: int, val_acc: float | None, adaptive: Any = adaptive, tick: Any = tick) -> None:
-                    tick(epoch, val_acc)
+            def hook(epoch: int, val_acc: float | None, bar: Any = bar, adaptive: Any = adaptive) -> None:
+                bar.set_postfix(val_acc=f"{val_acc:.4f}")
+                bar.update(1)
+                if adaptive is not None:
                     adaptive.on_epoch_end(epoch, val_acc)
 
-                seed_augment = adaptive
-            model, history = train_model(seed_augment, data, config, seed, on_epoch_end=hook, logger=writer)
+            model, history = train_model(adaptive or augment, data, config, seed,
+                                         on_epoch_end=hook, logger=writer)
             norm = dict(mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
             val_acc = history[-1].val_acc  # measured after the last epoch (a logger is given)
             assert val_acc is not None
             test_proba = predict_proba(model, data.test_x, **norm).numpy()  # (N_test, K)
             test_labels = data.test_y.cpu().numpy()  # (N_test,)
-            test_acc = float((test_proba.argmax(axis=1) == test_labels).mean())
+            test_acc = accuracy(test_proba, test_labels)
             writer.add_scalar("test/acc", test_acc, config.epochs)
         bar.close()
         torch.save(model.state_dict(), seed_dir / "model.pt")

@@ -1,13 +1,10 @@
 """The search's configuration: one frozen `SearchConfig`, loaded from TOML plus `key=value` overrides.
 
-This module owns what a search is asked to do and how that request is written down:
-
-- `SearchConfig` (with the child's `autoaug.training.loop.TrainConfig` and the controller's
-  `autoaug.search.ppo.PPOConfig` as nested tables). Its defaults are the `cpu-quick` preset, so
-  `autoaug search` with no arguments works from an installed package without the repository's
-  `experiments/` folder; `experiments/cpu-quick.toml` mirrors them and a test keeps the two equal.
-- `load_config(path, overrides)`: a TOML file, then dotted overrides (`child.epochs=5`). There
-  is one override mechanism: the CLI's `--budget 40` is `budget=40`.
+- `SearchConfig` nests the child's `TrainConfig` and the controller's `PPOConfig` as tables. Its
+  defaults are the `cpu-quick` preset, so `autoaug search` with no arguments works without the
+  repository's `experiments/` folder; `experiments/cpu-quick.toml` mirrors them (a test checks).
+- `load_config(path, overrides)`: a TOML file, then dotted overrides (`child.epochs=5`); the
+  CLI's `--budget 40` is `budget=40`.
 - The resolved config as TOML, and the rule for resuming a run directory (`check_resume`).
 
 TOML has no null: a field typed `X | None` takes the string "none" for None, in files and
@@ -25,7 +22,6 @@ import difflib
 import json
 import math
 import os
-import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -37,7 +33,7 @@ from autoaug.errors import ConfigError
 from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
-from autoaug.training.loop import TrainConfig
+from autoaug.training.loop import DEVICE_NAME, TrainConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,7 +43,6 @@ else:  # pragma: no cover - Python 3.10
 ALGOS = ("ppo", "random")
 REWARD_KINDS = ("child", "density")
 CONFIG_FILENAME = "config.toml"
-DEFAULT_PRESET = "cpu-quick"
 
 # Keys a resumed search may change: where and how fast trials run, and how many there are.
 # Everything else (dataset, seed, algo, batch_size, subsets, child.*, ppo.*) changes what the
@@ -62,8 +57,6 @@ _OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
 # What a change of `child.model` keeps: what the policy and the machine decide, not the network's
 # recipe (`TrainConfig.for_model`).
 _KEPT_ON_MODEL_CHANGE = ("standard", "cutout", "device")
-
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass(frozen=True)
@@ -227,7 +220,7 @@ class SearchConfig:
         """`devices` split at commas, each 'auto', 'cpu', 'cuda' or 'cuda:N' (not yet resolved)."""
         parts = tuple(part.strip() for part in str(self.devices).split(","))
         for part in parts:
-            if not _DEVICE.fullmatch(part):
+            if not DEVICE_NAME.fullmatch(part):
                 raise ConfigError(f"devices: expected 'auto', 'cpu', 'cuda' or 'cuda:N' (comma-separated), "
                                   f"got {self.devices!r}")
         if "auto" in parts and len(parts) > 1:

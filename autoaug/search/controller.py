@@ -1,9 +1,8 @@
 """The policy controller: an LSTM that writes an augmentation policy one decision at a time.
 
 This module owns the network only (nanoGPT's split: the model here, training in `autoaug.search.ppo`).
-A policy is a sequence of discrete decisions, `nvec[t]` choices at step `t`; for the AutoAugment
-search space that is 30 decisions, `(op, prob bin, magnitude bin)` for each of the 2 ops of each
-of the 5 sub-policies. The network follows the AutoAugment paper (Cubuk et al. 2019, Sec. 3):
+A policy is a sequence of discrete decisions, `nvec[t]` choices at step `t` (`SEARCH_NVEC` for
+the AutoAugment search space). The network follows the AutoAugment paper (Cubuk et al. 2019, Sec. 3):
 a one-layer LSTM with 100 hidden units, one softmax per decision, the previous decision fed back
 as the next input, all weights initialised uniformly in [-0.1, 0.1]. `sample()` and the
 differentiable `evaluate()` run the same `_unroll()`, so a policy sampled with log-probability
@@ -23,12 +22,9 @@ from autoaug.space.policy import SEARCH_NVEC  # the search space owns the layout
 
 
 class Controller(nn.Module):
-    """One-layer LSTM emitting `len(nvec)` categorical decisions, decision `t` out of `nvec[t]`.
-
-    `temperature` and `tanh_constant` reshape the logits as in ENAS (Pham et al. 2018):
-    `logits = tanh_constant * tanh(logits / temperature)`. Both default off (`1.0`, `None`)
-    because the AutoAugment paper uses neither. `generator` draws the initial weights.
-    """
+    """One-layer LSTM emitting `len(nvec)` categorical decisions, decision `t` out of `nvec[t]`;
+    `generator` draws the initial weights. No ENAS-style logit temperature or tanh squashing:
+    the AutoAugment paper uses neither."""
 
     def __init__(
         self,
@@ -36,20 +32,14 @@ class Controller(nn.Module):
         hidden_size: int = 100,
         embedding_dim: int = 100,
         init_range: float = 0.1,
-        temperature: float = 1.0,
-        tanh_constant: float | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         nvec = tuple(int(n) for n in nvec)
         if not nvec or any(n < 1 for n in nvec):
             raise ValueError(f"nvec must be a non-empty sequence of positive ints, got {nvec}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.nvec = nvec
         self.hidden_size = hidden_size
-        self.temperature = temperature
-        self.tanh_constant = tanh_constant
 
         # One embedding row per (position, choice), i.e. a separate table per decision position,
         # stored as one nn.Embedding indexed with `offsets[t] + token`. Per position rather than
@@ -79,14 +69,6 @@ class Controller(nn.Module):
     def num_decisions(self) -> int:
         return len(self.nvec)
 
-    def _logits(self, h: torch.Tensor, t: int) -> torch.Tensor:
-        logits = self.heads[t](h)  # (n, nvec[t])
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        if self.tanh_constant is not None:
-            logits = self.tanh_constant * torch.tanh(logits)
-        return logits
-
     def _unroll(
         self,
         n: int,
@@ -101,7 +83,7 @@ class Controller(nn.Module):
         out_tokens, logprobs, entropies = [], [], []
         for t in range(self.num_decisions):
             h, c = self.lstm(x, (h, c))  # (n, H), (n, H)
-            log_p = F.log_softmax(self._logits(h, t), dim=-1)  # (n, nvec[t])
+            log_p = F.log_softmax(self.heads[t](h), dim=-1)  # (n, nvec[t])
             if tokens is None:
                 tok = torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(1)  # (n,)
             else:

@@ -31,7 +31,7 @@ from autoaug.search.rundir import load_checkpoint, save_checkpoint
 from autoaug.search.trials import ChildTask, class_rank, derive_seed
 from autoaug.search.workers import Task, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import Augment, DeviceData, evaluate, train_model
+from autoaug.training.loop import Augment, DeviceData, evaluate, train_model, val_accuracy
 from autoaug.training.models import build_model
 
 FOLD_DIRNAME = "density"
@@ -92,8 +92,7 @@ def train_fold(task: DensityTask, k: int, seed: int, device: str) -> float:
     data = fold_data(task.data(device), k, task.folds)
     config = dataclasses.replace(task.child, device=device)
     model, _ = train_model(None, data, config, seed)
-    accuracy = evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std,
-                        batch_size=config.eval_batch_size)
+    accuracy = val_accuracy(model, data, config)
     save_checkpoint(task.fold_path(k), {
         "version": FOLD_VERSION,
         "setup": task.setup(k, seed),

@@ -17,9 +17,8 @@ from tqdm import tqdm
 from autoaug.errors import AutoaugError
 from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config, to_dict
 from autoaug.search.rewards import REFERENCE_KEY, LazyPool, evaluate_trials, rank_by, reference_spec
-from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import ChildTask, derive_seed
+from autoaug.search.trials import ChildTask, derive_seed, open_run
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import Policy, provenance
@@ -168,8 +167,7 @@ def export_policy(
                                      progress)
     assert config is not None
     task = ChildTask.from_config(config)
-    with RunLock(run_dir), TrialStore(store_path) as store:
-        store.requeue_running()  # re-evaluation children a killed export left running
+    with open_run(run_dir) as (store, _):  # requeues the children a killed export left running
         pool = LazyPool(config, task, run_dir)
         try:
             return export_from_store(run_dir, store, config, top, out, pipeline, dataset, pool,

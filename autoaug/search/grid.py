@@ -30,7 +30,7 @@ from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check
 from autoaug.space.specs import POLICY_CUTOUT
 from autoaug.training.ensemble import read_outputs_meta, save_outputs
 from autoaug.training.fused import train_fused
-from autoaug.training.loop import TrainConfig, evaluate, predict_proba, train_model
+from autoaug.training.loop import TrainConfig, predict_proba, train_model, val_accuracy
 
 GRID_JSON = "grid.json"
 GRID_MD = "grid.md"
@@ -117,7 +117,7 @@ def evaluate_point(payload: dict[str, Any], seed: int, device: str) -> float | l
         models = [train_model(augments[0], data, config, seed)[0]]
     rewards = []
     for model, augment, (point, point_seed) in zip(models, augments, members):
-        val_acc = evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
+        val_acc = val_accuracy(model, data, config)
         if point.get("save"):
             proba = predict_proba(model, data.test_x, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
             save_outputs(

@@ -1,10 +1,7 @@
 """The "ray" backend of `autoaug.search.workers.WorkerPool`: Ray tasks on an existing cluster
 (`pip install autoaug[ray]`), for more than one machine; Ray is the engine, nothing here
 re-implements one. Ray is imported only when this backend starts (an optional dependency).
-
-A task whose Ray worker or node died under it is resubmitted up to `RayOptions.retries` times
-(on a cluster that is usually the machine's fault, not the trial's); a timeout cancels the
-task and fails it, like a local worker's.
+A timeout cancels the task and fails it, like a local worker's.
 """
 
 from __future__ import annotations

@@ -35,19 +35,17 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
     atomic_write(path, lambda handle: torch.save(dict(state), handle), "checkpoint")
 
 
-def load_checkpoint(
-    path: str | os.PathLike[str], *, map_location: str | None = "cpu"
-) -> dict[str, Any] | None:
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The state saved at `path`, or None if there is no checkpoint yet.
 
-    `map_location="cpu"` by default so a run checkpointed on a GPU resumes anywhere; the
-    caller moves what it needs. weights_only=True: a checkpoint is data, never code.
+    Loaded onto the CPU so a run checkpointed on a GPU resumes anywhere; the caller moves what
+    it needs. weights_only=True: a checkpoint is data, never code.
     """
     path = Path(path)
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise AutoaugError(
             f"checkpoint {path} cannot be read: {_checkpoint_problem(err)}; the trial store next "

@@ -1,10 +1,6 @@
 """The policy search (issue #4): the loop that samples policies, trains children and updates
 the controller, and the run directory's layout (ARCHITECTURE.md names the pieces it drives).
-
-Paired rewards (`reward.paired`, issue #10): every policy of a round trains on the round's seed
-next to a reference child without a policy; the store keeps each policy's raw reward and its
-paired reward (raw - reference), advantages are centred within the round, and policies are
-ranked by the paired reward.
+Paired rewards (issue #10) are `RewardConfig.paired`.
 
 A run directory holds:
 
@@ -70,9 +66,6 @@ TENSORBOARD_DIRNAME = "tensorboard"
 CHECKPOINT_VERSION = 1
 # Images in the TensorBoard picture of the best policy (one row per sub-policy).
 _PICTURE_IMAGES = 8
-
-
-# --- what a worker evaluates ------------------------------------------------------------------
 
 
 # --- seeds and sampling -----------------------------------------------------------------------
@@ -272,7 +265,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
                 stored = store.rows(round=round_, phase="search", role="policy")
-                n = len(stored) if stored else min(config.batch_size, config.budget - _total(store))
+                budget_left = config.budget - sum(store.counts().values())  # every trial counts
+                n = len(stored) if stored else min(config.batch_size, budget_left)
                 if n <= 0:
                     break
                 tokens, old_logprobs = sampler.sample(n)  # (n, T), (n,)
@@ -400,10 +394,6 @@ def _check_same_search(
             f"recorded {recorded[7:19]}..., now {data[7:19]}...); the data behind the dataset "
             "spec changed: restore it, or use another --out for a new search"
         )
-
-
-def _total(store: TrialStore) -> int:
-    return sum(store.counts().values())
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:

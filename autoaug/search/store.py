@@ -32,9 +32,7 @@ PHASES = ("search", "reeval")
 # "policy": a payload to score; "reference": the child without a policy that the policies of
 # the same phase and seed are paired with (paired = reward - the reference's reward).
 ROLES = ("policy", "reference")
-# Status groups, named once so every query agrees on what "complete" means.
 UNFINISHED = ("pending", "running")
-COMPLETE = ("done", "failed")
 
 # The meta row that marks a SQLite file as ours, as opposed to any other SQLite database.
 _STORE_KIND = "autoaug-trials"
@@ -384,8 +382,7 @@ class TrialStore:
 
     def set_meta(self, name: str, value: str) -> None:
         """Store a run-level string (e.g. the config the search started with)."""
-        if name in ("kind", "schema_version"):
-            raise ValueError(f"meta {name!r} is owned by the store")
+        _check_meta_name(name)
         self._conn.execute(
             "INSERT INTO meta (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -396,8 +393,7 @@ class TrialStore:
         """Store `value` under `name` unless the store already holds one; return the stored value
         (None if there was none). For what must stay the same over a run's whole life, e.g. a
         fingerprint of the data its rewards were measured on: the caller compares."""
-        if name in ("kind", "schema_version"):
-            raise ValueError(f"meta {name!r} is owned by the store")
+        _check_meta_name(name)
         with self._transaction():
             stored = self.get_meta(name)
             if stored is None:
@@ -433,13 +429,6 @@ class TrialStore:
                 _check_choice(column, filters[column], allowed)
         where = ("WHERE " + " AND ".join(f"{c} = ?" for c in filters)) if filters else ""
         return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(filters.values()))
-
-    def pending_or_running(self, round: int, phase: str = "search") -> list[Trial]:
-        """The trials of `round` that still need evaluating; [] means the round is complete."""
-        return self._select(
-            "WHERE phase = ? AND round = ? AND status IN ('pending', 'running') ORDER BY slot",
-            (phase, round),
-        )
 
     def completed_count(self) -> int:
         """Search-phase policy trials that are done or failed: evaluated, never to be evaluated
@@ -522,10 +511,6 @@ class _Connection:
         self.raw = conn
         self.path = path
 
-    @property
-    def in_transaction(self) -> bool:
-        return self.raw.in_transaction
-
     def execute(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> _Rows:
         """`many`: `params` is a sequence of parameter rows (executemany)."""
         try:
@@ -571,13 +556,18 @@ class _Transaction:
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None:
             self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:
+        elif self._conn.raw.in_transaction:
             self._conn.execute("ROLLBACK")
 
 
 def _check_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
+def _check_meta_name(name: str) -> None:
+    if name in ("kind", "schema_version"):
+        raise ValueError(f"meta {name!r} is owned by the store")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

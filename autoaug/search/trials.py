@@ -2,8 +2,7 @@
 
 Both searches drive it: the policy search (`autoaug.search.search`, one batch per controller
 round) and the RandAugment grid (`autoaug.search.grid`, one batch of the points the store lacks).
-Each result is committed the moment it arrives, so a kill loses only the trials in flight and a
-rerun evaluates nothing twice; failed trials stay in the store with their error.
+Each result is committed as it arrives (`autoaug.search.store`); failed trials keep their error.
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from autoaug.errors import AutoaugError
 from autoaug.search.config import SearchConfig
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool
+from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
 from autoaug.space.policy import _short
 from autoaug.training.data import Splits, load_splits
 from autoaug.training.loop import DeviceData, TrainConfig, prepare
@@ -170,7 +169,7 @@ def make_pool(
         return WorkerPool(fn, backend="ray", timeout_s=timeout_s, ray_options=ray_options or RayOptions())
     devices = list(devices)
     if devices == ["auto"]:
-        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+        devices = default_devices()
     if backend == "inline":
         devices = devices[:1]  # one trial at a time, in this process
     else:

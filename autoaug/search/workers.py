@@ -1,8 +1,7 @@
 """Evaluation workers: run `fn(payload, seed, device) -> reward` for a batch of tasks.
 
-This module owns where and how trials are evaluated, not what an evaluation is: the search
-(issue #4) passes tasks whose payload is a policy, the RandAugment grid (issue #5) tasks whose
-payload is a grid point. Three backends behind one `WorkerPool.run`:
+Where and how trials are evaluated, not what an evaluation is (a policy, a RandAugment grid
+point). Three backends behind one `WorkerPool.run`:
 
 - "process" (default): long-lived local worker processes started with the "spawn" context
   (CUDA cannot survive fork), one per entry of `devices`, e.g. ["cuda:0", "cuda:0", "cuda:1"]
@@ -43,8 +42,7 @@ from autoaug.errors import AutoaugError
 from autoaug.search.ray_pool import RayOptions, RayPool
 from autoaug.search.tasks import EvalFn, OnResult, OnTask, Result, Task, evaluate, one_line
 
-__all__ = ["BACKENDS", "EvalFn", "RayOptions", "Result", "Task", "WorkerPool", "check_timeout",
-           "default_devices", "evaluate_batch"]
+__all__ = ["BACKENDS", "EvalFn", "RayOptions", "Result", "Task", "WorkerPool", "check_timeout", "default_devices"]
 
 BACKENDS = ("process", "inline", "ray")
 
@@ -58,14 +56,9 @@ def check_timeout(timeout_s: float | None) -> None:
         raise AutoaugError(f"timeout_s must be > 0 seconds and finite, got {timeout_s}")
 
 
-def default_devices(num_workers: int | None = None) -> list[str]:
-    """One worker per visible GPU by default, spread round-robin; else CPU workers (default 1)."""
-    gpus = torch.cuda.device_count()
-    if num_workers is not None and num_workers < 1:
-        raise ValueError(f"num_workers must be >= 1, got {num_workers}")
-    if gpus:
-        return [f"cuda:{i % gpus}" for i in range(num_workers or gpus)]
-    return ["cpu"] * (num_workers or 1)
+def default_devices() -> list[str]:
+    """One worker per visible GPU, else one CPU worker."""
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
 
 
 class WorkerPool:
@@ -349,23 +342,6 @@ class WorkerPool:
             self._finalizer.cancel()
         elif self._ray is not None:
             self._ray.abort()
-
-
-def evaluate_batch(
-    tasks: Sequence[Task],
-    fn: EvalFn,
-    *,
-    backend: str = "process",
-    devices: Sequence[str] | None = None,
-    timeout_s: float | None = None,
-    ray_options: RayOptions | None = None,
-    on_start: OnTask | None = None,
-    on_result: OnResult | None = None,
-) -> list[Result]:
-    """One-shot `WorkerPool(...).run(tasks)`; prefer a pool when there are several batches."""
-    with WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s,
-                    ray_options=ray_options) as pool:
-        return pool.run(tasks, on_start=on_start, on_result=on_result)
 
 
 # -- the local worker processes ------------------------------------------------------------------

@@ -29,12 +29,6 @@ def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, s
     return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
 
 
-def needs_autoaug(policy: Augmenter | A.BaseCompose) -> bool:
-    """Whether loading the export of `policy` (or an albumentations pipeline) needs `import autoaug`
-    (it holds autoaug's own transforms)."""
-    return loading_note(policy) is not None
-
-
 def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
     """What a user must do before using the export of `policy` (or an albumentations pipeline,
     e.g. a whole training pipeline), or None when plain `A.load` is enough."""

@@ -83,13 +83,9 @@ class Operation:
         object.__setattr__(self, "prob", _check_prob(self.prob, where + " prob"))
         _check_bin(self.name, self.magnitude_bin, where + " magnitude_bin")
 
-    @property
-    def magnitude(self) -> float:
-        """Physical magnitude before the random sign (0.0 for ops without one), paper ranges."""
-        return self.magnitude_in("paper")
-
     def magnitude_in(self, reading: str) -> float:
-        """Physical magnitude under a range reading (`autoaug.space.ops.RANGE_READINGS`)."""
+        """Physical magnitude before the random sign (0.0 for ops without one) under a range
+        reading (`autoaug.space.ops.RANGE_READINGS`)."""
         return OPS_BY_NAME[self.name].magnitude(self.magnitude_bin or 0, reading=reading)
 
     def to_json(self) -> dict[str, Any]:

@@ -1,10 +1,8 @@
 """RandAugment, TrivialAugment and the adaptive magnitude (issue #5).
 
-This module owns the two augmenters that need no search, their native JSON form, the
-`randaugment:N=2,M=9` / `trivialaugment` specs and the adaptive-M rule (the grid search over N
-and M is `autoaug.search.grid`). Both augmenters draw from the op table of `autoaug.space.ops`
-and run through the same `autoaug.space.augment.apply_ops` as a learned policy; both export to
-albumentations.
+Both augmenters draw from the op table of `autoaug.space.ops`, run through the same
+`autoaug.space.augment.apply_ops` as a learned policy and export to albumentations; the grid
+search over N and M is `autoaug.search.grid`.
 
 RandAugment (Cubuk et al. 2019, "RandAugment: Practical automated data augmentation with a
 reduced search space")
@@ -12,46 +10,33 @@ reduced search space")
   order drawn, every one of them (no probabilities), all at one global magnitude M.
 - M is on the 0..30 scale of the paper's experiments (ResNet-50 on ImageNet: N=2, M=9;
   EfficientNet-B7: M=28) and of torchvision's `RandAugment` (31 magnitude bins, default M=9).
-  For every op, physical magnitude = low + (high - low) * M / 30 over the op's table range, so
-  M=30 is the table's top bin (bin 9). M may be fractional (the adaptive M moves it in small
+  M=30 is the table's top bin (bin 9); M may be fractional (the adaptive M moves it in small
   steps); ops with integer magnitudes (Solarize, Posterize) round, as their bins do.
-- Signed ops (shear, translate, rotate) get a random sign per application.
-- The table's direction is kept: Solarize's threshold falls with M (256 at M=0, nothing
-  inverted, to 0 at M=30, everything; the AutoAugment reference code's direction and
-  torchvision's; the RandAugment authors' TF code runs it the other way), and Contrast / Color /
-  Brightness / Sharpness factors go from 0.1 (M=0) through 1.0 (M=15, the identity) to 1.9
-  (M=30), which is the RandAugment TF code's `_enhance_level_to_arg` too, so for those four a
-  larger M is not a stronger op. torchvision instead reads them as 1 +/- 0.9 M/30 with a random
-  sign.
+- The table's direction is kept: Solarize's threshold falls with M (the AutoAugment reference
+  code's direction and torchvision's; the RandAugment authors' TF code runs it the other way),
+  and Contrast / Color / Brightness / Sharpness factors go from 0.1 (M=0) through 1.0 (M=15, the
+  identity) to 1.9 (M=30), as the RandAugment TF code's `_enhance_level_to_arg`, so for those
+  four a larger M is not a stronger op. torchvision instead reads them as 1 +/- 0.9 M/30 with a
+  random sign.
 
-Candidates (a user choice: `ops=`, the JSON "ops" list, `--ops`, `ops=A+B` in a spec)
-- Default, `DEFAULT_OPS`: the table's 16 ops minus SamplePairing (it needs a second image, which
-  an albumentations pipeline applied to one image does not have without an image pool) and
-  Invert (the RandAugment paper's list has no Invert, and Solarize at M=30, threshold 0, already
-  is an Invert). That leaves 14 ops.
-- "Identity" (leave the image alone; a row of the op table outside the AutoAugment search space,
-  exported as `A.NoOp`) is accepted as a candidate too. The paper's own 14 are `PAPER_OPS`: Identity plus the
-  default list without Cutout (the paper applies Cutout outside RandAugment, as
-  `TrainConfig.cutout` does here).
+Candidates (`ops=`, the JSON "ops" list, `--ops`, `ops=A+B` in a spec): by default (`DEFAULT_OPS`)
+the table's 16 ops minus SamplePairing (it needs a second image, which an albumentations pipeline
+applied to one image lacks without an image pool) and Invert (not in the RandAugment paper's list;
+Solarize at M=30 already is one). "Identity" is accepted too; the paper's own 14 are `PAPER_OPS`
+(it applies Cutout outside RandAugment, as `TrainConfig.cutout` does here).
 
 TrivialAugment (Mueller & Hutter 2021, "TrivialAugment: Tuning-free yet state-of-the-art data
-augmentation")
-- One op per image drawn uniformly from the candidates, at a magnitude drawn uniformly.
-- Magnitudes are uniform over the table's 10 bins (0..9) of the table's ranges, so the
-  albumentations form is a finite `OneOf`. TA as published draws from 31 levels over its own,
-  wider ranges ("TA (Wide)": shear 0.99, translate 32 px, rotate 135 deg, enhancement factors
-  0.01..1.99); here the ranges are AutoAugment's, the same the search and RandAugment use.
+augmentation"): one op per image drawn uniformly from the candidates, at a magnitude bin drawn
+uniformly from the table's 10 bins, so the albumentations form is a finite `OneOf`. TA as
+published draws from 31 levels over its own, wider ranges ("TA (Wide)": shear 0.99, translate
+32 px, rotate 135 deg, enhancement factors 0.01..1.99); here the ranges are AutoAugment's.
 
 Adaptive M (this project's refinement; `adapt_magnitude` is the exact rule): M only rises, after
 an epoch whose validation accuracy falls below the best so far: a validation dip while training
 accuracy keeps rising is read as over-fitting, which more augmentation counters.
 
-albumentations exports: the default candidates include Sharpness, one of autoaug's own
-transforms (`import autoaug` before `A.load`). Seed such a pipeline with one shared stream,
-`autoaug.space.albu.seed_pipeline(pipeline, s)` (what `autoaug.training.loop` does in DataLoader
-workers), not with `A.Compose(..., seed=s)` or `set_random_seed(s)`: albumentations 2.0.8 then
-gives every nested transform its own generator seeded with the same number, and RandAugment's N
-`OneOf`s all draw the same op. Unseeded pipelines (e.g. straight from `A.load`) are fine.
+An exported RandAugment pipeline must be seeded with `autoaug.space.albu.seed_pipeline`, not
+`A.Compose(..., seed=s)`: with the latter its N `OneOf`s all draw the same op.
 """
 
 from __future__ import annotations
@@ -79,7 +64,6 @@ DEFAULT_N = 2
 # validation and then fail to allocate its (B, N) draws in training.
 N_MAX = 30
 IDENTITY = IDENTITY_OP.name
-CANDIDATE_NAMES: tuple[str, ...] = TABLE_NAMES
 DEFAULT_OPS: tuple[str, ...] = tuple(name for name in OP_NAMES if name not in ("Invert", "SamplePairing"))
 PAPER_OPS: tuple[str, ...] = (IDENTITY,) + tuple(name for name in DEFAULT_OPS if name != "Cutout")
 KINDS = ("randaugment", "trivialaugment")
@@ -95,9 +79,9 @@ def check_ops(ops: Any, where: str = "ops") -> tuple[str, ...]:
     if isinstance(ops, str) or not isinstance(ops, (list, tuple)) or not ops:
         raise PolicyError(f"{where}: expected a non-empty list of op names, got {_short(ops)}")
     for i, name in enumerate(ops):
-        if not isinstance(name, str) or name not in CANDIDATE_NAMES:
+        if not isinstance(name, str) or name not in TABLE_NAMES:
             raise PolicyError(
-                f"{where}[{i}]: unknown op {_short(name)}; expected one of {', '.join(CANDIDATE_NAMES)}"
+                f"{where}[{i}]: unknown op {_short(name)}; expected one of {', '.join(TABLE_NAMES)}"
             )
     duplicates = sorted({name for name in ops if list(ops).count(name) > 1})
     if duplicates:
@@ -132,8 +116,19 @@ class Draws:
     candidates: torch.Tensor  # (B, depth) long, position in the augmenter's `ops`
 
 
+class _Drawn:
+    """The batched call and `save` of RandAugment and TrivialAugment, on their `sample`."""
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        d = self.sample(images.shape[0], generator)
+        return apply_ops(images, d.op_ids, d.magnitudes, d.fire, generator)
+
+    def save(self, path: str | Path) -> Path:
+        return save_json(self.to_json(), path)
+
+
 @dataclass(frozen=True)
-class RandAugment:
+class RandAugment(_Drawn):
     """N ops per image, drawn uniformly with replacement from `ops`, all at magnitude `m` (0..30)."""
 
     n: int = DEFAULT_N
@@ -163,10 +158,6 @@ class RandAugment:
         mags = signed_magnitudes(self._mags[choice], ids, generator)  # (B, N)
         return Draws(ids, mags, torch.ones(shape, dtype=torch.bool), choice)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        d = self.sample(images.shape[0], generator)
-        return apply_ops(images, d.op_ids, d.magnitudes, d.fire, generator)
-
     def to_albumentations_transforms(self) -> list[A.BasicTransform]:
         """N `OneOf`s of the candidates at M, one after the other.
 
@@ -185,9 +176,6 @@ class RandAugment:
             "n": self.n, "m": m, "ops": list(self.ops), "provenance": self.provenance,
         }
 
-    def save(self, path: str | Path) -> Path:
-        return save_json(self.to_json(), path)
-
     def describe(self) -> str:
         lines = [f"RandAugment: N={self.n} ops per image at M={self.m:g} (of {M_MAX:g}), {len(self.ops)} candidates"]
         for op_id, mag in zip(self._ids.tolist(), self._mags.tolist()):
@@ -201,7 +189,7 @@ class RandAugment:
 
 
 @dataclass(frozen=True)
-class TrivialAugment:
+class TrivialAugment(_Drawn):
     """One op per image drawn uniformly from `ops`, at a magnitude bin drawn uniformly from 0..9."""
 
     ops: tuple[str, ...] = DEFAULT_OPS
@@ -224,10 +212,6 @@ class TrivialAugment:
         mags = signed_magnitudes(self._bin_mags[choice, bins], ids, generator)  # (B, 1)
         return Draws(ids, mags, torch.ones(shape, dtype=torch.bool), choice)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        d = self.sample(images.shape[0], generator)
-        return apply_ops(images, d.op_ids, d.magnitudes, d.fire, generator)
-
     def to_albumentations_transforms(self) -> list[A.BasicTransform]:
         """`OneOf` over the candidates, each a `OneOf` over its 10 bins (one transform if it has
         no magnitude: its bins are all the same op)."""
@@ -244,9 +228,6 @@ class TrivialAugment:
             "format": FORMAT, "version": VERSION, "kind": "trivialaugment",
             "ops": list(self.ops), "provenance": self.provenance,
         }
-
-    def save(self, path: str | Path) -> Path:
-        return save_json(self.to_json(), path)
 
     def describe(self) -> str:
         return (

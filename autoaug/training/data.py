@@ -1,7 +1,5 @@
 """Datasets: turning a `--dataset SPEC` into uint8 train / val / test arrays.
 
-This module owns every way images enter autoaug:
-
 - `cifar10-reduced` (the default): the AutoAugment paper's reduced CIFAR-10, shipped inside the
   package as JPEG bytes (`_data/cifar10_reduced_jpeg.npz`, see ../shared/data/README.md), so a
   fresh machine needs no download: train 4,000 (400 per class), val 5,000 (500 per class,
@@ -15,8 +13,7 @@ Every spec gives the same thing, a `Splits`: RGB uint8 images (N, H, W, 3), int6
 out of train, stratified by class and seeded, so the same seed always gives the same split.
 All of a dataset is held in memory; it is meant for CIFAR-sized work, not ImageNet.
 
-`autoaug.training.download` fetches the official CIFAR archives; the `autoaug data`
-sub-commands are `autoaug.cli.data`. Bad input is a `DataError` with one line naming the path, file or array key.
+Bad input is a `DataError` with one line naming the path, file or array key.
 """
 
 from __future__ import annotations
@@ -100,11 +97,6 @@ class Splits:
     def image_shape(self) -> tuple[int, int]:
         """(H, W) of every image."""
         return int(self.train_x.shape[1]), int(self.train_x.shape[2])
-
-    @property
-    def image_size(self) -> int:
-        """Side length of the (square) images; the height if the source's images are not square."""
-        return self.image_shape[0]
 
     def class_counts(self, split: str) -> np.ndarray:
         """Images per class in one split, (num_classes,) int64."""

@@ -89,7 +89,8 @@ def _fetch(url: str, target: Path, archive: _Archive, timeout: float) -> None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            bar = _progress_bar(total, archive.filename)
+            # disable=None: show the bar only on a terminal, so logs and pipes stay clean.
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=archive.filename, disable=None)
             try:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     digest.update(chunk)
@@ -108,11 +109,6 @@ def _fetch(url: str, target: Path, archive: _Archive, timeout: float) -> None:
         raise DataError(f"downloaded {url} has MD5 {md5}, expected {archive.md5}; the file was deleted, "
                         "try again (or use the official URL)")
     partial.replace(target)
-
-
-def _progress_bar(total: int | None, label: str) -> tqdm:
-    # disable=None: show the bar only on a terminal, so logs and pipes stay clean.
-    return tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=None)
 
 
 def _extract(target: Path, dest: Path, archive: _Archive) -> Path:

@@ -1,10 +1,8 @@
 """Top-k ensembles of trained models, and the per-model output files they are built from (issue #5).
 
 An ensemble needs no weights: a trained model leaves its validation accuracy, its test accuracy
-and its softmax on the test split behind (`autoaug ensemble` is `autoaug.cli.ensemble`). The
-members are picked by validation accuracy only; the test split is only measured. The saved
-softmax comes from the un-augmented test images, so an ensemble needs no record of which ops any
-member drew.
+and its softmax on the (un-augmented) test split behind. The members are picked by validation
+accuracy only; the test split is only measured.
 
 Files of one model, in one directory (written by the RandAugment grid for every child, and by
 anything else that calls `save_outputs`):
@@ -53,7 +51,7 @@ def save_outputs(
     directory = Path(directory)
     atomic_write(directory / ARRAYS_FILE, lambda handle: np.savez(handle, test_proba=proba, test_labels=labels),
                  "model outputs")
-    test_acc = float((proba.argmax(axis=1) == labels).mean()) if len(labels) else None
+    test_acc = accuracy(proba, labels) if len(labels) else None
     doc = {
         "format": OUTPUTS_FORMAT, "version": OUTPUTS_VERSION,
         "val_acc": float(val_acc), "test_acc": test_acc, "seed": seed, **meta,

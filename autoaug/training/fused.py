@@ -3,28 +3,19 @@
 
 A small child network is bound by per-operator overhead (Python, dispatch, kernel launches),
 not by arithmetic: K children fused into one network run the same number of operators as one
-child, each K times wider. This module owns that fusion and the loop around it:
+child, each K times wider.
 
-- `fuse_models(models)`: K networks of one architecture -> a `FusedNetwork`. Every Conv2d
-  becomes one grouped convolution (K times the groups) over the K children's channels stacked
-  along dim 1, every BatchNorm2d one BatchNorm2d over K times the channels (each child keeps its
-  own batch statistics and running averages), every Linear a `StackedLinear` (one batched
-  matmul); stateless layers (pooling, GELU, ReLU, flatten) act per channel and stay as they are.
-  The network's own `forward` is reused: the fused network is child 0's module tree with its
-  layers swapped, so every model of `autoaug.training.models` fuses.
-- `train_fused(augments, data, config, seeds)`: K children trained at once, child k exactly as
-  `autoaug.training.loop.train_model(augments[k], data, config, seeds[k])` would train it: its
-  own initial weights, batch order, policy draws, crops / flips / Cutout and BatchNorm
-  statistics, and its own SGD state (SGD acts element by element, and the loss is the sum of
-  the K children's losses, so a child's gradient is its own). All K share `config`, hence the
-  learning-rate schedule.
-- `train_children(...)`: the same, returning the K validation accuracies (what the search and
-  the RandAugment grid call with `fuse` > 1).
+`fuse_models`: every Conv2d becomes one grouped convolution over the K children's channels
+stacked along dim 1, every BatchNorm2d one BatchNorm2d over K times the channels (each child
+keeps its own statistics), every Linear a `StackedLinear`; stateless layers act per channel and
+stay. The fused network is child 0's module tree with its layers swapped, so its own `forward`
+serves and every model of `autoaug.training.models` fuses.
 
-Children that share a seed (a search round: the round's policies and its reference child train
-on one seed, issue #10) share their initial weights, batch order and pad-crop / flip / Cutout
-draws; they are trained from one index gather and one `model_input` call on their stacked
-channels per step, only the policy draws stay per child.
+`train_fused` trains child k exactly as `loop.train_model(augments[k], data, config, seeds[k])`
+would: its own initial weights, batch order, draws and SGD state (SGD acts element by element
+and the loss is the sum of the children's, so a child's gradient is its own); all K share
+`config`, hence the schedule. Children that share a seed (a search round, issue #10) share one
+index gather and one `model_input` call per step; only their policy draws stay per child.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ policy (`autoaug train`).
 is augmented by batched tensor ops with per-image randomness from explicit generators, no
 DataLoader in the hot path; bf16 autocast and channels_last on CUDA, plain fp32 on CPU. The other
 path, `AlbumentationsAugment`, runs a whole exported training pipeline per image in DataLoader
-workers, the way a user trains with an exported pipeline. `autoaug train` is `autoaug.cli.train`.
+workers, the way a user trains with an exported pipeline.
 
 Per batch, in the order of the AutoAugment reference code (its CIFAR input pipeline applies the
 policy, then zero-pad-4-and-crop, then a random horizontal flip, then Cutout 16):
@@ -56,6 +56,7 @@ from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # a device as written in a config, not yet resolved
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class TrainConfig:
 
 def resolve_device(name: str, *, check_available: bool = True) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cpu'; 'cuda' / 'cuda:N' (ConfigError if absent)."""
-    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+    if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
         raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -160,7 +161,7 @@ class DeviceData:
     mean: torch.Tensor
     """(C,) float32 per-channel mean of the training pixels, 0..255 scale."""
     std: torch.Tensor
-    """(C,) float32 per-channel std of the training pixels, 0..255 scale."""
+    """(C,) float32 per-channel std of the training pixels, 0..255 scale, at least 1."""
 
     @property
     def device(self) -> torch.device:
@@ -175,25 +176,16 @@ def prepare(splits: Splits, device: str | torch.device = "auto") -> DeviceData:
         x = getattr(splits, f"{split}_x")  # (N, H, W, 3) uint8, checked by Splits
         tensors[f"{split}_x"] = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous()
         tensors[f"{split}_y"] = torch.from_numpy(getattr(splits, f"{split}_y")).to(dev)
-    mean, std = pixel_stats(tensors["train_x"])
+    pixels = tensors["train_x"].float()  # (N, C, H, W)
+    mean, std = pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)).clamp_min(1.0)  # (C,) each
     return DeviceData(name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors)
-
-
-def pixel_stats(train_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (mean, std) of uint8 (N, C, H, W) training images, float32 (C,) each on the
-    0..255 scale: what the network's inputs are normalised with (std at least 1)."""
-    pixels = train_x.float()  # (N, C, H, W)
-    return pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)).clamp_min(1.0)
 
 
 def dataset_stats(spec: str, image_size: int | None = None) -> tuple[list[float], list[float], tuple[int, int]]:
     """(mean, std, (H, W)) of dataset `spec`'s training split as `autoaug train` computes them
-    (same split, same arithmetic): the numbers an exported train / eval pipeline normalises with."""
-    splits = load_splits(spec, image_size=image_size)
-    # contiguous as in `prepare`: the same summation order, the same float32 numbers
-    train_x = torch.from_numpy(splits.train_x).permute(0, 3, 1, 2).contiguous()  # (N, C, H, W) uint8
-    mean, std = pixel_stats(train_x)
-    return mean.tolist(), std.tolist(), (int(train_x.shape[2]), int(train_x.shape[3]))
+    (the same `prepare`): the numbers an exported train / eval pipeline normalises with."""
+    data = prepare(load_splits(spec, image_size=image_size), "cpu")
+    return data.mean.tolist(), data.std.tolist(), (data.train_x.shape[2], data.train_x.shape[3])
 
 
 # --- batched pre-processing -------------------------------------------------------------------
@@ -416,9 +408,7 @@ def init_model(config: TrainConfig, data: DeviceData, seed: int) -> nn.Module:
     if data.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     # Weights come from a CPU generator so that a seed means the same network on every device.
-    model = build_model(
-        config.model, data.num_classes, generator=torch.Generator().manual_seed(seed)
-    )
+    model = build_model(config.model, data.num_classes, generator=torch.Generator().manual_seed(seed))
     check_image_size(model, config.model, *data.train_x.shape[2:], where="training images")
     # channels_last on the CPU too: oneDNN's convolutions ran ~1.4x faster that way here.
     return model.to(device=data.device, memory_format=torch.channels_last)
@@ -427,10 +417,9 @@ def init_model(config: TrainConfig, data: DeviceData, seed: int) -> nn.Module:
 def stream_generators(seed: int, device: torch.device) -> tuple[torch.Generator, ...]:
     """The (batch order, policy draws, pad-crop / flip / Cutout draws) generators of `seed`.
 
-    One stream per purpose (issue #10, common random numbers): children trained on one seed
-    see the same batches in the same order with the same crops, flips and Cutout squares
-    whatever their policy draws. With one shared stream, a policy that fires more ops would
-    shift every later draw, and two policies on "the same seed" would differ by the seed too.
+    One stream per purpose (issue #10, common random numbers): with one shared stream, a policy
+    that fires more ops would shift every later draw, and two policies on "the same seed" would
+    not see the same batches, crops, flips and Cutout squares.
     """
     return tuple(torch.Generator(device=device).manual_seed(s) for s in stream_seeds(seed, 3))
 
@@ -438,8 +427,7 @@ def stream_generators(seed: int, device: torch.device) -> tuple[torch.Generator,
 def make_optimizer(
     params: Iterator[nn.Parameter], config: TrainConfig, num_train: int
 ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
-    """SGD with Nesterov momentum and its `lr_factor` schedule over all of training on
-    `num_train` images (the last partial batch of an epoch dropped)."""
+    """SGD with Nesterov momentum and its `lr_factor` schedule over training on `num_train` images."""
     total_steps = config.epochs * max(1, num_train // config.batch_size)
     optimizer = torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
@@ -462,11 +450,10 @@ def train_model(
     """Train a fresh `config.model` on data's train split; returns (model in eval mode, history).
 
     `augment` is a batched torch augmentation (see `Augment`), an `AlbumentationsAugment` or None.
-    `seed` fixes the initial weights, the batch order and every augmentation draw: on the CPU
-    the same seed gives the same weights and accuracy. The initial weights, the batch order and
-    the pad-crop / flip / Cutout draws do not depend on `augment` (see `stream_seeds`). Validation accuracy is measured after
-    every epoch only if `on_epoch_end(epoch, val_acc)` or `logger` is given (it costs time);
-    `logger` is a TensorBoard `SummaryWriter` (or anything with add_scalar / add_images).
+    `seed` fixes the initial weights, the batch order and every augmentation draw (on the CPU the
+    same seed gives the same weights); all but the policy draws do not depend on `augment`
+    (`stream_generators`). Validation accuracy is measured after every epoch only if
+    `on_epoch_end(epoch, val_acc)` or `logger` (a TensorBoard `SummaryWriter`) is given.
     """
     if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
         raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
@@ -501,12 +488,7 @@ def train_model(
             seen += len(labels)
             if logger is not None and epoch == 0 and step == 0:
                 _log_images(logger, x, data)
-        val_acc = None
-        if want_val:
-            val_acc = evaluate(
-                model, data.val_x, data.val_y, mean=data.mean, std=data.std,
-                batch_size=config.eval_batch_size,
-            )
+        val_acc = val_accuracy(model, data, config) if want_val else None
         stats = EpochStats(
             epoch=epoch,
             train_loss=float(loss_sum) / seen,
@@ -587,14 +569,15 @@ def evaluate(
     return float(correct) / len(x)
 
 
+def val_accuracy(model: nn.Module, data: DeviceData, config: TrainConfig) -> float:
+    """`evaluate` on data's validation split."""
+    return evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
+
+
 def train_child(augment: Augment | None, data: DeviceData, config: TrainConfig, seed: int) -> float:
     """Train one child with `augment` (a policy, any other augmenter, or None) and return its
     validation accuracy in [0, 1]: the search's reward."""
-    model, _ = train_model(augment, data, config, seed)
-    return evaluate(
-        model, data.val_x, data.val_y, mean=data.mean, std=data.std,
-        batch_size=config.eval_batch_size,
-    )
+    return val_accuracy(train_model(augment, data, config, seed)[0], data, config)
 
 
 # --- the albumentations path of a policy spec (`autoaug train --augment albumentations`) ------

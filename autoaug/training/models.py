@@ -1,8 +1,5 @@
-"""The networks that training uses: fast CNN presets for the search's child models and the
-AutoAugment paper's Wide-ResNets for final training.
-
-This module owns architectures, their weight initialisation and each network's default training
-recipe (one row per network in `MODELS`); the loop that trains them lives in `autoaug.training.loop`.
+"""The networks that training uses, their weight initialisation and each one's default training
+recipe (one row per network in `MODELS`):
 
 - `tiny`, `small`: airbench94-shaped CNNs (Jordan 2024, `FastCNN`). `tiny` is sized so one child
   trains on the 4,000-image reduced CIFAR-10 in about 12 s on 2 CPU cores
@@ -152,10 +149,9 @@ class ModelSpec:
 
 # One row per network. Recipes: `tiny` on the reduced CIFAR-10 on 2 CPU cores (batch 128 /
 # lr 0.1 beat batch 256 / lr 0.2 by 1.5 to 2 points, 2 seeds each, for about 10% more time
-# per epoch); `small` as the reference
-# CNN it has to match; the Wide-ResNets follow the AutoAugment paper (SGD Nesterov, lr 0.1,
-# weight decay 5e-4, batch 128, cosine decay; 120 epochs for the WRN-40-2 child, 200 for
-# WRN-28-10) without label smoothing.
+# per epoch); `small` as the reference CNN it has to match; the Wide-ResNets follow the
+# AutoAugment paper (SGD Nesterov, lr 0.1, weight decay 5e-4, batch 128, cosine decay; 120
+# epochs for the WRN-40-2 child, 200 for WRN-28-10) without label smoothing.
 _WRN_RECIPE = dict(batch_size=128, lr=0.1, weight_decay=5e-4, label_smoothing=0.0, schedule="cosine")
 MODELS: Mapping[str, ModelSpec] = MappingProxyType(
     {

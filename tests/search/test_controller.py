@@ -122,21 +122,6 @@ def test_state_dict_round_trip_gives_same_policies() -> None:
     assert set(trained.state_dict()) == {n for n, _ in trained.named_parameters()}
 
 
-def test_tanh_constant_bounds_logits() -> None:
-    plain = Controller(nvec=(4,))
-    clipped = Controller(nvec=(4,), tanh_constant=1.0)
-    for c in (plain, clipped):
-        with torch.no_grad():
-            c.heads[0].weight.zero_()
-            c.heads[0].bias.copy_(torch.tensor([20.0, 0.0, 0.0, 0.0]))
-    token0 = torch.zeros(1, 1, dtype=torch.long)
-    assert plain.evaluate(token0)[0].exp() > 0.999
-    # Logits squashed into [-1, 1]: p(0) = e / (e + 3) at most.
-    with torch.no_grad():
-        p0 = float(clipped.evaluate(token0)[0].exp())
-    assert p0 == pytest.approx(math.e / (math.e + 3), abs=1e-6)
-
-
 def test_evaluate_rejects_bad_tokens() -> None:
     controller = Controller()
     with pytest.raises(PolicyError, match=r"shape \(n, 30\), got \(2, 29\)"):

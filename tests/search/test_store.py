@@ -181,11 +181,11 @@ def test_status_transitions(store: TrialStore) -> None:
     with pytest.raises(KeyError):
         store.mark_done(12345, 1.0, 1.0)
 
-    assert [t.id for t in store.pending_or_running(0)] == [c.id]
+    assert [t.id for t in store.rows(round=0, status="pending")] == [c.id]
     assert store.completed_count() == 2
     assert store.counts() == {"pending": 1, "running": 0, "done": 1, "failed": 1}
     store.mark_done(c.id, 0.1, 0.1)
-    assert store.pending_or_running(0) == []
+    assert store.rows(round=0, status="pending") == []
 
 
 def test_resume_turns_running_back_to_pending(tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_resume_turns_running_back_to_pending(tmp_path: Path) -> None:
         again = second.get(b.id)
         assert (again.status, again.worker, again.started) == ("pending", None, None)
         assert second.get(a.id).status == "done" and second.get(a.id).reward == 0.9
-        assert [t.id for t in second.pending_or_running(0)] == [b.id, c.id]
+        assert [t.id for t in second.rows(round=0, status="pending")] == [b.id, c.id]
         second.set_meta("config", '{"rounds": 3}')
     with TrialStore(path) as third:
         assert third.get_meta("config") == '{"rounds": 3}'
@@ -349,7 +349,7 @@ def test_sigkill_mid_run_keeps_every_committed_trial_once(tmp_path: Path) -> Non
         store.requeue_running()
         last = max(store.rounds())
         store.add_pending(last, _specs(last))
-        for trial in store.pending_or_running(last):
+        for trial in store.rows(round=last, status="pending"):
             store.mark_done(trial.id, last + trial.slot / 10, 0.0)
         rows = store.rows()
         assert len(rows) == 4 * (last + 1)

@@ -11,7 +11,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from autoaug.space.export import albumentations_path, needs_autoaug, save_albumentations, seed_pipeline, to_albumentations
+from autoaug.space.export import albumentations_path, loading_note, save_albumentations, seed_pipeline, to_albumentations
 from autoaug.space.policy import Operation, Policy, published_policy
 from autoaug.space.specs import load_policy
 from autoaug.space.published import PUBLISHED
@@ -45,10 +45,10 @@ NATIVE_ONLY = Policy((
 
 def test_native_only_policy_loads_in_a_process_that_never_imports_autoaug(tmp_path, cifar_images):
     policy = NATIVE_ONLY
-    assert not needs_autoaug(policy)
+    assert loading_note(policy) is None  # plain A.load reads it
     # the published SVHN policy has AutoContrast, Equalize and TranslateY, which follow PIL's
     # rules only with autoaug's own transforms (issue #8)
-    assert needs_autoaug(published_policy("autoaugment-svhn"))
+    assert loading_note(published_policy("autoaugment-svhn")) is not None
     path = save_albumentations(policy, tmp_path / "native.albumentations.json")
     np.save(tmp_path / "img.npy", cifar_images[0])
     code = (
@@ -65,7 +65,7 @@ def test_native_only_policy_loads_in_a_process_that_never_imports_autoaug(tmp_pa
 
 def test_cifar10_policy_loads_with_plain_A_load_after_import_autoaug(tmp_path, cifar_images):
     policy = published_policy("autoaugment-cifar10")
-    assert needs_autoaug(policy)  # Sharpness below 1.0 is autoaug's own transform
+    assert loading_note(policy) is not None  # Sharpness below 1.0 is autoaug's own transform
     path = save_albumentations(policy, tmp_path / "c10.json")
     code = (
         "import numpy as np, albumentations as A, autoaug\n"

@@ -34,7 +34,7 @@ def test_tokens_decode_to_names_and_physical_probabilities():
     policy = Policy.from_tokens([4, 7, 3, 6, 10, 0] * 5)
     rotate, invert = policy.sub_policies[0]
     assert (rotate.name, rotate.prob, rotate.magnitude_bin) == ("Rotate", 0.7, 3)
-    assert rotate.magnitude == pytest.approx(10.0)
+    assert rotate.magnitude_in("paper") == pytest.approx(10.0)
     assert (invert.name, invert.prob) == ("Invert", 1.0)
 
 

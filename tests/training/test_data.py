@@ -42,7 +42,7 @@ def test_embedded_shapes_counts_and_balance(embedded: data.Splits) -> None:
         assert embedded.class_counts(split).tolist() == [per_class] * 10
     assert embedded.num_classes == 10
     assert embedded.class_names[0] == "airplane" and embedded.class_names[9] == "truck"
-    assert embedded.image_size == 32 and embedded.image_shape == (32, 32)
+    assert embedded.image_shape == (32, 32)
     assert embedded.test_y[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
 
 
@@ -221,7 +221,7 @@ def test_folder_split_layout_and_resize(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"different sizes.*--image-size"):
         data.load_splits(f"folder:{tmp_path}")
     s = data.load_splits(f"folder:{tmp_path}", image_size=10, val_fraction=0.2)
-    assert s.class_names == ("a", "b") and s.image_size == 10
+    assert s.class_names == ("a", "b") and s.image_shape == (10, 10)
     assert s.train_x.shape[1:] == (10, 10, 3)
     assert len(s.test_y) == 2 and set(s.test_y.tolist()) == {1}  # test/b only; "a" sorts first
     assert s.class_counts("val").tolist() == [1, 1]  # val carved, test used as it is
