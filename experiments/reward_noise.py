@@ -4,7 +4,7 @@ Trains the search's default child (the cpu-quick preset: `tiny`, 8 epochs, 2,000
 val images of the embedded reduced CIFAR-10, pad-crop + flip after the policy) on 5 seeds with
 three augmentations: no policy (the reference child of a paired search), the published
 AutoAugment CIFAR-10 policy, and one uniformly random policy. Every child of one seed shares its
-initial weights, batch order and crops (`autoaug.train.stream_seeds`), as the children of one
+initial weights, batch order and crops (`autoaug.training.loop.stream_seeds`), as the children of one
 controller batch do. Reports, over the seeds, the std of each policy's raw reward (val accuracy)
 and of its paired reward (accuracy - the reference child's on the same seed), and the std of the
 difference between the two policies on the same seed vs on different seeds.
