@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -230,6 +231,30 @@ def main() -> None:
     write_report(out, png, runs, args, acc, costs, seeds, started, recipe)
 
 
+def targets(acc: dict[str, dict[int, float]]) -> list[str]:
+    """Issue #10's targets for every search export: met, or by how much not (2 SE resolves)."""
+    lines = ["", "## Issue #10's targets, per search export", "",
+             "| export | beats cutout by >= 2 SE | >= autoaugment-cifar10 | >= trivialaugment |", "|---|---|---|---|"]
+
+    def verdict(d: float, se: float, beat: bool) -> str:
+        if math.isnan(se):
+            return f"{d:+.2f} (one seed: unresolved)"
+        if beat:
+            return f"{'met' if d >= 2 * se else 'missed'} ({d:+.2f} +/- {se:.2f})"
+        if d >= 0:
+            return f"met ({d:+.2f} +/- {se:.2f})"
+        resolved = "below, resolved" if d < -2 * se else "below, not resolved"
+        return f"{resolved} ({d:+.2f} +/- {se:.2f})"
+
+    for name in (n for n in acc if " search, seed " in n):
+        cells = []
+        for ref, beat in (("cutout", True), ("autoaugment-cifar10", False), ("trivialaugment", False)):
+            d, se, n = paired(acc[name], acc.get(ref, {}))
+            cells.append(verdict(d, se, beat) if n else "not measured")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, started, recipe) -> None:
     lines = [
         "# Does the search beat the free alternatives? (issue #10)",
@@ -258,14 +283,12 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
     lines += ["", "## Paired differences (same seeds; mean +/- standard error, points)", "",
               "| policy | " + " | ".join(f"- {r}" for r in refs if r) + " |",
               "|---|" + "---|" * len([r for r in refs if r])]
-    for name in acc:
-        if name in refs:
-            continue
+    for name in sorted(acc, key=lambda n: -statistics.mean(acc[n].values())):
         cells = []
         for ref in refs:
             if not ref:
                 continue
-            d, se, n = paired(acc[name], acc.get(ref, {}))
+            d, se, n = paired(acc[name], acc.get(ref, {})) if ref != name else (0.0, 0.0, 0)
             cells.append("" if n == 0 else f"{d:+.2f} +/- {se:.2f} ({d / se:+.1f} SE)" if n > 1 and se > 0
                          else f"{d:+.2f} (n={n})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -287,10 +310,15 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
             d, se, n = paired(mean_of["ppo"], mean_of["random"])
             lines += ["", "PPO's exports - random search's exports (mean over search seeds, paired by "
                       f"final seed, {n} seeds): **{d:+.2f} +/- {se:.2f}** points."]
+            if len(costs) <= len(ALGOS):
+                lines += ["", "With one search seed per algorithm this standard error covers the final "
+                          "training's seeds only, not how much two searches of the same algorithm differ."]
+        lines += targets(acc)
         lines += ["", f"![search curves]({png.name})", "",
                   "Search curves: every policy's reward (dots) and the best so far (lines) against policies "
                   "evaluated, raw (left) and paired with the batch's reference child (right)."]
-    lines += ["", f"Wall time of this invocation: {(time.time() - started) / 60:.0f} min."]
+    if not args.report:
+        lines += ["", f"Wall time of this invocation: {(time.time() - started) / 60:.0f} min."]
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
