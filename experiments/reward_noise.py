@@ -1,17 +1,17 @@
 """How noisy is one policy's reward? Raw accuracy vs the paired difference (issue #10, item 1).
 
-Trains the search's default child (the cpu-quick preset: `tiny`, 8 epochs, 2,000 train and 2,000
-val images of the embedded reduced CIFAR-10, pad-crop + flip after the policy) on 5 seeds with
-three augmentations: no policy (the reference child of a paired search), the published
+Trains the search's default child (the cpu-quick preset's `[child]` on its train and val subsets
+of the embedded reduced CIFAR-10) on 5 seeds with three augmentations: no policy (the reference child of a paired search), the published
 AutoAugment CIFAR-10 policy, and one uniformly random policy. Every child of one seed shares its
 initial weights, batch order and crops (`autoaug.training.loop.stream_seeds`), as the children of one
 controller batch do. Reports, over the seeds, the std of each policy's raw reward (val accuracy)
 and of its paired reward (accuracy - the reference child's on the same seed), and the std of the
 difference between the two policies on the same seed vs on different seeds.
 
-One process, one thread; finished children are cached in a JSON file so a killed run resumes.
+`--parallel` processes of one thread each; finished children are cached in a JSON file so a
+killed run resumes.
 
-    python experiments/reward_noise.py [--seeds 5] [--out experiments/results/reward_noise.md]
+    python experiments/reward_noise.py [--seeds 5] [--parallel 2] [--out experiments/results/reward_noise.md]
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
@@ -35,39 +37,48 @@ from autoaug.space.policy import Policy, published_policy
 from autoaug.training.loop import train_child
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--cache", default="runs/reward_noise.json", help="finished children (resume)")
-    ap.add_argument("--out", default="experiments/results/reward_noise.md")
-    args = ap.parse_args()
+def setup() -> tuple[ChildTask, object, object, dict[str, Policy | None]]:
+    """(task, data, child recipe, policies) of the default search child, one torch thread."""
     torch.set_num_threads(1)
-
-    config = SearchConfig()
-    task = ChildTask.from_config(config)
+    task = ChildTask.from_config(SearchConfig())
     data = device_data(task.dataset, "cpu", task.train_subset, task.val_subset)
-    child = dataclasses.replace(task.child, device="cpu")
     policies: dict[str, Policy | None] = {
         "reference (no policy)": None,
         "autoaugment-cifar10": published_policy("autoaugment-cifar10"),
         "random policy (seed 0)": Policy.from_tokens(
             uniform_tokens(1, torch.Generator().manual_seed(0))[0].tolist()),
     }
+    return task, data, dataclasses.replace(task.child, device="cpu"), policies
+
+
+def train_one(name: str, seed: int) -> tuple[str, int, dict[str, float]]:
+    """One child (in a worker process): its val accuracy and its wall / CPU seconds."""
+    _, data, child, policies = setup()
+    t0, c0 = time.perf_counter(), time.process_time()
+    acc = train_child(policies[name], data, child, seed)
+    return name, seed, {"acc": acc, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--parallel", type=int, default=2, help="children at a time (one torch thread each)")
+    ap.add_argument("--cache", default="runs/reward_noise.json", help="finished children (resume)")
+    ap.add_argument("--out", default="experiments/results/reward_noise.md")
+    args = ap.parse_args()
+    task, _, child, policies = setup()
     cache_path = Path(args.cache)
     cache: dict[str, dict[str, float]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     seeds = list(range(args.seeds))
-    for seed in seeds:
-        for name, policy in policies.items():
-            key = f"{name}|{seed}"
-            if key in cache:
-                continue
-            t0, c0 = time.perf_counter(), time.process_time()
-            acc = train_child(policy, data, child, seed)
-            cache[key] = {"acc": acc, "wall_s": time.perf_counter() - t0,
-                          "cpu_s": time.process_time() - c0}
+    todo = [(name, seed) for seed in seeds for name in policies if f"{name}|{seed}" not in cache]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.parallel, mp_context=context) as pool:
+        for future in as_completed([pool.submit(train_one, *job) for job in todo]):
+            name, seed, row = future.result()
+            cache[f"{name}|{seed}"] = row
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             cache_path.write_text(json.dumps(cache, indent=1))
-            print(f"seed {seed} {name}: {100 * acc:.2f}% ({cache[key]['wall_s']:.1f} s)", flush=True)
+            print(f"seed {seed} {name}: {100 * row['acc']:.2f}% ({row['wall_s']:.1f} s)", flush=True)
 
     acc = {name: [100 * cache[f"{name}|{s}"]["acc"] for s in seeds] for name in policies}
     ref = acc["reference (no policy)"]
@@ -81,10 +92,12 @@ def main() -> None:
         "# Reward noise over seeds: raw vs paired (issue #10, item 1)",
         "",
         f"Machine: {describe('cpu')}; load average at the end {load_average()} (a shared 2-core box). "
-        f"Command: `python experiments/reward_noise.py --seeds {args.seeds}`. "
-        f"{len(policies) * len(seeds)} children, {cpu_s / 60:.1f} CPU minutes ({wall_s / 60:.1f} wall).",
+        f"Command: `python experiments/reward_noise.py --seeds {args.seeds} --parallel {args.parallel}`. "
+        f"{len(policies) * len(seeds)} children, {cpu_s / 60:.1f} CPU minutes ({wall_s / 60:.1f} wall, "
+        "summed over the children).",
         f"Child: the default search child (`{child.model}`, {child.epochs} epochs, {task.train_subset} "
-        f"train / {task.val_subset} val images of `{task.dataset}`, pad-crop + flip after the policy); "
+        f"train / {task.val_subset} val images of `{task.dataset}`, pad-crop + flip"
+        f"{f' and Cutout {child.cutout}' if child.cutout else ''} after the policy); "
         f"seeds {seeds[0]}..{seeds[-1]}; all children of one seed share initial weights, batch order "
         "and crops. Figures are val accuracy in points, mean ± std over the seeds.",
         "",
