@@ -34,26 +34,26 @@ from autoaug.search.trials import ChildTask
 from autoaug.search.search import uniform_tokens
 from autoaug.search.trials import device_data
 from autoaug.space.policy import Policy, published_policy
-from autoaug.training.loop import train_child
+from autoaug.training.loop import TrainConfig, train_child
 
 
-def setup() -> tuple[ChildTask, object, object, dict[str, Policy | None]]:
-    """(task, data, child recipe, policies) of the default search child, one torch thread."""
+def setup() -> tuple[ChildTask, TrainConfig, dict[str, Policy | None]]:
+    """(task, child recipe on the CPU, policies) of the default search child, one torch thread."""
     torch.set_num_threads(1)
     task = ChildTask.from_config(SearchConfig())
-    data = device_data(task.dataset, "cpu", task.train_subset, task.val_subset)
     policies: dict[str, Policy | None] = {
         "reference (no policy)": None,
         "autoaugment-cifar10": published_policy("autoaugment-cifar10"),
         "random policy (seed 0)": Policy.from_tokens(
             uniform_tokens(1, torch.Generator().manual_seed(0))[0].tolist()),
     }
-    return task, data, dataclasses.replace(task.child, device="cpu"), policies
+    return task, dataclasses.replace(task.child, device="cpu"), policies
 
 
 def train_one(name: str, seed: int) -> tuple[str, int, dict[str, float]]:
     """One child (in a worker process): its val accuracy and its wall / CPU seconds."""
-    _, data, child, policies = setup()
+    task, child, policies = setup()
+    data = device_data(task.dataset, "cpu", task.train_subset, task.val_subset)  # cached per process
     t0, c0 = time.perf_counter(), time.process_time()
     acc = train_child(policies[name], data, child, seed)
     return name, seed, {"acc": acc, "wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/reward_noise.json", help="finished children (resume)")
     ap.add_argument("--out", default="experiments/results/reward_noise.md")
     args = ap.parse_args()
-    task, _, child, policies = setup()
+    task, child, policies = setup()
     cache_path = Path(args.cache)
     cache: dict[str, dict[str, float]] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     seeds = list(range(args.seeds))

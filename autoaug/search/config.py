@@ -111,8 +111,9 @@ def _cpu_quick_child() -> TrainConfig:
     # model does without augmentation, so augmentation pays off in it too. Of the children
     # experiments/proxy_rank.py compared, it is the only one whose reward ranks policies like the
     # 80-epoch final regime (Spearman +0.60 over 15 policies; 8 or 24 epochs on 2,000 images,
-    # with or without Cutout, and density matching: -0.32 to +0.08). About 2.2x the cost of the
-    # 8-epoch child it replaces, so the default search takes about 30 minutes on 2 cores.
+    # with or without Cutout, and density matching: -0.30 to +0.08). About 2.2x the cost of the
+    # 8-epoch child it replaces: the default search took 35 minutes on 2 cores
+    # (experiments/results/search_quality.md).
     return TrainConfig.for_model("tiny", epochs=40, cutout=16)
 
 
