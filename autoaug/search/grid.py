@@ -23,7 +23,7 @@ from tqdm import tqdm
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
 from autoaug.search.store import TrialSpec
-from autoaug.search.trials import FUSED, add_batch, check_setup, default_fuse, device_data, make_pool, open_run, run_trials
+from autoaug.search.trials import FUSED, add_batch, check_setup, device_data, make_pool, open_run, resolve_fuse, run_trials
 from autoaug.search.workers import EvalFn, RayOptions, check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
@@ -198,10 +198,7 @@ def run_grid(
     workers' device kind; a fused group of K gets K times `timeout_s`).
     """
     check_timeout(timeout_s)  # before the run directory is touched
-    if fuse is None:
-        fuse = default_fuse(backend, devices, ray_options.num_gpus if ray_options else 0.0)
-    if isinstance(fuse, bool) or not isinstance(fuse, int) or fuse < 1:
-        raise ConfigError(f"fuse must be an int >= 1, got {fuse!r}")
+    fuse = resolve_fuse(fuse, backend, devices, ray_options.num_gpus if ray_options else 0.0)
     out = Path(out_dir)
     with open_run(out) as (store, _):
         check_setup(store, "randaugment_setup", spec.setup(), "RandAugment grid")

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
 from autoaug.search.store import UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import FUSED, ChildTask, default_fuse, make_pool, run_trials
+from autoaug.search.trials import FUSED, ChildTask, make_pool, resolve_fuse, run_trials
 from autoaug.search.workers import RayOptions, Result, WorkerPool
 from autoaug.space.policy import Policy
 from autoaug.training.fused import train_children
@@ -43,11 +43,9 @@ def _policy(payload: dict[str, Any]) -> Policy | None:
 
 def fuse_of(config: SearchConfig) -> int:
     """Children per worker task: `config.fuse`, else the default of the workers' device kind."""
-    if config.fuse is not None:
-        return config.fuse
-    if config.reward.kind != "child":
+    if config.fuse is None and config.reward.kind != "child":
         return 1
-    return default_fuse(config.backend, config.device_list, config.ray_gpus_per_trial)
+    return resolve_fuse(config.fuse, config.backend, config.device_list, config.ray_gpus_per_trial)
 
 
 def trial_key(tokens: Sequence[int]) -> str:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.config import SearchConfig
+from autoaug.search.config import SearchConfig, _check_int
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
@@ -84,6 +84,14 @@ def default_fuse(backend: str, devices: Sequence[str], ray_gpus: float = 0.0) ->
     else:
         cuda = devices[0].startswith("cuda")
     return DEFAULT_FUSE["cuda" if cuda else "cpu"]
+
+
+def resolve_fuse(fuse: int | None, backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
+    """Children per worker task: `fuse` checked (an int >= 1), or `default_fuse` when None."""
+    if fuse is None:
+        return default_fuse(backend, devices, ray_gpus)
+    _check_int("fuse", fuse, low=1)
+    return fuse
 
 
 def run_trials(

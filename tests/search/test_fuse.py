@@ -92,12 +92,14 @@ def test_a_fused_groups_results_land_on_its_trials(tmp_path: Path, backend: str)
         assert done["k4"].status == "failed" and "a reward per trial" in done["k4"].error
 
 
-def test_fuse_setting() -> None:
+def test_fuse_setting(tmp_path: Path) -> None:
     assert fuse_of(SearchConfig(devices="cpu")) == DEFAULT_FUSE["cpu"]
     assert fuse_of(SearchConfig(devices="cuda:0")) == DEFAULT_FUSE["cuda"]
     assert fuse_of(SearchConfig(devices="cuda:0", fuse=2)) == 2
     assert fuse_of(load_config(None, ["devices=cuda", "reward.kind=density"])) == 1
     with pytest.raises(ConfigError, match="fuse must be an int >= 1"):
         load_config(None, ["fuse=0"])
+    with pytest.raises(ConfigError, match="fuse must be an int >= 1"):  # the grid checks it in the same place
+        run_grid(GridSpec(dataset="cifar10-reduced", ns=(1,), ms=(9.0,)), tmp_path, devices=["cpu"], fuse=0)
     with pytest.raises(ConfigError, match="trains none per trial"):
         load_config(None, ["fuse=4", "reward.kind=density"])
