@@ -124,6 +124,35 @@ def curves(runs: Path, algo: str, seed: int) -> dict[str, list[float]]:
             "paired": [t.paired for t in trials if t.paired is not None]}
 
 
+def rounds(runs: Path, algo: str, seed: int) -> dict[int, list[float]]:
+    """The search phase's policy rewards (%) by round."""
+    with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
+        trials = store.rows(phase="search", role="policy", status="done")
+    by_round: dict[int, list[float]] = {}
+    for t in trials:
+        by_round.setdefault(t.round, []).append(100 * t.reward)
+    return by_round
+
+
+def proxy_learning(runs: Path, search_seeds: list[int]) -> list[str]:
+    """Does PPO raise the reward it is trained on? Round by round against random search with the
+    same search seed: a round's children share one seed in both searches (`batch_seed`), so the
+    difference of the round means carries the policies, not the seed's luck."""
+    lines = ["", "## Does PPO learn the child reward? (round means, PPO - random, same child seed)", "",
+             "| search seed | round 1 (PPO not yet updated) | rounds 2-last, mean +/- SE over rounds | last round |",
+             "|---|---|---|---|"]
+    for seed in search_seeds:
+        ppo, rnd = rounds(runs, "ppo", seed), rounds(runs, "random", seed)
+        diffs = [statistics.mean(ppo[r]) - statistics.mean(rnd[r]) for r in sorted(ppo) if r in rnd]
+        if len(diffs) < 3:
+            continue
+        later = diffs[1:]
+        se = statistics.stdev(later) / math.sqrt(len(later))
+        lines.append(f"| {seed} | {diffs[0]:+.2f} | {statistics.mean(later):+.2f} +/- {se:.2f} "
+                     f"({len(later)} rounds) | {diffs[-1]:+.2f} |")
+    return lines
+
+
 def plot(runs: Path, names: list[tuple[str, int]], png: Path) -> None:
     import matplotlib  # an experiments extra; only the plot needs it
 
@@ -310,9 +339,15 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
             d, se, n = paired(mean_of["ppo"], mean_of["random"])
             lines += ["", "PPO's exports - random search's exports (mean over search seeds, paired by "
                       f"final seed, {n} seeds): **{d:+.2f} +/- {se:.2f}** points."]
+            for seed in sorted({s for _, s in costs}):
+                pair = [f"{algo} search, seed {seed}" for algo in ALGOS]
+                if all(n in acc for n in pair):
+                    d1, se1, n1 = paired(acc[pair[0]], acc[pair[1]])
+                    lines.append(f"- search seed {seed}: {d1:+.2f} +/- {se1:.2f} ({n1} final seeds)")
             if len(costs) <= len(ALGOS):
                 lines += ["", "With one search seed per algorithm this standard error covers the final "
                           "training's seeds only, not how much two searches of the same algorithm differ."]
+        lines += proxy_learning(runs, sorted({s for a, s in costs if all((b, s) in costs for b in ALGOS)}))
         lines += targets(acc)
         lines += ["", f"![search curves]({png.name})", "",
                   "Search curves: every policy's reward (dots) and the best so far (lines) against policies "
