@@ -217,7 +217,7 @@ def train_fused(
     for _ in range(config.epochs):
         net.train()
         for x, labels in epoch_batches():  # (B, K * C, H, W) float32, (B, K)
-            with autocast(data.device):
+            with autocast(data.device, config.precision):
                 logits = forward(x)  # (B, K, classes)
             # The sum over children of each child's mean loss: child k's gradient is its own.
             loss = k * F.cross_entropy(

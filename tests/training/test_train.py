@@ -20,6 +20,7 @@ from autoaug.training.loop import (
     TrainConfig,
     _loader_batches,
     albumentations_augment,
+    autocast,
     cutout,
     evaluate,
     lr_factor,
@@ -84,6 +85,7 @@ def quick(**overrides) -> TrainConfig:
         ("device", "gpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ("model", "vgg", "unknown model 'vgg'; expected one of tiny"),
         ("standard", "yes", "standard must be true or false"),
+        ("precision", "fp16", "unknown precision 'fp16'; expected one of auto, fp32, bf16"),
     ],
 )
 def test_bad_config_values(field: str, value, message: str) -> None:
@@ -247,6 +249,23 @@ def test_policy_draws_do_not_shift_order_crops_or_weights(data) -> None:
 def test_standard_learns_well_above_chance(data) -> None:
     acc = train_child(None, data, quick(epochs=4, standard=True), seed=0)
     assert 0.35 < acc <= 1.0  # chance is 0.10
+
+
+def test_bf16_steps_on_the_cpu(data) -> None:
+    """precision='bf16' autocasts the CPU training steps (fp32 weights, bf16 convolutions): the same
+    seed learns as well but not bit for bit as fp32 ('auto' is fp32 on the CPU)."""
+    with autocast(torch.device("cpu"), "bf16"):
+        assert torch.is_autocast_enabled("cpu")
+    with autocast(torch.device("cpu")):
+        assert not torch.is_autocast_enabled("cpu")
+    small = dataclasses.replace(data, train_x=data.train_x[:1024], train_y=data.train_y[:1024])
+    fp32, _ = train_model(None, small, quick(epochs=4, standard=True, precision="auto"), seed=0)
+    bf16, _ = train_model(None, small, quick(epochs=4, standard=True, precision="bf16"), seed=0)
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(fp32.parameters(), bf16.parameters()))
+    kwargs = dict(mean=data.mean, std=data.std)
+    acc = [evaluate(m, data.val_x, data.val_y, **kwargs) for m in (fp32, bf16)]
+    assert acc[1] > 0.25 and abs(acc[1] - acc[0]) < 0.08, acc  # chance is 0.10
 
 
 def test_augmentation_callable_sees_uint8_batches(data) -> None:
