@@ -11,14 +11,15 @@ One protocol, one run directory, resumable:
    autoaugment-cifar10, trivialaugment, and the best RandAugment point of proxy_rank.py's
    final-regime runs) trained in the final regime (`tiny`, 80 epochs on the 4,000 train images,
    test accuracy on the 10,000 test images; `small` at `--scale gpu`) on the same
-   `--final-seeds` seeds 0..N-1. Children are cached (runs/final/children.jsonl at cpu scale,
+   `--final-seeds` seeds 0..N-1. Children are cached (runs/final/children.jsonl on the CPU,
    shared with proxy_rank.py, whose seed-0 runs this reuses). The RandAugment point is chosen by
    its seed-0 test accuracy, a seed it is then also scored on: a bias in the baseline's favour.
 3. Report: mean +/- std per policy, paired differences (same seeds) with their standard errors,
    search costs in CPU hours, and a PNG of the search curves (every policy's reward and the best
    so far against policies evaluated, PPO vs random, raw and paired rewards).
 
-    python experiments/search_quality.py [--scale cpu|gpu] [--search-seeds 2] [--final-seeds 5]
+    python experiments/search_quality.py [--scale cpu|cpu-15min|gpu] [--algos ppo,random]
+                                         [--search-seeds 2] [--final-seeds 5]
     python experiments/search_quality.py --report      # tables from what is finished
 
 Needs matplotlib for the PNG (`pip install -e ".[experiments]"`).
@@ -51,9 +52,13 @@ FREE = ["none", "standard", "cutout", "autoaugment-cifar10", "trivialaugment"]
 MINOR = ("none", "standard")  # 10-15 points below the rest: --minor-seeds resolve them
 RA_CANDIDATES = ["randaugment:N=1,M=9", "randaugment:N=2,M=9", "randaugment:N=2,M=14"]
 SCALES = {
-    # search arguments, final-regime recipe, children at a time, device
-    "cpu": ([], {"epochs": FINAL_EPOCHS}, 2, "cpu"),
-    "gpu": (["--config", "experiments/gpu.toml"], {"model": "small", "epochs": 80}, 4, "cuda"),
+    # search arguments, final-regime recipe, children at a time, device, final-regime cache under runs/
+    "cpu": ([], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
+    # A 15-minute candidate (issue #10's time target), not the default: 64 policies (4 controller
+    # updates) of bf16 children (experiments/results/bench_precision.md: 1.3x cheaper on an AMX
+    # CPU); the final regime and its cache are the cpu scale's.
+    "cpu-15min": (["--budget", "64", "--set", "child.precision=bf16"], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
+    "gpu": (["--config", "experiments/gpu.toml"], {"model": "small", "epochs": 80}, 4, "cuda", "final-gpu"),
 }
 
 
@@ -112,8 +117,9 @@ def searched_with(runs: Path, algo: str, seed: int) -> str:
 
     doc = tomllib.loads((search_dir(runs, algo, seed) / "config.toml").read_text())
     child = doc["child"]
+    precision = child.get("precision", "auto")
     return (f"{doc['budget']} policies; `{child['model']}` {child['epochs']} epochs on {doc['train_subset']} "
-            f"images, Cutout {child['cutout']}")
+            f"images, Cutout {child['cutout']}" + ("" if precision == "auto" else f", {precision}"))
 
 
 def curves(runs: Path, algo: str, seed: int) -> dict[str, list[float]]:
@@ -198,6 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     ap.add_argument("--search-seeds", type=int, default=2)
+    ap.add_argument("--algos", default=",".join(ALGOS), help="searches to run (default ppo,random)")
     ap.add_argument("--final-seeds", type=int, default=5)
     ap.add_argument("--minor-seeds", type=int, default=2, help="seeds for none and standard")
     ap.add_argument("--runs", default=None, help="run directory (default runs/search_quality[-gpu])")
@@ -208,10 +215,13 @@ def main() -> None:
     torch.set_num_threads(1)  # as every child of the protocol (hostinfo reports it)
     suffix = "" if args.scale == "cpu" else f"-{args.scale}"
     runs = Path(args.runs or f"runs/search_quality{suffix}")
-    final_cache = Path(args.final_cache or f"runs/final{suffix}/children.jsonl")
+    _, recipe, parallel, device, cache_dir = SCALES[args.scale]
+    final_cache = Path(args.final_cache or f"runs/{cache_dir}/children.jsonl")
     out = Path(args.out or f"experiments/results/search_quality{suffix}.md")
-    _, recipe, parallel, device = SCALES[args.scale]
-    searches = [(algo, seed) for seed in range(args.search_seeds) for algo in ALGOS]
+    algos = [a for a in args.algos.split(",") if a]
+    if not algos or set(algos) - set(ALGOS):
+        raise SystemExit(f"--algos: expected a comma-separated subset of {','.join(ALGOS)}, got {args.algos!r}")
+    searches = [(algo, seed) for seed in range(args.search_seeds) for algo in algos]
     seeds = list(range(args.final_seeds))
     started = time.time()
 
@@ -226,7 +236,7 @@ def main() -> None:
     searches = [s for s in searches if s in costs]
 
     specs = {name: name for name in FREE}
-    ra = best_randaugment(final_cache) if args.scale == "cpu" else "randaugment:N=2,M=14"
+    ra = best_randaugment(final_cache) if device == "cpu" else "randaugment:N=2,M=14"
     if ra is None and not args.report:
         raise SystemExit(f"no RandAugment point in {final_cache}: run experiments/proxy_rank.py first")
     if ra is not None:
@@ -288,8 +298,8 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
     lines = [
         "# Does the search beat the free alternatives? (issue #10)",
         "",
-        f"`python experiments/search_quality.py --scale {args.scale} --search-seeds {args.search_seeds} "
-        f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}` on {describe('cpu' if args.scale == 'cpu' else None)}; "
+        f"`python experiments/search_quality.py --scale {args.scale} --algos {args.algos} --search-seeds {args.search_seeds} "
+        f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}` on {describe('cpu' if SCALES[args.scale][3] == 'cpu' else None)}; "
         f"load average at the end {load_average()}.",
         "",
         f"Final regime: `{recipe}` on the `tiny` recipe, the 4,000 reduced CIFAR-10 train images with the "
@@ -329,8 +339,8 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
             children, hours = span(runs, algo, seed)
             cpu = (f"{cost['cpu_s'] / 3600:.2f}" if not cost.get("incomplete")
                    else "not measured (interrupted and resumed)")
-            lines.append(f"| {algo}, seed {seed} | {searched_with(runs, algo, seed)} | {children} | "
-                         f"{60 * hours:.1f} min | {cpu} |")
+            wall = f"{60 * hours:.1f} min" + (" (includes the stop and the resume)" if cost.get("incomplete") else "")
+            lines.append(f"| {algo}, seed {seed} | {searched_with(runs, algo, seed)} | {children} | {wall} | {cpu} |")
         exports = {algo: [n for n in acc if n.startswith(f"{algo} search")] for algo in ALGOS}
         common = [s for s in seeds if all(s in acc[n] for ns in exports.values() for n in ns)]
         if all(exports.values()) and common:
