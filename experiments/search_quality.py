@@ -270,6 +270,19 @@ def main() -> None:
     write_report(out, png, runs, args, acc, costs, seeds, started, recipe)
 
 
+OVER_SEARCHES = ("standard error: the larger of the spread between searches (SD / sqrt(searches)) and the "
+                 "final seeds' noise of the mean (sqrt(sum of squared SEs) / searches); two searches estimate "
+                 "the former poorly")
+
+
+def over_searches(estimates: list[tuple[float, float]]) -> tuple[float, float]:
+    """Mean of per-search (difference, SE) estimates and its standard error (OVER_SEARCHES)."""
+    ds = [d for d, _ in estimates]
+    between = statistics.stdev(ds) / math.sqrt(len(ds))
+    within = math.sqrt(sum(se * se for _, se in estimates)) / len(ds)
+    return statistics.mean(ds), max(between, within)
+
+
 def targets(acc: dict[str, dict[int, float]]) -> list[str]:
     """Issue #10's targets for every search export: met, or by how much not (2 SE resolves)."""
     lines = ["", "## Issue #10's targets, per search export", "",
@@ -291,6 +304,16 @@ def targets(acc: dict[str, dict[int, float]]) -> list[str]:
             d, se, n = paired(acc[name], acc.get(ref, {}))
             cells.append(verdict(d, se, beat) if n else "not measured")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for algo in ALGOS:
+        names = [n for n in acc if n.startswith(f"{algo} search, seed ")]
+        if len(names) < 2:
+            continue
+        cells = []
+        for ref, beat in (("cutout", True), ("autoaugment-cifar10", False), ("trivialaugment", False)):
+            cells.append(verdict(*over_searches([paired(acc[n], acc.get(ref, {}))[:2] for n in names]), beat))
+        lines.append(f"| {algo}, mean over its {len(names)} searches | " + " | ".join(cells) + " |")
+    if any(" searches |" in line for line in lines):
+        lines += ["", f"A mean over searches: {OVER_SEARCHES}."]
     return lines
 
 
@@ -348,12 +371,17 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
                        for algo, ns in exports.items()}
             d, se, n = paired(mean_of["ppo"], mean_of["random"])
             lines += ["", "PPO's exports - random search's exports (mean over search seeds, paired by "
-                      f"final seed, {n} seeds): **{d:+.2f} +/- {se:.2f}** points."]
+                      f"final seed, {n} seeds): {d:+.2f} +/- {se:.2f} points (this SE: the final seeds' only)."]
+            per_search = []
             for seed in sorted({s for _, s in costs}):
                 pair = [f"{algo} search, seed {seed}" for algo in ALGOS]
                 if all(n in acc for n in pair):
                     d1, se1, n1 = paired(acc[pair[0]], acc[pair[1]])
+                    per_search.append((d1, se1))
                     lines.append(f"- search seed {seed}: {d1:+.2f} +/- {se1:.2f} ({n1} final seeds)")
+            if len(per_search) > 1:
+                m, se = over_searches(per_search)
+                lines.append(f"- over the {len(per_search)} search seeds: **{m:+.2f} +/- {se:.2f}** ({OVER_SEARCHES})")
             if len(costs) <= len(ALGOS):
                 lines += ["", "With one search seed per algorithm this standard error covers the final "
                           "training's seeds only, not how much two searches of the same algorithm differ."]
