@@ -147,6 +147,8 @@ def proxy_learning(runs: Path, search_seeds: list[int]) -> list[str]:
     lines = ["", "## Does PPO learn the child reward? (round means, PPO - random, same child seed)", "",
              "| search seed | round 1 (PPO not yet updated) | rounds 2-last, mean +/- SE over rounds | last round |",
              "|---|---|---|---|"]
+    if not search_seeds:
+        return []
     for seed in search_seeds:
         ppo, rnd = rounds(runs, "ppo", seed), rounds(runs, "random", seed)
         diffs = [statistics.mean(ppo[r]) - statistics.mean(rnd[r]) for r in sorted(ppo) if r in rnd]
