@@ -6,6 +6,8 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AutoaugError(Exception):
     """A user-facing error: the message says what was expected and what came."""
@@ -26,3 +28,13 @@ class ConfigError(AutoaugError):
 class PipelineError(AutoaugError):
     """An albumentations pipeline (file) that cannot serve where it was handed, e.g. one that does
     not end in ToTensorV2 given to something that needs tensors."""
+
+
+def shown(value: Any) -> str:
+    """repr(value) cut to fit one line of an error (a 5,000-digit number or a value nested a
+    thousand lists deep stays readable)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int beyond Python's digit limit, or too deep
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"

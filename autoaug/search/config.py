@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoaug.errors import ConfigError
+from autoaug.errors import ConfigError, shown
 from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
@@ -81,9 +81,9 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
-            raise ConfigError(f"unknown reward.kind {self.kind!r}; expected one of {', '.join(REWARD_KINDS)}")
+            raise ConfigError(f"unknown reward.kind {shown(self.kind)}; expected one of {', '.join(REWARD_KINDS)}")
         if not isinstance(self.paired, bool):
-            raise ConfigError(f"reward.paired must be true or false, got {self.paired!r}")
+            raise ConfigError(f"reward.paired must be true or false, got {shown(self.paired)}")
         _check_int("reward.folds", self.folds, low=2)
         _check_int("reward.draws", self.draws, low=1)
 
@@ -187,22 +187,22 @@ class SearchConfig:
         for name, allowed in (("algo", ALGOS), ("backend", BACKENDS)):
             value = getattr(self, name)
             if value not in allowed:
-                raise ConfigError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+                raise ConfigError(f"unknown {name} {shown(value)}; expected one of {', '.join(allowed)}")
         if not isinstance(self.dataset, str) or not self.dataset:
-            raise ConfigError(f"dataset must be a non-empty spec string, got {self.dataset!r}")
+            raise ConfigError(f"dataset must be a non-empty spec string, got {shown(self.dataset)}")
         if not isinstance(self.out, str) or not self.out:
-            raise ConfigError(f"out must be a non-empty directory path, got {self.out!r}")
+            raise ConfigError(f"out must be a non-empty directory path, got {shown(self.out)}")
         self.device_list  # validates the spelling
         if not isinstance(self.ray_gpus_per_trial, (int, float)) or not 0 <= self.ray_gpus_per_trial < math.inf:
-            raise ConfigError(f"ray_gpus_per_trial must be >= 0, got {self.ray_gpus_per_trial!r}")
+            raise ConfigError(f"ray_gpus_per_trial must be >= 0, got {shown(self.ray_gpus_per_trial)}")
         if self.trial_timeout_s is not None and not (
             isinstance(self.trial_timeout_s, (int, float)) and 0 < self.trial_timeout_s < math.inf
         ):
-            raise ConfigError(f"trial_timeout_s must be a finite number > 0 of seconds or none, got {self.trial_timeout_s!r}")
+            raise ConfigError(f"trial_timeout_s must be a finite number > 0 of seconds or none, got {shown(self.trial_timeout_s)}")
         if self.fuse is not None:
             _check_int("fuse", self.fuse, low=1)
             if self.fuse > 1 and self.reward.kind != "child":
-                raise ConfigError(f"fuse = {self.fuse} fuses child models; reward.kind {self.reward.kind!r} trains none per trial")
+                raise ConfigError(f"fuse = {self.fuse} fuses child models; reward.kind {shown(self.reward.kind)} trains none per trial")
         if not isinstance(self.child, TrainConfig):
             raise ConfigError(f"child must be a TrainConfig, got {type(self.child).__name__}")
         if not isinstance(self.ppo, PPOConfig):
@@ -223,9 +223,9 @@ class SearchConfig:
         for part in parts:
             if not DEVICE_NAME.fullmatch(part):
                 raise ConfigError(f"devices: expected 'auto', 'cpu', 'cuda' or 'cuda:N' (comma-separated), "
-                                  f"got {self.devices!r}")
+                                  f"got {shown(self.devices)}")
         if "auto" in parts and len(parts) > 1:
-            raise ConfigError(f"devices: 'auto' stands alone, got {self.devices!r}")
+            raise ConfigError(f"devices: 'auto' stands alone, got {shown(self.devices)}")
         return parts
 
     @property
@@ -236,9 +236,9 @@ class SearchConfig:
 
 def _check_int(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {_short_number(value)}")
+        raise ConfigError(f"{name} must be an int >= {low}, got {shown(value)}")
     if value >= _INT_LIMIT:
-        raise ConfigError(f"{name} must be an int below 2**63, got {_short_number(value)}")
+        raise ConfigError(f"{name} must be an int below 2**63, got {shown(value)}")
 
 
 @dataclass(frozen=True)
@@ -302,7 +302,7 @@ def _type_name(hint: Any) -> str:
 def _unknown_key(key: str, where: str, cls: type) -> ConfigError:
     table, _, _ = key.rpartition(".")
     if key in _owned(cls):
-        return ConfigError(f"key {key!r} in {where} cannot be set: {_owned(cls)[key]}")
+        return ConfigError(f"key {shown(key)} in {where} cannot be set: {_owned(cls)[key]}")
     keys = valid_keys(cls)
     tables = _tables(cls)
     if table in tables:
@@ -311,7 +311,7 @@ def _unknown_key(key: str, where: str, cls: type) -> ConfigError:
         same_table = [k for k in keys if "." not in k] + [f"[{t}]" for t in tables]
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown key {key!r} in {where}{hint}; valid keys: {', '.join(same_table)}")
+    return ConfigError(f"unknown key {shown(key)} in {where}{hint}; valid keys: {', '.join(same_table)}")
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def _flatten(doc: dict[str, Any], where: str, cls: type) -> dict[str, tuple[Any,
                 flat[f"{name}.{sub}"] = (sub_value, where)
         elif name in tables:
             raise ConfigError(
-                f"{name!r} in {where} must be a table ([{name}] or {name}.KEY = ...), got {value!r}"
+                f"{name!r} in {where} must be a table ([{name}] or {name}.KEY = ...), got {shown(value)}"
             )
         else:
             flat[name] = (value, where)
@@ -363,7 +363,7 @@ def _parse_override(item: str) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"override {item!r}: expected key=value, e.g. budget=40 or ppo.clip_coef=0.1")
+        raise ConfigError(f"override {shown(item)}: expected key=value, e.g. budget=40 or ppo.clip_coef=0.1")
     return key, value.strip()
 
 
@@ -387,7 +387,7 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
                 value = int(value.strip())
             if isinstance(value, int) and not isinstance(value, bool):
                 if not -_INT_LIMIT <= value < _INT_LIMIT:
-                    raise ConfigError(f"{key} = {_short_number(value)} is out of range: expected "
+                    raise ConfigError(f"{key} = {shown(value)} is out of range: expected "
                                       f"a 64-bit integer ({where})")
                 return value
         elif hint is float:
@@ -398,7 +398,7 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             else:
                 raise ValueError
             if not math.isfinite(parsed):
-                raise ConfigError(f"{key} must be a finite number, got {_short_number(value)} ({where})")
+                raise ConfigError(f"{key} must be a finite number, got {shown(value)} ({where})")
             return parsed
         elif hint is str:
             if isinstance(value, str):
@@ -408,20 +408,11 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
     except (ValueError, OverflowError):
         pass
     raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])}, "
-                      f"got {_short_number(value)} ({where})")
+                      f"got {shown(value)} ({where})")
 
 
 # Integers are stored in SQLite and seed torch generators: both take signed 64 bits.
 _INT_LIMIT = 2**63
-
-
-def _short_number(value: Any) -> str:
-    """repr(value), cut to fit one line (a 5,000-digit number stays readable)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int beyond Python's digit limit for str()
-        return "an integer too long to print"
-    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
 
 
 def load_config(
@@ -455,8 +446,8 @@ def load_config(
             )
     for item in overrides:
         key, value = _parse_override(item)
-        shown = item if item.isprintable() and len(item) <= 80 else _short_number(item)
-        raw[key] = (value, f"--set {shown}")
+        label = item if item.isprintable() and len(item) <= 80 else shown(item)
+        raw[key] = (value, f"--set {label}")
     keys = set(valid_keys(cls))
     tables = _tables(cls)
     values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in tables}}
@@ -600,7 +591,7 @@ def _shown(value: Any) -> str:
     try:
         return _toml_value(value)
     except TypeError:  # a record edited into something the config never holds
-        return _short_number(value)
+        return shown(value)
 
 
 def resolve_config(

@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError
+from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError, shown
 from autoaug.space.albu import normalization, set_image_pool
 from autoaug.space.pipeline import (
     PAD,
@@ -103,9 +103,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+                raise ConfigError(f"{name} must be an int >= 1, got {shown(value)}")
         if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
-            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off), got {self.cutout!r}")
+            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off), got {shown(self.cutout)}")
         for name, low, high in (
             ("lr", 0.0, math.inf),  # and not 0, below
             ("momentum", 0.0, 1.0),
@@ -115,17 +115,17 @@ class TrainConfig:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name} must be a number, got {value!r}")
+                raise ConfigError(f"{name} must be a number, got {shown(value)}")
             if not low <= value < high:
-                raise ConfigError(f"{name} must be in [{low}, {high}), got {value!r}")
+                raise ConfigError(f"{name} must be in [{low}, {high}), got {shown(value)}")
         if self.lr == 0:
             raise ConfigError("lr must be > 0, got 0")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
+            raise ConfigError(f"unknown schedule {shown(self.schedule)}; expected one of {', '.join(SCHEDULES)}")
         if not isinstance(self.standard, bool):
-            raise ConfigError(f"standard must be true or false, got {self.standard!r}")
+            raise ConfigError(f"standard must be true or false, got {shown(self.standard)}")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"unknown precision {shown(self.precision)}; expected one of {', '.join(PRECISIONS)}")
         resolve_device(self.device, check_available=False)
 
     @classmethod
@@ -143,11 +143,11 @@ class TrainConfig:
 def resolve_device(name: str, *, check_available: bool = True) -> torch.device:
     """'auto' -> CUDA when available, else CPU; 'cpu'; 'cuda' / 'cuda:N' (ConfigError if absent)."""
     if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {shown(name)}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and check_available and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA device")
+        raise ConfigError(f"device {shown(name)} asked for, but torch sees no CUDA device")
     return torch.device(name)
 
 
@@ -275,7 +275,7 @@ class AlbumentationsAugment:
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be an int >= 1, got {self.workers!r}")
+            raise ConfigError(f"workers must be an int >= 1, got {shown(self.workers)}")
         check_tensor_pipeline(self.pipeline, "the albumentations training pipeline")
 
 
