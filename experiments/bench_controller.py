@@ -219,11 +219,6 @@ def mean_std(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.1f} +/- {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
 
-def diff(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Paired difference a - b (same seeds): mean and standard error."""
-    return paired_difference(a, b)
-
-
 def split_seeds(name: str, default: int) -> tuple[str, int]:
     """'paper@3' -> ('paper', 3); 'paper' -> ('paper', default)."""
     name, _, seeds = name.partition("@")
@@ -363,7 +358,7 @@ def main() -> None:
             for b in BUDGETS:
                 rnd = [picked(runs[reward, s.name, "random", k], b) for k in seeds]
                 ppo = [picked(runs[reward, s.name, "ppo", k], b) for k in seeds]
-                d, se = diff(ppo, rnd)
+                d, se = paired_difference(ppo, rnd)
                 wins = sum(p > r for p, r in zip(ppo, rnd))
                 lines.append(
                     f"| {s.name} | {b} | {mean_std(rnd)} | {mean_std(ppo)} | {d:+.1f} +/- {se:.1f} | "
@@ -380,7 +375,7 @@ def main() -> None:
         cells, seeds = [], range(s.seeds)
         for reward in rewards:
             for b in BUDGETS[1:]:
-                d, se = diff([picked(runs[reward, s.name, "ppo", k], b) for k in seeds],
+                d, se = paired_difference([picked(runs[reward, s.name, "ppo", k], b) for k in seeds],
                              [picked(runs[reward, s.name, "random", k], b) for k in seeds])
                 cells.append((d, se, reward, b))
         worst = min(cells, key=lambda c: c[0] - 2 * c[1])

@@ -122,18 +122,20 @@ def searched_with(runs: Path, algo: str, seed: int) -> str:
             f"images, Cutout {child['cutout']}" + ("" if precision == "auto" else f", {precision}"))
 
 
-def curves(runs: Path, algo: str, seed: int) -> dict[str, list[float]]:
-    """The search phase's policy rewards in the order they were proposed (raw and paired)."""
+def searched_policies(runs: Path, algo: str, seed: int) -> list:
+    """The search phase's evaluated policies (store rows), in the order they were proposed."""
     with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
-        trials = store.rows(phase="search", role="policy", status="done")
+        return store.rows(phase="search", role="policy", status="done")
+
+
+def curves(trials: list) -> dict[str, list[float]]:
+    """Policy rewards in the order they were proposed (raw and paired)."""
     return {"raw": [t.reward for t in trials],
             "paired": [t.paired for t in trials if t.paired is not None]}
 
 
-def rounds(runs: Path, algo: str, seed: int) -> dict[int, list[float]]:
-    """The search phase's policy rewards (%) by round."""
-    with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
-        trials = store.rows(phase="search", role="policy", status="done")
+def rounds(trials: list) -> dict[int, list[float]]:
+    """Policy rewards (%) by round."""
     by_round: dict[int, list[float]] = {}
     for t in trials:
         by_round.setdefault(t.round, []).append(100 * t.reward)
@@ -144,13 +146,13 @@ def proxy_learning(runs: Path, search_seeds: list[int]) -> list[str]:
     """Does PPO raise the reward it is trained on? Round by round against random search with the
     same search seed: a round's children share one seed in both searches (`batch_seed`), so the
     difference of the round means carries the policies, not the seed's luck."""
+    if not search_seeds:
+        return []
     lines = ["", "## Does PPO learn the child reward? (round means, PPO - random, same child seed)", "",
              "| search seed | round 1 (PPO not yet updated) | rounds 2-last, mean +/- SE over rounds | last round |",
              "|---|---|---|---|"]
-    if not search_seeds:
-        return []
     for seed in search_seeds:
-        ppo, rnd = rounds(runs, "ppo", seed), rounds(runs, "random", seed)
+        ppo, rnd = (rounds(searched_policies(runs, algo, seed)) for algo in ("ppo", "random"))
         diffs = [statistics.mean(ppo[r]) - statistics.mean(rnd[r]) for r in sorted(ppo) if r in rnd]
         if len(diffs) < 3:
             continue
@@ -170,7 +172,7 @@ def plot(runs: Path, names: list[tuple[str, int]], png: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     colours = {"ppo": "tab:blue", "random": "tab:orange"}
     for (algo, seed) in names:
-        data = curves(runs, algo, seed)
+        data = curves(searched_policies(runs, algo, seed))
         for ax, kind in zip(axes, ("raw", "paired")):
             values = [100 * v for v in data[kind]]
             if not values:
@@ -285,6 +287,10 @@ def over_searches(estimates: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.mean(ds), max(between, within)
 
 
+TARGET_REFS = (("cutout", True), ("autoaugment-cifar10", False), ("trivialaugment", False))
+"""Issue #10's references for an export: (name, True where the export must beat it by 2 SE)."""
+
+
 def targets(acc: dict[str, dict[int, float]]) -> list[str]:
     """Issue #10's targets for every search export: met, or by how much not (2 SE resolves)."""
     lines = ["", "## Issue #10's targets, per search export", "",
@@ -302,7 +308,7 @@ def targets(acc: dict[str, dict[int, float]]) -> list[str]:
 
     for name in (n for n in acc if " search, seed " in n):
         cells = []
-        for ref, beat in (("cutout", True), ("autoaugment-cifar10", False), ("trivialaugment", False)):
+        for ref, beat in TARGET_REFS:
             d, se, n = paired(acc[name], acc.get(ref, {}))
             cells.append(verdict(d, se, beat) if n else "not measured")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -311,7 +317,7 @@ def targets(acc: dict[str, dict[int, float]]) -> list[str]:
         if len(names) < 2:
             continue
         cells = []
-        for ref, beat in (("cutout", True), ("autoaugment-cifar10", False), ("trivialaugment", False)):
+        for ref, beat in TARGET_REFS:
             cells.append(verdict(*over_searches([paired(acc[n], acc.get(ref, {}))[:2] for n in names]), beat))
         lines.append(f"| {algo}, mean over its {len(names)} searches | " + " | ".join(cells) + " |")
     if any(" searches |" in line for line in lines):
