@@ -20,6 +20,7 @@ and filling with zeros does the same here. The policy sees uint8 pixels, as PIL 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import time
@@ -56,7 +57,7 @@ from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 SCHEDULES = ("onecycle", "cosine")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "native", "fp32", "bf16")
 DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # a device as written in a config, not yet resolved
 
 
@@ -93,10 +94,12 @@ class TrainConfig:
     """Images per forward pass when evaluating."""
     precision: str = "auto"
     """Arithmetic of the training steps: 'auto' (bf16 autocast on CUDA, fp32 on the CPU), 'fp32',
-    or 'bf16' (autocast on any device: on the project's CPU, which has AMX, a `tiny` child costs
+    'bf16' (autocast on any device: on the project's CPU, which has AMX, a `tiny` child costs
     1.3x (40 epochs on 1,000 images) to 1.45x (80 epochs on 4,000) fewer CPU seconds at the same
-    accuracy within the seeds, experiments/results/bench_precision.md; without AMX or AVX512-BF16
-    it can be slower). Evaluation follows 'auto'."""
+    accuracy within the seeds, experiments/results/bench_precision.md; a CPU without bf16
+    instructions only emulates it), or 'native' (bf16 where the hardware has it: CUDA, or a CPU
+    with AMX-BF16 or AVX512-BF16, `native_bf16`; fp32 elsewhere: what the search's children use).
+    Evaluation follows 'auto'."""
 
     def __post_init__(self) -> None:
         model_spec(self.model)  # unknown name -> ConfigError with the valid ones
@@ -397,9 +400,34 @@ def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
 def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
     """The autocast context of a training or evaluation step on `device` (`TrainConfig.precision`)."""
     # 'auto': bf16 on CUDA (no loss scaling needed; the tensor cores do the convolutions), fp32 on
-    # the CPU, where bf16 is slower on machines without AMX or AVX512-BF16.
-    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    # the CPU, where the final-training figures of this project were measured in fp32.
+    bf16 = (precision == "bf16" or (precision == "auto" and device.type == "cuda")
+            or (precision == "native" and native_bf16(device)))
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+# CPU flags of instructions that compute bf16 products in hardware, and where Linux lists them.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+@functools.cache
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware: a CUDA device that supports it, or a CPU whose
+    flags list AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo, so False off Linux) and whose
+    kernels torch dispatches at the AVX512 level (ATEN_CPU_CAPABILITY=avx2 turns them off).
+    Without them bf16 is emulated in fp32 units: a `tiny` convolution step costs several times
+    an fp32 one (experiments/results/bench_precision.md)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
+    try:
+        text = CPUINFO.read_text()
+    except OSError:
+        return False
+    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def check_device(data: DeviceData, config: TrainConfig) -> None:

@@ -15,6 +15,7 @@ from autoaug.training.data import Splits, load_splits
 from autoaug.errors import AutoaugError, ConfigError, PolicyError
 from autoaug.space.specs import POLICY_CUTOUT, resolve
 from autoaug.training.models import build_model
+from autoaug.training import loop
 from autoaug.training.loop import (
     AlbumentationsAugment,
     TrainConfig,
@@ -85,7 +86,7 @@ def quick(**overrides) -> TrainConfig:
         ("device", "gpu", "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
         ("model", "vgg", "unknown model 'vgg'; expected one of tiny"),
         ("standard", "yes", "standard must be true or false"),
-        ("precision", "fp16", "unknown precision 'fp16'; expected one of auto, fp32, bf16"),
+        ("precision", "fp16", "unknown precision 'fp16'; expected one of auto, native, fp32, bf16"),
     ],
 )
 def test_bad_config_values(field: str, value, message: str) -> None:
@@ -266,6 +267,36 @@ def test_bf16_steps_on_the_cpu(data) -> None:
     kwargs = dict(mean=data.mean, std=data.std)
     acc = [evaluate(m, data.val_x, data.val_y, **kwargs) for m in (fp32, bf16)]
     assert acc[1] > 0.25 and abs(acc[1] - acc[0]) < 0.08, acc  # chance is 0.10
+
+
+@pytest.mark.parametrize("flags, native", [
+    ("fpu sse2 avx2 avx512f", False),
+    ("fpu sse2 avx512f avx512_bf16", True),
+    ("fpu sse2 avx512f amx_tile amx_bf16", True),
+])
+def test_native_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(tmp_path, monkeypatch, flags, native) -> None:
+    """precision='native' (the search's children) autocasts to bf16 on a CPU whose flags list
+    AMX-BF16 or AVX512-BF16 and where torch dispatches AVX512 kernels, and stays fp32 elsewhere."""
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(loop, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    loop.native_bf16.cache_clear()
+    cpu = torch.device("cpu")
+    try:
+        assert loop.native_bf16(cpu) is native
+        with autocast(cpu, "native"):
+            assert torch.is_autocast_enabled("cpu") is native
+        # torch dispatching below AVX512 (ATEN_CPU_CAPABILITY=avx2), or flags that cannot be read
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+        loop.native_bf16.cache_clear()
+        assert loop.native_bf16(cpu) is False
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+        monkeypatch.setattr(loop, "CPUINFO", tmp_path / "missing")
+        loop.native_bf16.cache_clear()
+        assert loop.native_bf16(cpu) is False
+    finally:
+        loop.native_bf16.cache_clear()
 
 
 def test_augmentation_callable_sees_uint8_batches(data) -> None:
