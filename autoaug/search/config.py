@@ -84,8 +84,8 @@ class RewardConfig:
             raise ConfigError(f"unknown reward.kind {shown(self.kind)}; expected one of {', '.join(REWARD_KINDS)}")
         if not isinstance(self.paired, bool):
             raise ConfigError(f"reward.paired must be true or false, got {shown(self.paired)}")
-        _check_int("reward.folds", self.folds, low=2)
-        _check_int("reward.draws", self.draws, low=1)
+        check_int("reward.folds", self.folds, low=2)
+        check_int("reward.draws", self.draws, low=1)
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ class ExportConfig:
     reward.paired)."""
 
     def __post_init__(self) -> None:
-        _check_int("export.reevaluate_top", self.reevaluate_top, low=0)
-        _check_int("export.reevaluate_seeds", self.reevaluate_seeds, low=1)
+        check_int("export.reevaluate_top", self.reevaluate_top, low=0)
+        check_int("export.reevaluate_seeds", self.reevaluate_seeds, low=1)
 
 
 def _cpu_quick_child() -> TrainConfig:
@@ -179,11 +179,11 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size", "workers", "export_top"):
-            _check_int(name, getattr(self, name), low=1)
-        _check_int("seed", self.seed, low=0)
+            check_int(name, getattr(self, name), low=1)
+        check_int("seed", self.seed, low=0)
         for name in ("train_subset", "val_subset"):
             if getattr(self, name) is not None:
-                _check_int(name, getattr(self, name), low=1)
+                check_int(name, getattr(self, name), low=1)
         for name, allowed in (("algo", ALGOS), ("backend", BACKENDS)):
             value = getattr(self, name)
             if value not in allowed:
@@ -200,7 +200,7 @@ class SearchConfig:
         ):
             raise ConfigError(f"trial_timeout_s must be a finite number > 0 of seconds or none, got {shown(self.trial_timeout_s)}")
         if self.fuse is not None:
-            _check_int("fuse", self.fuse, low=1)
+            check_int("fuse", self.fuse, low=1)
             if self.fuse > 1 and self.reward.kind != "child":
                 raise ConfigError(f"fuse = {self.fuse} fuses child models; reward.kind {shown(self.reward.kind)} trains none per trial")
         if not isinstance(self.child, TrainConfig):
@@ -234,7 +234,8 @@ class SearchConfig:
         return math.ceil(self.budget / self.batch_size)
 
 
-def _check_int(name: str, value: Any, low: int) -> None:
+def check_int(name: str, value: Any, low: int) -> None:
+    """ConfigError unless `value` is an int (not a bool) in [low, 2**63): one line naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be an int >= {low}, got {shown(value)}")
     if value >= _INT_LIMIT:

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.config import SearchConfig, _check_int
+from autoaug.search.config import SearchConfig, check_int
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
@@ -90,7 +90,7 @@ def resolve_fuse(fuse: int | None, backend: str, devices: Sequence[str], ray_gpu
     """Children per worker task: `fuse` checked (an int >= 1), or `default_fuse` when None."""
     if fuse is None:
         return default_fuse(backend, devices, ray_gpus)
-    _check_int("fuse", fuse, low=1)
+    check_int("fuse", fuse, low=1)
     return fuse
 
 
