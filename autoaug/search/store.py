@@ -144,8 +144,13 @@ class TrialStore:
     def __init__(
         self, path: str | os.PathLike[str], *, busy_timeout_s: float = 60.0, read_only: bool = False
     ) -> None:
-        """`read_only`: the caller only reads (an export), so a file it may not write is fine."""
+        """`read_only`: the caller only reads (an export, a report), so a file it may not write is
+        fine, and a store that is not there is an error rather than a new empty one."""
         self.path = Path(path)
+        if read_only and not self.path.exists():
+            # Creating it would leave an empty store behind that a later search takes for an
+            # interrupted one.
+            raise AutoaugError(f"no trial store at {self.path}; expected the trials.sqlite of an `autoaug search` run")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:

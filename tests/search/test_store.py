@@ -125,6 +125,15 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
         assert [t.reward for t in store.best(2)] == [0.5, 0.25]
 
 
+def test_reading_a_missing_store_creates_nothing(tmp_path: Path) -> None:
+    """A reader (export, a report) of a run that has no store yet gets an error and leaves no empty
+    store behind: a later search would take that file for an interrupted run of its own."""
+    missing = tmp_path / "run" / STORE_FILENAME
+    with pytest.raises(AutoaugError, match="no trial store at .*trials.sqlite"):
+        TrialStore(missing, read_only=True)
+    assert not missing.parent.exists()
+
+
 def test_add_pending_round_trips_and_is_idempotent(store: TrialStore) -> None:
     rows = store.add_pending(4, _batch(4))
     assert [(t.round, t.slot, t.status) for t in rows] == [(4, s, "pending") for s in range(3)]
