@@ -16,13 +16,20 @@ torch thread each), so load from other jobs hits both; the ratio is the peer mea
 seconds. Children are cached in runs/bench_precision/children.jsonl (JSON lines: a killed run
 resumes), apart from other experiments' caches, so that both columns come from this script's runs.
 
-    python experiments/bench_precision.py [--seeds 4] [--final-seeds 3] [--parallel 2]
+A third section trains the search child on this CPU with torch's kernels and oneDNN capped at
+AVX2 (`ATEN_CPU_CAPABILITY=avx2`, `ONEDNN_MAX_CPU_ISA=AVX2`): a CPU without bf16 instructions,
+where bf16 is emulated, and where `precision = "native"` (the search's default) stays in fp32.
+Its children are cached apart (children-avx2.jsonl beside --cache): the cache key does not see
+the environment.
+
+    python experiments/bench_precision.py [--seeds 4] [--final-seeds 3] [--avx2-seeds 2] [--parallel 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -77,10 +84,32 @@ def section(title: str, make, specs: list[str], seeds: list[int], cache: Path, p
     return lines
 
 
+# This CPU as one without bf16 instructions: torch's own kernels and oneDNN's both capped at AVX2.
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def capped_section(seeds: list[int], cache: Path, parallel: int) -> list[str]:
+    """`section` for the search child with the worker processes capped at AVX2 (AVX2_ONLY; they
+    are spawned, so they read the environment when torch starts)."""
+    saved = {k: os.environ.get(k) for k in AVX2_ONLY}
+    os.environ.update(AVX2_ONLY)
+    try:
+        return section("Search child on this CPU capped at AVX2 (no bf16 instructions: "
+                       + ", ".join(f"{k}={v}" for k, v in AVX2_ONLY.items()) + "); val accuracy %",
+                       search_child, POLICIES[1:2], seeds, cache, parallel)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=4, help="seeds per policy, search child")
     ap.add_argument("--final-seeds", type=int, default=3, help="seeds per policy, final regime (0: skip)")
+    ap.add_argument("--avx2-seeds", type=int, default=2, help="seeds, search child capped at AVX2 (0: skip)")
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--cache", default="runs/bench_precision/children.jsonl")
     ap.add_argument("--out", default="experiments/results/bench_precision.md")
@@ -94,9 +123,12 @@ def main() -> None:
     if args.final_seeds:
         body += section(f"Final regime ({FINAL_EPOCHS} epochs, 4,000 images; test accuracy %)", final_child,
                         POLICIES[:2], list(range(args.final_seeds)), cache, args.parallel)
+    if args.avx2_seeds:
+        body += capped_section(list(range(args.avx2_seeds)), cache.with_name(cache.stem + "-avx2.jsonl"),
+                               args.parallel)
     lines = ["# bf16 autocast against fp32 on the CPU", "",
              f"`python experiments/bench_precision.py --seeds {args.seeds} --final-seeds {args.final_seeds} "
-             f"--parallel {args.parallel}` on {describe('cpu')}; CPU: {cpu_capability()}; load average before "
+             f"--avx2-seeds {args.avx2_seeds} --parallel {args.parallel}` on {describe('cpu')}; CPU: {cpu_capability()}; load average before "
              f"{load_before}, after {load_average()}; {(time.time() - started) / 60:.0f} min wall for what was "
              "not cached.", "",
              "Same policy, seed and recipe in both columns; only the training steps' arithmetic differs "
