@@ -18,7 +18,7 @@ One protocol, one run directory, resumable:
    search costs in CPU hours, and a PNG of the search curves (every policy's reward and the best
    so far against policies evaluated, PPO vs random, raw and paired rewards).
 
-    python experiments/search_quality.py [--scale cpu|cpu-15min|gpu] [--algos ppo,random]
+    python experiments/search_quality.py [--scale cpu|cpu-35min|gpu] [--algos ppo,random]
                                          [--search-seeds 2] [--final-seeds 5]
     python experiments/search_quality.py --report      # tables from what is finished
 
@@ -54,11 +54,17 @@ RA_CANDIDATES = ["randaugment:N=1,M=9", "randaugment:N=2,M=9", "randaugment:N=2,
 SCALES = {
     # search arguments, final-regime recipe, children at a time, device, final-regime cache under runs/
     "cpu": ([], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
-    # A 15-minute candidate (issue #10's time target), not the default: 64 policies (4 controller
-    # updates) of bf16 children (experiments/results/bench_precision.md: 1.3x cheaper on an AMX
-    # CPU); the final regime and its cache are the cpu scale's.
-    "cpu-15min": (["--budget", "64", "--set", "child.precision=bf16"], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
+    # The default before it was cut to issue #10's 15 minutes: 112 policies (7 controller updates)
+    # of fp32 children ('auto' is fp32 on the CPU), 35 minutes; the final regime is the cpu scale's.
+    "cpu-35min": (["--budget", "112", "--set", "child.precision=auto"], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
     "gpu": (["--config", "experiments/gpu.toml"], {"model": "small", "epochs": 80}, 4, "cuda", "final-gpu"),
+}
+
+
+TITLES = {
+    "cpu": "`autoaug search` as it comes",
+    "cpu-35min": "the former default, 112 policies of fp32 children (35 minutes)",
+    "gpu": "experiments/gpu.toml on a GPU",
 }
 
 
@@ -322,12 +328,94 @@ def targets(acc: dict[str, dict[int, float]]) -> list[str]:
         lines.append(f"| {algo}, mean over its {len(names)} searches | " + " | ".join(cells) + " |")
     if any(" searches |" in line for line in lines):
         lines += ["", f"A mean over searches: {OVER_SEARCHES}."]
+    below = [n for n in acc if n.startswith("ppo search") and "autoaugment-cifar10" in acc
+             and paired(acc[n], acc["autoaugment-cifar10"])[0] < 0]
+    if below:
+        lines += ["", "Why PPO's exports fall short of autoaugment-cifar10: an export concatenates the best "
+                  "policies of one search, chosen by a child's reward that ranks policies only loosely like "
+                  "the final regime (experiments/results/proxy_rank.md) and re-evaluated on 3 child seeds, "
+                  "from a controller that has not yet learned that reward (below); the published policy "
+                  "is the best of about 15,000 policies, each scored by a Wide-ResNet-40-2 child trained "
+                  "120 epochs (Cubuk et al. 2018)."]
     return lines
+
+
+def ppo_vs_random(acc, costs, seeds) -> tuple[list[str], tuple[float, float, int] | None]:
+    """Report lines on PPO's exports - random search's, and the estimate issue #10's target reads:
+    (mean, SE, searches) over search seeds (OVER_SEARCHES), or one search seed's final-seed SE."""
+    exports = {algo: [n for n in acc if n.startswith(f"{algo} search")] for algo in ALGOS}
+    common = [s for s in seeds if all(s in acc[n] for ns in exports.values() for n in ns)]
+    if not (all(exports.values()) and common):
+        return [], None
+    mean_of = {algo: {s: statistics.mean(acc[n][s] for n in ns) for s in common} for algo, ns in exports.items()}
+    d, se, n = paired(mean_of["ppo"], mean_of["random"])
+    lines = ["", "PPO's exports - random search's exports (mean over search seeds, paired by "
+             f"final seed, {n} seeds): {d:+.2f} +/- {se:.2f} points (this SE: the final seeds' only)."]
+    per_search = []
+    for seed in sorted({s for _, s in costs}):
+        pair = [f"{algo} search, seed {seed}" for algo in ALGOS]
+        if all(name in acc for name in pair):
+            d1, se1, n1 = paired(acc[pair[0]], acc[pair[1]])
+            per_search.append((d1, se1))
+            lines.append(f"- search seed {seed}: {d1:+.2f} +/- {se1:.2f} ({n1} final seeds)")
+    if len(per_search) > 1:
+        m, se = over_searches(per_search)
+        lines.append(f"- over the {len(per_search)} search seeds: **{m:+.2f} +/- {se:.2f}** ({OVER_SEARCHES})")
+        return lines, (m, se, len(per_search))
+    lines += ["", "With one search seed per algorithm this standard error covers the final "
+              "training's seeds only, not how much two searches of the same algorithm differ."]
+    return lines, (d, se, 1)
+
+
+TIME_TARGET_MIN = 15.0
+"""Issue #10: `autoaug search` with no arguments takes at most 15 minutes on 2 cores."""
+
+
+def search_targets(runs: Path, costs, estimate: tuple[float, float, int] | None) -> list[str]:
+    """Issue #10's targets for the search itself, its time and PPO against random search, and
+    why a missed one is missed."""
+    lines = ["", "## Issue #10's targets for the search", "", "| target | measured | verdict |", "|---|---|---|"]
+    why = []
+    walls = {key: 60 * span(runs, *key)[1] for key in costs if not costs[key].get("incomplete")}
+    if walls:
+        worst = max(walls.values())
+        lines.append(f"| at most {TIME_TARGET_MIN:.0f} minutes on 2 cores (wall, first to last child) | "
+                     + ", ".join(f"{algo} seed {seed}: {w:.1f} min" for (algo, seed), w in walls.items())
+                     + " | " + ("met" if worst <= TIME_TARGET_MIN else
+                                f"missed: the slowest by {worst - TIME_TARGET_MIN:.1f} min "
+                                f"({100 * (worst / TIME_TARGET_MIN - 1):.0f}%)") + " |")
+        if worst > TIME_TARGET_MIN:
+            per_child = statistics.mean(costs[k]["cpu_s"] / span(runs, *k)[0] for k in walls)
+            why.append(f"- Time: a child costs {per_child:.0f} CPU s here (search and controller included), "
+                       "two at a time on the two cores. The cheaper children experiments/proxy_rank.py "
+                       "measured do not rank policies like the final regime, so the budget, not the child, "
+                       "is what a shorter search can cut.")
+    if estimate is not None:
+        d, se, searches = estimate
+        verdict = ("met" if d >= 2 * se else "missed: resolved below" if d <= -2 * se
+                   else "not met: no difference the seeds resolve")
+        lines.append(f"| PPO beats random search at the same budget | {d:+.2f} +/- {se:.2f} points over "
+                     f"{searches} search seed{'s' if searches > 1 else ''} | {verdict} |")
+        if d < 2 * se:
+            spreads = [statistics.stdev(v) for seed in sorted({s for a, s in costs if a == "random"})
+                       for v in rounds(searched_policies(runs, "random", seed)).values() if len(v) > 1]
+            why.append("- PPO against random search: round by round (the table above) PPO's policies do not "
+                       "score clearly above random search's on the same child seeds after its updates: the "
+                       "controller does not learn the child reward in this budget. The controller benchmark "
+                       "(experiments/results/bench_controller.md) finds these settings beating random search "
+                       "reliably only from 320 policies on (at 64 they are no better there either), on "
+                       "known-answer rewards whose policies differ more, relative to their noise, than "
+                       "children do: here the policies of one random-search "
+                       f"round spread by {statistics.mean(spreads):.1f} points (std on one child seed, mean over "
+                       f"{len(spreads)} rounds), while two policies on one seed differ by about 1 point from "
+                       "seed luck alone (experiments/results/reward_noise.md)." if spreads else
+                       "- PPO against random search: see the round table above.")
+    return lines + (["", "Why:", *why] if why else [])
 
 
 def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, started, recipe) -> None:
     lines = [
-        "# Does the search beat the free alternatives? (issue #10)",
+        f"# Does the search beat the free alternatives? (issue #10: {TITLES[args.scale]})",
         "",
         f"`python experiments/search_quality.py --scale {args.scale} --algos {args.algos} --search-seeds {args.search_seeds} "
         f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}` on {describe('cpu' if SCALES[args.scale][3] == 'cpu' else None)}; "
@@ -372,29 +460,11 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
                    else "not measured (interrupted and resumed)")
             wall = f"{60 * hours:.1f} min" + (" (includes the stop and the resume)" if cost.get("incomplete") else "")
             lines.append(f"| {algo}, seed {seed} | {searched_with(runs, algo, seed)} | {children} | {wall} | {cpu} |")
-        exports = {algo: [n for n in acc if n.startswith(f"{algo} search")] for algo in ALGOS}
-        common = [s for s in seeds if all(s in acc[n] for ns in exports.values() for n in ns)]
-        if all(exports.values()) and common:
-            mean_of = {algo: {s: statistics.mean(acc[n][s] for n in ns) for s in common}
-                       for algo, ns in exports.items()}
-            d, se, n = paired(mean_of["ppo"], mean_of["random"])
-            lines += ["", "PPO's exports - random search's exports (mean over search seeds, paired by "
-                      f"final seed, {n} seeds): {d:+.2f} +/- {se:.2f} points (this SE: the final seeds' only)."]
-            per_search = []
-            for seed in sorted({s for _, s in costs}):
-                pair = [f"{algo} search, seed {seed}" for algo in ALGOS]
-                if all(n in acc for n in pair):
-                    d1, se1, n1 = paired(acc[pair[0]], acc[pair[1]])
-                    per_search.append((d1, se1))
-                    lines.append(f"- search seed {seed}: {d1:+.2f} +/- {se1:.2f} ({n1} final seeds)")
-            if len(per_search) > 1:
-                m, se = over_searches(per_search)
-                lines.append(f"- over the {len(per_search)} search seeds: **{m:+.2f} +/- {se:.2f}** ({OVER_SEARCHES})")
-            if len(costs) <= len(ALGOS):
-                lines += ["", "With one search seed per algorithm this standard error covers the final "
-                          "training's seeds only, not how much two searches of the same algorithm differ."]
+        versus, estimate = ppo_vs_random(acc, costs, seeds)
+        lines += versus
         lines += proxy_learning(runs, sorted({s for a, s in costs if all((b, s) in costs for b in ALGOS)}))
         lines += targets(acc)
+        lines += search_targets(runs, costs, estimate)
         lines += ["", f"![search curves]({png.name})", "",
                   "Search curves: every policy's reward (dots) and the best so far (lines) against policies "
                   "evaluated, raw (left) and paired with the batch's reference child (right)."]

@@ -77,7 +77,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="learn an augmentation policy (LSTM controller + PPO); run again to resume",
         description=(
             "Search for an augmentation policy. With no arguments: the cpu-quick preset on the "
-            "embedded reduced CIFAR-10, into runs/search (about 35 minutes on 2 CPU cores). "
+            "embedded reduced CIFAR-10, into runs/search (about 15 minutes on 2 CPU cores). "
             "Running the same command again on the same --out resumes. Every key of the config "
             "can be set with --set KEY=VALUE; --print-config shows them all."
         ),

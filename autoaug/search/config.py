@@ -111,10 +111,10 @@ def _cpu_quick_child() -> TrainConfig:
     # model does without augmentation, so augmentation pays off in it too. Of the children
     # experiments/proxy_rank.py compared, it is the only one whose reward ranks policies like the
     # 80-epoch final regime (Spearman +0.60 over 15 policies; 8 or 24 epochs on 2,000 images,
-    # with or without Cutout, and density matching: -0.30 to +0.08). About 2.2x the cost of the
-    # 8-epoch child it replaces: the default search took 35 minutes on 2 cores
-    # (experiments/results/search_quality.md).
-    return TrainConfig.for_model("tiny", epochs=40, cutout=16)
+    # with or without Cutout, and density matching: -0.30 to +0.08). Its steps run in bf16 where the
+    # CPU has bf16 instructions ('native': 1.3x fewer CPU seconds on an AMX CPU, accuracy the same
+    # within the seeds, experiments/results/bench_precision.md), fp32 elsewhere.
+    return TrainConfig.for_model("tiny", epochs=40, cutout=16, precision="native")
 
 
 def _cpu_quick_ppo() -> PPOConfig:
@@ -135,8 +135,9 @@ class SearchConfig:
     out: str = "runs/search"
     """Run directory: trial store, checkpoint, TensorBoard logs, exported policy. Running the same
     command again with the same directory resumes the search."""
-    budget: int = 112
-    """Policies to evaluate in total (failed trials count: they were spent)."""
+    budget: int = 64
+    """Policies to evaluate in total (failed trials count: they were spent). 64 take 12-16 minutes on
+    2 CPU cores (issue #10 asks for 15) (experiments/results/search_quality.md)."""
     batch_size: int = 16
     """Policies sampled per controller update (the last round may be smaller)."""
     algo: str = "ppo"
