@@ -33,6 +33,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -91,18 +92,10 @@ AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 def capped_section(seeds: list[int], cache: Path, parallel: int) -> list[str]:
     """`section` for the search child with the worker processes capped at AVX2 (AVX2_ONLY; they
     are spawned, so they read the environment when torch starts)."""
-    saved = {k: os.environ.get(k) for k in AVX2_ONLY}
-    os.environ.update(AVX2_ONLY)
-    try:
+    with mock.patch.dict(os.environ, AVX2_ONLY):  # restored afterwards, as it was
         return section("Search child on this CPU capped at AVX2 (no bf16 instructions: "
                        + ", ".join(f"{k}={v}" for k, v in AVX2_ONLY.items()) + "); val accuracy %",
                        search_child, POLICIES[1:2], seeds, cache, parallel)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def main() -> None:

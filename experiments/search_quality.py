@@ -371,12 +371,12 @@ TIME_TARGET_MIN = 15.0
 """Issue #10: `autoaug search` with no arguments takes at most 15 minutes on 2 cores."""
 
 
-def search_targets(runs: Path, costs, estimate: tuple[float, float, int] | None) -> list[str]:
+def search_targets(runs: Path, costs, spans, estimate: tuple[float, float, int] | None) -> list[str]:
     """Issue #10's targets for the search itself, its time and PPO against random search, and
-    why a missed one is missed."""
+    why a missed one is missed. `spans`: {(algo, seed): span(...)} of the searches in `costs`."""
     lines = ["", "## Issue #10's targets for the search", "", "| target | measured | verdict |", "|---|---|---|"]
     why = []
-    walls = {key: 60 * span(runs, *key)[1] for key in costs if not costs[key].get("incomplete")}
+    walls = {key: 60 * spans[key][1] for key in costs if not costs[key].get("incomplete")}
     if walls:
         worst = max(walls.values())
         lines.append(f"| at most {TIME_TARGET_MIN:.0f} minutes on 2 cores (wall, first to last child) | "
@@ -385,7 +385,7 @@ def search_targets(runs: Path, costs, estimate: tuple[float, float, int] | None)
                                 f"missed: the slowest by {worst - TIME_TARGET_MIN:.1f} min "
                                 f"({100 * (worst / TIME_TARGET_MIN - 1):.0f}%)") + " |")
         if worst > TIME_TARGET_MIN:
-            per_child = statistics.mean(costs[k]["cpu_s"] / span(runs, *k)[0] for k in walls)
+            per_child = statistics.mean(costs[k]["cpu_s"] / spans[k][0] for k in walls)
             why.append(f"- Time: a child costs {per_child:.0f} CPU s here (search and controller included), "
                        "two at a time on the two cores. The cheaper children experiments/proxy_rank.py "
                        "measured do not rank policies like the final regime, so the budget, not the child, "
@@ -454,8 +454,9 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
         lines += ["", "## Search cost", "",
                   "| search | searched with | children trained (policies, references, re-evaluation) | "
                   "wall, first to last child | CPU hours (search + workers) |", "|---|---|---|---|---|"]
+        spans = {key: span(runs, *key) for key in costs}  # one read of each store
         for (algo, seed), cost in costs.items():
-            children, hours = span(runs, algo, seed)
+            children, hours = spans[algo, seed]
             cpu = (f"{cost['cpu_s'] / 3600:.2f}" if not cost.get("incomplete")
                    else "not measured (interrupted and resumed)")
             wall = f"{60 * hours:.1f} min" + (" (includes the stop and the resume)" if cost.get("incomplete") else "")
@@ -464,7 +465,7 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
         lines += versus
         lines += proxy_learning(runs, sorted({s for a, s in costs if all((b, s) in costs for b in ALGOS)}))
         lines += targets(acc)
-        lines += search_targets(runs, costs, estimate)
+        lines += search_targets(runs, costs, spans, estimate)
         lines += ["", f"![search curves]({png.name})", "",
                   "Search curves: every policy's reward (dots) and the best so far (lines) against policies "
                   "evaluated, raw (left) and paired with the batch's reference child (right)."]
