@@ -55,12 +55,6 @@ def final_child(spec: str, seed: int, precision: str) -> Job:
     return Job(spec, recipe, seed)
 
 
-def cpu_capability() -> str:
-    flags = [name for name, check in (("AMX", torch.cpu._is_amx_tile_supported),
-                                      ("AVX512-BF16", torch.cpu._is_avx512_bf16_supported)) if check()]
-    return ", ".join(flags) if flags else "neither AMX nor AVX512-BF16"
-
-
 def section(title: str, make, specs: list[str], seeds: list[int], cache: Path, parallel: int) -> list[str]:
     jobs = [make(spec, seed, p) for spec in specs for seed in seeds for p in PRECISIONS]
     rows = run_jobs(jobs, cache, parallel)
@@ -121,7 +115,7 @@ def main() -> None:
                                args.parallel)
     lines = ["# bf16 autocast against fp32 on the CPU", "",
              f"`python experiments/bench_precision.py --seeds {args.seeds} --final-seeds {args.final_seeds} "
-             f"--avx2-seeds {args.avx2_seeds} --parallel {args.parallel}` on {describe('cpu')}; CPU: {cpu_capability()}; load average before "
+             f"--avx2-seeds {args.avx2_seeds} --parallel {args.parallel}` on {describe('cpu')}; load average before "
              f"{load_before}, after {load_average()}; {(time.time() - started) / 60:.0f} min wall for what was "
              "not cached.", "",
              "Same policy, seed and recipe in both columns; only the training steps' arithmetic differs "

@@ -23,9 +23,18 @@ from autoaug.training.loop import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
+# algo=random: its policies do not depend on the rewards, so every round's tokens are the same in
+# the fused and the plain search whatever the children's rounding (PPO's second round follows the
+# first round's rewards, and those differ by a few val images: below). The trial loop, the groups
+# and the store are the same for both algorithms.
+TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "algo=random",
         "backend=inline", "batch_size=3", "export.reevaluate_top=2", "export.reevaluate_seeds=1",
         "export_top=2"]
+# Val images (of 200) whose prediction may differ between a fused and a plain child of TINY: float
+# rounding in grouped vs plain convolutions, amplified by SGD, by an amount the CPU's kernels decide
+# (issue #26). experiments/results/fuse_drift.md measured at most 3 of 200 over 240 children on
+# an AMD EPYC's AVX512 (bf16) and AVX2 (fp32) paths; twice that allows for CPUs not measured.
+FLIPS = 2 * 3
 
 
 def _rows(run: Path) -> list[tuple]:
@@ -34,9 +43,9 @@ def _rows(run: Path) -> list[tuple]:
 
 
 def _same_trials(fused: list[tuple], plain: list[tuple]) -> None:
+    # what the seeds decide is identical on any CPU: phase, round, slot, tokens, seed, role, status
     assert [r[:7] for r in fused] == [r[:7] for r in plain]
-    # one val image of 200 may flip on a near tie between grouped and plain convolutions
-    assert [r[7] for r in fused] == pytest.approx([r[7] for r in plain], abs=1.01 / 200)
+    assert [r[7] for r in fused] == pytest.approx([r[7] for r in plain], abs=(FLIPS + 0.01) / 200)
 
 
 def test_fused_search_stores_the_same_trials_and_resumes(tmp_path: Path) -> None:
