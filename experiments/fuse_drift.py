@@ -65,13 +65,41 @@ def measure(seeds: int) -> dict:
     return {"machine": describe(), "capability": cpu_capability(),
             "precision": "bf16" if child.precision == "bf16" or (
                 child.precision == "native" and native_bf16(torch.device("cpu"))) else "fp32",
-            "n_val": n_val, "flips": flips}
+            "n_val": n_val, "flips": flips, "grid_flips": measure_grid(max(1, seeds // 8))}
+
+
+def measure_grid(windows: int) -> list[int]:
+    """Flipped images (of 36) per child of tests/search/test_fuse.py's fused RandAugment grid (its
+    tiny_npz: 12 images of each of 3 classes, 16x16 crops; fp32 children), val and test, for
+    `windows` different 36-image windows of the embedded train split."""
+    import tempfile
+
+    from autoaug.search.grid import GridSpec, run_grid
+    from autoaug.training.data import load
+    from autoaug.training.loop import TrainConfig
+
+    x, y = load("cifar10-reduced", "train")
+    flips = []
+    for w in range(windows):
+        idx = np.concatenate([np.flatnonzero(y == c)[12 * w: 12 * w + 12] for c in range(3)])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "tiny.npz"
+            np.savez(path, x=x[idx, :16, :16], y=y[idx], x_val=x[idx, 16:, 16:], y_val=y[idx],
+                     x_test=x[idx, :16, 16:], y_test=y[idx])
+            spec = GridSpec(dataset=f"npz:{path}", ns=(1, 2), ms=(3.0, 9.0), seeds=2, save_outputs=True,
+                            train=TrainConfig.for_model("tiny", epochs=1, batch_size=12))
+            plain, fused = (run_grid(spec, Path(tmp) / name, backend="inline", devices=["cpu"], fuse=fuse,
+                                     progress=False) for name, fuse in (("plain", 1), ("fused", 3)))
+            for a, b in zip(plain.points, fused.points):
+                flips += [round(abs(u - v) * len(idx)) for u, v in
+                          zip(a.val_accs + a.test_accs, b.val_accs + b.test_accs)]
+    return flips
 
 
 def summary(flips: list[int]) -> str:
     counts = np.bincount(flips)
     spread = ", ".join(f"{k}: {c}" for k, c in enumerate(counts) if c)
-    return f"max {max(flips)}, mean {np.mean(flips):.2f}; children by flipped images {{{spread}}}"
+    return f"max {max(flips)}, mean {np.mean(flips):.2f}; by flipped images {{{spread}}}"
 
 
 def main() -> None:
@@ -92,7 +120,7 @@ def main() -> None:
         if proc.returncode:
             raise SystemExit(f"the {name} path failed:\n{proc.stderr}")
         results[name] = json.loads(proc.stdout.splitlines()[-1])
-        print(name, summary(results[name]["flips"]), flush=True)
+        print(name, summary(results[name]["flips"]), "| grid:", summary(results[name]["grid_flips"]), flush=True)
     worst = max(max(r["flips"]) for r in results.values())
     lines = [
         "# Fused vs plain children on two CPU kernel paths (issue #26)", "",
@@ -109,7 +137,14 @@ def main() -> None:
         lines.append(f"| {name} | {r['capability']} | {r['precision']} | {len(r['flips'])} | {summary(r['flips'])} |")
     lines += ["", f"Largest drift on either path: {worst} image(s) of {results['native']['n_val']}. "
               "tests/search/test_fuse.py allows twice the largest measured here (an unmeasured CPU may round "
-              "differently again), and compares tokens, seeds, roles, rounds and statuses exactly."]
+              "differently again), and compares tokens, seeds, roles, rounds and statuses exactly.", "",
+              "The same for the test's fused RandAugment grid (K = 3; 36 images of 3 classes, 16x16, fp32 "
+              f"children; {max(1, args.seeds // 8)} windows of 36 images x 4 grid points x 2 seeds, val and test):", "",
+              "| kernel path | children x (val, test) | flipped images (of 36) |", "|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {len(r['grid_flips'])} | {summary(r['grid_flips'])} |")
+    grid_worst = max(max(r["grid_flips"]) for r in results.values())
+    lines += ["", f"Largest: {grid_worst}; the grid test allows one image of 36."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
