@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from autoaug.search.config import ALGOS, resolve_config, to_toml
+from autoaug.search.config import ALGOS, resolve_config
 from autoaug.search.export import Reevaluation, export_policy
 from autoaug.search.search import run_search
 from autoaug.cli.policy import add_pipeline_arguments, print_loading_note
+from autoaug.settings import to_toml
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:

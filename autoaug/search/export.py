@@ -15,7 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config, to_dict
+from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config
+from autoaug.settings import to_dict
 from autoaug.search.rewards import REFERENCE_KEY, LazyPool, evaluate_trials, rank_by, reference_spec
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.trials import ChildTask, derive_seed, open_run

@@ -23,10 +23,11 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.config import SearchConfig, check_int
+from autoaug.search.config import SearchConfig
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
+from autoaug.settings import check_int
 from autoaug.space.policy import _short
 from autoaug.training.data import Splits, load_splits
 from autoaug.training.loop import DeviceData, TrainConfig, prepare

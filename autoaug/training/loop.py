@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import albumentations as A
 import numpy as np
@@ -141,6 +141,21 @@ class TrainConfig:
             raise ConfigError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
                               f"expected any of {', '.join(sorted(fields))}")
         return cls(**{**model_spec(model).recipe, **overrides, "model": model})
+
+    # What a change of `model` in `with_table` keeps: what the policy and the machine decide, not
+    # the network's recipe (`for_model`).
+    kept_on_model_change: ClassVar[tuple[str, ...]] = ("standard", "cutout", "device")
+
+    def with_table(self, values: dict[str, Any]) -> TrainConfig:
+        """This config with `values` (keys of a [child] table, read by `autoaug.settings`)
+        applied: a new `model` starts from that network's recipe (`for_model`) and keeps
+        `kept_on_model_change`; the other keys then apply on top."""
+        values = dict(values)
+        model = values.pop("model", self.model)
+        child = self
+        if model != child.model:
+            child = TrainConfig.for_model(model, **{k: getattr(child, k) for k in self.kept_on_model_change})
+        return dataclasses.replace(child, **values)
 
 
 def resolve_device(name: str, *, check_available: bool = True) -> torch.device:
