@@ -23,7 +23,7 @@ from tqdm import tqdm
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
 from autoaug.search.store import TrialSpec
-from autoaug.search.trials import FUSED, add_batch, check_setup, device_data, make_pool, open_run, resolve_fuse, run_trials
+from autoaug.search.trials import FUSED, add_batch, check_setup, make_pool, open_run, resolve_fuse, run_trials
 from autoaug.search.workers import EvalFn, RayOptions, check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
@@ -31,6 +31,7 @@ from autoaug.space.specs import POLICY_CUTOUT
 from autoaug.training.ensemble import read_outputs_meta, save_outputs
 from autoaug.training.fused import train_fused
 from autoaug.training.loop import TrainConfig, predict_proba, train_model, val_accuracy
+from autoaug.training.subsets import device_data
 
 GRID_JSON = "grid.json"
 GRID_MD = "grid.md"

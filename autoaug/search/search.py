@@ -54,13 +54,14 @@ from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rewards import LazyPool, evaluate_trials, rank_by, reference_spec, trial_key
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
 from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
-from autoaug.search.trials import ChildTask, derive_seed, load_data
+from autoaug.search.trials import ChildTask, derive_seed
 from autoaug.search.workers import Result
 from autoaug.space.ops import OP_NAMES
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy
 from autoaug.space.render import render_grid
 from autoaug.training.data import fingerprint
 from autoaug.training.models import build_model, check_image_size
+from autoaug.training.subsets import load_data
 
 TENSORBOARD_DIRNAME = "tensorboard"
 CHECKPOINT_VERSION = 1

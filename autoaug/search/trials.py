@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -29,8 +28,8 @@ from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, T
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
 from autoaug.settings import check_int
 from autoaug.space.policy import _short
-from autoaug.training.data import Splits, load_splits
-from autoaug.training.loop import DeviceData, TrainConfig, prepare
+from autoaug.training.loop import DeviceData, TrainConfig
+from autoaug.training.subsets import device_data
 
 
 @contextmanager
@@ -196,40 +195,6 @@ def derive_seed(seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
-def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:
-    """Indices of the first `n` images taking the classes in turn (the first image of every
-    class, then the second of every class, ...), in their original order; all if n is None.
-
-    A plain `[:n]` could be lopsided if a source is sorted by class; this needs no RNG, so every
-    worker and every resumed run scores on the same images.
-    """
-    if n is None or n >= len(y):
-        return np.arange(len(y))
-    order = np.lexsort((y, class_rank(y)))  # by rank within the class, then class
-    return np.sort(order[:n])
-
-
-def class_rank(y: np.ndarray) -> np.ndarray:
-    """(N,) int64: the position of each image within its class, in the original order."""
-    rank = np.empty(len(y), dtype=np.int64)
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rank[members] = np.arange(len(members))
-    return rank
-
-
-def load_data(dataset: str, train_subset: int | None = None, val_subset: int | None = None) -> Splits:
-    """The dataset's splits with the child-train and reward-val subsets (`balanced_head`) applied."""
-    splits = load_splits(dataset)
-    train = balanced_head(splits.train_y, train_subset)
-    val = balanced_head(splits.val_y, val_subset)
-    return dataclasses.replace(
-        splits,
-        train_x=splits.train_x[train], train_y=splits.train_y[train],
-        val_x=splits.val_x[val], val_y=splits.val_y[val],
-    )
-
-
 @dataclass(frozen=True)
 class ChildTask:
     """What every trial of one search shares, its data and its child's recipe; pickled once into
@@ -247,19 +212,3 @@ class ChildTask:
     def data(self, device: str) -> DeviceData:
         """The search's data on `device`, prepared once per worker process."""
         return device_data(self.dataset, device, self.train_subset, self.val_subset)
-
-
-# Keyed by what the data were built from; only the last is kept (one dataset per worker).
-_DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
-
-
-def device_data(
-    dataset: str, device: str, train_subset: int | None = None, val_subset: int | None = None
-) -> DeviceData:
-    """`load_data(...)` on `device`, prepared once per worker process and reused by every trial
-    that process runs (the data go to the device once, airbench-style)."""
-    key = (dataset, train_subset, val_subset, device)
-    if key not in _DEVICE_DATA:
-        _DEVICE_DATA.clear()
-        _DEVICE_DATA[key] = prepare(load_data(dataset, train_subset, val_subset), device)
-    return _DEVICE_DATA[key]

@@ -29,7 +29,6 @@ from autoaug.space.policy import SEARCH_NVEC, Policy
 from autoaug.space.specs import load_policy
 from autoaug.search.export import POLICY_FILENAME, export_policy
 from autoaug.search.search import Sampler, run_search, trial_seed
-from autoaug.search.trials import balanced_head
 from autoaug.search.rundir import CHECKPOINT_FILENAME, load_checkpoint
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
 
@@ -334,15 +333,6 @@ def test_bad_config_from_a_real_process_has_no_traceback(tmp_path: Path) -> None
 
 
 # --- small pieces -----------------------------------------------------------------------------
-
-
-def test_balanced_head_takes_classes_in_turn() -> None:
-    y = np.repeat(np.arange(4), 10)  # sorted by class, as the embedded val split is
-    index = balanced_head(y, 8)
-    assert np.bincount(y[index], minlength=4).tolist() == [2, 2, 2, 2]
-    assert index.tolist() == sorted(index.tolist())
-    assert balanced_head(y, None).tolist() == list(range(40))
-    assert balanced_head(y, 100).tolist() == list(range(40))
 
 
 def test_trial_seeds_are_stable_and_distinct() -> None:
