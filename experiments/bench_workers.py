@@ -40,7 +40,8 @@ from autoaug.search.config import SearchConfig  # noqa: E402
 from autoaug.training.subsets import device_data  # noqa: E402
 from autoaug.space.policy import published_policy  # noqa: E402
 from autoaug.training.fused import train_children, train_fused  # noqa: E402
-from autoaug.training.loop import TrainConfig, train_child, train_model  # noqa: E402
+from autoaug.training.config import TrainConfig  # noqa: E402
+from autoaug.training.loop import train_child, train_model  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
 
 

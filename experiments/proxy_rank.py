@@ -50,7 +50,8 @@ from autoaug.search.density import Fold, density_reward, fold_data, fold_seed
 from autoaug.search.search import uniform_tokens
 from autoaug.space.policy import Policy
 from autoaug.space.specs import resolve
-from autoaug.training.loop import TrainConfig, cutout, pad_crop_flip, train_model
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import cutout, pad_crop_flip, train_model
 from autoaug.training.subsets import device_data
 
 NAMED = ["none", "standard", "cutout", "autoaugment-cifar10", "autoaugment-svhn", "trivialaugment",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from autoaug.settings import load_settings
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 from autoaug.training.models import MODEL_NAMES
 
 # flag -> the [child] key it is shorthand for

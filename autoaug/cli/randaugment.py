@@ -11,7 +11,7 @@ from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
 from autoaug.search.workers import BACKENDS, RayOptions
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 
 
 def _number_list(text: str, kind: type, flag: str) -> tuple:

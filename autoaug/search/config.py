@@ -29,7 +29,8 @@ from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
 from autoaug.settings import check_int, flat_values, load_settings, to_toml, toml_value
-from autoaug.training.loop import DEVICE_NAME, TrainConfig
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import DEVICE_NAME
 
 ALGOS = ("ppo", "random")
 REWARD_KINDS = ("child", "density")

@@ -31,7 +31,8 @@ from autoaug.search.rundir import load_checkpoint, save_checkpoint
 from autoaug.search.trials import ChildTask, derive_seed
 from autoaug.search.workers import Task, WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import Augment, DeviceData, evaluate, train_model, val_accuracy
+from autoaug.training.device import DeviceData
+from autoaug.training.loop import Augment, evaluate, train_model, val_accuracy
 from autoaug.training.models import build_model
 from autoaug.training.subsets import class_rank
 

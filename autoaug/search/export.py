@@ -24,7 +24,7 @@ from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import Policy, provenance
 from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
-from autoaug.training.loop import export_pipeline
+from autoaug.training.pipelines import export_pipeline
 
 POLICY_FILENAME = "policy.json"
 

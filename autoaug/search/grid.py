@@ -30,7 +30,8 @@ from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check
 from autoaug.space.specs import POLICY_CUTOUT
 from autoaug.training.ensemble import read_outputs_meta, save_outputs
 from autoaug.training.fused import train_fused
-from autoaug.training.loop import TrainConfig, predict_proba, train_model, val_accuracy
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import predict_proba, train_model, val_accuracy
 from autoaug.training.subsets import device_data
 
 GRID_JSON = "grid.json"
@@ -56,7 +57,7 @@ class GridSpec:
     ops: tuple[str, ...] = DEFAULT_OPS
     """Candidate ops."""
     train: Any = None
-    """An autoaug.training.loop.TrainConfig; its device is the worker's. None: the tiny model's recipe
+    """An autoaug.training.config.TrainConfig; its device is the worker's. None: the tiny model's recipe
     with standard augmentation and Cutout 16 after RandAugment, as `autoaug train --policy
     randaugment:...` trains, so the chosen (N, M) means the same there."""
     save_outputs: bool = True

@@ -28,7 +28,8 @@ from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, T
 from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
 from autoaug.settings import check_int
 from autoaug.space.policy import _short
-from autoaug.training.loop import DeviceData, TrainConfig
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import DeviceData
 from autoaug.training.subsets import device_data
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from autoaug.training.data import Splits, load_splits
-from autoaug.training.loop import DeviceData, prepare
+from autoaug.training.device import DeviceData, prepare
 
 
 def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:

@@ -20,7 +20,7 @@ from autoaug.search.config import (
 from autoaug.errors import ConfigError
 from autoaug.settings import to_toml, valid_keys
 from autoaug.search.ppo import PPOConfig
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = REPO / "experiments"

@@ -19,7 +19,7 @@ from autoaug.search.rewards import fuse_of
 from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
 from autoaug.search.trials import FUSED, DEFAULT_FUSE, add_batch, make_pool, run_trials
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -367,7 +367,8 @@ def test_adaptive_m_in_training_logs_to_tensorboard(tmp_path, tiny_data, one_thr
     from torch.utils.tensorboard import SummaryWriter
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from autoaug.training.loop import TrainConfig, train_model
+    from autoaug.training.config import TrainConfig
+    from autoaug.training.loop import train_model
 
     writer = SummaryWriter(str(tmp_path / "tb"))
     aug = AdaptiveRandAugment(RandAugment(2, 5), step=30, logger=writer)
