@@ -41,7 +41,7 @@ CONFIG_FILENAME = "config.toml"
 # search means, so resuming with a different value would mix two searches in one store.
 RESUMABLE_KEYS = frozenset({
     "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
-    "fuse", "trial_timeout_s", "export_top", "export.reevaluate_top", "export.reevaluate_seeds",
+    "fuse", "trial_timeout_s", "export.top", "export.reevaluate_top", "export.reevaluate_seeds",
 })
 
 
@@ -78,17 +78,24 @@ class RewardConfig:
 class ExportConfig:
     """How the final policy is chosen (table [export])."""
 
+    top: int = 5
+    """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
     reevaluate_top: int = 8
     """Re-train this many of the search's best policies on fresh seeds before export and
-    export the best `export_top` by their mean there (issue #10): a search's best single
+    export the best `top` by their mean there (issue #10): a search's best single
     rewards are partly luck. 0 = export by the search's own rewards."""
     reevaluate_seeds: int = 3
     """Fresh seeds per re-evaluated policy (paired with a reference child per seed when
     reward.paired)."""
 
     def __post_init__(self) -> None:
+        check_int("export.top", self.top, low=1)
         check_int("export.reevaluate_top", self.reevaluate_top, low=0)
         check_int("export.reevaluate_seeds", self.reevaluate_seeds, low=1)
+        if 0 < self.reevaluate_top < self.top:
+            raise ConfigError(f"export.reevaluate_top ({self.reevaluate_top}) must be 0 or at least "
+                              f"export.top ({self.top}): the exported policies are chosen among the "
+                              "re-evaluated ones")
 
 
 def _cpu_quick_child() -> TrainConfig:
@@ -149,12 +156,10 @@ class SearchConfig:
     fuse: int | None = None
     """Children a worker trains at once as one fused network (autoaug.training.fused: K children,
     one optimiser step; each trial still its own row). none = per device kind
-    (autoaug.search.trials.DEFAULT_FUSE: 1 on the CPU, 8 on a GPU). Reward 'child' only."""
+    (autoaug.search.pool.DEFAULT_FUSE: 1 on the CPU, 8 on a GPU). Reward 'child' only."""
     trial_timeout_s: float | None = None
     """A child still training after this many seconds is a failed trial; none = no limit (a
     fused group of K children gets K times as long)."""
-    export_top: int = 5
-    """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
     child: TrainConfig = field(default_factory=_cpu_quick_child)
     """How each child model trains (table [child]; `device` comes from `devices`)."""
     ppo: PPOConfig = field(default_factory=_cpu_quick_ppo)
@@ -168,7 +173,7 @@ class SearchConfig:
     owned_keys: ClassVar[dict[str, str]] = {"child.device": "each worker's device comes from `devices`"}
 
     def __post_init__(self) -> None:
-        for name in ("budget", "batch_size", "workers", "export_top"):
+        for name in ("budget", "batch_size", "workers"):
             check_int(name, getattr(self, name), low=1)
         check_int("seed", self.seed, low=0)
         for name in ("train_subset", "val_subset"):
@@ -201,10 +206,6 @@ class SearchConfig:
             raise ConfigError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
         if not isinstance(self.export, ExportConfig):
             raise ConfigError(f"export must be an ExportConfig, got {type(self.export).__name__}")
-        if 0 < self.export.reevaluate_top < self.export_top:
-            raise ConfigError(f"export.reevaluate_top ({self.export.reevaluate_top}) must be 0 or at least "
-                              f"export_top ({self.export_top}): the exported policies are chosen among the "
-                              "re-evaluated ones")
 
     @property
     def device_list(self) -> tuple[str, ...]:

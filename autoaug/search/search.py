@@ -49,13 +49,14 @@ from autoaug.search.config import (
     search_identity,
 )
 from autoaug.search.controller import Controller
-from autoaug.search.export import Reevaluation, export_from_store
+from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.rewards import LazyPool, evaluate_trials, rank_by, reference_spec, trial_key
+from autoaug.search.pool import LazyPool, evaluate_trials
+from autoaug.search.rewards import rank_by, reference_spec, trial_key
 from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
 from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
 from autoaug.search.trials import ChildTask, derive_seed
-from autoaug.search.workers import Result
+from autoaug.search.tasks import Result
 from autoaug.space.ops import OP_NAMES
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy
 from autoaug.space.render import render_grid
@@ -184,7 +185,7 @@ class SearchResult:
     """Trials evaluated in this run directory (done + failed), over every invocation."""
     failed: int
     best: list[Trial]
-    """The best `export_top` done trials, best first."""
+    """The best `export.top` done trials, best first."""
     policy: Policy
     """The exported final policy: the sub-policies of `best`, concatenated."""
     policy_path: Path
@@ -317,8 +318,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                         f"(tracebacks are in {store.path}, table trials, column traceback)"
                     )
             bar.close()
-            exported = export_from_store(run_dir, store, config, config.export_top, None, "policy", None, pool,
-                                         config.export.reevaluate_top, config.export.reevaluate_seeds, progress)
+            exported = export_from_store(run_dir, store, config, ExportOptions(
+                top=config.export.top, reevaluate_top=config.export.reevaluate_top,
+                reevaluate_seeds=config.export.reevaluate_seeds, progress=progress), pool)
         finally:
             bar.close()
             pool.close()

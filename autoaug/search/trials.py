@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
 from autoaug.search.config import SearchConfig
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
-from autoaug.settings import check_int
+from autoaug.search.tasks import Result, Task
+from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import _short
 from autoaug.training.config import TrainConfig
 from autoaug.training.device import DeviceData
@@ -67,33 +66,6 @@ def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) 
 
 FUSED = "fused"
 """Payload key of a fused group of trials: a list of [payload, seed], one per trial."""
-
-# Children per worker task when none is asked for, per device kind. CPU: see
-# experiments/results/bench_workers.md (tiny children, 2 cores). CUDA: ../shared/REFERENCE.md
-# measured 8 to 16 fused copies of a small CNN at about 4x one model's images per second on an
-# H200; not measured by us (issue #11).
-DEFAULT_FUSE = {"cpu": 1, "cuda": 8}
-
-
-def default_fuse(backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
-    """`DEFAULT_FUSE` of the kind of device the workers train on (the first device's; 'auto'
-    is every GPU, else the CPU; on Ray, a GPU when trials ask for one)."""
-    if backend == "ray":
-        cuda = ray_gpus > 0
-    elif list(devices) == ["auto"]:
-        cuda = torch.cuda.is_available()
-    else:
-        cuda = devices[0].startswith("cuda")
-    return DEFAULT_FUSE["cuda" if cuda else "cpu"]
-
-
-def resolve_fuse(fuse: int | None, backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
-    """Children per worker task: `fuse` checked (an int >= 1), or `default_fuse` when None."""
-    if fuse is None:
-        return default_fuse(backend, devices, ray_gpus)
-    check_int("fuse", fuse, low=1)
-    return fuse
-
 
 def run_trials(
     store: TrialStore,
@@ -161,29 +133,6 @@ def run_trials(
     if todo:
         pool.run(todo, on_start=on_start, on_result=record, on_retry=note_retry)
     return [store.get(t.id) for t in trials]
-
-
-def make_pool(
-    fn: EvalFn,
-    *,
-    backend: str = "process",
-    devices: Sequence[str] = ("auto",),
-    workers: int = 1,
-    timeout_s: float | None = None,
-    ray_options: RayOptions | None = None,
-) -> WorkerPool:
-    """A pool evaluating `fn`: `workers` processes per device of `devices` ("auto": every GPU,
-    else the CPU), one trial at a time in this process (inline), or Ray tasks."""
-    if backend == "ray":
-        return WorkerPool(fn, backend="ray", timeout_s=timeout_s, ray_options=ray_options or RayOptions())
-    devices = list(devices)
-    if devices == ["auto"]:
-        devices = default_devices()
-    if backend == "inline":
-        devices = devices[:1]  # one trial at a time, in this process
-    else:
-        devices = [d for _ in range(workers) for d in devices]  # round-robin over devices
-    return WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s)
 
 
 def derive_seed(seed: int, *parts: object) -> int:

@@ -15,17 +15,18 @@ import pytest
 from autoaug.errors import ConfigError
 from autoaug.search.config import SearchConfig, load_config
 from autoaug.search.grid import GridSpec, run_grid
-from autoaug.search.rewards import fuse_of
+from autoaug.search.pool import fuse_of
 from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
-from autoaug.search.trials import FUSED, DEFAULT_FUSE, add_batch, make_pool, run_trials
+from autoaug.search.pool import DEFAULT_FUSE, make_pool
+from autoaug.search.trials import FUSED, add_batch, run_trials
 from autoaug.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
         "backend=inline", "batch_size=3", "export.reevaluate_top=2", "export.reevaluate_seeds=1",
-        "export_top=2"]
+        "export.top=2"]
 
 
 def _rows(run: Path) -> list[tuple]:

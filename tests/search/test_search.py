@@ -22,12 +22,12 @@ import pytest
 import torch
 
 from autoaug import cli
-from autoaug.search.config import CONFIG_FILENAME, load_config
+from autoaug.search.config import CONFIG_FILENAME, load_config, save_config
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.policy import SEARCH_NVEC, Policy
 from autoaug.space.specs import load_policy
-from autoaug.search.export import POLICY_FILENAME, export_policy
+from autoaug.search.export import POLICY_FILENAME, ExportOptions, export_policy
 from autoaug.search.search import Sampler, run_search, trial_seed
 from autoaug.search.rundir import CHECKPOINT_FILENAME, load_checkpoint
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
@@ -252,7 +252,7 @@ def _store_with(run: Path, rewards: list[float | None]) -> list[Policy]:
 
 def test_export_takes_the_best_k_ties_to_the_earlier(tmp_path: Path) -> None:
     policies = _store_with(tmp_path, [0.5, 0.7, 0.7, 0.6, None])
-    exported = export_policy(tmp_path, top=3, out=tmp_path / "out" / "best.json")
+    exported = export_policy(tmp_path, ExportOptions(top=3, out=tmp_path / "out" / "best.json"))
     assert [t.slot for t in exported.trials] == [1, 2, 3]
     expected = policies[1].sub_policies + policies[2].sub_policies + policies[3].sub_policies
     assert exported.policy.sub_policies == expected
@@ -267,8 +267,21 @@ def test_export_takes_the_best_k_ties_to_the_earlier(tmp_path: Path) -> None:
     set_image_pool(albu, image[None])  # SamplePairing's partners, if the policy holds it
     assert albu(image=image)["image"].shape == image.shape
     # Asking for more than there are gives what there is.
-    assert len(export_policy(tmp_path, top=10).trials) == 4
+    assert len(export_policy(tmp_path, ExportOptions(top=10)).trials) == 4
 
+
+
+def test_export_top_defaults_to_the_runs_export_top(tmp_path: Path) -> None:
+    """One key sets the export count: `autoaug export` without --top takes the run's export.top,
+    as `autoaug search` did (without a config.toml, the paper's 5)."""
+    _store_with(tmp_path, [0.5, 0.7, 0.6, 0.4, 0.3, 0.2])
+    assert len(export_policy(tmp_path, ExportOptions()).trials) == 5
+    save_config(_config(tmp_path, "export.top=2", "export.reevaluate_top=0"), tmp_path / CONFIG_FILENAME)
+    out = tmp_path / "default.json"
+    assert cli.main(["export", str(tmp_path), "--out", str(out)]) == 0
+    assert [t["slot"] for t in load_policy(out).provenance["trials"]] == [1, 2]
+    assert cli.main(["export", str(tmp_path), "--out", str(out), "--top", "3"]) == 0
+    assert len(load_policy(out).provenance["trials"]) == 3
 
 def test_export_errors(tmp_path: Path) -> None:
     with pytest.raises(AutoaugError, match="not a search run directory"):
@@ -280,7 +293,7 @@ def test_export_errors(tmp_path: Path) -> None:
     with pytest.raises(AutoaugError, match="no completed trials yet"):
         export_policy(tmp_path)
     with pytest.raises(AutoaugError, match=r"--top must be an integer >= 1, got 0"):
-        export_policy(tmp_path, top=0)
+        export_policy(tmp_path, ExportOptions(top=0))
 
 
 # --- faults and bad input ---------------------------------------------------------------------
