@@ -35,7 +35,7 @@ from autoaug.space.randaugment import (
     magnitude_at,
     parse_spec,
 )
-from test_parity import MAX_ABS_DIFF, MAX_MEAN_DIFF  # the lead's per-op tolerances
+from tests.space.test_parity import MAX_ABS_DIFF, MAX_MEAN_DIFF, SAME_KERNEL  # the per-op tolerances
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,9 +75,19 @@ def test_default_candidates_are_the_table_minus_invert_and_sample_pairing():
 PIXEL_CANDIDATES = [name for name in OP_NAMES if name not in ("Cutout", "SamplePairing")]
 
 
-@pytest.mark.parametrize("name", PIXEL_CANDIDATES)
+@pytest.mark.parametrize("name", [name for name in PIXEL_CANDIDATES if name not in SAME_KERNEL])
 @pytest.mark.parametrize("m", [4.5, 9, 17, 30])
 def test_pixel_parity_at_randaugment_magnitudes(name, m, cifar_images, cifar_batch):
+    _check_randaugment_parity(name, m, cifar_images, cifar_batch)
+
+
+@pytest.mark.parametrize("name", [name for name in PIXEL_CANDIDATES if name in SAME_KERNEL])
+@pytest.mark.parametrize("m", [4.5, 9, 17, 30])
+def test_same_kernel_in_its_albumentations_wrapper_at_randaugment_magnitudes(name, m, cifar_images, cifar_batch):
+    _check_randaugment_parity(name, m, cifar_images, cifar_batch)
+
+
+def _check_randaugment_parity(name, m, cifar_images, cifar_batch) -> None:
     aug = RandAugment(1, m, (name,))
     n = len(cifar_images)
     spec = OPS_BY_NAME[name]

@@ -3,7 +3,7 @@ RandAugment grid with fuse > 1 run end to end, store the same trials as with fus
 within float rounding, since the fused children are the same children), and resume; a fused
 group's failures land on its trials one by one.
 
-Children are real and tiny (1 epoch on 160 images, scored on 200), as in test_search_rewards.py.
+Children are real and tiny (1 epoch on 160 images, scored on 200), as in test_rewards.py.
 """
 
 from __future__ import annotations
