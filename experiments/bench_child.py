@@ -39,7 +39,10 @@ from autoaug.training.data import load_splits  # noqa: E402
 from autoaug.training.models import MODEL_NAMES  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
 from autoaug.space.specs import resolve  # noqa: E402
-from autoaug.training.loop import TrainConfig, albumentations_augment, prepare, resolve_device, train_child  # noqa: E402
+from autoaug.training.config import TrainConfig  # noqa: E402
+from autoaug.training.device import prepare, resolve_device  # noqa: E402
+from autoaug.training.loop import train_child  # noqa: E402
+from autoaug.training.pipelines import albumentations_augment  # noqa: E402
 
 POLICIES = ("none", "standard", "autoaugment-cifar10")
 

@@ -37,10 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from autoaug.search.config import SearchConfig  # noqa: E402
-from autoaug.search.trials import device_data  # noqa: E402
+from autoaug.training.subsets import device_data  # noqa: E402
 from autoaug.space.policy import published_policy  # noqa: E402
 from autoaug.training.fused import train_children, train_fused  # noqa: E402
-from autoaug.training.loop import TrainConfig, train_child, train_model  # noqa: E402
+from autoaug.training.config import TrainConfig  # noqa: E402
+from autoaug.training.loop import train_child, train_model  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
 
 

@@ -32,7 +32,10 @@ from autoaug.space.albu import set_image_pool  # noqa: E402
 from autoaug.space.pipeline import load_pipeline_file, save_pipeline  # noqa: E402
 from autoaug.training.data import load_splits  # noqa: E402
 from autoaug.space.specs import resolve  # noqa: E402
-from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, train_child, training_pipeline  # noqa: E402
+from autoaug.training.config import TrainConfig  # noqa: E402
+from autoaug.training.device import prepare  # noqa: E402
+from autoaug.training.loop import train_child  # noqa: E402
+from autoaug.training.pipelines import AlbumentationsAugment, training_pipeline  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
 from stats import paired_difference  # noqa: E402
 

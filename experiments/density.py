@@ -32,10 +32,10 @@ from autoaug.search.config import load_config
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
 from autoaug.search.trials import ChildTask
 from autoaug.search.search import run_search, uniform_tokens
-from autoaug.search.trials import device_data
 from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import Policy, published_policy
 from autoaug.training.loop import train_child
+from autoaug.training.subsets import device_data
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ up to float rounding (tests/training/test_fused.py checks the weights after a fe
 whole child the rounding is amplified by SGD into a few validation images that flip on a near
 tie, and how many depends on the kernels oneDNN picks for the CPU: the same test passed with one
 flip of 200 on an Intel Xeon with AMX and saw three on an AMD EPYC. This script measures that
-drift on the children `tests/search/test_fuse.py` compares (the search's child, 1 epoch on 160
+drift on the children `tests/search/test_pool.py` compares (the search's child, 1 epoch on 160
 images, scored on 200), once per kernel path, each in a fresh process since torch reads
 ATEN_CPU_CAPABILITY at import:
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hostinfo import cpu_capability, describe, load_average  # noqa: E402
 
 PATHS = {"native": {}, "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
-# The child of tests/search/test_fuse.py (its TINY settings), so the measurement is the test's.
+# The child of tests/search/test_pool.py (its TINY settings), so the measurement is the test's.
 CHILD = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200"]
 
 
@@ -47,7 +47,8 @@ def measure(seeds: int) -> dict:
     from autoaug.search.trials import ChildTask
     from autoaug.space.policy import Policy
     from autoaug.training.fused import train_children
-    from autoaug.training.loop import native_bf16, train_child
+    from autoaug.training.device import native_bf16
+    from autoaug.training.loop import train_child
 
     torch.set_num_threads(1)
     config = load_config(None, CHILD)
@@ -69,14 +70,14 @@ def measure(seeds: int) -> dict:
 
 
 def measure_grid(windows: int) -> list[int]:
-    """Flipped images (of 36) per child of tests/search/test_fuse.py's fused RandAugment grid (its
+    """Flipped images (of 36) per child of tests/search/test_pool.py's fused RandAugment grid (its
     tiny_npz: 12 images of each of 3 classes, 16x16 crops; fp32 children), val and test, for
     `windows` different 36-image windows of the embedded train split."""
     import tempfile
 
     from autoaug.search.grid import GridSpec, run_grid
     from autoaug.training.data import load
-    from autoaug.training.loop import TrainConfig
+    from autoaug.training.config import TrainConfig
 
     x, y = load("cifar10-reduced", "train")
     flips = []
@@ -129,14 +130,14 @@ def main() -> None:
         f"Each of {args.seeds} seeds is one search round's policies (3 random policies on one seed), "
         "trained fused (K = 3, one grouped-convolution network, as the test's fused search groups them) and plain "
         "(one child at a time), with the child "
-        f"of tests/search/test_fuse.py ({', '.join(CHILD)}). The figure: val images (of "
+        f"of tests/search/test_pool.py ({', '.join(CHILD)}). The figure: val images (of "
         f"{results['native']['n_val']}) whose prediction differs between the fused and the plain child.", "",
         "| kernel path | torch CPU capability | child precision | children | flipped images |", "|---|---|---|---|---|",
     ]
     for name, r in results.items():
         lines.append(f"| {name} | {r['capability']} | {r['precision']} | {len(r['flips'])} | {summary(r['flips'])} |")
     lines += ["", f"Largest drift on either path: {worst} image(s) of {results['native']['n_val']}. "
-              "tests/search/test_fuse.py allows twice the largest measured here (an unmeasured CPU may round "
+              "tests/search/test_pool.py allows twice the largest measured here (an unmeasured CPU may round "
               "differently again), and compares tokens, seeds, roles, rounds and statuses exactly.", "",
               "The same for the test's fused RandAugment grid (K = 3; 36 images of 3 classes, 16x16, fp32 "
               f"children; {max(1, args.seeds // 8)} windows of 36 images x 4 grid points x 2 seeds, val and test):", "",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from autoaug.training.loop import native_bf16
+from autoaug.training.device import native_bf16
 
 
 def cpu_model() -> str:

@@ -18,7 +18,7 @@ from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import published_policy
 from autoaug.space.published import PUBLISHED
 from autoaug.space.specs import resolve
-from autoaug.training.loop import export_pipeline
+from autoaug.training.pipelines import export_pipeline
 
 OUT = Path(__file__).resolve().parent.parent / "policies"
 WHOLE = {"autoaugment-cifar10": "cifar10-reduced"}  # policy -> dataset of its normalisation

@@ -48,10 +48,11 @@ from regimes import DATASET, FINAL_EPOCHS, Job, final_job, run_jobs, spearman
 
 from autoaug.search.density import Fold, density_reward, fold_data, fold_seed
 from autoaug.search.search import uniform_tokens
-from autoaug.search.trials import device_data
 from autoaug.space.policy import Policy
 from autoaug.space.specs import resolve
-from autoaug.training.loop import TrainConfig, cutout, pad_crop_flip, train_model
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import cutout, pad_crop_flip, train_model
+from autoaug.training.subsets import device_data
 
 NAMED = ["none", "standard", "cutout", "autoaugment-cifar10", "autoaugment-svhn", "trivialaugment",
          "randaugment:N=1,M=9", "randaugment:N=2,M=9", "randaugment:N=2,M=14"]

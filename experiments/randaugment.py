@@ -37,7 +37,9 @@ from autoaug.training.data import load_splits
 from autoaug.training.ensemble import find_members, save_outputs, top_k_ensemble
 from autoaug.search.grid import GridSpec, grid_markdown, policy_training, run_grid
 from autoaug.space.randaugment import AdaptiveRandAugment, RandAugment, TrivialAugment
-from autoaug.training.loop import TrainConfig, evaluate, predict_proba, prepare, train_model
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import prepare
+from autoaug.training.loop import evaluate, predict_proba, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = ("fixed", "adaptive", "grid-best", "trivialaugment", "baseline")

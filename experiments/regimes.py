@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from autoaug.search.trials import device_data
 from autoaug.space.specs import resolve
-from autoaug.training.loop import TrainConfig, evaluate, train_model
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import evaluate, train_model
+from autoaug.training.subsets import device_data
 
 DATASET = "cifar10-reduced"
 FINAL_EPOCHS = 80

@@ -32,9 +32,10 @@ from hostinfo import describe, load_average
 from autoaug.search.config import SearchConfig
 from autoaug.search.trials import ChildTask
 from autoaug.search.search import uniform_tokens
-from autoaug.search.trials import device_data
 from autoaug.space.policy import Policy, published_policy
-from autoaug.training.loop import TrainConfig, train_child
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import train_child
+from autoaug.training.subsets import device_data
 
 
 def setup() -> tuple[ChildTask, TrainConfig, dict[str, Policy | None]]:

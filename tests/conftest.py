@@ -7,7 +7,7 @@ import torch
 from pathlib import Path
 
 from autoaug.training.data import load, load_splits
-from autoaug.training.loop import prepare
+from autoaug.training.device import prepare
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 import torch
 
-from autoaug.search.config import load_config, to_dict, to_toml, valid_keys
+from autoaug.search.config import SearchConfig, load_config
+from autoaug.settings import to_dict, to_toml, valid_keys
 from autoaug.training.data import load_splits
 from autoaug.errors import AutoaugError
 from autoaug.space.albu import set_image_pool, walk
@@ -412,7 +413,7 @@ _TOML_VALUES = ("inf", "-inf", "nan", "+nan", "1e400", "1" * 5000, "-1", "0", "9
 def _config_case(seed: int, i: int, directory: Path) -> tuple[str, Any]:
     rng = random.Random(f"{seed}:config:{i}")
     if i % 2:  # overrides
-        keys = valid_keys() + ["ppo.lrr", "child", "budget.x", "", "child.device", "a\nb"]
+        keys = valid_keys(SearchConfig) + ["ppo.lrr", "child", "budget.x", "", "child.device", "a\nb"]
         overrides = [f"{rng.choice(keys)}={rng.choice(_TOML_VALUES).strip(chr(34))}"
                      for _ in range(rng.randrange(1, 3))]
         return "override", overrides

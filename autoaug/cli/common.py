@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from autoaug.search.config import child_settings
-from autoaug.training.loop import TrainConfig
+from autoaug.settings import load_settings
+from autoaug.training.config import TrainConfig
 from autoaug.training.models import MODEL_NAMES
 
 # flag -> the [child] key it is shorthand for
@@ -29,3 +31,17 @@ def child_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     flags = [f"child.{key}={vars(args)[flag]}" for flag, key in _CHILD_FLAGS.items()
              if vars(args).get(flag) is not None]
     return child_settings(base, flags + list(args.set or []))
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """What `autoaug train` and `autoaug randaugment` read from `--set`: the child's [child] table,
+    spelled as in a search (`--set child.epochs=8`)."""
+
+    child: TrainConfig = field(default_factory=TrainConfig)
+    """How the network trains (table [child])."""
+
+
+def child_settings(base: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """`base` with the `child.KEY=VALUE` overrides applied, read like a search's."""
+    return load_settings(ChildSettings(base), None, overrides).child

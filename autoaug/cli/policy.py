@@ -15,7 +15,7 @@ from autoaug.space.pipeline import PIPELINES, save_pipeline
 from autoaug.space.render import render_grid
 from autoaug.space.specs import NAMES, resolve, resolve_policy
 from autoaug.training.data import load
-from autoaug.training.loop import export_pipeline
+from autoaug.training.pipelines import export_pipeline
 
 DEFAULT_DATASET = "cifar10-reduced"
 

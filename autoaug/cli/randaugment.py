@@ -9,9 +9,10 @@ from pathlib import Path
 from autoaug.cli.common import add_child_arguments, child_config
 from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
-from autoaug.search.workers import BACKENDS, RayOptions
+from autoaug.search.ray_pool import RayOptions
+from autoaug.search.workers import BACKENDS
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 
 
 def _number_list(text: str, kind: type, flag: str) -> tuple:

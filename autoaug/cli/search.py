@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from autoaug.search.config import ALGOS, resolve_config, to_toml
-from autoaug.search.export import Reevaluation, export_policy
+from autoaug.search.config import ALGOS, resolve_config
+from autoaug.search.export import ExportOptions, Reevaluation, export_policy
 from autoaug.search.search import run_search
 from autoaug.cli.policy import add_pipeline_arguments, print_loading_note
+from autoaug.settings import to_toml
 
 
 def _flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -42,9 +43,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    exported = export_policy(args.run_dir, top=args.top, out=args.out, pipeline=args.pipeline,
-                             dataset=args.dataset, reevaluate_top=args.reevaluate_top,
-                             reevaluate_seeds=args.reevaluate_seeds, progress=not args.no_progress)
+    exported = export_policy(args.run_dir, ExportOptions(
+        top=args.top, out=args.out, pipeline=args.pipeline, dataset=args.dataset,
+        reevaluate_top=args.reevaluate_top, reevaluate_seeds=args.reevaluate_seeds,
+        progress=not args.no_progress))
     rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
     _reevaluation_lines(exported.reevaluation)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
@@ -100,8 +102,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="write the best policies of a search run as one policy (native + albumentations JSON)",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out of `autoaug search`")
-    p.add_argument("--top", type=int, default=5,
-                   help="concatenate the sub-policies of the best K policies (default 5, the paper's)")
+    p.add_argument("--top", type=int,
+                   help="concatenate the sub-policies of the best K policies (default: the run's "
+                        "export.top, 5 as in the paper unless set)")
     p.add_argument("--out", metavar="FILE.json",
                    help="native policy file to write (default RUN_DIR/policy.json); the "
                         "albumentations JSON goes next to it as FILE.albumentations.json")

@@ -22,15 +22,10 @@ from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import NAMES, resolve
 from autoaug.training.data import load_splits
 from autoaug.training.ensemble import accuracy, save_outputs
-from autoaug.training.loop import (
-    AlbumentationsAugment,
-    Augment,
-    TrainConfig,
-    albumentations_file,
-    predict_proba,
-    prepare,
-    train_model,
-)
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import prepare
+from autoaug.training.loop import Augment, predict_proba, train_model
+from autoaug.training.pipelines import AlbumentationsAugment, albumentations_file
 
 AUGMENT_PATHS = ("torch", "albumentations")
 

@@ -1,44 +1,36 @@
-"""The search's configuration: one frozen `SearchConfig`, loaded from TOML plus `key=value` overrides.
+"""The search's configuration: one frozen `SearchConfig`, and the rule for resuming a run directory.
 
 - `SearchConfig` nests the child's `TrainConfig` and the controller's `PPOConfig` as tables. Its
   defaults are the `cpu-quick` preset, so `autoaug search` with no arguments works without the
   repository's `experiments/` folder; `experiments/cpu-quick.toml` mirrors them (a test checks).
-- `load_config(path, overrides)`: a TOML file, then dotted overrides (`child.epochs=5`); the
-  CLI's `--budget 40` is `budget=40`.
-- The resolved config as TOML, and the rule for resuming a run directory (`check_resume`).
-
-TOML has no null: a field typed `X | None` takes the string "none" for None, in files and
-overrides alike, and the writer writes None that way.
+- `load_config(path, overrides)`: a TOML file, then dotted overrides (`child.epochs=5`), read by
+  `autoaug.settings`; the CLI's `--budget 40` is `budget=40`.
+- The resolved config saved as TOML, and the rule for resuming a run directory (`check_resume`,
+  `check_identity`).
 
 Setting `child.model` to another network starts the child from that network's recipe
-(`TrainConfig.for_model`, e.g. the Wide-ResNet's lr 0.1 and batch 128); the other `child.*`
+(`TrainConfig.with_table`, e.g. the Wide-ResNet's lr 0.1 and batch 128); the other `child.*`
 keys then apply on top. Without `child.model`, `child.*` keys change the default child.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
-import sys
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from autoaug.errors import ConfigError, shown
 from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
-from autoaug.training.loop import DEVICE_NAME, TrainConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from autoaug.settings import check_int, flat_values, load_settings, to_toml, toml_value
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import DEVICE_NAME
 
 ALGOS = ("ppo", "random")
 REWARD_KINDS = ("child", "density")
@@ -49,14 +41,8 @@ CONFIG_FILENAME = "config.toml"
 # search means, so resuming with a different value would mix two searches in one store.
 RESUMABLE_KEYS = frozenset({
     "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
-    "fuse", "trial_timeout_s", "export_top", "export.reevaluate_top", "export.reevaluate_seeds",
+    "fuse", "trial_timeout_s", "export.top", "export.reevaluate_top", "export.reevaluate_seeds",
 })
-
-# Keys of the nested dataclasses that the search sets itself; one way to set each thing.
-_OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
-# What a change of `child.model` keeps: what the policy and the machine decide, not the network's
-# recipe (`TrainConfig.for_model`).
-_KEPT_ON_MODEL_CHANGE = ("standard", "cutout", "device")
 
 
 @dataclass(frozen=True)
@@ -92,17 +78,24 @@ class RewardConfig:
 class ExportConfig:
     """How the final policy is chosen (table [export])."""
 
+    top: int = 5
+    """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
     reevaluate_top: int = 8
     """Re-train this many of the search's best policies on fresh seeds before export and
-    export the best `export_top` by their mean there (issue #10): a search's best single
+    export the best `top` by their mean there (issue #10): a search's best single
     rewards are partly luck. 0 = export by the search's own rewards."""
     reevaluate_seeds: int = 3
     """Fresh seeds per re-evaluated policy (paired with a reference child per seed when
     reward.paired)."""
 
     def __post_init__(self) -> None:
+        check_int("export.top", self.top, low=1)
         check_int("export.reevaluate_top", self.reevaluate_top, low=0)
         check_int("export.reevaluate_seeds", self.reevaluate_seeds, low=1)
+        if 0 < self.reevaluate_top < self.top:
+            raise ConfigError(f"export.reevaluate_top ({self.reevaluate_top}) must be 0 or at least "
+                              f"export.top ({self.top}): the exported policies are chosen among the "
+                              "re-evaluated ones")
 
 
 def _cpu_quick_child() -> TrainConfig:
@@ -163,12 +156,10 @@ class SearchConfig:
     fuse: int | None = None
     """Children a worker trains at once as one fused network (autoaug.training.fused: K children,
     one optimiser step; each trial still its own row). none = per device kind
-    (autoaug.search.trials.DEFAULT_FUSE: 1 on the CPU, 8 on a GPU). Reward 'child' only."""
+    (autoaug.search.pool.DEFAULT_FUSE: 1 on the CPU, 8 on a GPU). Reward 'child' only."""
     trial_timeout_s: float | None = None
     """A child still training after this many seconds is a failed trial; none = no limit (a
     fused group of K children gets K times as long)."""
-    export_top: int = 5
-    """Policies whose sub-policies the exported final policy concatenates (the paper's 5)."""
     child: TrainConfig = field(default_factory=_cpu_quick_child)
     """How each child model trains (table [child]; `device` comes from `devices`)."""
     ppo: PPOConfig = field(default_factory=_cpu_quick_ppo)
@@ -178,8 +169,11 @@ class SearchConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     """How the final policy is chosen (table [export]): re-evaluation on fresh seeds."""
 
+    # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
+    owned_keys: ClassVar[dict[str, str]] = {"child.device": "each worker's device comes from `devices`"}
+
     def __post_init__(self) -> None:
-        for name in ("budget", "batch_size", "workers", "export_top"):
+        for name in ("budget", "batch_size", "workers"):
             check_int(name, getattr(self, name), low=1)
         check_int("seed", self.seed, low=0)
         for name in ("train_subset", "val_subset"):
@@ -212,10 +206,6 @@ class SearchConfig:
             raise ConfigError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
         if not isinstance(self.export, ExportConfig):
             raise ConfigError(f"export must be an ExportConfig, got {type(self.export).__name__}")
-        if 0 < self.export.reevaluate_top < self.export_top:
-            raise ConfigError(f"export.reevaluate_top ({self.export.reevaluate_top}) must be 0 or at least "
-                              f"export_top ({self.export_top}): the exported policies are chosen among the "
-                              "re-evaluated ones")
 
     @property
     def device_list(self) -> tuple[str, ...]:
@@ -235,285 +225,6 @@ class SearchConfig:
         return math.ceil(self.budget / self.batch_size)
 
 
-def check_int(name: str, value: Any, low: int) -> None:
-    """ConfigError unless `value` is an int (not a bool) in [low, 2**63): one line naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an int >= {low}, got {shown(value)}")
-    if value >= _INT_LIMIT:
-        raise ConfigError(f"{name} must be an int below 2**63, got {shown(value)}")
-
-
-@dataclass(frozen=True)
-class ChildSettings:
-    """What `autoaug train` and `autoaug randaugment` read from `--set`: the child's [child] table,
-    spelled as in a search (`--set child.epochs=8`)."""
-
-    child: TrainConfig = field(default_factory=TrainConfig)
-    """How the network trains (table [child])."""
-
-
-def child_settings(base: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
-    """`base` with the `child.KEY=VALUE` overrides applied, read like a search's."""
-    return load_config(None, overrides, base=ChildSettings(base)).child
-
-
-# --- the key space ----------------------------------------------------------------------------
-
-Config = SearchConfig | ChildSettings
-
-
-def _tables(cls: type) -> dict[str, type]:
-    """The nested dataclasses of `cls` by field name: its TOML tables."""
-    return {name: hint for name, hint in _field_types(cls).items() if dataclasses.is_dataclass(hint)}
-
-
-def _owned(cls: type) -> dict[str, str]:
-    return _OWNED_BY_SEARCH if cls is SearchConfig else {}
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def valid_keys(cls: type = SearchConfig) -> list[str]:
-    """Every settable dotted key, in declaration order (`budget`, ..., `child.epochs`, `ppo.clip_coef`)."""
-    keys: list[str] = []
-    tables = _tables(cls)
-    for name in _field_types(cls):
-        if name in tables:
-            keys += [f"{name}.{sub}" for sub in _field_types(tables[name]) if f"{name}.{sub}" not in _owned(cls)]
-        else:
-            keys.append(name)
-    return keys
-
-
-def _key_type(key: str, cls: type) -> Any:
-    table, _, name = key.rpartition(".")
-    return _field_types(_tables(cls)[table] if table else cls)[name]
-
-
-def _type_name(hint: Any) -> str:
-    args = typing.get_args(hint)
-    if args and type(None) in args:
-        inner = [a for a in args if a is not type(None)]
-        return " | ".join(_type_name(a) for a in inner) + ' | "none"'
-    return {bool: "bool (true/false)", int: "int", float: "float", str: "string"}.get(hint, str(hint))
-
-
-def _unknown_key(key: str, where: str, cls: type) -> ConfigError:
-    table, _, _ = key.rpartition(".")
-    if key in _owned(cls):
-        return ConfigError(f"key {shown(key)} in {where} cannot be set: {_owned(cls)[key]}")
-    keys = valid_keys(cls)
-    tables = _tables(cls)
-    if table in tables:
-        same_table = [k for k in keys if k.startswith(table + ".")]
-    else:
-        same_table = [k for k in keys if "." not in k] + [f"[{t}]" for t in tables]
-    close = difflib.get_close_matches(key, keys, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown key {shown(key)} in {where}{hint}; valid keys: {', '.join(same_table)}")
-
-
-# --- reading ----------------------------------------------------------------------------------
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory, expected a .toml file") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at "
-                          f"offset {err.start}); TOML files are UTF-8") from None
-    except RecursionError:
-        raise ConfigError(f"config file {path} nests arrays or tables too deeply to be a config") from None
-    except ValueError as err:  # e.g. an integer of more digits than Python converts
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-
-
-def _flatten(doc: dict[str, Any], where: str, cls: type) -> dict[str, tuple[Any, str]]:
-    """{'ppo': {'clip_coef': 0.1}} -> {'ppo.clip_coef': (0.1, where)}; tables only one deep."""
-    flat: dict[str, tuple[Any, str]] = {}
-    tables = _tables(cls)
-    for name, value in doc.items():
-        if isinstance(value, dict):
-            if name not in tables:
-                raise _unknown_key(f"{name}.{next(iter(value), '')}" if value else name, where, cls)
-            for sub, sub_value in value.items():
-                if isinstance(sub_value, dict):
-                    raise _unknown_key(f"{name}.{sub}.{next(iter(sub_value), '')}", where, cls)
-                flat[f"{name}.{sub}"] = (sub_value, where)
-        elif name in tables:
-            raise ConfigError(
-                f"{name!r} in {where} must be a table ([{name}] or {name}.KEY = ...), got {shown(value)}"
-            )
-        else:
-            flat[name] = (value, where)
-    return flat
-
-
-def _parse_override(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"override {shown(item)}: expected key=value, e.g. budget=40 or ppo.clip_coef=0.1")
-    return key, value.strip()
-
-
-def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
-    """`value` as the type `hint` of `key`: a string (from --set) is parsed, a TOML value checked."""
-    args = typing.get_args(hint)
-    if args and type(None) in args:
-        if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        hint = inner
-    from_text = isinstance(value, str) and hint is not str
-    try:
-        if hint is bool:
-            if from_text and value.strip().lower() in ("true", "false"):
-                return value.strip().lower() == "true"
-            if isinstance(value, bool):
-                return value
-        elif hint is int:
-            if from_text:
-                value = int(value.strip())
-            if isinstance(value, int) and not isinstance(value, bool):
-                if not -_INT_LIMIT <= value < _INT_LIMIT:
-                    raise ConfigError(f"{key} = {shown(value)} is out of range: expected "
-                                      f"a 64-bit integer ({where})")
-                return value
-        elif hint is float:
-            if from_text:
-                parsed = float(value.strip())
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                parsed = float(value)  # OverflowError for an int beyond the float range
-            else:
-                raise ValueError
-            if not math.isfinite(parsed):
-                raise ConfigError(f"{key} must be a finite number, got {shown(value)} ({where})")
-            return parsed
-        elif hint is str:
-            if isinstance(value, str):
-                return value
-        else:  # pragma: no cover - a field type this loader does not know yet
-            raise ConfigError(f"{key}: fields of type {hint} cannot be configured")
-    except (ValueError, OverflowError):
-        pass
-    raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])}, "
-                      f"got {shown(value)} ({where})")
-
-
-# Integers are stored in SQLite and seed torch generators: both take signed 64 bits.
-_INT_LIMIT = 2**63
-
-
-def load_config(
-    path: str | os.PathLike[str] | None = None,
-    overrides: Sequence[str] = (),
-    *,
-    base: Config | None = None,
-    complete: bool = False,
-) -> Config:
-    """The config from `base` (default: the search's built-in defaults), then the TOML file at
-    `path`, then each `key=value` in `overrides` (later ones win).
-
-    Unknown keys raise ConfigError listing the valid keys of their table; a value of the wrong
-    type raises ConfigError naming the key, the expected type and the value. `complete`: the file
-    must set every key (a run directory's config.toml, which `save_config` writes whole; one
-    that lacks keys was cut short, and defaults must not fill in for what the run was started
-    with).
-    """
-    base = SearchConfig() if base is None else base
-    cls = type(base)
-    raw: dict[str, tuple[Any, str]] = {}
-    if path is not None:
-        raw.update(_flatten(_read_toml(Path(path)), str(path), cls))
-        missing = [key for key in valid_keys(cls) if key not in raw]
-        if complete and missing:
-            raise ConfigError(
-                f"{path} lacks {len(missing)} key(s) ({', '.join(missing[:3])}"
-                f"{', ...' if len(missing) > 3 else ''}): it was cut short or edited, and autoaug "
-                "writes it whole; restore it, or delete it and rerun with the options the search "
-                "was started with (its trial store checks them)"
-            )
-    for item in overrides:
-        key, value = _parse_override(item)
-        label = item if item.isprintable() and len(item) <= 80 else shown(item)
-        raw[key] = (value, f"--set {label}")
-    keys = set(valid_keys(cls))
-    tables = _tables(cls)
-    values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in tables}}
-    for key, (value, where) in raw.items():
-        if key not in keys:
-            raise _unknown_key(key, where, cls)
-        table, _, name = key.rpartition(".")
-        values[table][name] = _coerce(key, value, _key_type(key, cls), where)
-
-    child_values = dict(values.pop("child"))
-    model = child_values.pop("model", base.child.model)
-    try:
-        child = base.child
-        if model != child.model:
-            child = TrainConfig.for_model(model, **{k: getattr(child, k) for k in _KEPT_ON_MODEL_CHANGE})
-        child = dataclasses.replace(child, **child_values)
-    except ConfigError as err:
-        raise ConfigError(f"[child] {err}") from None
-    nested = {t: dataclasses.replace(getattr(base, t), **values.pop(t)) for t in tables if t != "child"}
-    return dataclasses.replace(base, **values.pop(""), child=child, **nested)
-
-
-# --- writing ----------------------------------------------------------------------------------
-
-
-def to_dict(config: SearchConfig) -> dict[str, Any]:
-    """The config as nested plain data ({'budget': 160, ..., 'child': {...}, 'ppo': {...}})."""
-    out = dataclasses.asdict(config)
-    for key in _owned(type(config)):
-        table, _, name = key.partition(".")
-        out[table].pop(name, None)
-    return out
-
-
-def _toml_value(value: Any) -> str:
-    if value is None:
-        return '"none"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)  # Python's repr of a float ('0.2', '1e-05') is a valid TOML float
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are a subset of TOML basic strings
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def to_toml(config: SearchConfig, header: str = "") -> str:
-    """The config as a TOML document that `load_config` reads back to an equal config."""
-    doc = to_dict(config)
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    tables = {name: doc.pop(name) for name in _tables(type(config))}
-    lines += [f"{key} = {_toml_value(value)}" for key, value in doc.items()]
-    for name, table in tables.items():
-        lines += ["", f"[{name}]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-    return "\n".join(lines) + "\n"
-
-
 def save_config(config: SearchConfig, path: str | os.PathLike[str]) -> Path:
     """Write the resolved config to `path` atomically (temp file + rename)."""
     text = to_toml(config, header="The resolved configuration of this search (autoaug search).\n"
@@ -521,22 +232,27 @@ def save_config(config: SearchConfig, path: str | os.PathLike[str]) -> Path:
     return save_text(text, path, "config")
 
 
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: Sequence[str] = (),
+    *,
+    base: SearchConfig | None = None,
+    complete: bool = False,
+) -> SearchConfig:
+    """`autoaug.settings.load_settings` from `base` (default: the search's built-in defaults).
+    `complete`: the file must set every key (a run directory's config.toml, which `save_config`
+    writes whole; one that lacks keys was cut short, and defaults must not fill in for what the
+    run was started with)."""
+    return load_settings(SearchConfig() if base is None else base, path, overrides, complete=complete)
+
+
 # --- resuming ---------------------------------------------------------------------------------
 
 
 def differences(a: SearchConfig, b: SearchConfig) -> list[tuple[str, Any, Any]]:
     """(dotted key, value in a, value in b) for every key where the two differ."""
-    flat_a, flat_b = _flat_values(a), _flat_values(b)
+    flat_a, flat_b = flat_values(a), flat_values(b)
     return [(k, flat_a[k], flat_b[k]) for k in flat_a if flat_a[k] != flat_b[k]]
-
-
-def _flat_values(config: SearchConfig) -> dict[str, Any]:
-    doc = to_dict(config)
-    tables = _tables(type(config))
-    flat = {k: v for k, v in doc.items() if k not in tables}
-    for table in tables:
-        flat.update({f"{table}.{k}": v for k, v in doc[table].items()})
-    return flat
 
 
 def check_resume(saved: SearchConfig, config: SearchConfig, run_dir: str | os.PathLike[str]) -> None:
@@ -551,8 +267,8 @@ def check_resume(saved: SearchConfig, config: SearchConfig, run_dir: str | os.Pa
         more = f" (and {len(changed) - 1} more: {', '.join(k for k, _, _ in changed[1:])})" \
             if len(changed) > 1 else ""
         raise ConfigError(
-            f"run directory {run_dir} was started with {key} = {_toml_value(old)}, now "
-            f"{_toml_value(new)}{more}; a resumed search may only change "
+            f"run directory {run_dir} was started with {key} = {toml_value(old)}, now "
+            f"{toml_value(new)}{more}; a resumed search may only change "
             f"{', '.join(sorted(RESUMABLE_KEYS - {'out'}))}; use another --out for a new search"
         )
 
@@ -561,7 +277,7 @@ def search_identity(config: SearchConfig) -> str:
     """The keys that give a search its meaning (all but RESUMABLE_KEYS) as JSON: what the trial
     store records when a search starts and checks on every resume, so that a config.toml edited
     by hand cannot change a search halfway."""
-    flat = _flat_values(config)
+    flat = flat_values(config)
     return json.dumps({k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}, sort_keys=True)
 
 
@@ -578,7 +294,7 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
         raise ConfigError(f"trial store {store_path}: its record of the search's config is not "
                           "readable JSON; the store is damaged or not from autoaug") from None
     new = json.loads(search_identity(config))
-    default = _flat_values(SearchConfig())
+    default = flat_values(SearchConfig())
     changed = [k for k in new if old.get(k, default.get(k)) != new[k]]
     if changed:
         key = changed[0]
@@ -591,7 +307,7 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
 
 def _shown(value: Any) -> str:
     try:
-        return _toml_value(value)
+        return toml_value(value)
     except TypeError:  # a record edited into something the config never holds
         return shown(value)
 

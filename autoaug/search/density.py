@@ -28,11 +28,14 @@ import torch.nn as nn
 
 from autoaug.errors import AutoaugError, DataError
 from autoaug.search.rundir import load_checkpoint, save_checkpoint
-from autoaug.search.trials import ChildTask, class_rank, derive_seed
-from autoaug.search.workers import Task, WorkerPool
+from autoaug.search.trials import ChildTask, derive_seed
+from autoaug.search.tasks import Task
+from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import Policy
-from autoaug.training.loop import Augment, DeviceData, evaluate, train_model, val_accuracy
+from autoaug.training.device import DeviceData
+from autoaug.training.loop import Augment, evaluate, train_model, val_accuracy
 from autoaug.training.models import build_model
+from autoaug.training.subsets import class_rank
 
 FOLD_DIRNAME = "density"
 FOLD_VERSION = 1

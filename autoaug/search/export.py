@@ -5,6 +5,7 @@ ends here, and `autoaug export` starts here on a finished or stopped run directo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from dataclasses import dataclass
@@ -15,15 +16,17 @@ import numpy as np
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config, to_dict
-from autoaug.search.rewards import REFERENCE_KEY, LazyPool, evaluate_trials, rank_by, reference_spec
+from autoaug.search.config import CONFIG_FILENAME, ExportConfig, SearchConfig, load_config
+from autoaug.settings import to_dict
+from autoaug.search.pool import LazyPool, evaluate_trials
+from autoaug.search.rewards import REFERENCE_KEY, rank_by, reference_spec
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
 from autoaug.search.trials import ChildTask, derive_seed, open_run
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import Policy, provenance
 from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
-from autoaug.training.loop import export_pipeline
+from autoaug.training.pipelines import export_pipeline
 
 POLICY_FILENAME = "policy.json"
 
@@ -126,18 +129,32 @@ def reevaluate(
     return sorted(scored, key=lambda r: -r.mean if r.values else math.inf)
 
 
-def export_policy(
-    run_dir: str | Path,
-    top: int = 5,
-    out: str | Path | None = None,
-    pipeline: str = "policy",
-    dataset: str | None = None,
-    *,
-    reevaluate_top: int | None = 0,
-    reevaluate_seeds: int | None = None,
-    progress: bool = True,
-) -> Export:
-    """The paper's final policy: the sub-policies of the `top` best policies of a run, concatenated.
+@dataclass(frozen=True)
+class ExportOptions:
+    """How `export_policy` chooses and writes a run's final policy."""
+
+    top: int | None = None
+    """Policies whose sub-policies the final policy concatenates (None: the run's export.top;
+    5, the paper's, for a run without its config.toml)."""
+    out: str | Path | None = None
+    """The native policy file (None: RUN_DIR/policy.json); the albumentations JSON goes next to it."""
+    pipeline: str = "policy"
+    """'policy', or 'train' / 'eval' to write that whole albumentations pipeline too."""
+    dataset: str | None = None
+    """With a pipeline: the dataset whose training split gives Normalize's mean and std (None:
+    the run's)."""
+    reevaluate_top: int | None = 0
+    """Re-train the search's best N policies on fresh seeds and choose by their mean (0: by the
+    search's own rewards; None: the run's export.reevaluate_top)."""
+    reevaluate_seeds: int | None = None
+    """Fresh seeds per re-evaluated policy (None: the run's export.reevaluate_seeds)."""
+    progress: bool = True
+    """A progress bar while children re-train."""
+
+
+def export_policy(run_dir: str | Path, options: ExportOptions = ExportOptions()) -> Export:
+    """The paper's final policy: the sub-policies of the `options.top` best policies of a run,
+    concatenated.
 
     Best by the search's reward (the paired one when the search paired its rewards), ties to
     the earlier trial; or, with `reevaluate_top` > 0, the `top` best by their mean reward when
@@ -155,23 +172,26 @@ def export_policy(
             f"{run_dir} is not a search run directory ({what}); expected the --out of `autoaug search`"
         )
     config = load_config(run_dir / CONFIG_FILENAME) if (run_dir / CONFIG_FILENAME).is_file() else None
+    top, reevaluate_top, reevaluate_seeds = options.top, options.reevaluate_top, options.reevaluate_seeds
     if config is not None:
+        top = config.export.top if top is None else top
         reevaluate_top = config.export.reevaluate_top if reevaluate_top is None else reevaluate_top
         reevaluate_seeds = config.export.reevaluate_seeds if reevaluate_seeds is None else reevaluate_seeds
+    top = ExportConfig().top if top is None else top
     if reevaluate_top and config is None:
         raise AutoaugError(f"{run_dir} has no {CONFIG_FILENAME}: cannot re-train its policies; "
                            "export with --reevaluate-top 0")
     if not reevaluate_top:
         with TrialStore(store_path, read_only=True) as store:
-            return export_from_store(run_dir, store, config, top, out, pipeline, dataset, None, 0, 0,
-                                     progress)
+            return export_from_store(run_dir, store, config, dataclasses.replace(
+                options, top=top, reevaluate_top=0, reevaluate_seeds=0))
     assert config is not None
     task = ChildTask.from_config(config)
     with open_run(run_dir) as (store, _):  # requeues the children a killed export left running
         pool = LazyPool(config, task, run_dir)
         try:
-            return export_from_store(run_dir, store, config, top, out, pipeline, dataset, pool,
-                           reevaluate_top, reevaluate_seeds or 1, progress)
+            return export_from_store(run_dir, store, config, dataclasses.replace(
+                options, top=top, reevaluate_top=reevaluate_top, reevaluate_seeds=reevaluate_seeds or 1), pool)
         finally:
             pool.close()
 
@@ -180,16 +200,13 @@ def export_from_store(
     run_dir: Path,
     store: TrialStore,
     config: SearchConfig | None,
-    top: int,
-    out: str | Path | None,
-    pipeline: str,
-    dataset: str | None,
-    pool: LazyPool | None,
-    reevaluate_top: int,
-    reevaluate_seeds: int,
-    progress: bool,
+    options: ExportOptions,
+    pool: LazyPool | None = None,
 ) -> Export:
-    """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool)."""
+    """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool), with
+    every option of `options` given."""
+    top, out, pipeline, dataset = options.top, options.out, options.pipeline, options.dataset
+    reevaluate_top, reevaluate_seeds, progress = options.reevaluate_top, options.reevaluate_seeds, options.progress
     for name, value, low in (("--top", top, 1), ("--reevaluate-top", reevaluate_top, 0),
                              ("--reevaluate-seeds", reevaluate_seeds, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

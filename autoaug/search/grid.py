@@ -23,14 +23,19 @@ from tqdm import tqdm
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import save_json, save_text
 from autoaug.search.store import TrialSpec
-from autoaug.search.trials import FUSED, add_batch, check_setup, device_data, make_pool, open_run, resolve_fuse, run_trials
-from autoaug.search.workers import EvalFn, RayOptions, check_timeout
+from autoaug.search.pool import make_pool, resolve_fuse
+from autoaug.search.trials import FUSED, add_batch, check_setup, open_run, run_trials
+from autoaug.search.ray_pool import RayOptions
+from autoaug.search.tasks import EvalFn
+from autoaug.search.workers import check_timeout
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.randaugment import DEFAULT_OPS, RandAugment, _check_m, _check_n, check_ops
 from autoaug.space.specs import POLICY_CUTOUT
 from autoaug.training.ensemble import read_outputs_meta, save_outputs
 from autoaug.training.fused import train_fused
-from autoaug.training.loop import TrainConfig, predict_proba, train_model, val_accuracy
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import predict_proba, train_model, val_accuracy
+from autoaug.training.subsets import device_data
 
 GRID_JSON = "grid.json"
 GRID_MD = "grid.md"
@@ -55,7 +60,7 @@ class GridSpec:
     ops: tuple[str, ...] = DEFAULT_OPS
     """Candidate ops."""
     train: Any = None
-    """An autoaug.training.loop.TrainConfig; its device is the worker's. None: the tiny model's recipe
+    """An autoaug.training.config.TrainConfig; its device is the worker's. None: the tiny model's recipe
     with standard augmentation and Cutout 16 after RandAugment, as `autoaug train --policy
     randaugment:...` trains, so the chosen (N, M) means the same there."""
     save_outputs: bool = True
@@ -193,8 +198,8 @@ def run_grid(
     Resumable: every child is a trial of the run directory's `TrialStore`; a rerun (after a
     kill, or with more N / M values or seeds) trains only what the store lacks, as one more
     batch. A failed child stays failed unless `retry_failed`. `fn` is the evaluation function
-    (tests pass stubs); the pool arguments are `autoaug.search.trials.make_pool`'s. `fuse`:
-    children a worker trains at once as one fused network (None: `trials.DEFAULT_FUSE` of the
+    (tests pass stubs); the pool arguments are `autoaug.search.pool.make_pool`'s. `fuse`:
+    children a worker trains at once as one fused network (None: `pool.DEFAULT_FUSE` of the
     workers' device kind; a fused group of K gets K times `timeout_s`).
     """
     check_timeout(timeout_s)  # before the run directory is touched

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from autoaug.search.config import SearchConfig
-from autoaug.search.density import FOLD_DIRNAME, DensityTask, ensure_fold_models, evaluate_density
-from autoaug.search.store import UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.trials import FUSED, ChildTask, make_pool, resolve_fuse, run_trials
-from autoaug.search.workers import RayOptions, Result, WorkerPool
+from autoaug.search.density import FOLD_DIRNAME, DensityTask, evaluate_density
+from autoaug.search.store import TrialSpec
+from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.policy import Policy
 from autoaug.training.fused import train_children
 from autoaug.training.loop import train_child
@@ -39,13 +35,6 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
 def _policy(payload: dict[str, Any]) -> Policy | None:
     doc = payload["policy"]
     return None if doc is None else Policy.from_json(doc, "trial payload")
-
-
-def fuse_of(config: SearchConfig) -> int:
-    """Children per worker task: `config.fuse`, else the default of the workers' device kind."""
-    if config.fuse is None and config.reward.kind != "child":
-        return 1
-    return resolve_fuse(config.fuse, config.backend, config.device_list, config.ray_gpus_per_trial)
 
 
 def trial_key(tokens: Sequence[int]) -> str:
@@ -71,49 +60,3 @@ def evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[
                               str((run_dir / FOLD_DIRNAME).resolve()))
         return functools.partial(evaluate_density, density)
     return functools.partial(evaluate_policy, task)
-
-
-class LazyPool:
-    """The worker pool of a search or export, started by the first trial that needs it (the
-    density reward's fold models are trained through it then): a finished run resumed or
-    exported again starts no workers."""
-
-    def __init__(self, config: SearchConfig, task: ChildTask, run_dir: Path) -> None:
-        self.config = config
-        self.fuse = fuse_of(config)
-        self.fn = evaluator(config, task, run_dir)
-        self._pool: WorkerPool | None = None
-
-    def get(self) -> WorkerPool:
-        if self._pool is None:
-            config = self.config
-            self._pool = make_pool(
-                self.fn, backend=config.backend, devices=config.device_list,
-                workers=config.workers,
-                # a fused group of K children gets K times a child's time
-                timeout_s=None if config.trial_timeout_s is None else config.trial_timeout_s * self.fuse,
-                ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),
-            )
-            if self.config.reward.kind == "density":
-                ensure_fold_models(self.fn.args[0], self.config.seed, self._pool,
-                                   log=lambda line: tqdm.write(line, file=sys.stderr))
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
-
-
-def evaluate_trials(
-    store: TrialStore,
-    pool: LazyPool,
-    trials: Sequence[Trial],
-    after: Callable[[Trial, Result], None] | None = None,
-) -> None:
-    """`run_trials` on the lazily started pool (started only if something is unfinished), with
-    `after(trial, result)` told which trial each result belongs to."""
-    by_id = {t.id: t for t in trials}
-    if any(t.status in UNFINISHED for t in trials):
-        run_trials(store, pool.get(), trials,
-                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse)

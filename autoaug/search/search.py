@@ -25,7 +25,6 @@ policy that the policy did not earn. A round in which every trial failed stops t
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import sys
 import time
@@ -39,31 +38,23 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError, ConfigError
-from autoaug.search.config import (
-    CONFIG_FILENAME,
-    SearchConfig,
-    check_identity,
-    check_resume,
-    load_config,
-    save_config,
-    search_identity,
-)
+from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
-from autoaug.search.export import Reevaluation, export_from_store
+from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
+from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.rewards import LazyPool, evaluate_trials, rank_by, reference_spec, trial_key
-from autoaug.search.rundir import CHECKPOINT_FILENAME, RunLock, load_checkpoint, save_checkpoint
-from autoaug.search.store import STORE_FILENAME, Trial, TrialSpec, TrialStore, store_exists
-from autoaug.search.trials import ChildTask, derive_seed, load_data
-from autoaug.search.workers import Result
+from autoaug.search.rewards import rank_by, reference_spec, trial_key
+from autoaug.search.rundir import CHECKPOINT_FILENAME, CHECKPOINT_VERSION, open_search, save_checkpoint
+from autoaug.search.store import Trial, TrialSpec, TrialStore
+from autoaug.search.tasks import Result
+from autoaug.search.trials import ChildTask, derive_seed
 from autoaug.space.ops import OP_NAMES
 from autoaug.space.policy import DECISIONS_PER_OP, SEARCH_NVEC, Policy
 from autoaug.space.render import render_grid
-from autoaug.training.data import fingerprint
 from autoaug.training.models import build_model, check_image_size
+from autoaug.training.subsets import load_data
 
 TENSORBOARD_DIRNAME = "tensorboard"
-CHECKPOINT_VERSION = 1
 # Images in the TensorBoard picture of the best policy (one row per sub-policy).
 _PICTURE_IMAGES = 8
 
@@ -162,6 +153,15 @@ class Sampler:
             state["optimizer"] = self.optimizer.state_dict()
         return state
 
+    def restore(self, state: dict[str, Any], path: Path) -> None:
+        """`load_state_dict` of checkpoint `path`; an AutoaugError if it does not fit this sampler."""
+        try:
+            self.load_state_dict(state)
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise AutoaugError(f"checkpoint {path} does not fit this search's "
+                               f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
+                               "delete it to replay the search from its trial store") from None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sample_rng.set_state(state["sample_rng"])
         self.update_rng.set_state(state["update_rng"])
@@ -183,7 +183,7 @@ class SearchResult:
     """Trials evaluated in this run directory (done + failed), over every invocation."""
     failed: int
     best: list[Trial]
-    """The best `export_top` done trials, best first."""
+    """The best `export.top` done trials, best first."""
     policy: Policy
     """The exported final policy: the sub-policies of `best`, concatenated."""
     policy_path: Path
@@ -195,17 +195,6 @@ class SearchResult:
     """The re-evaluated candidates, best mean first (None when export.reevaluate_top is 0)."""
 
 
-def _make_run_dir(run_dir: Path) -> None:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".autoaug-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise AutoaugError(f"cannot use run directory {run_dir}: {err.strerror or err} "
-                           "(expected a directory this user can create and write)") from None
-
-
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
     started = time.perf_counter()
@@ -214,38 +203,10 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     # A bad dataset fails here, before any directory or worker.
     splits = load_data(config.dataset, config.train_subset, config.val_subset)
     check_child_fits(config, splits)
-    _make_run_dir(run_dir)
-    store_path = run_dir / STORE_FILENAME
-    with contextlib.ExitStack() as held:
-        held.enter_context(RunLock(run_dir))
-        # Everything that could refuse this run reads only; nothing is written before it passed.
-        state = load_checkpoint(run_dir / CHECKPOINT_FILENAME)
-        if state is not None:
-            _check_checkpoint(state, config, run_dir)
-            if not store_exists(store_path):
-                raise AutoaugError(
-                    f"{store_path} is missing or empty, but checkpoint {CHECKPOINT_FILENAME} next "
-                    f"to it says {state['step']} trials were finished: the store was deleted or "
-                    "emptied; restore it (nothing was written), or use another --out"
-                )
-        store = held.enter_context(TrialStore(store_path))
-        saved_path = run_dir / CONFIG_FILENAME
-        if saved_path.is_file():
-            check_resume(load_config(saved_path, complete=True), config, run_dir)
-        _check_same_search(store, state, config, splits, run_dir)
-        save_config(config, saved_path)  # records a grown budget or new devices
-        requeued = store.requeue_running()  # rows a killed run left running never finished
-
+    with open_search(config, splits) as (store, state, next_round, requeued):
         sampler = Sampler(config)
-        next_round = 0
         if state is not None:
-            try:
-                sampler.load_state_dict(state)
-            except (KeyError, RuntimeError, ValueError, TypeError) as err:
-                raise AutoaugError(f"checkpoint {run_dir / CHECKPOINT_FILENAME} does not fit this search's "
-                                   f"controller ({type(err).__name__}: {' '.join(str(err).split())[:120]}); "
-                                   "delete it to replay the search from its trial store") from None
-            next_round = state["next_round"]
+            sampler.restore(state, run_dir / CHECKPOINT_FILENAME)
         resumed = state is not None or bool(store.rounds())
         step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
         writer = _summary_writer(run_dir, purge_step=None if state is None else state["step"] + 1)
@@ -316,8 +277,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                         f"(tracebacks are in {store.path}, table trials, column traceback)"
                     )
             bar.close()
-            exported = export_from_store(run_dir, store, config, config.export_top, None, "policy", None, pool,
-                                         config.export.reevaluate_top, config.export.reevaluate_seeds, progress)
+            exported = export_from_store(run_dir, store, config, ExportOptions(
+                top=config.export.top, reevaluate_top=config.export.reevaluate_top,
+                reevaluate_seeds=config.export.reevaluate_seeds, progress=progress), pool)
         finally:
             bar.close()
             pool.close()
@@ -351,49 +313,6 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
                           f"set ({train_images} images of {config.dataset}"
                           f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
                           f"set child.batch_size <= {train_images} or use more images")
-
-
-def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path) -> None:
-    """AutoaugError unless `state` is a checkpoint of this kind of search with usable counters."""
-    path = run_dir / CHECKPOINT_FILENAME
-    if state.get("version") != CHECKPOINT_VERSION or state.get("algo") != config.algo:
-        raise AutoaugError(f"checkpoint {path} is not a checkpoint of this search "
-                           f"(version {state.get('version')!r}, algo {state.get('algo')!r})")
-    for key in ("next_round", "step"):
-        value = state.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise AutoaugError(f"checkpoint {path}: {key} must be an integer >= 0, got {value!r}")
-
-
-def _check_same_search(
-    store: TrialStore, state: dict[str, Any] | None, config: SearchConfig, splits: Any, run_dir: Path
-) -> None:
-    """AutoaugError unless the store, the checkpoint, the config and the data all belong to one
-    search. The first run records the config's meaning and a fingerprint of the data; every
-    resume compares (issue #12: a replaced npz file or a seed edited in config.toml would
-    otherwise mix two searches in one store)."""
-    if state is not None:
-        finished = store.completed_count()
-        if finished < state["step"]:
-            raise AutoaugError(
-                f"trial store {store.path} holds {finished} finished trials, but checkpoint "
-                f"{CHECKPOINT_FILENAME} says {state['step']} were finished: the store was replaced "
-                "or rolled back; restore it, or delete the checkpoint to continue from what the "
-                "store holds"
-            )
-    identity = search_identity(config)
-    recorded = store.record_meta("search_config", identity)
-    if recorded is not None and recorded != identity:
-        check_identity(recorded, config, store.path)
-    data = fingerprint(splits.train_x, splits.train_y, splits.val_x, splits.val_y)
-    recorded = store.record_meta("dataset_fingerprint", data)
-    if recorded is not None and recorded != data:
-        raise AutoaugError(
-            f"trial store {store.path} holds rewards measured on other data than {config.dataset} "
-            f"gives now (fingerprint of the child-train and reward-val images and labels: "
-            f"recorded {recorded[7:19]}..., now {data[7:19]}...); the data behind the dataset "
-            "spec changed: restore it, or use another --out for a new search"
-        )
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 
 from autoaug.errors import AutoaugError
+from autoaug.search.connection import Connection, Transaction, damaged
 
 STORE_FILENAME = "trials.sqlite"
 
@@ -167,7 +168,7 @@ class TrialStore:
             conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as err:
             raise AutoaugError(f"cannot open trial store {self.path}: {err}") from None
-        self._conn = _Connection(conn, self.path)
+        self._conn = Connection(conn, self.path)
         try:
             self._prepare()
         except sqlite3.OperationalError as err:
@@ -177,7 +178,7 @@ class TrialStore:
             # "file is not a database" and friends: some other file sits where the store goes.
             self._conn.close()
             if "malformed" in str(err):  # ours, with pages overwritten
-                raise AutoaugError(_damaged(self.path, str(err))) from None
+                raise AutoaugError(damaged(self.path, str(err))) from None
             raise AutoaugError(f"{self.path} is not an autoaug trial store (SQLite says: {err})") from None
         except AutoaugError:
             self._conn.close()
@@ -213,7 +214,7 @@ class TrialStore:
             # A page overwritten on disk shows up here rather than halfway through a search.
             problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
             if problems != ["ok"]:
-                raise AutoaugError(_damaged(self.path, "; ".join(problems)))
+                raise AutoaugError(damaged(self.path, "; ".join(problems)))
             meta = dict(conn.execute("SELECT name, value FROM meta"))
             if meta.get("kind") != _STORE_KIND:
                 raise AutoaugError(f"{self.path} is not an autoaug trial store "
@@ -478,8 +479,8 @@ class TrialStore:
         cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM trials {tail}", params)
         return [_decode_row(row) for row in cursor]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._conn)
+    def _transaction(self) -> Transaction:
+        return Transaction(self._conn)
 
     def _bad_transition(self, trial_id: int, target: str, allowed: tuple[str, ...]) -> None:
         row = self._conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
@@ -488,81 +489,6 @@ class TrialStore:
         raise ValueError(
             f"trial {trial_id} is {row[0]}; only a {' or '.join(allowed)} trial can become {target}"
         )
-
-
-class _Rows:
-    """The fetched rows of one statement and its rowcount (what the store's callers use)."""
-
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
-        self._rows = rows
-        self.rowcount = rowcount
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self._rows[0] if self._rows else None
-
-    def __iter__(self):
-        return iter(self._rows)
-
-
-class _Connection:
-    """A `sqlite3.Connection` whose failures are one-line `AutoaugError`s naming the store.
-
-    Rows are fetched inside the guard: SQLite reads pages lazily, so a damaged page can fail
-    while a cursor is iterated, not only in `execute`. IntegrityError stays as it is: it means
-    a bug in the caller (a broken constraint), not a bad file.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.raw = conn
-        self.path = path
-
-    def execute(self, sql: str, params: Sequence[Any] = (), *, many: bool = False) -> _Rows:
-        """`many`: `params` is a sequence of parameter rows (executemany)."""
-        try:
-            cursor = (self.raw.executemany if many else self.raw.execute)(sql, params)
-            return _Rows(cursor.fetchall(), cursor.rowcount)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.DatabaseError as err:
-            raise AutoaugError(_sqlite_failure(self.path, err)) from None
-
-    def close(self) -> None:
-        self.raw.close()
-
-
-def _damaged(path: Path, detail: str) -> str:
-    return (
-        f"trial store {path} is damaged (SQLite: {detail}); keep a copy of it: `sqlite3 {path} "
-        ".recover` may save its finished trials; or start a new search with another --out"
-    )
-
-
-def _sqlite_failure(path: Path, err: sqlite3.DatabaseError) -> str:
-    text = " ".join(str(err).split()) or type(err).__name__
-    if "readonly" in text or "read-only" in text:
-        return (f"trial store {path} is read-only ({text}); make it writable (chmod u+w) or "
-                "use another --out")
-    if "locked" in text or "busy" in text:
-        return f"trial store {path} is locked by another process ({text}); try again later"
-    if "malformed" in text or "not a database" in text or "corrupt" in text:
-        return _damaged(path, text)
-    return f"trial store {path}: SQLite failed ({text})"
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception."""
-
-    def __init__(self, conn: _Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        if exc_type is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.raw.in_transaction:
-            self._conn.execute("ROLLBACK")
 
 
 def _check_int(name: str, value: object) -> None:

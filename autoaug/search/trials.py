@@ -18,18 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
-from autoaug.search.config import SearchConfig, check_int
+from autoaug.search.config import SearchConfig
 from autoaug.search.rundir import RunLock
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
-from autoaug.search.workers import EvalFn, RayOptions, Result, Task, WorkerPool, default_devices
+from autoaug.search.tasks import Result, Task
+from autoaug.search.workers import WorkerPool
 from autoaug.space.policy import _short
-from autoaug.training.data import Splits, load_splits
-from autoaug.training.loop import DeviceData, TrainConfig, prepare
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import DeviceData
+from autoaug.training.subsets import device_data
 
 
 @contextmanager
@@ -66,33 +66,6 @@ def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) 
 
 FUSED = "fused"
 """Payload key of a fused group of trials: a list of [payload, seed], one per trial."""
-
-# Children per worker task when none is asked for, per device kind. CPU: see
-# experiments/results/bench_workers.md (tiny children, 2 cores). CUDA: ../shared/REFERENCE.md
-# measured 8 to 16 fused copies of a small CNN at about 4x one model's images per second on an
-# H200; not measured by us (issue #11).
-DEFAULT_FUSE = {"cpu": 1, "cuda": 8}
-
-
-def default_fuse(backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
-    """`DEFAULT_FUSE` of the kind of device the workers train on (the first device's; 'auto'
-    is every GPU, else the CPU; on Ray, a GPU when trials ask for one)."""
-    if backend == "ray":
-        cuda = ray_gpus > 0
-    elif list(devices) == ["auto"]:
-        cuda = torch.cuda.is_available()
-    else:
-        cuda = devices[0].startswith("cuda")
-    return DEFAULT_FUSE["cuda" if cuda else "cpu"]
-
-
-def resolve_fuse(fuse: int | None, backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
-    """Children per worker task: `fuse` checked (an int >= 1), or `default_fuse` when None."""
-    if fuse is None:
-        return default_fuse(backend, devices, ray_gpus)
-    check_int("fuse", fuse, low=1)
-    return fuse
-
 
 def run_trials(
     store: TrialStore,
@@ -162,29 +135,6 @@ def run_trials(
     return [store.get(t.id) for t in trials]
 
 
-def make_pool(
-    fn: EvalFn,
-    *,
-    backend: str = "process",
-    devices: Sequence[str] = ("auto",),
-    workers: int = 1,
-    timeout_s: float | None = None,
-    ray_options: RayOptions | None = None,
-) -> WorkerPool:
-    """A pool evaluating `fn`: `workers` processes per device of `devices` ("auto": every GPU,
-    else the CPU), one trial at a time in this process (inline), or Ray tasks."""
-    if backend == "ray":
-        return WorkerPool(fn, backend="ray", timeout_s=timeout_s, ray_options=ray_options or RayOptions())
-    devices = list(devices)
-    if devices == ["auto"]:
-        devices = default_devices()
-    if backend == "inline":
-        devices = devices[:1]  # one trial at a time, in this process
-    else:
-        devices = [d for _ in range(workers) for d in devices]  # round-robin over devices
-    return WorkerPool(fn, backend=backend, devices=devices, timeout_s=timeout_s)
-
-
 def derive_seed(seed: int, *parts: object) -> int:
     """A 63-bit seed from a run's seed and a purpose, e.g. ("trial", round, slot).
 
@@ -193,40 +143,6 @@ def derive_seed(seed: int, *parts: object) -> int:
     """
     text = ":".join(str(p) for p in ("autoaug", seed, *parts))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
-
-
-def balanced_head(y: np.ndarray, n: int | None) -> np.ndarray:
-    """Indices of the first `n` images taking the classes in turn (the first image of every
-    class, then the second of every class, ...), in their original order; all if n is None.
-
-    A plain `[:n]` could be lopsided if a source is sorted by class; this needs no RNG, so every
-    worker and every resumed run scores on the same images.
-    """
-    if n is None or n >= len(y):
-        return np.arange(len(y))
-    order = np.lexsort((y, class_rank(y)))  # by rank within the class, then class
-    return np.sort(order[:n])
-
-
-def class_rank(y: np.ndarray) -> np.ndarray:
-    """(N,) int64: the position of each image within its class, in the original order."""
-    rank = np.empty(len(y), dtype=np.int64)
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        rank[members] = np.arange(len(members))
-    return rank
-
-
-def load_data(dataset: str, train_subset: int | None = None, val_subset: int | None = None) -> Splits:
-    """The dataset's splits with the child-train and reward-val subsets (`balanced_head`) applied."""
-    splits = load_splits(dataset)
-    train = balanced_head(splits.train_y, train_subset)
-    val = balanced_head(splits.val_y, val_subset)
-    return dataclasses.replace(
-        splits,
-        train_x=splits.train_x[train], train_y=splits.train_y[train],
-        val_x=splits.val_x[val], val_y=splits.val_y[val],
-    )
 
 
 @dataclass(frozen=True)
@@ -246,19 +162,3 @@ class ChildTask:
     def data(self, device: str) -> DeviceData:
         """The search's data on `device`, prepared once per worker process."""
         return device_data(self.dataset, device, self.train_subset, self.val_subset)
-
-
-# Keyed by what the data were built from; only the last is kept (one dataset per worker).
-_DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
-
-
-def device_data(
-    dataset: str, device: str, train_subset: int | None = None, val_subset: int | None = None
-) -> DeviceData:
-    """`load_data(...)` on `device`, prepared once per worker process and reused by every trial
-    that process runs (the data go to the device once, airbench-style)."""
-    key = (dataset, train_subset, val_subset, device)
-    if key not in _DEVICE_DATA:
-        _DEVICE_DATA.clear()
-        _DEVICE_DATA[key] = prepare(load_data(dataset, train_subset, val_subset), device)
-    return _DEVICE_DATA[key]

@@ -19,8 +19,8 @@ Conventions shared by every row
 - Each kernel reproduces, up to documented rounding, what the albumentations 2.0.8 transform that
   the same row exports does, so that a policy searched with the torch kernels means the same when
   it ships as an albumentations pipeline (`tests/space/test_parity.py`), and each is checked against
-  Pillow and the reference code's reading of the bins (`tests/space/test_reference.py`; every row's
-  notes give the measured difference).
+  Pillow and the reference code's reading of the bins (`tests/space/test_reference.py`; the op
+  table of policies/README.md gives every measured difference, from `autoaug.space.op_notes`).
 - Geometric ops fill uncovered pixels with grey 128 (the reference fills with the dataset mean,
   the normalised zero; torchvision with 0).
 """
@@ -72,7 +72,6 @@ class OpSpec:
     kernel: Kernel
     albumentations: AlbuFactory
     integer: bool = False  # magnitudes are rounded to whole numbers (bits, thresholds)
-    notes: str = ""  # where we differ from the paper, the reference code and torchvision, measured
     reference_high: float | None = None  # bin 9 under the "reference" range reading, where it differs
     # The kernel draws from ctx.generator or reads ctx.batch / ctx.index: `apply_ops` with several
     # children's batches gives it one child's images at a time (tests/space/test_policy.py
@@ -317,131 +316,37 @@ def identity(img, m, ctx):
 
 
 # --------------------------------------------------------------------------------------------
-# The table. Ranges: AutoAugment paper, appendix table of operations. "reference" in the notes is
-# the AutoAugment release's PIL code (`augmentation_transforms.py`, modelled in autoaug.space.reference);
-# every figure is measured by experiments/reference_diff.py (results/reference_diff.md): mean /
-# largest grey-level difference and share of differing pixels, 64 CIFAR images, every bin and sign.
-# "Bin for bin" compares our bin b with the reference's level b (its level / 10 scaling included);
-# "same value" gives our kernel the reference's own value, leaving only how the op is carried out.
+# The table. Ranges: AutoAugment paper, appendix table of operations. Where each row differs from
+# the paper, the reference code and torchvision, and by how much, measured: autoaug.space.op_notes,
+# rendered with the rows as the op table of policies/README.md.
 
 OPS: tuple[OpSpec, ...] = (
-    OpSpec(
-        "ShearX", 0.0, 0.3, "shear factor", True, shear_x,
-        _affine_albu(shear=lambda m: {"x": _degrees_of_shear(m), "y": (0.0, 0.0)}),
-        notes="About the image centre, bilinear, grey 128 fill. The reference shears about the "
-        "top-left corner (which also shifts the image, up to 0.27 of the side at its level 9), "
-        "samples nearest and fills with the dataset mean: same value 22.7 levels mean, 88% of "
-        "pixels; bin for bin 22.6 / 88%. Kernel vs Pillow doing the same (bilinear, centre, grey): "
-        "0.77 mean, at most 1 level inside the image, up to 64 on the one-pixel rim.",
-    ),
-    OpSpec(
-        "ShearY", 0.0, 0.3, "shear factor", True, shear_y,
-        _affine_albu(shear=lambda m: {"x": (0.0, 0.0), "y": _degrees_of_shear(m)}),
-        notes="As ShearX: vs the reference, same value 25.0 mean, 88%; bin for bin 25.0 / 88%. "
-        "Kernel vs Pillow 0.78 mean.",
-    ),
-    OpSpec(
-        "TranslateX", 0.0, 150 / 331, "fraction of the width", True, translate_x,
-        lambda m, p: albu.Translate(x=m, p=p), reference_high=10 / 32,
-        notes="Whole pixels, rounded half away from zero; grey fill. Range: the paper's 150 px of "
-        "331 (14.5 px of 32 at bin 9; torchvision's too), or with range_reading='reference' 10/32 "
-        "of the side, the reference's 10 px of 32 (its level b moves b px; ours 10 b / 9 rounded, "
-        "one pixel further on bins 5..9). Bin for bin vs the reference: paper range 23.9 mean, 89% "
-        "of pixels; reference range 7.7 / 52%; same value 1.0 / 14% (only the fill: grey 128 vs the "
-        "mean 125/123/114). Kernel = Pillow exactly. Training the published CIFAR-10 policy under "
-        "both readings (tiny, 80 epochs, 5 paired seeds): reference - paper = +0.04 +/- 0.10 (SE) "
-        "points (experiments/results/translate_range.md); published CIFAR-10/SVHN use 'reference'.",
-    ),
-    OpSpec(
-        "TranslateY", 0.0, 150 / 331, "fraction of the height", True, translate_y,
-        lambda m, p: albu.Translate(y=m, p=p), reference_high=10 / 32,
-        notes="As TranslateX: bin for bin, paper range 26.6 mean / 89%, reference range 8.2 / 53%.",
-    ),
-    OpSpec(
-        "Rotate", 0.0, 30.0, "degrees", True, rotate,
-        _affine_albu(rotate=lambda m: (m, m)),
-        notes="About the centre, bilinear, grey fill; the reference rotates 3 x level degrees with "
-        "PIL's default nearest sampling and the mean fill: same value 6.2 mean, 86% of pixels; bin "
-        "for bin 7.6 / 87%. Kernel vs Pillow bilinear: 1.1 mean, 1 level inside, up to 63 on the rim.",
-    ),
-    OpSpec(
-        "AutoContrast", None, None, "-", False, auto_contrast,
-        lambda m, p: albu.AutoContrast(p=p),
-        notes="PIL's rule (255 counts towards the range; truncates): equal to the reference and to "
-        "Pillow (0 pixels differ). The export is autoaug's own transform (albumentations' leaves "
-        "255 out of the range).",
-    ),
-    OpSpec(
-        "Invert", None, None, "-", False, invert, lambda m, p: A.InvertImg(p=p),
-        notes="Equal to the reference and to Pillow.",
-    ),
-    OpSpec(
-        "Equalize", None, None, "-", False, equalize,
-        lambda m, p: albu.Equalize(p=p),
-        notes="PIL's rule: equal to the reference and to Pillow (0 pixels differ). The export is "
-        "autoaug's own transform: albumentations' mode='pil' is not PIL's rule (issue #8 measured "
-        "+2.6 levels mean, 63% of pixels).",
-    ),
-    OpSpec(
-        "Solarize", 256.0, 0.0, "threshold", False, solarize, _solarize_albu, integer=True,
-        notes="Inverts pixels at or above the threshold: 256 at bin 0 (nothing) down to 0 at bin 9 "
-        "(everything), the reference's direction (256 - int(25.6 level): 256 .. 26) and "
-        "torchvision's. Bin for bin 6.3 mean, 12.5% of pixels (worst bin 8: threshold 28 vs 52, "
-        "17.6 mean); same value: equal. Kernel = Pillow.",
-    ),
-    OpSpec(
-        "Posterize", 8.0, 4.0, "bits kept", False, posterize, _posterize_albu, integer=True,
-        notes="The paper's [4, 8] bits, 8 at bin 0 down to 4 at bin 9, as torchvision. The "
-        "reference keeps 4 - int(0.4 level) bits (4, 4, 4, 3, 3, 2, 2, 2, 1, 1): bin for bin 24.9 "
-        "mean, 99% of pixels (worst bin 55.8). Same value: equal; kernel = Pillow.",
-    ),
-    OpSpec(
-        "Contrast", 0.1, 1.9, "factor", False, contrast, _jitter("contrast"),
-        notes="Factor 0.1 + 0.2 b (the reference: 0.1 + 0.18 level, up to 1.72). torchvision reads "
-        "the bin as a signed 1 +/- m (so its bin 0 is the identity). Blends with the exact mean "
-        "grey (Pillow rounds it) and truncates: same value 0.10 mean, at most 1 level; bin for bin "
-        "3.0 mean.",
-    ),
-    OpSpec(
-        "Color", 0.1, 1.9, "factor", False, color, _jitter("saturation"),
-        notes="Saturation: blend with the grey image; factor as for Contrast. OpenCV's grey (14-bit) "
-        "vs Pillow's (16-bit): same value 0.40 mean, at most 1 level; bin for bin 1.2 mean.",
-    ),
-    OpSpec(
-        "Brightness", 0.1, 1.9, "factor", False, brightness, _jitter("brightness"),
-        notes="Blend with black; factor as for Contrast. Same value: equal; bin for bin 7.5 mean.",
-    ),
-    OpSpec(
-        "Sharpness", 0.1, 1.9, "factor", False, sharpness,
-        lambda m, p: albu.Sharpness(factor=m, p=p),
-        notes="PIL's smoothing kernel, border kept. albumentations' Sharpen cannot blur (factor < "
-        "1), so the export is autoaug's own transform. Factor as for Contrast. Same value 0.35 "
-        "mean, at most 1 level (Pillow rounds the smoothed image first); bin for bin 0.65 mean.",
-    ),
-    OpSpec(
-        "Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu, draws=True,
-        notes="One grey hole of trunc(m x side) pixels square, wholly inside the image. Paper: "
-        "[0, 20] px, which the reference applies to 32 px images, so 20/32 of the side. The "
-        "reference meant a 2 x level px square centred anywhere and clipped, but paints "
-        "range(upper[0], lower[1]) on both axes: a square on the diagonal from empty to the whole "
-        "image (mean painted area 111 px at level 1, 354 at level 9; ours 4 and 400). No published "
-        "policy uses Cutout.",
-    ),
-    OpSpec(
-        "SamplePairing", 0.0, 0.4, "weight of the other image", False, sample_pairing,
-        lambda m, p: albu.SamplePairing(weight=m, p=p), draws=True,
-        notes="The partner is another image of the same batch (torch) or of the image pool given to "
-        "the transform (albumentations). Not in the reference code nor torchvision. Vs Pillow's "
-        "blend: 0.42 mean, at most 1 level (we round, Pillow truncates).",
-    ),
+    OpSpec("ShearX", 0.0, 0.3, "shear factor", True, shear_x,
+           _affine_albu(shear=lambda m: {"x": _degrees_of_shear(m), "y": (0.0, 0.0)})),
+    OpSpec("ShearY", 0.0, 0.3, "shear factor", True, shear_y,
+           _affine_albu(shear=lambda m: {"x": (0.0, 0.0), "y": _degrees_of_shear(m)})),
+    OpSpec("TranslateX", 0.0, 150 / 331, "fraction of the width", True, translate_x,
+           lambda m, p: albu.Translate(x=m, p=p), reference_high=10 / 32),
+    OpSpec("TranslateY", 0.0, 150 / 331, "fraction of the height", True, translate_y,
+           lambda m, p: albu.Translate(y=m, p=p), reference_high=10 / 32),
+    OpSpec("Rotate", 0.0, 30.0, "degrees", True, rotate, _affine_albu(rotate=lambda m: (m, m))),
+    OpSpec("AutoContrast", None, None, "-", False, auto_contrast, lambda m, p: albu.AutoContrast(p=p)),
+    OpSpec("Invert", None, None, "-", False, invert, lambda m, p: A.InvertImg(p=p)),
+    OpSpec("Equalize", None, None, "-", False, equalize, lambda m, p: albu.Equalize(p=p)),
+    OpSpec("Solarize", 256.0, 0.0, "threshold", False, solarize, _solarize_albu, integer=True),
+    OpSpec("Posterize", 8.0, 4.0, "bits kept", False, posterize, _posterize_albu, integer=True),
+    OpSpec("Contrast", 0.1, 1.9, "factor", False, contrast, _jitter("contrast")),
+    OpSpec("Color", 0.1, 1.9, "factor", False, color, _jitter("saturation")),
+    OpSpec("Brightness", 0.1, 1.9, "factor", False, brightness, _jitter("brightness")),
+    OpSpec("Sharpness", 0.1, 1.9, "factor", False, sharpness, lambda m, p: albu.Sharpness(factor=m, p=p)),
+    OpSpec("Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu, draws=True),
+    OpSpec("SamplePairing", 0.0, 0.4, "weight of the other image", False, sample_pairing,
+           lambda m, p: albu.SamplePairing(weight=m, p=p), draws=True),
 )
 
 # The AutoAugment search space is the 16 rows above (a policy's op id is a position in OPS);
 # RandAugment and TrivialAugment may also draw this one, which their papers list.
-IDENTITY_OP = OpSpec(
-    "Identity", None, None, "-", False, identity, lambda m, p: A.NoOp(p=p),
-    notes="Leaves the image alone. Not in the AutoAugment search space (the paper's 16 ops).",
-)
+IDENTITY_OP = OpSpec("Identity", None, None, "-", False, identity, lambda m, p: A.NoOp(p=p))
 TABLE: tuple[OpSpec, ...] = OPS + (IDENTITY_OP,)  # every row; `apply_ops` takes positions in TABLE
 TABLE_NAMES: tuple[str, ...] = tuple(op.name for op in TABLE)
 OP_NAMES: tuple[str, ...] = TABLE_NAMES[: len(OPS)]

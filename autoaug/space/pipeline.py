@@ -40,7 +40,7 @@ PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment 
 
 def normalize(mean: Sequence[float], std: Sequence[float]) -> A.Normalize:
     """`A.Normalize` with per-channel `mean` and `std` given on the 0..255 scale (as
-    `autoaug.training.loop.DeviceData` holds them); written in the file on albumentations' 0..1
+    `autoaug.training.device.DeviceData` holds them); written in the file on albumentations' 0..1
     scale."""
     return A.Normalize(
         mean=tuple(float(m) / 255.0 for m in mean),

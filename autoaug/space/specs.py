@@ -59,7 +59,7 @@ class PolicySpec:
     """Cutout side in pixels after that (TrainConfig.cutout)."""
     pipeline_file: Path | None = None
     """An albumentations file given as the spec: the whole recipe as written, so it trains only
-    with `--augment albumentations` (`autoaug.training.loop.albumentations_file`)."""
+    with `--augment albumentations` (`autoaug.training.pipelines.albumentations_file`)."""
 
 
 def policy_from_json(doc: Any, where: str = "policy") -> Augmenter:

@@ -30,11 +30,10 @@ import torch.nn.functional as F
 
 from autoaug.errors import ConfigError
 from autoaug.space.policy import Policy, apply_policies
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import DeviceData, autocast
 from autoaug.training.loop import (
     Augment,
-    DeviceData,
-    TrainConfig,
-    autocast,
     check_device,
     device_batches,
     init_model,

@@ -4,8 +4,9 @@ policy (`autoaug train`).
 `train_model` is shaped like airbench94: the data go to the device once (`prepare`), every batch
 is augmented by batched tensor ops with per-image randomness from explicit generators, no
 DataLoader in the hot path; channels_last, bf16 autocast on CUDA (`TrainConfig.precision`). The other
-path, `AlbumentationsAugment`, runs a whole exported training pipeline per image in DataLoader
-workers, the way a user trains with an exported pipeline.
+path, `autoaug.training.pipelines.AlbumentationsAugment`, runs a whole exported training pipeline
+per image in DataLoader workers, the way a user trains with an exported pipeline. Evaluation
+(`evaluate`, `predict_proba`) runs the un-augmented images through the trained network.
 
 Per batch, in the order of the AutoAugment reference code (its CIFAR input pipeline applies the
 policy, then zero-pad-4-and-crop, then a random horizontal flip, then Cutout 16):
@@ -19,185 +20,28 @@ and filling with zeros does the same here. The policy sees uint8 pixels, as PIL 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import albumentations as A
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError, shown
-from autoaug.space.albu import normalization, set_image_pool
-from autoaug.space.pipeline import (
-    PAD,
-    PIPELINES,
-    check_tensor_pipeline,
-    eval_pipeline,
-    load_pipeline_file,
-    save_pipeline,
-    seed_worker,
-    train_pipeline,
-)
-from autoaug.space.specs import PolicySpec
-from autoaug.training.data import Splits, load_splits
-from autoaug.training.models import MODEL_NAMES, build_model, check_image_size, model_spec
+from autoaug.errors import ConfigError, DataError, PolicyError
+from autoaug.space.pipeline import PAD
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import DeviceData, autocast, resolve_device
+from autoaug.training.models import build_model, check_image_size
+from autoaug.training.pipelines import AlbumentationsAugment, loader_batches
 
 # An augmentation: (uint8 (B, C, H, W) images, generator on their device) -> uint8 images of the
 # same shape, dtype and device, each image augmented with its own random choices. Every
 # `Augmenter` is one; so is the adaptive RandAugment, or any function of that shape.
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-SCHEDULES = ("onecycle", "cosine")
-PRECISIONS = ("auto", "native", "fp32", "bf16")
-DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # a device as written in a config, not yet resolved
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How one network is trained. `TrainConfig.for_model(name)` gives a network's recipe."""
-
-    # The defaults are the `tiny` recipe, so TrainConfig() == TrainConfig.for_model("tiny").
-    model: str = "tiny"
-    """Network name, one of autoaug.training.models.MODEL_NAMES."""
-    epochs: int = 20
-    """Passes over the training split."""
-    batch_size: int = 128
-    """Images per SGD step; the last partial batch of an epoch is dropped."""
-    lr: float = 0.1
-    """Peak learning rate of the schedule (SGD with Nesterov momentum)."""
-    momentum: float = 0.9
-    """SGD Nesterov momentum."""
-    weight_decay: float = 5e-4
-    """L2 weight decay on every parameter."""
-    label_smoothing: float = 0.2
-    """Cross-entropy label smoothing in [0, 1)."""
-    schedule: str = "onecycle"
-    """'onecycle': linear warm-up to lr then linear decay to 0; 'cosine': cosine decay from lr to 0."""
-    warmup: float = 0.2
-    """Fraction of all steps the 'onecycle' schedule spends rising to lr."""
-    standard: bool = True
-    """Standard CIFAR augmentation after the policy: pad 4 + random crop, random horizontal flip."""
-    cutout: int = 0
-    """Side in pixels of the Cutout square applied last (0 = off; the paper uses 16 on CIFAR)."""
-    device: str = "auto"
-    """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; `prepare` puts the data there."""
-    eval_batch_size: int = 1024
-    """Images per forward pass when evaluating."""
-    precision: str = "auto"
-    """Arithmetic of the training steps: 'auto' (bf16 autocast on CUDA, fp32 on the CPU), 'fp32',
-    'bf16' (autocast on any device: on the project's CPU, which has AMX, a `tiny` child costs
-    1.3x (40 epochs on 1,000 images) to 1.45x (80 epochs on 4,000) fewer CPU seconds at the same
-    accuracy within the seeds, experiments/results/bench_precision.md; a CPU without bf16
-    instructions only emulates it), or 'native' (bf16 where the hardware has it: CUDA, or a CPU
-    with AMX-BF16 or AVX512-BF16, `native_bf16`; fp32 elsewhere: what the search's children use).
-    Evaluation follows 'auto'."""
-
-    def __post_init__(self) -> None:
-        model_spec(self.model)  # unknown name -> ConfigError with the valid ones
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {shown(value)}")
-        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
-            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off), got {shown(self.cutout)}")
-        for name, low, high in (
-            ("lr", 0.0, math.inf),  # and not 0, below
-            ("momentum", 0.0, 1.0),
-            ("weight_decay", 0.0, math.inf),
-            ("label_smoothing", 0.0, 1.0),
-            ("warmup", 0.0, 1.0),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{name} must be a number, got {shown(value)}")
-            if not low <= value < high:
-                raise ConfigError(f"{name} must be in [{low}, {high}), got {shown(value)}")
-        if self.lr == 0:
-            raise ConfigError("lr must be > 0, got 0")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"unknown schedule {shown(self.schedule)}; expected one of {', '.join(SCHEDULES)}")
-        if not isinstance(self.standard, bool):
-            raise ConfigError(f"standard must be true or false, got {shown(self.standard)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {shown(self.precision)}; expected one of {', '.join(PRECISIONS)}")
-        resolve_device(self.device, check_available=False)
-
-    @classmethod
-    def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
-        """The default recipe of network `model` (its row in autoaug.training.models.MODELS), then
-        `overrides`; an unknown field raises ConfigError listing the valid ones."""
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ConfigError(f"unknown TrainConfig field(s) {', '.join(unknown)}; "
-                              f"expected any of {', '.join(sorted(fields))}")
-        return cls(**{**model_spec(model).recipe, **overrides, "model": model})
-
-
-def resolve_device(name: str, *, check_available: bool = True) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; 'cpu'; 'cuda' / 'cuda:N' (ConfigError if absent)."""
-    if not isinstance(name, str) or not DEVICE_NAME.fullmatch(name):
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {shown(name)}")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and check_available and not torch.cuda.is_available():
-        raise ConfigError(f"device {shown(name)} asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-# --- data on the device -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class DeviceData:
-    """A dataset's splits on one device, uint8 (N, C, H, W) images and int64 labels."""
-
-    name: str
-    """The dataset spec it came from."""
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    num_classes: int
-    mean: torch.Tensor
-    """(C,) float32 per-channel mean of the training pixels, 0..255 scale."""
-    std: torch.Tensor
-    """(C,) float32 per-channel std of the training pixels, 0..255 scale, at least 1."""
-
-    @property
-    def device(self) -> torch.device:
-        return self.train_x.device
-
-
-def prepare(splits: Splits, device: str | torch.device = "auto") -> DeviceData:
-    """Copy `splits` (autoaug.training.data.Splits) to `device` once: uint8 (N, C, H, W) images."""
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    tensors: dict[str, torch.Tensor] = {}
-    for split in ("train", "val", "test"):
-        x = getattr(splits, f"{split}_x")  # (N, H, W, 3) uint8, checked by Splits
-        tensors[f"{split}_x"] = torch.from_numpy(x).to(dev).permute(0, 3, 1, 2).contiguous()
-        tensors[f"{split}_y"] = torch.from_numpy(getattr(splits, f"{split}_y")).to(dev)
-    pixels = tensors["train_x"].float()  # (N, C, H, W)
-    mean, std = pixels.mean(dim=(0, 2, 3)), pixels.std(dim=(0, 2, 3)).clamp_min(1.0)  # (C,) each
-    return DeviceData(name=splits.name, num_classes=int(splits.num_classes), mean=mean, std=std, **tensors)
-
-
-def dataset_stats(spec: str, image_size: int | None = None) -> tuple[list[float], list[float], tuple[int, int]]:
-    """(mean, std, (H, W)) of dataset `spec`'s training split as `autoaug train` computes them
-    (the same `prepare`): the numbers an exported train / eval pipeline normalises with."""
-    data = prepare(load_splits(spec, image_size=image_size), "cpu")
-    return data.mean.tolist(), data.std.tolist(), (data.train_x.shape[2], data.train_x.shape[3])
 
 
 # --- batched pre-processing -------------------------------------------------------------------
@@ -258,79 +102,6 @@ def model_input(
     if config.cutout:
         x = cutout(x, config.cutout, generator)
     return x.contiguous(memory_format=torch.channels_last)
-
-
-# --- the albumentations path ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class AlbumentationsAugment:
-    """Run a whole albumentations training pipeline (`autoaug.space.pipeline.train_pipeline`: policy,
-    normalisation, pad-crop, flip, Cutout, `ToTensorV2`) per image in DataLoader worker
-    processes instead of the batched torch path: what a user does with an exported pipeline.
-    The pipeline holds the whole recipe: `TrainConfig.standard` and `.cutout` are not applied
-    again on top of it."""
-
-    pipeline: Any
-    """An albumentations Compose ending in ToTensorV2: HWC uint8 -> float32 (C, H, W) tensor."""
-    workers: int = 2
-    """DataLoader worker processes (>= 1), persistent across epochs."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be an int >= 1, got {shown(self.workers)}")
-        check_tensor_pipeline(self.pipeline, "the albumentations training pipeline")
-
-
-class AlbumentationsDataset(torch.utils.data.Dataset):
-    """HWC uint8 images and labels; each item is run through an albumentations pipeline that
-    ends in ToTensorV2 (checked here: PipelineError otherwise) and gives (float (C, H, W), label)."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, pipeline: Any) -> None:
-        check_tensor_pipeline(pipeline, "the pipeline of an AlbumentationsDataset")
-        self.images = images  # (N, H, W, C) uint8
-        self.labels = labels  # (N,) int64
-        self.pipeline = pipeline
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index]  # (H, W, C) uint8
-        out = self.pipeline(image=image)["image"]  # (C, H, W) float32
-        if not isinstance(out, torch.Tensor) or out.dtype != torch.float32 or out.ndim != 3:
-            got = f"{out.dtype} {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
-            raise PipelineError(f"the albumentations pipeline must give float32 (C, H, W) tensors, got {got}")
-        return out, int(self.labels[index])
-
-
-def _loader_batches(
-    augment: AlbumentationsAugment, data: DeviceData, config: TrainConfig, seed: int
-) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
-    """A function giving one epoch of (model input float32 (B, C, H, W), labels) on data's device."""
-    dataset = AlbumentationsDataset(
-        np.ascontiguousarray(data.train_x.permute(0, 2, 3, 1).cpu().numpy()),  # (N, H, W, C)
-        data.train_y.cpu().numpy(),
-        augment.pipeline,
-    )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=min(config.batch_size, len(dataset)),
-        shuffle=True,
-        drop_last=True,
-        num_workers=augment.workers,
-        persistent_workers=True,
-        worker_init_fn=seed_worker,  # a stream per worker, from the loader's seed
-        generator=torch.Generator().manual_seed(seed),
-        pin_memory=data.device.type == "cuda",
-    )
-
-    def epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for x, labels in loader:  # (B, C, H, W) float32, (B,)
-            x = x.to(data.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            yield x, labels.to(data.device, non_blocking=True)
-
-    return epoch
 
 
 def device_batches(
@@ -395,39 +166,6 @@ def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     if progress < config.warmup:
         return 0.1 + 0.9 * progress / config.warmup
     return max(0.0, (1.0 - progress) / (1.0 - config.warmup))
-
-
-def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
-    """The autocast context of a training or evaluation step on `device` (`TrainConfig.precision`)."""
-    # 'auto': bf16 on CUDA (no loss scaling needed; the tensor cores do the convolutions), fp32 on
-    # the CPU, where the final-training figures of this project were measured in fp32.
-    bf16 = (precision == "bf16" or (precision == "auto" and device.type == "cuda")
-            or (precision == "native" and native_bf16(device)))
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
-
-
-# CPU flags of instructions that compute bf16 products in hardware, and where Linux lists them.
-BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-CPUINFO = Path("/proc/cpuinfo")
-
-
-@functools.cache
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 in hardware: a CUDA device that supports it, or a CPU whose
-    flags list AMX-BF16 or AVX512-BF16 (read from /proc/cpuinfo, so False off Linux) and whose
-    kernels torch dispatches at the AVX512 level (ATEN_CPU_CAPABILITY=avx2 turns them off).
-    Without them bf16 is emulated in fp32 units: a `tiny` convolution step costs several times
-    an fp32 one (experiments/results/bench_precision.md)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu" or not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
-        return False
-    try:
-        text = CPUINFO.read_text()
-    except OSError:
-        return False
-    flags = {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
 def check_device(data: DeviceData, config: TrainConfig) -> None:
@@ -500,7 +238,7 @@ def train_model(
     model = init_model(config, data, seed)
     order_gen, augment_gen, standard_gen = stream_generators(seed, device)
     if isinstance(augment, AlbumentationsAugment):
-        epoch_batches = _loader_batches(augment, data, config, seed)
+        epoch_batches = loader_batches(augment, data, config, seed)
     else:
         epoch_batches = device_batches(augment, data, config, order_gen, augment_gen, standard_gen)
     optimizer, scheduler = make_optimizer(model.parameters(), config, len(data.train_x))
@@ -616,70 +354,3 @@ def train_child(augment: Augment | None, data: DeviceData, config: TrainConfig, 
     """Train one child with `augment` (a policy, any other augmenter, or None) and return its
     validation accuracy in [0, 1]: the search's reward."""
     return val_accuracy(train_model(augment, data, config, seed)[0], data, config)
-
-
-# --- the albumentations path of a policy spec (`autoaug train --augment albumentations`) ------
-
-
-def training_pipeline(spec: PolicySpec, data: DeviceData, config: TrainConfig) -> A.Compose:
-    """The whole albumentations training pipeline of `spec` with `config`'s pad-crop, flip and
-    Cutout and `data`'s normalisation: the object `autoaug export-albumentations --pipeline
-    train` writes (or the pipeline file given, as it is)."""
-    if spec.pipeline_file is not None:
-        return load_pipeline_file(spec.pipeline_file)
-    return train_pipeline(
-        spec.augmenter, mean=data.mean.tolist(), std=data.std.tolist(),
-        image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
-        standard=config.standard, cutout=config.cutout,
-    )
-
-
-def albumentations_augment(
-    spec: PolicySpec, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray | None = None
-) -> AlbumentationsAugment:
-    """The same recipe as one albumentations pipeline run in DataLoader workers, read back from
-    its serialised form (what a file holds), SamplePairing fed from `image_pool`."""
-    pipeline = A.from_dict(A.to_dict(training_pipeline(spec, data, config)))
-    if image_pool is not None:
-        set_image_pool(pipeline, image_pool)
-    return AlbumentationsAugment(pipeline, workers)
-
-
-def albumentations_file(
-    spec: PolicySpec, data: DeviceData, config: TrainConfig, workers: int, image_pool: np.ndarray, out: Path
-) -> tuple[AlbumentationsAugment, str | None]:
-    """What `autoaug train --augment albumentations` trains from: the pipeline file given, or
-    OUT/train.albumentations.json written here by the very code of `autoaug export-albumentations
-    --pipeline train`, read with `A.load` (PipelineError unless it ends in ToTensorV2), so what
-    ships is what is measured. Also a warning, or None, when its Normalize is not the dataset's
-    (val and test are normalised with the dataset's)."""
-    path = spec.pipeline_file
-    if path is None:
-        path = save_pipeline(training_pipeline(spec, data, config), out / "train.albumentations.json")
-    pipeline = load_pipeline_file(path)
-    set_image_pool(pipeline, image_pool)
-    stats, warning = normalization(pipeline), None
-    ours = (data.mean.tolist(), data.std.tolist())
-    if stats is None:
-        warning = (f"warning: {path} has no Normalize; val and test images are normalised with "
-                   "the training set's mean and std")
-    elif not np.allclose(stats, ours, rtol=1e-3, atol=0.05):
-        warning = (f"warning: {path} normalises with mean {np.round(stats[0], 2).tolist()}, std "
-                   f"{np.round(stats[1], 2).tolist()}; val and test images are normalised with "
-                   f"this dataset's {np.round(ours[0], 2).tolist()}, {np.round(ours[1], 2).tolist()}")
-    return AlbumentationsAugment(pipeline, workers), warning
-
-
-def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int | None = None) -> A.Compose:
-    """The `--pipeline train` or `eval` albumentations pipeline of `spec`, normalised with the
-    statistics of `dataset`'s training split as `autoaug train` computes them."""
-    if kind not in PIPELINES[1:]:
-        raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
-    if spec.pipeline_file is not None:
-        raise PipelineError(f"{spec.spec} is already an albumentations pipeline; expected a policy")
-    mean, std, size = dataset_stats(dataset, image_size)
-    if kind == "eval":
-        return eval_pipeline(mean=mean, std=std)
-    return train_pipeline(
-        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, cutout=spec.cutout,
-    )

@@ -144,7 +144,7 @@ class ModelSpec:
     factory: Callable[[int], nn.Module]
     """num_classes -> freshly constructed network (weights re-initialised by `build_model`)."""
     recipe: Mapping[str, Any] = field(default_factory=dict)
-    """`autoaug.training.loop.TrainConfig` fields this network trains with by default."""
+    """`autoaug.training.config.TrainConfig` fields this network trains with by default."""
 
 
 # One row per network. Recipes: `tiny` on the reduced CIFAR-10 on 2 CPU cores (batch 128 /

@@ -9,7 +9,7 @@ import pytest
 
 from autoaug.cli import build_parser
 from autoaug.cli.common import child_config
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 
 
 @pytest.mark.parametrize("args, message", [

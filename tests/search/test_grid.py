@@ -47,7 +47,7 @@ class _Interrupt:
 
 
 def _grid(**kw) -> GridSpec:
-    from autoaug.training.loop import TrainConfig
+    from autoaug.training.config import TrainConfig
 
     base = dict(dataset="cifar10-reduced", ns=(1, 2, 3), ms=(3, 6, 9), seeds=2, save_outputs=False,
                 train=TrainConfig.for_model("tiny", epochs=1))

@@ -1,6 +1,7 @@
 """The policy search end to end: a real tiny search in a subprocess and its export, resume after
 SIGKILL (every completed trial kept once, the same policies as an uninterrupted run), random
-search through the same store, the export's choice of the best K, and bad input -> exit 2.
+search through the same store, and bad input -> exit 2 (the export's choice of the best K:
+test_export.py).
 
 Children are real but tiny (1 epoch, 160 training images, batch 32) so a trial takes well under
 a second on 2 cores; nothing is stubbed.
@@ -17,26 +18,24 @@ import time
 from pathlib import Path
 
 import albumentations as A
-import numpy as np
 import pytest
 import torch
 
 from autoaug import cli
 from autoaug.search.config import CONFIG_FILENAME, load_config
-from autoaug.errors import AutoaugError, ConfigError
+from autoaug.errors import ConfigError
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.policy import SEARCH_NVEC, Policy
 from autoaug.space.specs import load_policy
-from autoaug.search.export import POLICY_FILENAME, export_policy
+from autoaug.search.export import POLICY_FILENAME
 from autoaug.search.search import Sampler, run_search, trial_seed
-from autoaug.search.trials import balanced_head
 from autoaug.search.rundir import CHECKPOINT_FILENAME, load_checkpoint
-from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
+from autoaug.search.store import STORE_FILENAME, TrialStore
 
 REPO = Path(__file__).resolve().parents[2]
 # The smallest real child: one epoch of 5 steps on 160 images, scored on 200. These tests keep
 # the paper's per-trial seeds and export by the search's rewards; the paired rewards and the
-# re-evaluation before export are tested in test_search_rewards.py.
+# re-evaluation before export are tested in test_rewards.py.
 TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
         "reward.paired=false", "export.reevaluate_top=0"]
 
@@ -236,57 +235,6 @@ def test_ppo_sampler_state_round_trips(tmp_path: Path) -> None:
 # --- export -----------------------------------------------------------------------------------
 
 
-def _store_with(run: Path, rewards: list[float | None]) -> list[Policy]:
-    """A real run directory's store: one round, trial i done with rewards[i] (None: left pending)."""
-    policies = [Policy.from_tokens([(i + k) % n for k, n in enumerate(SEARCH_NVEC)])
-                for i in range(len(rewards))]
-    with TrialStore(run / STORE_FILENAME) as store:
-        trials = store.add_pending(0, [
-            TrialSpec(key=f"k{i}", payload={"policy": p.to_json()}, seed=i, tokens=p.to_tokens())
-            for i, p in enumerate(policies)
-        ])
-        for trial, reward in zip(trials, rewards):
-            if reward is not None:
-                store.mark_done(trial.id, reward, duration=1.0)
-    return policies
-
-
-def test_export_takes_the_best_k_ties_to_the_earlier(tmp_path: Path) -> None:
-    policies = _store_with(tmp_path, [0.5, 0.7, 0.7, 0.6, None])
-    exported = export_policy(tmp_path, top=3, out=tmp_path / "out" / "best.json")
-    assert [t.slot for t in exported.trials] == [1, 2, 3]
-    expected = policies[1].sub_policies + policies[2].sub_policies + policies[3].sub_policies
-    assert exported.policy.sub_policies == expected
-    on_disk = load_policy(tmp_path / "out" / "best.json")
-    assert on_disk == exported.policy
-    assert on_disk.provenance["rewards"] == [0.7, 0.7, 0.6]
-    assert on_disk.provenance["completed"] == 4 and on_disk.provenance["top"] == 3
-    albu = A.load(str(tmp_path / "out" / "best.albumentations.json"), data_format="json")
-    image = np.full((32, 32, 3), 128, np.uint8)
-    from autoaug.space.albu import set_image_pool
-
-    set_image_pool(albu, image[None])  # SamplePairing's partners, if the policy holds it
-    assert albu(image=image)["image"].shape == image.shape
-    # Asking for more than there are gives what there is.
-    assert len(export_policy(tmp_path, top=10).trials) == 4
-
-
-def test_export_errors(tmp_path: Path) -> None:
-    with pytest.raises(AutoaugError, match="not a search run directory"):
-        export_policy(tmp_path)
-    with pytest.raises(AutoaugError, match="not a search run directory .*does not exist"):
-        export_policy(tmp_path / "nowhere")
-    assert not (tmp_path / STORE_FILENAME).exists()  # looking did not create a store
-    _store_with(tmp_path, [None, None])
-    with pytest.raises(AutoaugError, match="no completed trials yet"):
-        export_policy(tmp_path)
-    with pytest.raises(AutoaugError, match=r"--top must be an integer >= 1, got 0"):
-        export_policy(tmp_path, top=0)
-
-
-# --- faults and bad input ---------------------------------------------------------------------
-
-
 def test_a_round_where_every_trial_fails_stops_with_one_line(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     # A real failure: every child outlives a 1 microsecond timeout.
@@ -334,15 +282,6 @@ def test_bad_config_from_a_real_process_has_no_traceback(tmp_path: Path) -> None
 
 
 # --- small pieces -----------------------------------------------------------------------------
-
-
-def test_balanced_head_takes_classes_in_turn() -> None:
-    y = np.repeat(np.arange(4), 10)  # sorted by class, as the embedded val split is
-    index = balanced_head(y, 8)
-    assert np.bincount(y[index], minlength=4).tolist() == [2, 2, 2, 2]
-    assert index.tolist() == sorted(index.tolist())
-    assert balanced_head(y, None).tolist() == list(range(40))
-    assert balanced_head(y, 100).tolist() == list(range(40))
 
 
 def test_trial_seeds_are_stable_and_distinct() -> None:

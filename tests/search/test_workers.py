@@ -21,7 +21,9 @@ import pytest
 import torch
 
 from autoaug.errors import AutoaugError
-from autoaug.search.workers import RayOptions, Result, Task, WorkerPool, default_devices
+from autoaug.search.ray_pool import RayOptions
+from autoaug.search.tasks import Result, Task
+from autoaug.search.workers import WorkerPool, default_devices
 
 TIMEOUT_S = 4.0  # the shared pool's limit; its ordinary tasks take microseconds
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from autoaug.space import albu
 from autoaug.space.export import to_albumentations
 from autoaug.space.ops import MAGNITUDE_BINS, OPS, TABLE, OpContext, get_op
 from autoaug.space.policy import Operation, Policy
@@ -45,8 +46,29 @@ def _albumentations_images(transform, images: np.ndarray) -> np.ndarray:
     return np.stack([transform(image=img)["image"] for img in images])
 
 
-@pytest.mark.parametrize("op", PIXEL_OPS, ids=lambda op: op.name)
+# Ops whose export is autoaug's own albumentations transform running the same kernel
+# (`autoaug.space.pil_kernels`) on one image: their parity checks the wrapper, not two
+# implementations. The others export as a transform of albumentations' own.
+SAME_KERNEL = ("TranslateX", "TranslateY", "AutoContrast", "Equalize")
+_WRAPPERS = (albu.AutoContrast, albu.Equalize, albu.Translate)
+
+
+def test_same_kernel_ops_are_exactly_the_ones_exported_as_a_kernel_wrapper():
+    wrapped = [op.name for op in PIXEL_OPS if isinstance(op.albumentations(op.magnitude(9), 1.0), _WRAPPERS)]
+    assert wrapped == list(SAME_KERNEL)
+
+
+@pytest.mark.parametrize("op", [op for op in PIXEL_OPS if op.name not in SAME_KERNEL], ids=lambda op: op.name)
 def test_pixel_parity_every_bin_and_sign(op, cifar_images, cifar_batch):
+    _check_pixel_parity(op, cifar_images, cifar_batch)
+
+
+@pytest.mark.parametrize("op", [op for op in PIXEL_OPS if op.name in SAME_KERNEL], ids=lambda op: op.name)
+def test_same_kernel_in_its_albumentations_wrapper_every_bin_and_sign(op, cifar_images, cifar_batch):
+    _check_pixel_parity(op, cifar_images, cifar_batch)
+
+
+def _check_pixel_parity(op, cifar_images, cifar_batch) -> None:
     n = len(cifar_images)
     g = torch.Generator().manual_seed(0)
     for magnitude_bin, sign in _cases(op):

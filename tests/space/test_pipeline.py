@@ -28,13 +28,9 @@ from autoaug.space.pipeline import (
     train_pipeline,
 )
 from autoaug.space.policy import published_policy
-from autoaug.training.loop import (
-    AlbumentationsDataset,
-    TrainConfig,
-    dataset_stats,
-    model_input,
-    normalise,
-)
+from autoaug.training.config import TrainConfig
+from autoaug.training.loop import model_input, normalise
+from autoaug.training.pipelines import AlbumentationsDataset, dataset_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 C10_TRAIN = ROOT / "policies" / "autoaugment-cifar10.train.albumentations.json"

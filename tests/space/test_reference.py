@@ -1,6 +1,6 @@
 """Our ops against Pillow, an implementation we did not write (issue #8).
 
-`tests/test_parity.py` holds our two executions together, but a misreading both share passes
+`tests/space/test_parity.py` holds our two executions together, but a misreading both share passes
 it. Here every op, every bin and both signs of the signed ops run on real CIFAR images against
 Pillow doing what our table says the bin means (`autoaug.space.reference.pil_op`), and the bin reading
 itself is checked against the AutoAugment reference code's (`autoaug.space.reference.reference_op`)

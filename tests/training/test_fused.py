@@ -13,7 +13,9 @@ from autoaug.space.policy import Policy
 from autoaug.space.randaugment import RandAugment
 from autoaug.training.data import load_splits
 from autoaug.training.fused import evaluate_fused, fuse_models, train_children, train_fused
-from autoaug.training.loop import TrainConfig, evaluate, init_model, prepare, train_child, train_model
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import prepare
+from autoaug.training.loop import evaluate, init_model, train_child, train_model
 from autoaug.training.models import build_model
 
 # Every token of a sub-policy in range: ops 0..15, prob bins 0..10, magnitude bins 0..9.

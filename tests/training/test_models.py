@@ -5,7 +5,7 @@ import torch
 
 from autoaug.errors import ConfigError
 from autoaug.training.models import MODEL_NAMES, MODELS, build_model, model_spec
-from autoaug.training.loop import TrainConfig
+from autoaug.training.config import TrainConfig
 
 
 @pytest.mark.parametrize(

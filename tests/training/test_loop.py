@@ -15,24 +15,20 @@ from autoaug.training.data import Splits, load_splits
 from autoaug.errors import AutoaugError, ConfigError, PolicyError
 from autoaug.space.specs import POLICY_CUTOUT, resolve
 from autoaug.training.models import build_model
-from autoaug.training import loop
+from autoaug.training import device
+from autoaug.training.config import TrainConfig
+from autoaug.training.device import autocast, prepare, resolve_device
 from autoaug.training.loop import (
-    AlbumentationsAugment,
-    TrainConfig,
-    _loader_batches,
-    albumentations_augment,
-    autocast,
     cutout,
     evaluate,
     lr_factor,
     model_input,
     pad_crop_flip,
     predict_proba,
-    prepare,
-    resolve_device,
     train_child,
     train_model,
 )
+from autoaug.training.pipelines import AlbumentationsAugment, albumentations_augment, loader_batches
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,24 +275,24 @@ def test_native_precision_is_bf16_only_where_the_cpu_has_bf16_instructions(tmp_p
     AMX-BF16 or AVX512-BF16 and where torch dispatches AVX512 kernels, and stays fp32 elsewhere."""
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
-    monkeypatch.setattr(loop, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(device, "CPUINFO", cpuinfo)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    loop.native_bf16.cache_clear()
+    device.native_bf16.cache_clear()
     cpu = torch.device("cpu")
     try:
-        assert loop.native_bf16(cpu) is native
+        assert device.native_bf16(cpu) is native
         with autocast(cpu, "native"):
             assert torch.is_autocast_enabled("cpu") is native
         # torch dispatching below AVX512 (ATEN_CPU_CAPABILITY=avx2), or flags that cannot be read
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-        loop.native_bf16.cache_clear()
-        assert loop.native_bf16(cpu) is False
+        device.native_bf16.cache_clear()
+        assert device.native_bf16(cpu) is False
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-        monkeypatch.setattr(loop, "CPUINFO", tmp_path / "missing")
-        loop.native_bf16.cache_clear()
-        assert loop.native_bf16(cpu) is False
+        monkeypatch.setattr(device, "CPUINFO", tmp_path / "missing")
+        device.native_bf16.cache_clear()
+        assert device.native_bf16(cpu) is False
     finally:
-        loop.native_bf16.cache_clear()
+        device.native_bf16.cache_clear()
 
 
 def test_augmentation_callable_sees_uint8_batches(data) -> None:
@@ -405,7 +401,7 @@ def test_loader_is_seeded_per_worker(data) -> None:
 
     def first_batches(seed: int) -> torch.Tensor:
         augment = albumentations_augment(resolved, small, config, workers=2)
-        epoch = _loader_batches(augment, small, config, seed)
+        epoch = loader_batches(augment, small, config, seed)
         return torch.cat([x for x, _ in epoch()])
 
     a, b, c = first_batches(0), first_batches(0), first_batches(1)

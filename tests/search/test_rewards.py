@@ -20,7 +20,7 @@ import torch
 from autoaug import cli
 from autoaug.errors import ConfigError
 from autoaug.search.config import load_config
-from autoaug.search.export import export_policy, reevaluation_seed
+from autoaug.search.export import ExportOptions, export_policy, reevaluation_seed
 from autoaug.search.rewards import REFERENCE_KEY
 from autoaug.search.search import Sampler, batch_seed, run_search
 from autoaug.search.rundir import CHECKPOINT_FILENAME
@@ -127,7 +127,7 @@ def _reeval_rows(run: Path) -> list[tuple]:
 def test_reevaluation_picks_by_mean_and_resumes(paired_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(paired_run, run)
-    exported = export_policy(run, top=2, reevaluate_top=3, reevaluate_seeds=2, progress=False)
+    exported = export_policy(run, ExportOptions(top=2, reevaluate_top=3, reevaluate_seeds=2, progress=False))
     rows = _reeval_rows(run)
     seeds = [reevaluation_seed(0, 0), reevaluation_seed(0, 1)]
     # 3 candidates x 2 fresh seeds + a reference per seed, none of them a search seed.
@@ -156,20 +156,20 @@ def test_reevaluation_picks_by_mean_and_resumes(paired_run: Path, tmp_path: Path
         conn.execute("UPDATE trials SET status = 'pending', reward = NULL, paired = NULL "
                      "WHERE id = ?", (rows[-1][0],))
     conn.close()
-    again = export_policy(run, top=2, reevaluate_top=3, reevaluate_seeds=2, progress=False)
+    again = export_policy(run, ExportOptions(top=2, reevaluate_top=3, reevaluate_seeds=2, progress=False))
     rerun = _reeval_rows(run)
     assert [r[:4] for r in rerun] == [r[:4] for r in rows]
     assert [r[7] for r in rerun[1:-1]] == [r[7] for r in rows[1:-1]]  # untouched
     assert [t.key for t in again.trials] == expected
 
     # More candidates: only the new (policy, seed) pairs are added.
-    export_policy(run, top=2, reevaluate_top=4, reevaluate_seeds=2, progress=False)
+    export_policy(run, ExportOptions(top=2, reevaluate_top=4, reevaluate_seeds=2, progress=False))
     grown = _reeval_rows(run)
     assert len(grown) == 4 * 2 + 2 and grown[: len(rows)] == rerun
 
 
 def test_export_settings_are_checked(paired_run: Path, capsys) -> None:
-    with pytest.raises(ConfigError, match=r"export.reevaluate_top \(3\) must be 0 or at least export_top \(5\)"):
+    with pytest.raises(ConfigError, match=r"export.reevaluate_top \(3\) must be 0 or at least export.top \(5\)"):
         load_config(None, ["export.reevaluate_top=3"])
     assert cli.main(["export", str(paired_run), "--top", "3", "--reevaluate-top", "2"]) == 2
     err = capsys.readouterr().err.strip()

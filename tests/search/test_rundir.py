@@ -23,7 +23,7 @@ from autoaug.search.config import CONFIG_FILENAME, load_config
 from autoaug.training.data import load_splits
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.search.rundir import CHECKPOINT_FILENAME
-from autoaug.search.export import export_policy
+from autoaug.search.export import ExportOptions, export_policy
 from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialStore
 
@@ -193,7 +193,7 @@ def test_read_only_store_is_refused(copy) -> None:
         pytest.skip("cannot make a file read-only here (root without chattr)")
     try:
         _refused(run, data, r"trial store .*trials.sqlite is read-only")
-        assert len(export_policy(run, top=2).trials) == 2  # reading it is fine
+        assert len(export_policy(run, ExportOptions(top=2)).trials) == 2  # reading it is fine
     finally:
         if os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(store)], check=True)

@@ -23,7 +23,8 @@ from autoaug.search.config import load_config  # noqa: E402
 from autoaug.search.search import run_search  # noqa: E402
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore  # noqa: E402
 from autoaug.search.trials import run_trials  # noqa: E402
-from autoaug.search.workers import RayOptions, WorkerPool  # noqa: E402
+from autoaug.search.ray_pool import RayOptions  # noqa: E402
+from autoaug.search.workers import WorkerPool  # noqa: E402
 
 # The paper's per-trial seeds and no re-evaluation before export: every row a search policy.
 TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "batch_size=2",

@@ -3,7 +3,7 @@ RandAugment grid with fuse > 1 run end to end, store the same trials as with fus
 within float rounding, since the fused children are the same children), and resume; a fused
 group's failures land on its trials one by one.
 
-Children are real and tiny (1 epoch on 160 images, scored on 200), as in test_search_rewards.py.
+Children are real and tiny (1 epoch on 160 images, scored on 200), as in test_rewards.py.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import pytest
 from autoaug.errors import ConfigError
 from autoaug.search.config import SearchConfig, load_config
 from autoaug.search.grid import GridSpec, run_grid
-from autoaug.search.rewards import fuse_of
+from autoaug.search.pool import fuse_of
 from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
-from autoaug.search.trials import FUSED, DEFAULT_FUSE, add_batch, make_pool, run_trials
-from autoaug.training.loop import TrainConfig
+from autoaug.search.pool import DEFAULT_FUSE, make_pool
+from autoaug.search.trials import FUSED, add_batch, run_trials
+from autoaug.training.config import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # and the store are the same for both algorithms.
 TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "algo=random",
         "backend=inline", "batch_size=3", "export.reevaluate_top=2", "export.reevaluate_seeds=1",
-        "export_top=2"]
+        "export.top=2"]
 # Val images (of 200) whose prediction may differ between a fused and a plain child of TINY: float
 # rounding in grouped vs plain convolutions, amplified by SGD, by an amount the CPU's kernels decide
 # (issue #26). experiments/results/fuse_drift.md measured at most 3 of 200 over 240 children on
