@@ -22,6 +22,7 @@ import difflib
 import json
 import math
 import os
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -377,7 +378,13 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         hint = inner
-    from_text = isinstance(value, str) and hint is not str
+    # Only --set values are text to parse; a TOML file states its types (`budget = "4"` is a
+    # string where an int belongs, issue #23), and only ASCII digits make a number (int() and
+    # float() would also read "٤" or "1_0").
+    from_text = isinstance(value, _OverrideText) and hint is not str
+    if from_text and not value.isascii():
+        raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])} "
+                          f"written in ASCII, got {shown(str(value))} ({where})")
     try:
         if hint is bool:
             if from_text and value.strip().lower() in ("true", "false"):
@@ -386,7 +393,7 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
                 return value
         elif hint is int:
             if from_text:
-                value = int(value.strip())
+                value = int(value) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) else value
             if isinstance(value, int) and not isinstance(value, bool):
                 if not -_INT_LIMIT <= value < _INT_LIMIT:
                     raise ConfigError(f"{key} = {shown(value)} is out of range: expected "
@@ -403,14 +410,21 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
                 raise ConfigError(f"{key} must be a finite number, got {shown(value)} ({where})")
             return parsed
         elif hint is str:
+            if isinstance(value, str) and "\x00" in value:  # no path or name holds one; open() refuses it
+                raise ConfigError(f"{key} = {shown(str(value))} holds a NUL character; expected text without "
+                                  f"one ({where})")
             if isinstance(value, str):
-                return value
+                return str(value)
         else:  # pragma: no cover - a field type this loader does not know yet
             raise ConfigError(f"{key}: fields of type {hint} cannot be configured")
     except (ValueError, OverflowError):
         pass
     raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])}, "
                       f"got {shown(value)} ({where})")
+
+
+class _OverrideText(str):
+    """The value of a `--set key=value`: text to parse as the key's type (a TOML value is not)."""
 
 
 # Integers are stored in SQLite and seed torch generators: both take signed 64 bits.
@@ -449,7 +463,7 @@ def load_config(
     for item in overrides:
         key, value = _parse_override(item)
         label = item if item.isprintable() and len(item) <= 80 else shown(item)
-        raw[key] = (value, f"--set {label}")
+        raw[key] = (_OverrideText(value), f"--set {label}")
     keys = set(valid_keys(cls))
     tables = _tables(cls)
     values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in tables}}
@@ -565,8 +579,10 @@ def search_identity(config: SearchConfig) -> str:
     return json.dumps({k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}, sort_keys=True)
 
 
-def check_identity(recorded: str, config: SearchConfig, store_path: str | os.PathLike[str]) -> None:
-    """ConfigError if `config` differs from the `search_identity` recorded in a trial store.
+def check_identity(recorded: str, config: SearchConfig, store_path: str | os.PathLike[str],
+                   holder: str = "trial store") -> None:
+    """ConfigError if `config` differs from the `search_identity` recorded in a trial store (or,
+    `holder` "checkpoint", in a checkpoint: one copied from another search, issue #23).
 
     A key the record lacks (one added to autoaug after the run started) counts as its default.
     """
@@ -575,18 +591,20 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
         if not isinstance(old, dict):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"trial store {store_path}: its record of the search's config is not "
-                          "readable JSON; the store is damaged or not from autoaug") from None
+        raise ConfigError(f"{holder} {store_path}: its record of the search's config is not "
+                          f"readable JSON; the {holder} is damaged or not from autoaug") from None
     new = json.loads(search_identity(config))
     default = _flat_values(SearchConfig())
     changed = [k for k in new if old.get(k, default.get(k)) != new[k]]
     if changed:
         key = changed[0]
-        raise ConfigError(f"trial store {store_path} holds a search started with {key} = "
+        raise ConfigError(f"{holder} {store_path} holds a search started with {key} = "
                           f"{_shown(old.get(key, default.get(key)))}, but its config now says "
                           f"{_shown(new[key])}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}"
-                          "; was the run directory's config.toml edited? Restore the value, or use another "
-                          "--out for a new search")
+                          + ("; was the run directory's config.toml edited? Restore the value, or use another "
+                             "--out for a new search" if holder == "trial store" else
+                             "; it was copied from another search: delete it to replay this search from its "
+                             "trial store, or put this search's own back"))
 
 
 def _shown(value: Any) -> str:

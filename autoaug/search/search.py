@@ -232,7 +232,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         saved_path = run_dir / CONFIG_FILENAME
         if saved_path.is_file():
             check_resume(load_config(saved_path, complete=True), config, run_dir)
-        _check_same_search(store, state, config, splits, run_dir)
+        identity = _check_same_search(store, state, config, splits, run_dir)
         save_config(config, saved_path)  # records a grown budget or new devices
         requeued = store.requeue_running()  # rows a killed run left running never finished
 
@@ -307,7 +307,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     _log_round(writer, step, stats, tokens, failed, store, picture_images, config)
                 save_checkpoint(run_dir / CHECKPOINT_FILENAME, {
                     **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
-                    "next_round": round_ + 1, "step": step,
+                    "next_round": round_ + 1, "step": step, **identity,
                 })
                 tqdm.write(_round_line(round_, config, trials, stats), file=sys.stderr)
                 if not ok:
@@ -351,6 +351,12 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
                           f"set ({train_images} images of {config.dataset}"
                           f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
                           f"set child.batch_size <= {train_images} or use more images")
+    if config.reward.kind == "density":  # fold k holds out the images of rank k within their class
+        largest = int(np.bincount(np.asarray(splits.train_y)).max())
+        if config.reward.folds > largest:
+            raise ConfigError(f"reward.folds = {config.reward.folds} is more than the child-train set's largest class "
+                              f"holds ({largest} images of {train_images} in {config.dataset}); a fold beyond "
+                              f"that holds no image out: set reward.folds <= {largest}")
 
 
 def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path) -> None:
@@ -367,11 +373,12 @@ def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path
 
 def _check_same_search(
     store: TrialStore, state: dict[str, Any] | None, config: SearchConfig, splits: Any, run_dir: Path
-) -> None:
+) -> dict[str, str]:
     """AutoaugError unless the store, the checkpoint, the config and the data all belong to one
     search. The first run records the config's meaning and a fingerprint of the data; every
     resume compares (issue #12: a replaced npz file or a seed edited in config.toml would
-    otherwise mix two searches in one store)."""
+    otherwise mix two searches in one store). The checkpoint carries the same two (issue #23: one
+    copied from another search would resume with that search's controller): returned, for it."""
     if state is not None:
         finished = store.completed_count()
         if finished < state["step"]:
@@ -394,6 +401,15 @@ def _check_same_search(
             f"recorded {recorded[7:19]}..., now {data[7:19]}...); the data behind the dataset "
             "spec changed: restore it, or use another --out for a new search"
         )
+    if state is not None:  # a checkpoint written before it carried its identity has neither key
+        path = run_dir / CHECKPOINT_FILENAME
+        if "search_config" in state and state["search_config"] != identity:
+            check_identity(str(state["search_config"]), config, path, holder="checkpoint")
+        if "dataset_fingerprint" in state and state["dataset_fingerprint"] != data:
+            raise AutoaugError(f"checkpoint {path} belongs to a search on other data than this run directory's "
+                               "(its data fingerprint differs): it was copied from another search; delete it to "
+                               "replay this search from its trial store")
+    return {"search_config": identity, "dataset_fingerprint": data}
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
