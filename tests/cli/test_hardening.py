@@ -29,17 +29,6 @@ CIFAR10_POLICY = REPO / "policies" / "autoaugment-cifar10.json"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _fails(capsys, argv: list[str], *fragments: str) -> str:
-    assert cli.main(argv) == 2
-    captured = capsys.readouterr()
-    err = captured.err
-    assert err.count("\n") == 1 and err.startswith(f"autoaug {argv[0]}: error: "), err
-    assert len(err) < 600, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
-
-
 # --- 1. special files as outputs --------------------------------------------------------------
 
 
@@ -88,10 +77,10 @@ def test_a_fifo_gets_the_same_bytes_as_a_file(tmp_path, capsys, argv, name) -> N
     assert received == [(tmp_path / name).read_bytes()]
 
 
-def test_a_directory_as_the_output_is_refused(tmp_path, capsys) -> None:
-    _fails(capsys, ["export-albumentations", "autoaugment-cifar10", "--out", str(tmp_path)],
+def test_a_directory_as_the_output_is_refused(tmp_path, cli_fails) -> None:
+    cli_fails(["export-albumentations", "autoaugment-cifar10", "--out", str(tmp_path)],
            "it is a directory; expected a file name, a character device or a pipe")
-    _fails(capsys, ["show", "autoaugment-cifar10", "--out", str(tmp_path)], "it is a directory")
+    cli_fails(["show", "autoaugment-cifar10", "--out", str(tmp_path)], "it is a directory")
 
 
 # --- 2. "valid" means "runs" ------------------------------------------------------------------
@@ -147,10 +136,10 @@ _PAD_IF_NEEDED = _policy_doc({"__class_fullname__": "PadIfNeeded", "p": 0.5, "mi
     (_PAD_IF_NEEDED, "(made so by PadIfNeeded)"),
     (_one(A.Normalize()), "float32 arrays of shape (32, 32, 3) (made so by Normalize); expected uint8 32x32"),
 ])
-def test_validate_runs_the_whole_pipeline(tmp_path, capsys, doc, fragment) -> None:
+def test_validate_runs_the_whole_pipeline(tmp_path, cli_fails, doc, fragment) -> None:
     path = tmp_path / "p.albumentations.json"
     path.write_text(json.dumps(doc))
-    _fails(capsys, ["validate", str(path)], fragment)
+    cli_fails(["validate", str(path)], fragment)
 
 
 def test_validate_checks_at_the_image_size_asked_for(tmp_path, capsys) -> None:
@@ -160,10 +149,10 @@ def test_validate_checks_at_the_image_size_asked_for(tmp_path, capsys) -> None:
     assert "valid" in capsys.readouterr().out
 
 
-def test_show_refuses_a_policy_file_that_gives_floats(tmp_path, capsys) -> None:
+def test_show_refuses_a_policy_file_that_gives_floats(tmp_path, cli_fails) -> None:
     path = tmp_path / "p.albumentations.json"
     path.write_text(json.dumps(_one(A.Normalize())))
-    _fails(capsys, ["show", str(path), "--out", str(tmp_path / "g.png")], "(made so by Normalize)")
+    cli_fails(["show", str(path), "--out", str(tmp_path / "g.png")], "(made so by Normalize)")
     assert not (tmp_path / "g.png").exists()
 
 
@@ -172,7 +161,7 @@ def test_show_refuses_a_policy_file_that_gives_floats(tmp_path, capsys) -> None:
     (20, "(3, 20, 20) (made so by RandomCrop); expected float32 (3, 16, 16)"),
     (16, "(3, 40, 40) (made so by Pad)"),  # no crop at all: refused as read, at the default 32x32
 ])
-def test_train_checks_the_pipeline_at_the_data_size_before_any_worker(tmp_path, capsys, tiny_npz, crop,
+def test_train_checks_the_pipeline_at_the_data_size_before_any_worker(tmp_path, cli_fails, tiny_npz, crop,
                                                                        fragment) -> None:
     doc = _train_doc(crop)
     if crop == 16:
@@ -180,7 +169,7 @@ def test_train_checks_the_pipeline_at_the_data_size_before_any_worker(tmp_path, 
                                           if t["__class_fullname__"] != "RandomCrop"]
     path = tmp_path / "p.train.albumentations.json"
     path.write_text(json.dumps(doc))
-    _fails(capsys, ["train", "--policy", str(path), "--augment", "albumentations", "--dataset",
+    cli_fails(["train", "--policy", str(path), "--augment", "albumentations", "--dataset",
                     f"npz:{tiny_npz}", "--out", str(tmp_path / "run"), "--set", "child.epochs=1"], fragment)
     assert not (tmp_path / "run" / "seed-0").exists()
 
@@ -194,20 +183,20 @@ def test_train_checks_the_pipeline_at_the_data_size_before_any_worker(tmp_path, 
     ["data", "info", "folder:~nosuchuser/images"],
     ["data", "info", "cifar10:~nosuchuser/cifar"],
 ])
-def test_a_home_directory_of_no_user(capsys, argv) -> None:
-    _fails(capsys, argv, "'~nosuchuser' names no user with a home directory")
+def test_a_home_directory_of_no_user(cli_fails, argv) -> None:
+    cli_fails(argv, "'~nosuchuser' names no user with a home directory")
 
 
-def test_names_too_long(tmp_path, capsys) -> None:
-    err = _fails(capsys, ["validate", str(tmp_path / ("p" * 5000 + ".json"))], "File name too long",
+def test_names_too_long(tmp_path, cli_fails) -> None:
+    err = cli_fails(["validate", str(tmp_path / ("p" * 5000 + ".json"))], "File name too long",
                  "(50")
     assert "p" * 200 not in err
-    _fails(capsys, ["export-albumentations", "autoaugment-cifar10", "--out", str(tmp_path / ("o" * 300))],
+    cli_fails(["export-albumentations", "autoaugment-cifar10", "--out", str(tmp_path / ("o" * 300))],
            "File name too long")
 
 
-def test_an_image_size_beyond_memory(tmp_path, capsys, tiny_npz) -> None:
-    _fails(capsys, ["data", "info", f"npz:{tiny_npz}", "--image-size", "1000000"],
+def test_an_image_size_beyond_memory(tmp_path, cli_fails, tiny_npz) -> None:
+    cli_fails(["data", "info", f"npz:{tiny_npz}", "--image-size", "1000000"],
            "GiB, more than half of the", "this machine has available; expected a smaller --image-size")
 
 
@@ -221,16 +210,16 @@ def _folder(root: Path, splits: tuple[str, ...] = ("train", "test")) -> Path:
     return root
 
 
-def test_an_empty_val_folder(tmp_path, capsys) -> None:
+def test_an_empty_val_folder(tmp_path, cli_fails) -> None:
     root = _folder(tmp_path / "images")
     (root / "val").mkdir()
-    _fails(capsys, ["data", "info", f"folder:{root}"], "the val folder", "holds no class folders")
+    cli_fails(["data", "info", f"folder:{root}"], "the val folder", "holds no class folders")
 
 
-def test_a_nul_in_a_toml_string(tmp_path, capsys) -> None:
+def test_a_nul_in_a_toml_string(tmp_path, cli_fails) -> None:
     path = tmp_path / "c.toml"
     path.write_text('out = "\\u0000"\n')
-    _fails(capsys, ["search", "--config", str(path)], "out = '\\x00' holds a NUL character")
+    cli_fails(["search", "--config", str(path)], "out = '\\x00' holds a NUL character")
 
 
 def test_a_closed_pipe_on_stdout(tmp_path) -> None:
@@ -245,37 +234,37 @@ def test_a_closed_pipe_on_stdout(tmp_path) -> None:
                            "(a broken pipe)\n")
 
 
-def test_a_long_policy_spec_gives_a_short_error(capsys) -> None:
+def test_a_long_policy_spec_gives_a_short_error(cli_fails) -> None:
     spec = "randaugment:N=2,M=9,ops=" + "ShearX+" * 700 + "Foo"
-    err = _fails(capsys, ["validate", spec], "unknown op 'Foo'", "characters)")
+    err = cli_fails(["validate", spec], "unknown op 'Foo'", "characters)")
     assert len(err) < 400
 
 
 # --- 5. wrongly accepted values ---------------------------------------------------------------
 
 
-def test_a_key_given_twice_in_a_json_object(tmp_path, capsys) -> None:
+def test_a_key_given_twice_in_a_json_object(tmp_path, cli_fails) -> None:
     text = CIFAR10_POLICY.read_text().replace('"prob": 0.1', '"prob": 0.1, "prob": 0.9', 1)
     assert text != CIFAR10_POLICY.read_text()
     path = tmp_path / "p.json"
     path.write_text(text)
-    _fails(capsys, ["validate", str(path)], "key 'prob' appears twice in one object")
+    cli_fails(["validate", str(path)], "key 'prob' appears twice in one object")
 
 
-def test_a_string_in_toml_where_an_int_belongs(tmp_path, capsys) -> None:
+def test_a_string_in_toml_where_an_int_belongs(tmp_path, cli_fails) -> None:
     path = tmp_path / "c.toml"
     path.write_text('budget = "4"\n')
-    _fails(capsys, ["search", "--config", str(path), "--print-config"], "budget expects int, got '4'")
+    cli_fails(["search", "--config", str(path), "--print-config"], "budget expects int, got '4'")
 
 
 @pytest.mark.parametrize("value", ["٤", "４", "1_0"])
-def test_digits_that_are_not_ascii(capsys, value) -> None:
-    _fails(capsys, ["search", "--set", f"budget={value}", "--print-config"], "budget expects int")
+def test_digits_that_are_not_ascii(cli_fails, value) -> None:
+    cli_fails(["search", "--set", f"budget={value}", "--print-config"], "budget expects int")
 
 
-def test_more_density_folds_than_the_data_holds(tmp_path, capsys, tiny_npz) -> None:
+def test_more_density_folds_than_the_data_holds(tmp_path, cli_fails, tiny_npz) -> None:
     out = tmp_path / "run"
-    _fails(capsys, ["search", "--out", str(out), "--no-progress", "--set", f"dataset=npz:{tiny_npz}",
+    cli_fails(["search", "--out", str(out), "--no-progress", "--set", f"dataset=npz:{tiny_npz}",
                     "reward.kind=density", "reward.folds=10000", "train_subset=none", "val_subset=none",
                     "child.batch_size=8"],
            "reward.folds = 10000 is more than the child-train set's largest class holds (12 images of 36",

@@ -237,27 +237,18 @@ def test_store_fault_messages_stay_one_line_in_a_live_store(copy) -> None:
 # --- issue #23: the store and the checkpoint are input too ------------------------------------
 
 
-def _cli_fails(capsys, argv: list[str], *fragments: str) -> str:
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"autoaug {argv[0]}: error: "), err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
-
-
 @pytest.mark.parametrize("value, fragment", [
     (None, "column reward: expected a finite number (the trial is done), got None"),
     ("'abc'", "column reward: expected a finite number (the trial is done), got 'abc'"),
     ("9e999", "column reward: expected a finite number (the trial is done), got inf"),
 ])
-def test_a_bad_reward_in_the_store_is_refused_by_resume_and_export(copy, capsys, value, fragment) -> None:
+def test_a_bad_reward_in_the_store_is_refused_by_resume_and_export(copy, cli_fails, value, fragment) -> None:
     run, _ = copy
     with sqlite3.connect(run / STORE_FILENAME) as conn:
         conn.execute(f"UPDATE trials SET reward = {'NULL' if value is None else value} WHERE id = 2")
     before = _snapshot(run)
-    _cli_fails(capsys, ["search", "--out", str(run), "--no-progress", "--budget", "6"], "row id 2", fragment)
-    _cli_fails(capsys, ["export", str(run), "--reevaluate-top", "0", "--out", "p.json"], "row id 2", fragment)
+    cli_fails(["search", "--out", str(run), "--no-progress", "--budget", "6"], "row id 2", fragment)
+    cli_fails(["export", str(run), "--reevaluate-top", "0", "--out", "p.json"], "row id 2", fragment)
     assert _snapshot(run) == before and not Path("p.json").exists()
 
 
@@ -274,7 +265,7 @@ def test_other_wrong_types_in_the_store_name_row_and_column(copy, column, value,
     _refused(run, data, f"row id 3, {fragment}")
 
 
-def test_a_checkpoint_of_another_search_is_refused(copy, capsys) -> None:
+def test_a_checkpoint_of_another_search_is_refused(copy) -> None:
     run, data = copy
     kept = _rows(run)
     run_search(_config(Path("other"), data, "seed=1"), progress=False)
@@ -286,20 +277,20 @@ def test_a_checkpoint_of_another_search_is_refused(copy, capsys) -> None:
     _resumes(run, data, kept)
 
 
-def test_a_damaged_store_header_is_not_called_read_only(copy, capsys) -> None:
+def test_a_damaged_store_header_is_not_called_read_only(copy, cli_fails) -> None:
     run, data = copy
     with open(run / STORE_FILENAME, "r+b") as handle:  # byte 18: the file format write version
         handle.seek(18)
         handle.write(bytes([0x7F]))
     _refused(run, data, r"trials.sqlite is damaged \(SQLite: the file header is damaged: format versions 127 "
                         r"and 2 at bytes 18-19")
-    _cli_fails(capsys, ["export", str(run), "--reevaluate-top", "0"], "is damaged", "bytes 18-19")
+    cli_fails(["export", str(run), "--reevaluate-top", "0"], "is damaged", "bytes 18-19")
 
 
-def test_a_plain_pickle_checkpoint_gives_one_line(copy, capsys) -> None:
+def test_a_plain_pickle_checkpoint_gives_one_line(copy, cli_fails) -> None:
     run, _ = copy
     (run / CHECKPOINT_FILENAME).write_bytes(pickle.dumps({"step": 4}, protocol=4))
-    _cli_fails(capsys, ["search", "--out", str(run), "--no-progress", "--budget", "6"],
+    cli_fails(["search", "--out", str(run), "--no-progress", "--budget", "6"],
                "it holds objects other than tensors and plain data")
 
 
