@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 
-from autoaug.errors import AutoaugError, shown
+from autoaug.errors import AutoaugError, cut, shown
 
 STORE_FILENAME = "trials.sqlite"
 
@@ -535,6 +535,7 @@ class _Connection:
 
 
 def _damaged(path: Path, detail: str) -> str:
+    detail = cut(" ".join(detail.split()), 200)  # quick_check's report spans lines
     return (
         f"trial store {path} is damaged (SQLite: {detail}); keep a copy of it: `sqlite3 {path} "
         ".recover` may save its finished trials; or start a new search with another --out"

@@ -348,8 +348,9 @@ def check_runs(pipeline: Any, where: str, size: tuple[int, int] | None = None) -
     input's shape, a train / eval pipeline (ending in ToTensorV2) float32 (3, H, W) tensors.
 
     Every transform fires (p forced to 1), and the draws walk every branch: draw k takes branch
-    k of each OneOf, SomeOf / RandomOrder draw their subsets. The error names the transform to
-    blame and what it produced.
+    k of each OneOf, SomeOf / RandomOrder draw their subsets. A transform that runs only on some
+    draws must keep the image's size and dtype. The error names the transform to blame and what
+    it produced.
     """
     h, w = size or implied_size(pipeline)
     image = ((np.arange(h * w * 3) * 7) % 256).astype(np.uint8).reshape(h, w, 3)  # (H, W, C)
@@ -384,21 +385,30 @@ class _Run:
         self.sized_by: str | None = None  # the last transform that set the image size
         self.typed_by: str | None = None  # the last transform that changed the dtype
 
-    def flow(self, t: Any, image: Any) -> Any:
+    def flow(self, t: Any, image: Any, optional: bool = False, forced: bool = False) -> Any:
+        """`image` through `t` (every transform fires). `optional`: `t` runs only on some draws
+        (a p < 1 above it, a SomeOf's choice), so it must keep the image's size and dtype, or the
+        pipeline's output would depend on the draw; `forced`: OneOf runs its choice whatever its p."""
         name = type(t).__name__
+        optional = optional or (not forced and t.p < 1)
         if isinstance(t, (A.Compose, A.Sequential, A.OneOf, A.SomeOf)):  # RandomOrder is a SomeOf
             children = list(t.transforms)
             if isinstance(t, A.OneOf):
-                children = children[self.draw % len(children):][:1]
+                children = children[self.draw % len(children):][:1] if children else []
             elif isinstance(t, A.SomeOf):
                 n = t.n
                 if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= (len(children) if not t.replace else 10**3):
                     raise PolicyError(f"{self.where}: {name} has n = {shown(n)}; expected an integer in "
                                       f"0..{len(children)} (how many of its transforms to apply)")
-                picked = self.rng.choice(len(children), size=n, replace=t.replace)
+                # Which ones run, and for RandomOrder in which order, depends on the draw.
+                optional = optional or t.replace or n < len(children) or isinstance(t, A.RandomOrder)
+                # Draw k starts at member k: over the draws every member runs at least once.
+                picked = [(self.draw + j) % len(children) for j in range(n)] if children else []
+                if isinstance(t, A.RandomOrder):
+                    picked = list(self.rng.permutation(picked))
                 children = [children[i] for i in (picked if isinstance(t, A.RandomOrder) else sorted(picked))]
             for child in children:
-                image = self.flow(child, image)
+                image = self.flow(child, image, optional, forced=isinstance(t, A.OneOf))
             return image
         if self.tensor_from is not None:
             raise PolicyError(f"{self.where}: {name} runs after {self.tensor_from} and would get a tensor; "
@@ -417,6 +427,11 @@ class _Run:
         finally:
             if isinstance(t, SamplePairing):
                 t.image_pool = pool
+        same = isinstance(out, np.ndarray) and out.shape == image.shape and out.dtype == image.dtype
+        if optional and not same:
+            raise PolicyError(f"{self.where}: {name} runs only on some draws (its p or a OneOf / SomeOf above it) "
+                              f"and turns {_described(image)} into {_described(out)}; expected a transform that "
+                              "may not run to keep the image's size and dtype")
         if isinstance(out, torch.Tensor) and isinstance(t, ToTensorV2):
             self.tensor_from = name
             return out
