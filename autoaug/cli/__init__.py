@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 
 from autoaug.cli import data, ensemble, policy, randaugment, search, train
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away shows up here, not at exit
         return code
     except BrokenPipeError:  # `autoaug validate P | head -1`: whoever read stdout stopped reading
+        if not _stdout_closed():
+            raise  # another pipe (a worker's): a bug, with its traceback
         _silence_stdout()
         print(f"autoaug {args.command}: error: standard output was closed before the command "
               "finished (a broken pipe)", file=sys.stderr)
@@ -53,6 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"autoaug {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its write end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor (captured), no poll (Windows)
+        return True
 
 
 def _silence_stdout() -> None:

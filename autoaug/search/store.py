@@ -220,7 +220,7 @@ class TrialStore:
                 raise AutoaugError(f"{self.path} is not an autoaug trial store "
                                    f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})")
             version = meta.get("schema_version", "")
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit()):
                 raise AutoaugError(
                     f"trial store {self.path} has schema version {version!r}, expected an integer"
                 )

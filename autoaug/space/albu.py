@@ -347,10 +347,10 @@ def check_runs(pipeline: Any, where: str, size: tuple[int, int] | None = None) -
     "valid" means "runs") and gives what its kind must: a policy pipeline uint8 images of the
     input's shape, a train / eval pipeline (ending in ToTensorV2) float32 (3, H, W) tensors.
 
-    Every transform fires (p forced to 1), and the draws walk every branch: draw k takes branch
-    k of each OneOf, SomeOf / RandomOrder draw their subsets. A transform that runs only on some
-    draws must keep the image's size and dtype. The error names the transform to blame and what
-    it produced.
+    Every transform that can fire fires (p forced to 1; p = 0 never runs), and the draws walk
+    every branch: draw k takes branch k of each OneOf, and a SomeOf / RandomOrder its members from
+    k on. A transform that runs only on some draws must keep the image's size and dtype. The
+    error names the transform to blame and what it produced.
     """
     h, w = size or implied_size(pipeline)
     image = ((np.arange(h * w * 3) * 7) % 256).astype(np.uint8).reshape(h, w, 3)  # (H, W, C)
@@ -390,6 +390,8 @@ class _Run:
         (a p < 1 above it, a SomeOf's choice), so it must keep the image's size and dtype, or the
         pipeline's output would depend on the draw; `forced`: OneOf runs its choice whatever its p."""
         name = type(t).__name__
+        if not forced and t.p <= 0:
+            return image  # never runs
         optional = optional or (not forced and t.p < 1)
         if isinstance(t, (A.Compose, A.Sequential, A.OneOf, A.SomeOf)):  # RandomOrder is a SomeOf
             children = list(t.transforms)

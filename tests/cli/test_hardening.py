@@ -128,12 +128,15 @@ _PAD_IF_NEEDED = _policy_doc({"__class_fullname__": "PadIfNeeded", "p": 0.5, "mi
     (_train_doc(40), "the pipeline gives float32 tensors of shape (3, 40, 40) (made so by RandomCrop); "
                      "expected float32 (3, 32, 32) tensors"),
     (_moved_to_tensor(_train_doc()), "RandomCrop runs after ToTensorV2 and would get a tensor"),
-    (_RANDOM_ORDER, "runs after ToTensorV2 and would get a tensor"),
+    (_RANDOM_ORDER, "runs only on some draws (its p or a OneOf / SomeOf above it)"),
     (_with(_one(A.SomeOf([A.HorizontalFlip(), A.VerticalFlip()], n=1)), 0, n=-1), "SomeOf has n = -1"),
-    (_with(_one(A.Affine(rotate=30, p=0.5)), 0, fit_output="1"), "(made so by Affine)"),
-    (_one(A.Resize(20, 20, p=0.5)), "uint8 arrays of shape (20, 20, 3) (made so by Resize)"),
-    (_one(A.LongestMaxSize(40, p=0.5)), "(made so by LongestMaxSize)"),
-    (_PAD_IF_NEEDED, "(made so by PadIfNeeded)"),
+    (_with(_one(A.Affine(rotate=30, p=0.5)), 0, fit_output="1"),
+     "Affine runs only on some draws (its p or a OneOf / SomeOf above it) and turns uint8 arrays of shape "
+     "(32, 32, 3) into uint8 arrays of shape (46, 46, 3); expected a transform that may not run to keep"),
+    (_one(A.Resize(20, 20, p=1.0)), "uint8 arrays of shape (20, 20, 3) (made so by Resize)"),
+    (_one(A.Resize(20, 20, p=0.5)), "Resize runs only on some draws"),
+    (_one(A.LongestMaxSize(40, p=0.5)), "LongestMaxSize runs only on some draws"),
+    (_PAD_IF_NEEDED, "PadIfNeeded runs only on some draws"),
     (_one(A.Normalize()), "float32 arrays of shape (32, 32, 3) (made so by Normalize); expected uint8 32x32"),
 ])
 def test_validate_runs_the_whole_pipeline(tmp_path, cli_fails, doc, fragment) -> None:
