@@ -235,6 +235,14 @@ def _check_fits(count: int, image_size: int | None, where: str) -> None:
 
 
 def _available_memory() -> int | None:
+    """Bytes this machine can give without swapping: Linux's MemAvailable (free memory plus the
+    page cache it can drop), else the free pages, else None (unknown: not checked)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # a platform without these names (Windows)
