@@ -6,6 +6,7 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -38,3 +39,16 @@ def shown(value: Any) -> str:
     except (ValueError, RecursionError):  # an int beyond Python's digit limit, or too deep
         return f"a {type(value).__name__} too large to print"
     return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
+
+
+def cut(text: str, limit: int = 120) -> str:
+    """`text` cut to `limit` characters, its head and tail kept (a 5,000-character path or spec)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-(limit // 3):]} ({len(text)} characters)"
+
+
+def one_line(message: str) -> str:
+    """An error message as the CLI prints it: one line, every word longer than a line cut with
+    `cut` (a long value that reached a message unshortened)."""
+    return re.sub(r"\S{160,}", lambda m: cut(m.group()), " ".join(message.splitlines()))

@@ -24,6 +24,7 @@ import difflib
 import json
 import math
 import os
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -171,7 +172,13 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         hint = inner
-    from_text = isinstance(value, str) and hint is not str
+    # Only --set values are text to parse; a TOML file states its types (`budget = "4"` is a
+    # string where an int belongs, issue #23), and only ASCII digits make a number (int() and
+    # float() would also read "٤" or "1_0").
+    from_text = isinstance(value, _OverrideText) and hint is not str
+    if from_text and not value.isascii():
+        raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])} "
+                          f"written in ASCII, got {shown(str(value))} ({where})")
     try:
         if hint is bool:
             if from_text and value.strip().lower() in ("true", "false"):
@@ -180,7 +187,7 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
                 return value
         elif hint is int:
             if from_text:
-                value = int(value.strip())
+                value = int(value) if re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) else value
             if isinstance(value, int) and not isinstance(value, bool):
                 if not -_INT_LIMIT <= value < _INT_LIMIT:
                     raise ConfigError(f"{key} = {shown(value)} is out of range: expected "
@@ -197,14 +204,21 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
                 raise ConfigError(f"{key} must be a finite number, got {shown(value)} ({where})")
             return parsed
         elif hint is str:
+            if isinstance(value, str) and "\x00" in value:  # no path or name holds one; open() refuses it
+                raise ConfigError(f"{key} = {shown(str(value))} holds a NUL character; expected text without "
+                                  f"one ({where})")
             if isinstance(value, str):
-                return value
+                return str(value)
         else:  # pragma: no cover - a field type this loader does not know yet
             raise ConfigError(f"{key}: fields of type {hint} cannot be configured")
     except (ValueError, OverflowError):
         pass
     raise ConfigError(f"{key} expects {_type_name(hint if not args else typing.Optional[hint])}, "
                       f"got {shown(value)} ({where})")
+
+
+class _OverrideText(str):
+    """The value of a `--set key=value`: text to parse as the key's type (a TOML value is not)."""
 
 
 def load_settings(
@@ -238,7 +252,7 @@ def load_settings(
     for item in overrides:
         key, value = _parse_override(item)
         label = item if item.isprintable() and len(item) <= 80 else shown(item)
-        raw[key] = (value, f"--set {label}")
+        raw[key] = (_OverrideText(value), f"--set {label}")
     keys = set(valid_keys(cls))
     tables = _tables(cls)
     values: dict[str, dict[str, Any]] = {"": {}, **{t: {} for t in tables}}

@@ -46,3 +46,21 @@ def tiny_npz(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_data(tiny_npz):
     return prepare(load_splits(f"npz:{tiny_npz}"), "cpu")
+
+
+@pytest.fixture
+def cli_fails(capsys):
+    """`cli_fails(argv, *fragments)`: run the command line in-process and check that it failed
+    as a user mistake must: exit code 2 and one line on stderr holding every fragment (returned)."""
+    from autoaug import cli
+
+    def fails(argv: list[str], *fragments: str) -> str:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"autoaug {argv[0]}: error: "), err
+        assert len(err) < 600, err
+        for fragment in fragments:
+            assert fragment in err, err
+        return err
+
+    return fails

@@ -11,10 +11,12 @@ is printed as one line and exits with code 2; nothing else is caught.
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 
 from autoaug.cli import data, ensemble, policy, randaugment, search, train
-from autoaug.errors import AutoaugError
+from autoaug.errors import AutoaugError, one_line
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (policy, data, search, train, randaugment, ensemble)
@@ -38,13 +40,43 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows up here, not at exit
+        return code
+    except BrokenPipeError:  # `autoaug validate P | head -1`: whoever read stdout stopped reading
+        if not _stdout_closed():
+            raise  # another pipe (a worker's): a bug, with its traceback
+        _silence_stdout()
+        print(f"autoaug {args.command}: error: standard output was closed before the command "
+              "finished (a broken pipe)", file=sys.stderr)
+        return 2
     except AutoaugError as err:
-        print(f"autoaug {args.command}: error: {err}", file=sys.stderr)
+        print(f"autoaug {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"autoaug {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone (poll reports an error on its write end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no descriptor (captured), no poll (Windows)
+        return True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at os.devnull, so that Python's flush at exit does not hit the broken pipe
+    again (and print a second error)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
 
 
 if __name__ == "__main__":

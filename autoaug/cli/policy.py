@@ -10,6 +10,8 @@ from typing import Any
 import cv2
 
 from autoaug.errors import AutoaugError
+from autoaug.files import atomic_write, shown_path
+from autoaug.space.albu import DEFAULT_SIZE, check_runs
 from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentations
 from autoaug.space.pipeline import PIPELINES, save_pipeline
 from autoaug.space.render import render_grid
@@ -18,11 +20,16 @@ from autoaug.training.data import load
 from autoaug.training.pipelines import export_pipeline
 
 DEFAULT_DATASET = "cifar10-reduced"
+MAX_CHECK_SIZE = 4096  # validate's sample images: a 4096x4096 RGB image is 48 MiB
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.image_size < 1 or args.image_size > MAX_CHECK_SIZE:
+        raise AutoaugError(f"--image-size: expected pixels in 1..{MAX_CHECK_SIZE}, got {args.image_size}")
     resolved = resolve(args.policy)
     if isinstance(resolved.augmenter, AlbumentationsFile):
+        # The whole pipeline runs on images of the size it is meant for (issue #23).
+        check_runs(resolved.augmenter.pipeline, args.policy, (args.image_size, args.image_size))
         for note in resolved.augmenter.warnings:
             print(f"warning: {note}", file=sys.stderr)
     print(f"{args.policy}: valid")
@@ -41,11 +48,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise AutoaugError(f"--samples: expected a positive number, got {args.samples}")
     policy = resolve_policy(args.policy)
     images, _ = load(args.dataset, "test")
+    if isinstance(policy, AlbumentationsFile):
+        check_runs(policy.pipeline, args.policy, images.shape[1:3])
     grid = render_grid(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
-        raise AutoaugError(f"{out}: could not write the image (expected a writable path ending in .png)")
+    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise AutoaugError(f"{shown_path(out)}: could not encode the grid as PNG")
+    atomic_write(out, lambda handle: handle.write(png.tobytes()), "image")
     print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
     return 0
 
@@ -91,6 +101,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("validate", help="check a policy file and summarise it")
     p.add_argument("policy", help="a policy file or one of: " + ", ".join(NAMES[:-1]))
+    p.add_argument("--image-size", type=int, default=DEFAULT_SIZE[0], metavar="PIXELS",
+                   help="an albumentations file runs whole on square images of this size and must give "
+                   f"what its kind gives (default {DEFAULT_SIZE[0]}, the size of {DEFAULT_DATASET})")
     p.set_defaults(func=cmd_validate)
 
     p = subparsers.add_parser("show", help="draw a grid of what a policy does to real images")

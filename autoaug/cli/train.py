@@ -15,8 +15,8 @@ import torch
 from tqdm import tqdm
 
 from autoaug.cli.common import add_child_arguments, child_config
-from autoaug.errors import ConfigError
-from autoaug.files import save_json
+from autoaug.errors import AutoaugError, ConfigError
+from autoaug.files import atomic_write, save_json, shown_path
 from autoaug.space import randaugment
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import NAMES, resolve
@@ -100,7 +100,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         augment, warning = albumentations_file(resolved, data, config, args.workers, splits.train_x, out)
         if warning:
             print(warning, file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where the directory goes, a name too long
+        raise AutoaugError(f"cannot use --out {shown_path(out)}: {err.strerror or err}; expected a directory") from None
 
     if args.adaptive_m:  # checked before any training: RandAugment, batched torch path, step >= 0
         if args.augment != "torch":
@@ -133,7 +136,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             test_acc = accuracy(test_proba, test_labels)
             writer.add_scalar("test/acc", test_acc, config.epochs)
         bar.close()
-        torch.save(model.state_dict(), seed_dir / "model.pt")
+        atomic_write(seed_dir / "model.pt", lambda handle: torch.save(model.state_dict(), handle), "model")
         # outputs.json + outputs.npz (test softmax): what `autoaug ensemble` reads.
         save_outputs(
             seed_dir, val_acc=val_acc, test_proba=test_proba, test_labels=test_labels, seed=seed,

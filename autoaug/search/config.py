@@ -281,8 +281,10 @@ def search_identity(config: SearchConfig) -> str:
     return json.dumps({k: v for k, v in flat.items() if k not in RESUMABLE_KEYS}, sort_keys=True)
 
 
-def check_identity(recorded: str, config: SearchConfig, store_path: str | os.PathLike[str]) -> None:
-    """ConfigError if `config` differs from the `search_identity` recorded in a trial store.
+def check_identity(recorded: str, config: SearchConfig, store_path: str | os.PathLike[str],
+                   holder: str = "trial store") -> None:
+    """ConfigError if `config` differs from the `search_identity` recorded in a trial store (or,
+    `holder` "checkpoint", in a checkpoint: one copied from another search, issue #23).
 
     A key the record lacks (one added to autoaug after the run started) counts as its default.
     """
@@ -291,18 +293,20 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
         if not isinstance(old, dict):
             raise ValueError
     except ValueError:
-        raise ConfigError(f"trial store {store_path}: its record of the search's config is not "
-                          "readable JSON; the store is damaged or not from autoaug") from None
+        raise ConfigError(f"{holder} {store_path}: its record of the search's config is not "
+                          f"readable JSON; the {holder} is damaged or not from autoaug") from None
     new = json.loads(search_identity(config))
     default = flat_values(SearchConfig())
     changed = [k for k in new if old.get(k, default.get(k)) != new[k]]
     if changed:
         key = changed[0]
-        raise ConfigError(f"trial store {store_path} holds a search started with {key} = "
+        raise ConfigError(f"{holder} {store_path} holds a search started with {key} = "
                           f"{_shown(old.get(key, default.get(key)))}, but its config now says "
                           f"{_shown(new[key])}{f' (and {len(changed) - 1} more)' if len(changed) > 1 else ''}"
-                          "; was the run directory's config.toml edited? Restore the value, or use another "
-                          "--out for a new search")
+                          + ("; was the run directory's config.toml edited? Restore the value, or use another "
+                             "--out for a new search" if holder == "trial store" else
+                             "; it was copied from another search: delete it to replay this search from its "
+                             "trial store, or put this search's own back"))
 
 
 def _shown(value: Any) -> str:

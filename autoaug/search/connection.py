@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from autoaug.errors import AutoaugError
+from autoaug.errors import AutoaugError, cut
 
 
 class Rows:
@@ -52,6 +52,7 @@ class Connection:
 
 
 def damaged(path: Path, detail: str) -> str:
+    detail = cut(" ".join(detail.split()), 200)  # quick_check's report spans lines
     return (
         f"trial store {path} is damaged (SQLite: {detail}); keep a copy of it: `sqlite3 {path} "
         ".recover` may save its finished trials; or start a new search with another --out"
@@ -84,3 +85,26 @@ class Transaction:
             self._conn.execute("COMMIT")
         elif self._conn.raw.in_transaction:
             self._conn.execute("ROLLBACK")
+
+
+# The header fields SQLite reads before anything else: the magic string, and the file format
+# write / read versions at bytes 18 and 19 (1 = rollback journal, 2 = WAL). A version SQLite does
+# not know makes it open the file read-only, which would be reported as a permission problem.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_header(path: Path) -> None:
+    """AutoaugError if the SQLite file at `path` has a damaged header (a missing or non-SQLite
+    file passes: SQLite tells those apart when it opens them)."""
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise AutoaugError(f"cannot read trial store {path}: {err.strerror or err}") from None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        return  # empty (a new store) or not SQLite at all: told apart when it is opened
+    if header[18] not in (1, 2) or header[19] not in (1, 2):
+        raise AutoaugError(damaged(path, f"the file header is damaged: format versions {header[18]} and "
+                                          f"{header[19]} at bytes 18-19, expected 1 or 2"))

@@ -62,6 +62,12 @@ class DensityTask(ChildTask):
                           sort_keys=True)
 
 
+def _listed(numbers: list[int]) -> str:
+    """Fold numbers for a log line, at most 10 of them shown."""
+    text = ", ".join(map(str, numbers[:10]))
+    return text if len(numbers) <= 10 else f"{text}, ... ({len(numbers)} folds)"
+
+
 def fold_seed(search_seed: int, k: int) -> int:
     """The training seed of fold model k of a search seeded `search_seed`."""
     return derive_seed(search_seed, "density-fold", k)
@@ -126,7 +132,7 @@ def ensure_fold_models(
     every fold model's clean held-out accuracy."""
     missing = [k for k in range(task.folds) if read_fold(task, k, fold_seed(search_seed, k)) is None]
     if missing:
-        log(f"density reward: training fold models {', '.join(map(str, missing))} of {task.folds}")
+        log(f"density reward: training fold models {_listed(missing)} of {task.folds}")
         # Negative ids: these are not trials, and ids only need to be unique within one run().
         tasks = [Task(-1 - k, {"fold": k}, fold_seed(search_seed, k)) for k in missing]
         for result in pool.run(tasks):

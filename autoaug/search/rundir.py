@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,7 +63,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about a plain-pickle file before refusing it; the refusal is our one line.
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise AutoaugError(
             f"checkpoint {path} cannot be read: {_checkpoint_problem(err)}; the trial store next "
@@ -155,6 +159,8 @@ class OpenedSearch(NamedTuple):
     """The round to start from (0, or the round after the checkpointed update)."""
     requeued: int
     """Trials a killed run left running, pending again."""
+    identity: dict[str, str]
+    """The search's config and data fingerprint, which every checkpoint carries (issue #23)."""
 
 
 @contextlib.contextmanager
@@ -182,10 +188,10 @@ def open_search(config: SearchConfig, splits: Splits) -> Iterator[OpenedSearch]:
         saved_path = run_dir / CONFIG_FILENAME
         if saved_path.is_file():
             check_resume(load_config(saved_path, complete=True), config, run_dir)
-        _check_same_search(store, state, config, splits, run_dir)
+        identity = _check_same_search(store, state, config, splits, run_dir)
         save_config(config, saved_path)  # records a grown budget or new devices
         requeued = store.requeue_running()  # rows a killed run left running never finished
-        yield OpenedSearch(store, state, 0 if state is None else state["next_round"], requeued)
+        yield OpenedSearch(store, state, 0 if state is None else state["next_round"], requeued, identity)
 
 
 def _make_run_dir(run_dir: Path) -> None:
@@ -213,11 +219,12 @@ def _check_checkpoint(state: dict[str, Any], config: SearchConfig, run_dir: Path
 
 def _check_same_search(
     store: TrialStore, state: dict[str, Any] | None, config: SearchConfig, splits: Splits, run_dir: Path
-) -> None:
+) -> dict[str, str]:
     """AutoaugError unless the store, the checkpoint, the config and the data all belong to one
     search. The first run records the config's meaning and a fingerprint of the data; every
     resume compares (issue #12: a replaced npz file or a seed edited in config.toml would
-    otherwise mix two searches in one store)."""
+    otherwise mix two searches in one store). The checkpoint carries the same two (issue #23: one
+    copied from another search would resume with that search's controller): returned, for it."""
     if state is not None:
         finished = store.completed_count()
         if finished < state["step"]:
@@ -240,3 +247,12 @@ def _check_same_search(
             f"recorded {recorded[7:19]}..., now {data[7:19]}...); the data behind the dataset "
             "spec changed: restore it, or use another --out for a new search"
         )
+    if state is not None:  # a checkpoint written before it carried its identity has neither key
+        path = run_dir / CHECKPOINT_FILENAME
+        if "search_config" in state and state["search_config"] != identity:
+            check_identity(str(state["search_config"]), config, path, holder="checkpoint")
+        if "dataset_fingerprint" in state and state["dataset_fingerprint"] != data:
+            raise AutoaugError(f"checkpoint {path} belongs to a search on other data than this run directory's "
+                               "(its data fingerprint differs): it was copied from another search; delete it to "
+                               "replay this search from its trial store")
+    return {"search_config": identity, "dataset_fingerprint": data}

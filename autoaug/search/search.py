@@ -203,7 +203,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     # A bad dataset fails here, before any directory or worker.
     splits = load_data(config.dataset, config.train_subset, config.val_subset)
     check_child_fits(config, splits)
-    with open_search(config, splits) as (store, state, next_round, requeued):
+    with open_search(config, splits) as (store, state, next_round, requeued, identity):
         sampler = Sampler(config)
         if state is not None:
             sampler.restore(state, run_dir / CHECKPOINT_FILENAME)
@@ -268,7 +268,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     _log_round(writer, step, stats, tokens, failed, store, picture_images, config)
                 save_checkpoint(run_dir / CHECKPOINT_FILENAME, {
                     **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
-                    "next_round": round_ + 1, "step": step,
+                    "next_round": round_ + 1, "step": step, **identity,
                 })
                 tqdm.write(_round_line(round_, config, trials, stats), file=sys.stderr)
                 if not ok:
@@ -313,6 +313,12 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
                           f"set ({train_images} images of {config.dataset}"
                           f"{f' with train_subset = {config.train_subset}' if config.train_subset else ''}); "
                           f"set child.batch_size <= {train_images} or use more images")
+    if config.reward.kind == "density":  # fold k holds out the images of rank k within their class
+        largest = int(np.bincount(np.asarray(splits.train_y)).max())
+        if config.reward.folds > largest:
+            raise ConfigError(f"reward.folds = {config.reward.folds} is more than the child-train set's largest class "
+                              f"holds ({largest} images of {train_images} in {config.dataset}); a fold beyond "
+                              f"that holds no image out: set reward.folds <= {largest}")
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:

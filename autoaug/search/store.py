@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 
-from autoaug.errors import AutoaugError
-from autoaug.search.connection import Connection, Transaction, damaged
+from autoaug.errors import AutoaugError, shown
+from autoaug.search.connection import Connection, Transaction, check_header, damaged
 
 STORE_FILENAME = "trials.sqlite"
 
@@ -164,6 +164,7 @@ class TrialStore:
             # SQLite would open it read-only and fail at the first write, mid-search.
             raise AutoaugError(f"trial store {self.path} is read-only; a search records every trial in it: "
                                "make it writable (chmod u+w) or use another --out")
+        check_header(self.path)
         try:
             conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s, isolation_level=None)
         except sqlite3.Error as err:
@@ -220,7 +221,7 @@ class TrialStore:
                 raise AutoaugError(f"{self.path} is not an autoaug trial store "
                                    f"(meta kind {meta.get('kind')!r}, expected {_STORE_KIND!r})")
             version = meta.get("schema_version", "")
-            if not version.isdigit():
+            if not (version.isascii() and version.isdigit()):
                 raise AutoaugError(
                     f"trial store {self.path} has schema version {version!r}, expected an integer"
                 )
@@ -232,6 +233,9 @@ class TrialStore:
             elif int(version) != SCHEMA_VERSION:
                 raise AutoaugError(f"trial store {self.path} has schema version {version}, expected "
                                    f"{SCHEMA_VERSION}")
+            # Every row is input (issue #23): a value edited or damaged on disk is refused here,
+            # naming its row and column, before a resume or an export acts on any of them.
+            self._select("", ())
 
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2 in place (inside _prepare's transaction): the columns phase, role and
@@ -477,7 +481,7 @@ class TrialStore:
 
     def _select(self, tail: str, params: tuple[Any, ...]) -> list[Trial]:
         cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM trials {tail}", params)
-        return [_decode_row(row) for row in cursor]
+        return [_decode_row(row, self.path) for row in cursor]
 
     def _transaction(self) -> Transaction:
         return Transaction(self._conn)
@@ -526,8 +530,57 @@ def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]
     return spec.key, tokens, payload, spec.seed
 
 
-def _decode_row(row: tuple[Any, ...]) -> Trial:
-    """A row in _COLUMNS order, which is Trial's field order; tokens and payload are JSON."""
-    tokens, payload = row[4], row[5]
-    return Trial(*row[:4], None if tokens is None else tuple(json.loads(tokens)), json.loads(payload),
-                 *row[6:])
+_COLUMN_NAMES = tuple(name.strip() for name in _COLUMNS.split(","))
+_OPTIONAL_TEXT = ("error", "traceback", "worker")
+_OPTIONAL_NUMBERS = ("started", "finished", "duration", "paired")
+
+
+def _decode_row(row: tuple[Any, ...], path: Path) -> Trial:
+    """A row in _COLUMNS order, which is Trial's field order; tokens and payload are JSON. Every
+    value is checked as a value read from a user's file is: AutoaugError naming the row and the
+    column otherwise."""
+    values = dict(zip(_COLUMN_NAMES, row))
+
+    def bad(column: str, expected: str) -> AutoaugError:
+        return AutoaugError(f"trial store {path}: row id {shown(values['id'])}, column {column}: expected "
+                            f"{expected}, got {shown(values[column])}; the store was edited or damaged")
+
+    for column in ("id", "round", "slot", "seed"):
+        value = values[column]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad(column, "an integer >= 0")
+    if not isinstance(values["key"], str) or not values["key"]:
+        raise bad("key", "a non-empty text")
+    for column, allowed in (("status", STATUSES), ("phase", PHASES), ("role", ROLES)):
+        if values[column] not in allowed:
+            raise bad(column, f"one of {', '.join(allowed)}")
+    for column in _OPTIONAL_TEXT:
+        if values[column] is not None and not isinstance(values[column], str):
+            raise bad(column, "text or NULL")
+    for column in ("reward",) + _OPTIONAL_NUMBERS:
+        value = values[column]
+        if value is None and (column != "reward" or values["status"] != "done"):
+            continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = values[column] = float(value)
+        if not isinstance(value, float) or not math.isfinite(value):
+            raise bad(column, "a finite number" + (" (the trial is done)" if column == "reward" else " or NULL"))
+    tokens = values["tokens"]
+    if tokens is not None:
+        tokens = _json_column(values["tokens"], lambda doc: isinstance(doc, list) and all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**31 for t in doc), bad, "tokens",
+            "NULL or a JSON list of integers >= 0")
+        tokens = tuple(tokens)
+    payload = _json_column(values["payload"], lambda doc: isinstance(doc, dict), bad, "payload", "a JSON object")
+    values.update(tokens=tokens, payload=payload)
+    return Trial(**values)
+
+
+def _json_column(text: Any, ok: Any, bad: Any, column: str, expected: str) -> Any:
+    try:
+        doc = json.loads(text) if isinstance(text, str) else None
+    except (ValueError, RecursionError):
+        doc = None
+    if doc is None or not ok(doc):
+        raise bad(column, expected)
+    return doc

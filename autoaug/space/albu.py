@@ -21,7 +21,7 @@ import torch
 from albumentations.core.serialization import SERIALIZABLE_REGISTRY
 from albumentations.pytorch import ToTensorV2
 
-from autoaug.errors import AutoaugError, PolicyError
+from autoaug.errors import AutoaugError, PolicyError, shown
 from autoaug.space import pil_kernels
 
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13  # PIL's SMOOTH filter
@@ -244,13 +244,14 @@ def compose(
 
 # --- reading an albumentations file -----------------------------------------------------------
 
-def load_pipeline(doc: Any, where: str) -> tuple[Any, list[str]]:
+def load_pipeline(doc: Any, where: str, size: tuple[int, int] | None = None) -> tuple[Any, list[str]]:
     """An albumentations pipeline from its parsed JSON `doc` (what `A.load` reads), checked:
     (pipeline, warnings). PolicyError for a document `A.load` refuses (unknown transform,
     missing or mistyped fields), for arguments it would drop with only a warning (a misspelled
     name would silently become the default), for a transform without `p` (it would silently
     become 0.5) and for a `p` that is not a number in [0, 1] (Compose does not check its own).
-    A pipeline in which no transform can ever fire is valid but gets a warning.
+    A pipeline in which no transform can ever fire is valid but gets a warning. The whole pipeline
+    must then run (`check_runs`) on `size` images, by default the size it implies.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -270,6 +271,7 @@ def load_pipeline(doc: Any, where: str) -> tuple[Any, list[str]]:
         if isinstance(t.p, bool) or not isinstance(t.p, (int, float)) or not 0 <= t.p <= 1:  # NaN too
             raise PolicyError(f"{where}: {type(t).__name__} has p = {t.p!r}; expected a number in [0, 1]")
     _try_each(pipeline, where)
+    check_runs(pipeline, where, size)
     notes = []
     if not _can_fire(pipeline):
         notes.append(f"{where}: no transform in this pipeline can ever fire (all p = 0, NoOp or "
@@ -312,6 +314,144 @@ def _try_each(pipeline: Any, where: str) -> None:
             t.p = p
             if isinstance(t, SamplePairing):
                 t.image_pool = pool
+
+
+# Sample images for `check_runs`: at least this many draws, more where a OneOf has more branches.
+_MIN_DRAWS = 4
+# Without a dataset (`validate`, a file read before its data): the size of the default dataset,
+# the embedded reduced CIFAR-10, or the size a train pipeline's RandomCrop names.
+DEFAULT_SIZE = (32, 32)
+
+
+def ends_in_tensor(pipeline: Any) -> bool:
+    """Whether `pipeline` is a train / eval pipeline: its last top-level transform is ToTensorV2."""
+    return isinstance(pipeline, A.BaseCompose) and len(pipeline.transforms) > 0 and \
+        isinstance(pipeline.transforms[-1], ToTensorV2)
+
+
+def implied_size(pipeline: Any) -> tuple[int, int]:
+    """The image size a pipeline is checked at without a dataset: the size the last crop or
+    resize of a train pipeline gives (its RandomCrop crops to its data's size); anything else
+    gets DEFAULT_SIZE."""
+    size = DEFAULT_SIZE
+    if ends_in_tensor(pipeline):
+        for t in walk(pipeline):
+            h, w = getattr(t, "height", None), getattr(t, "width", None)
+            if all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024 for v in (h, w)):
+                size = (h, w)
+    return size
+
+
+def check_runs(pipeline: Any, where: str, size: tuple[int, int] | None = None) -> None:
+    """PolicyError unless the whole `pipeline` runs on (H, W) = `size` RGB images (issue #23:
+    "valid" means "runs") and gives what its kind must: a policy pipeline uint8 images of the
+    input's shape, a train / eval pipeline (ending in ToTensorV2) float32 (3, H, W) tensors.
+
+    Every transform that can fire fires (p forced to 1; p = 0 never runs), and the draws walk
+    every branch: draw k takes branch k of each OneOf, and a SomeOf / RandomOrder its members from
+    k on. A transform that runs only on some draws must keep the image's size and dtype. The
+    error names the transform to blame and what it produced.
+    """
+    h, w = size or implied_size(pipeline)
+    image = ((np.arange(h * w * 3) * 7) % 256).astype(np.uint8).reshape(h, w, 3)  # (H, W, C)
+    composes = [t for t in walk(pipeline) if isinstance(t, A.BaseCompose)]
+    draws = max([_MIN_DRAWS] + [len(t.transforms) for t in composes])
+    tensors = ends_in_tensor(pipeline)
+    for draw in range(draws):
+        run = _Run(where, draw, image)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = run.flow(pipeline, image)
+        if tensors:
+            ok = isinstance(out, torch.Tensor) and out.dtype == torch.float32 and tuple(out.shape) == (3, h, w)
+            expected = f"float32 (3, {h}, {w}) tensors (a train or eval pipeline ends in them)"
+        else:
+            ok = isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == image.shape
+            expected = f"uint8 {h}x{w} RGB images like its input (a policy pipeline changes pixels only)"
+        if not ok:
+            wrong_size = tuple(getattr(out, "shape", ())) not in ((3, h, w), (h, w, 3))
+            blame = run.sized_by if wrong_size and run.sized_by else run.typed_by or run.sized_by
+            raise PolicyError(f"{where}: on {h}x{w} images the pipeline gives {_described(out)}"
+                              f"{f' (made so by {blame})' if blame else ''}; expected {expected}")
+
+
+class _Run:
+    """One draw through a pipeline, transform by transform, remembering whom to blame."""
+
+    def __init__(self, where: str, draw: int, image: np.ndarray) -> None:
+        self.where, self.draw, self.image = where, draw, image
+        self.rng = np.random.default_rng(draw)
+        self.tensor_from: str | None = None  # the ToTensorV2 already run
+        self.sized_by: str | None = None  # the last transform that set the image size
+        self.typed_by: str | None = None  # the last transform that changed the dtype
+
+    def flow(self, t: Any, image: Any, optional: bool = False, forced: bool = False) -> Any:
+        """`image` through `t` (every transform fires). `optional`: `t` runs only on some draws
+        (a p < 1 above it, a SomeOf's choice), so it must keep the image's size and dtype, or the
+        pipeline's output would depend on the draw; `forced`: OneOf runs its choice whatever its p."""
+        name = type(t).__name__
+        if not forced and t.p <= 0:
+            return image  # never runs
+        optional = optional or (not forced and t.p < 1)
+        if isinstance(t, (A.Compose, A.Sequential, A.OneOf, A.SomeOf)):  # RandomOrder is a SomeOf
+            children = list(t.transforms)
+            if isinstance(t, A.OneOf):
+                children = children[self.draw % len(children):][:1] if children else []
+            elif isinstance(t, A.SomeOf):
+                n = t.n
+                if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= (len(children) if not t.replace else 10**3):
+                    raise PolicyError(f"{self.where}: {name} has n = {shown(n)}; expected an integer in "
+                                      f"0..{len(children)} (how many of its transforms to apply)")
+                # Which ones run, and for RandomOrder in which order, depends on the draw.
+                optional = optional or t.replace or n < len(children) or isinstance(t, A.RandomOrder)
+                # Draw k starts at member k: over the draws every member runs at least once.
+                picked = [(self.draw + j) % len(children) for j in range(n)] if children else []
+                if isinstance(t, A.RandomOrder):
+                    picked = list(self.rng.permutation(picked))
+                children = [children[i] for i in (picked if isinstance(t, A.RandomOrder) else sorted(picked))]
+            for child in children:
+                image = self.flow(child, image, optional, forced=isinstance(t, A.OneOf))
+            return image
+        if self.tensor_from is not None:
+            raise PolicyError(f"{self.where}: {name} runs after {self.tensor_from} and would get a tensor; "
+                              "expected ToTensorV2 only as the last transform of the pipeline")
+        pool = getattr(t, "image_pool", None)
+        if isinstance(t, SamplePairing) and pool is None:
+            t.image_pool = self.image[None]
+        try:
+            out = t(image=image, force_apply=True)["image"]
+        except AutoaugError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of a transform inside the pipeline
+            raise PolicyError(f"{self.where}: {name} fails inside the pipeline on {self.image.shape[0]}x"
+                              f"{self.image.shape[1]} images, given {_described(image)} ({type(err).__name__}: "
+                              f"{_first_line(err)})") from None
+        finally:
+            if isinstance(t, SamplePairing):
+                t.image_pool = pool
+        same = isinstance(out, np.ndarray) and out.shape == image.shape and out.dtype == image.dtype
+        if optional and not same:
+            raise PolicyError(f"{self.where}: {name} runs only on some draws (its p or a OneOf / SomeOf above it) "
+                              f"and turns {_described(image)} into {_described(out)}; expected a transform that "
+                              "may not run to keep the image's size and dtype")
+        if isinstance(out, torch.Tensor) and isinstance(t, ToTensorV2):
+            self.tensor_from = name
+            return out
+        if not isinstance(out, np.ndarray) or out.ndim != 3 or out.shape[2] != 3:
+            raise PolicyError(f"{self.where}: {name} gives {_described(out)} inside the pipeline; expected "
+                              "an (H, W, 3) image")
+        if out.shape[:2] != image.shape[:2] or isinstance(getattr(t, "height", None), int):
+            self.sized_by = name
+        if out.dtype != image.dtype:
+            self.typed_by = name
+        return out
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        dtype = str(value.dtype).replace("torch.", "")
+        return f"{dtype} {'tensors' if isinstance(value, torch.Tensor) else 'arrays'} of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def _can_fire(transform: Any) -> bool:

@@ -9,14 +9,16 @@ transforms (`autoaug.space.albu`); a file holding them loads after `import autoa
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import albumentations as A
 import numpy as np
 import torch
 
 from autoaug.errors import PipelineError
+from autoaug.files import atomic_write
 from autoaug.space.albu import ClippedCutout, SamplePairing, compose, load_pipeline, normalization, seed_pipeline, walk
 from autoaug.space.augment import Augmenter
 
@@ -45,11 +47,15 @@ def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
 
 
 def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
-    """Write `pipeline` with `A.save` as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    A.save(pipeline, str(path), data_format="json")
-    return path
+    """Write `pipeline` as `A.save` does (JSON), through `files.atomic_write`: never half a file,
+    and a device or pipe as the target is written into, not replaced."""
+    def write(handle: IO[bytes]) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8")
+        A.save(pipeline, text, data_format="json")
+        text.flush()
+        text.detach()  # the handle stays atomic_write's to close
+
+    return atomic_write(path, write, "albumentations pipeline")
 
 
 def save_albumentations(policy: Augmenter, path: str | Path) -> Path:

@@ -49,7 +49,7 @@ from typing import Any
 import albumentations as A
 import torch
 
-from autoaug.errors import ConfigError, PolicyError
+from autoaug.errors import ConfigError, PolicyError, shown
 from autoaug.files import save_json
 from autoaug.space.augment import apply_ops, signed_magnitudes
 from autoaug.space.export import albumentations_path, save_albumentations
@@ -280,7 +280,7 @@ def parse_spec(spec: str) -> SearchFree:
     head, _, rest = spec.partition(":")
     kind = head.lower()
     if kind not in KINDS:
-        raise PolicyError(f"{spec!r}: expected randaugment[:N=..,M=..,ops=A+B] or trivialaugment[:ops=A+B]")
+        raise PolicyError(f"{shown(spec)}: expected randaugment[:N=..,M=..,ops=A+B] or trivialaugment[:ops=A+B]")
     allowed = ("n", "m", "ops") if kind == "randaugment" else ("ops",)
     values: dict[str, str] = {}
     for part in filter(None, rest.split(",")):
@@ -288,10 +288,10 @@ def parse_spec(spec: str) -> SearchFree:
         key = key.strip().lower()
         if not eq or key not in allowed:
             raise PolicyError(
-                f"{spec!r}: expected key=value with a key out of {', '.join(k.upper() if len(k) == 1 else k for k in allowed)}, got {part!r}"
+                f"{shown(spec)}: expected key=value with a key out of {', '.join(k.upper() if len(k) == 1 else k for k in allowed)}, got {shown(part)}"
             )
         values[key] = value.strip()
-    ops = check_ops(values["ops"].split("+"), f"{spec!r} ops") if "ops" in values else DEFAULT_OPS
+    ops = check_ops(values["ops"].split("+"), f"{shown(spec)} ops") if "ops" in values else DEFAULT_OPS
     source = {"source": spec}
     if kind == "trivialaugment":
         return TrivialAugment(ops, source)
@@ -299,8 +299,8 @@ def parse_spec(spec: str) -> SearchFree:
         n = int(values.get("n", DEFAULT_N))
         m = float(values.get("m", DEFAULT_M))
     except ValueError:
-        raise PolicyError(f"{spec!r}: expected N an integer and M a number, got N={values.get('n')!r}, M={values.get('m')!r}") from None
-    return RandAugment(_check_n(n, f"{spec!r} N"), _check_m(m, f"{spec!r} M"), ops, source)
+        raise PolicyError(f"{shown(spec)}: expected N an integer and M a number, got N={shown(values.get('n'))}, M={shown(values.get('m'))}") from None
+    return RandAugment(_check_n(n, f"{shown(spec)} N"), _check_m(m, f"{shown(spec)} M"), ops, source)
 
 
 # ---- adaptive magnitude ------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autoaug.errors import PolicyError
-from autoaug.files import is_file, read_json
+from autoaug.errors import PolicyError, shown
+from autoaug.files import expand_user, is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile
@@ -79,12 +79,12 @@ def resolve(spec: str) -> PolicySpec:
     """A spec of `NAMES` (a baseline, a named policy or a file) -> `PolicySpec`; a PolicyError
     naming what was expected otherwise."""
     if not isinstance(spec, str) or not spec.strip():
-        raise PolicyError(f"expected a policy spec ({' | '.join(NAMES)}), got {spec!r}")
+        raise PolicyError(f"expected a policy spec ({' | '.join(NAMES)}), got {shown(spec)}")
     spec = spec.strip()
     if spec in BASELINES:
         description, standard, cutout = BASELINES[spec]
         return PolicySpec(spec, description, None, standard, cutout)
-    path = Path(spec).expanduser()
+    path = expand_user(spec, PolicyError)
     if spec.startswith("autoaugment-") and not is_file(path):
         augmenter: Augmenter | AlbumentationsFile = published_policy(spec)
         description = f"{spec} (published)"
@@ -100,7 +100,7 @@ def resolve(spec: str) -> PolicySpec:
             augmenter = policy_from_json(doc, spec)
             description = f"policy file {path.name}"
     else:
-        raise PolicyError(f"unknown policy {spec!r}; expected a policy file or one of {', '.join(NAMES[:-1])}")
+        raise PolicyError(f"unknown policy {shown(spec)}; expected a policy file or one of {', '.join(NAMES[:-1])}")
     return PolicySpec(spec, f"{description} + standard + Cutout {POLICY_CUTOUT}", augmenter, True, POLICY_CUTOUT)
 
 
@@ -108,5 +108,5 @@ def resolve_policy(spec: str) -> Augmenter | AlbumentationsFile:
     """`resolve(spec).augmenter` where a policy is needed (a baseline names none)."""
     augmenter = resolve(spec).augmenter
     if augmenter is None:
-        raise PolicyError(f"{spec!r} is a baseline without a policy; expected a policy file or a policy name")
+        raise PolicyError(f"{shown(spec)} is a baseline without a policy; expected a policy file or a policy name")
     return augmenter

@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
+import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ import cv2
 import numpy as np
 
 from autoaug.errors import ConfigError, DataError
+from autoaug.files import expand_user
 from autoaug.training import readers
 
 DATASET_SPECS = (
@@ -149,11 +152,11 @@ def load_splits(
             class_names=CIFAR10_CLASSES,
         )
     if kind in ("cifar10", "cifar100"):
-        return _load_cifar(kind, spec, Path(arg).expanduser(), image_size, seed, val_fraction)
+        return _load_cifar(kind, spec, expand_user(arg, DataError, spec), image_size, seed, val_fraction)
     if kind == "folder":
-        return _load_folder(spec, Path(arg).expanduser(), image_size, seed, val_fraction)
+        return _load_folder(spec, expand_user(arg, DataError, spec), image_size, seed, val_fraction)
     assert kind == "npz", kind
-    return _load_npz(spec, Path(arg).expanduser(), image_size, seed, val_fraction)
+    return _load_npz(spec, expand_user(arg, DataError, spec), image_size, seed, val_fraction)
 
 
 def fingerprint(*arrays: np.ndarray) -> str:
@@ -216,10 +219,41 @@ def _split_fields(arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str,
     return fields
 
 
+def _check_fits(count: int, image_size: int | None, where: str) -> None:
+    """DataError unless `count` RGB images of image_size x image_size fit in half of the memory
+    this machine has available (the other half: the source images, their copies on the device,
+    the model). Checked before anything is allocated: a size far too large would otherwise ask
+    the allocator for terabytes and fail inside OpenCV."""
+    if image_size is None:
+        return
+    need = count * image_size * image_size * 3
+    have = _available_memory()
+    if have is not None and need > have // 2:
+        raise DataError(f"{where}: {count} images at {image_size}x{image_size} need {need / 2**30:.1f} GiB, "
+                        f"more than half of the {have / 2**30:.1f} GiB this machine has available; expected "
+                        "a smaller --image-size")
+
+
+def _available_memory() -> int | None:
+    """Bytes this machine can give without swapping: Linux's MemAvailable (free memory plus the
+    page cache it can drop), else the free pages, else None (unknown: not checked)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # a platform without these names (Windows)
+        return None
+
+
 def _resize_all(x: np.ndarray, image_size: int | None, where: str) -> np.ndarray:
     """A copy of x (N, H, W, 3) at image_size x image_size (or at its own size for None)."""
     if image_size is None or x.shape[1:3] == (image_size, image_size):
         return x.copy()
+    _check_fits(len(x), image_size, where)
     return np.stack([_resize(img, image_size) for img in x]) if len(x) else np.empty(
         (0, image_size, image_size, 3), np.uint8
     )
@@ -411,6 +445,7 @@ def _load_folder(spec: str, path: Path, image_size: int | None, seed: int, val_f
         raise DataError(f"{spec}: no class folders in {str(train_root)!r}; expected "
                         "DIR/<class>/*.png|jpg or DIR/train/<class>/*.png|jpg")
     label_of = {name: i for i, name in enumerate(class_names)}
+    skipped = _skipped_folders(path, split_dirs)
     files: dict[str, tuple[list[Path], list[int]]] = {}
     for split in SPLIT_NAMES:
         if split == "train":
@@ -421,6 +456,10 @@ def _load_folder(spec: str, path: Path, image_size: int | None, seed: int, val_f
             continue
         paths: list[Path] = []
         labels: list[int] = []
+        if not _class_dirs(root):
+            raise DataError(f"{spec}: the {split} folder {str(root)!r} holds no class folders; expected "
+                            f"{split}/<class>/*.png|jpg like train/, or no {split} folder (then {split} is "
+                            "carved out of train)")
         for class_dir in sorted(_class_dirs(root), key=lambda d: d.name):
             if class_dir.name not in label_of:
                 raise DataError(f"{spec}: {str(class_dir)!r} is not a class of the train folder "
@@ -431,10 +470,17 @@ def _load_folder(spec: str, path: Path, image_size: int | None, seed: int, val_f
             )
             if not images:
                 raise DataError(f"{spec}: class folder {str(class_dir)!r} has no PNG or JPEG images")
+            skipped += [d for d in class_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
             paths.extend(images)
             labels.extend([label_of[class_dir.name]] * len(images))
         files[split] = (paths, labels)
 
+    if skipped:  # images a user put there and would expect to be used (issue #23)
+        names = ", ".join(str(d.relative_to(path)) + "/" for d in sorted(skipped)[:3])
+        print(f"warning: {spec}: skipped {len(skipped)} folder(s) that are not classes of a split "
+              f"({names}{', ...' if len(skipped) > 3 else ''}); expected DIR/<class>/*.png or "
+              "DIR/{train,val,test}/<class>/*.png, one level deep", file=sys.stderr)
+    _check_fits(sum(len(ps) for ps, _ in files.values()), image_size, spec)
     decoded = {s: [readers.read_image(p, spec) for p in ps] for s, (ps, _) in files.items()}
     if image_size is None:
         sizes: dict[tuple[int, int], Path] = {}
@@ -452,6 +498,13 @@ def _load_folder(spec: str, path: Path, image_size: int | None, seed: int, val_f
                       for img in images]
         arrays[split] = (np.stack(images), np.asarray(files[split][1], np.int64))
     return _finish(spec, arrays, len(class_names), class_names, image_size, seed, val_fraction)
+
+
+def _skipped_folders(path: Path, split_dirs: dict[str, Path]) -> list[Path]:
+    """Folders beside train/, val/ and test/ when DIR has split folders: never read."""
+    if not split_dirs:
+        return []
+    return [d for d in _class_dirs(path) if d.name not in split_dirs]
 
 
 def _class_dirs(root: Path) -> list[Path]:

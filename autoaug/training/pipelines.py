@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from autoaug.errors import ConfigError, PipelineError, shown
-from autoaug.space.albu import normalization, set_image_pool
+from autoaug.space.albu import check_runs, normalization, set_image_pool
 from autoaug.space.pipeline import (
     PIPELINES,
     check_tensor_pipeline,
@@ -141,6 +141,10 @@ def albumentations_file(
     if path is None:
         path = save_pipeline(training_pipeline(spec, data, config), out / "train.albumentations.json")
     pipeline = load_pipeline_file(path)
+    # The whole pipeline runs on this data's image size before any worker starts (issue #23): a
+    # crop to another size would train on it silently, one larger than the padded image would
+    # fail in a DataLoader worker.
+    check_runs(pipeline, str(path), (int(data.train_x.shape[2]), int(data.train_x.shape[3])))
     set_image_pool(pipeline, image_pool)
     stats, warning = normalization(pipeline), None
     ours = (data.mean.tolist(), data.std.tolist())

@@ -24,15 +24,6 @@ CIFAR10_ALBUMENTATIONS = REPO / "policies" / "autoaugment-cifar10.albumentations
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _fails(capsys, argv: list[str], *fragments: str) -> str:
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"autoaug {argv[0]}: error: "), err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
-
-
 # --- policy files -----------------------------------------------------------------------------
 
 
@@ -61,19 +52,19 @@ def _set_op(doc, key, value):
     (lambda d: json.dumps({"format": "autoaug.policy", "version": 1, "kind": "randaugment",
                            "n": 2, "m": 10**400}), "m: expected M, a number in [0, 30]"),
 ])
-def test_bad_native_policy_files(tmp_path, capsys, edit, fragment) -> None:
+def test_bad_native_policy_files(tmp_path, cli_fails, edit, fragment) -> None:
     path = _native(tmp_path, edit)
-    _fails(capsys, ["validate", path], path, fragment)
+    cli_fails(["validate", path], path, fragment)
 
 
-def test_unreadable_policy_paths(tmp_path, capsys) -> None:
+def test_unreadable_policy_paths(tmp_path, cli_fails) -> None:
     loop = tmp_path / "loop.json"
     os.symlink(loop, loop)
-    _fails(capsys, ["validate", str(loop)], "Too many levels of symbolic links")
-    _fails(capsys, ["validate", str(tmp_path / ("n" * 300 + ".json"))], "File name too long")
+    cli_fails(["validate", str(loop)], "Too many levels of symbolic links")
+    cli_fails(["validate", str(tmp_path / ("n" * 300 + ".json"))], "File name too long")
     (tmp_path / "f.json").write_text("{}")
-    _fails(capsys, ["validate", str(tmp_path / "f.json" / "x.json")], "Not a directory")
-    _fails(capsys, ["train", "--policy", "autoaugment-" + "y" * 300], "unknown")
+    cli_fails(["validate", str(tmp_path / "f.json" / "x.json")], "Not a directory")
+    cli_fails(["train", "--policy", "autoaugment-" + "y" * 300], "unknown")
 
 
 def _albumentations(tmp_path: Path, edit) -> str:
@@ -95,9 +86,9 @@ def _first_leaf(doc) -> dict:
     (lambda d: _first_leaf(d).pop("p"), "has no 'p' parameter"),
     (lambda d: _first_leaf(d).update(p=float("nan")), "NaN is not a number"),
 ])
-def test_bad_albumentations_files(tmp_path, capsys, edit, fragment) -> None:
+def test_bad_albumentations_files(tmp_path, cli_fails, edit, fragment) -> None:
     path = _albumentations(tmp_path, edit)
-    _fails(capsys, ["validate", path], path, fragment)
+    cli_fails(["validate", path], path, fragment)
 
 
 @pytest.mark.parametrize("edit", [
@@ -154,22 +145,22 @@ def _claims(shape: tuple[int, ...]) -> bytes:
     (lambda p: _with_member(p, "x.npy", _claims((10**10, 32, 32, 3))),
      "claims shape (10000000000, 32, 32, 3) (30,720,000,000,000 bytes) but holds"),
 ])
-def test_bad_npz_files(tmp_path, capsys, make, fragment) -> None:
+def test_bad_npz_files(tmp_path, cli_fails, make, fragment) -> None:
     spec = make(tmp_path / "d.npz")
-    _fails(capsys, ["data", "info", spec], spec, fragment)
+    cli_fails(["data", "info", spec], spec, fragment)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 2), (7, 5)])
-def test_images_smaller_than_the_child_network_takes(tmp_path, capsys, size) -> None:
+def test_images_smaller_than_the_child_network_takes(tmp_path, cli_fails, size) -> None:
     spec = _npz(tmp_path / "d.npz", x=np.zeros((40, *size, 3), np.uint8))
     load_splits(spec)  # a dataset of small images is fine; the network is what cannot take them
-    _fails(capsys, ["search", "--out", str(tmp_path / "run"), "--dataset", spec, "--no-progress",
+    cli_fails(["search", "--out", str(tmp_path / "run"), "--dataset", spec, "--no-progress",
                     "--set", "train_subset=none", "val_subset=none"],
            f"images of {size[0]}x{size[1]} are too small for model tiny, which takes at least 15x15")
     assert not (tmp_path / "run").exists()
 
 
-def test_cifar_pickle_with_a_damaged_encoding_name(tmp_path, capsys) -> None:
+def test_cifar_pickle_with_a_damaged_encoding_name(tmp_path, cli_fails) -> None:
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     data = np.zeros((10, 3072), np.uint8)
@@ -178,7 +169,7 @@ def test_cifar_pickle_with_a_damaged_encoding_name(tmp_path, capsys) -> None:
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c"] * 10}, protocol=2))
     batch = folder / "data_batch_1"
     batch.write_bytes(batch.read_bytes().replace(b"latin1", b"latinQ"))
-    _fails(capsys, ["data", "info", f"cifar10:{tmp_path}"], "data_batch_1", "unknown encoding: latinQ")
+    cli_fails(["data", "info", f"cifar10:{tmp_path}"], "data_batch_1", "unknown encoding: latinQ")
 
 
 # --- config files and overrides ---------------------------------------------------------------
@@ -191,10 +182,10 @@ def test_cifar_pickle_with_a_damaged_encoding_name(tmp_path, capsys) -> None:
     (b"[ppo]\nlearning_rate = inf\n", "ppo.learning_rate must be a finite number, got inf"),
     (b"seed = 99999999999999999999\n", "seed = 99999999999999999999 is out of range"),
 ])
-def test_bad_config_files(tmp_path, capsys, text, fragment) -> None:
+def test_bad_config_files(tmp_path, cli_fails, text, fragment) -> None:
     path = tmp_path / "c.toml"
     path.write_bytes(text)
-    _fails(capsys, ["search", "--config", str(path), "--out", str(tmp_path / "run")], str(path), fragment)
+    cli_fails(["search", "--config", str(path), "--out", str(tmp_path / "run")], str(path), fragment)
     assert not (tmp_path / "run").exists()
 
 
@@ -206,8 +197,8 @@ def test_bad_config_files(tmp_path, capsys, text, fragment) -> None:
     ("trial_timeout_s=1e400", "trial_timeout_s must be a finite number"),
     ("budget=" + "9" * 5000, "budget expects int, got '9999999999999999999...9999999' (5002 characters)"),
 ])
-def test_bad_overrides(tmp_path, capsys, override, fragment) -> None:
-    _fails(capsys, ["search", "--out", str(tmp_path / "run"), "--set", override], fragment)
+def test_bad_overrides(tmp_path, cli_fails, override, fragment) -> None:
+    cli_fails(["search", "--out", str(tmp_path / "run"), "--set", override], fragment)
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -217,5 +208,5 @@ def test_bad_overrides(tmp_path, capsys, override, fragment) -> None:
     (["randaugment", "--out", "{tmp}/grid", "--backend", "ray", "--ray-gpus", "inf"],
      "RayOptions.num_gpus must be a finite number >= 0, got inf"),
 ])
-def test_non_finite_command_line_numbers(tmp_path, capsys, argv, fragment) -> None:
-    _fails(capsys, [arg.format(tmp=tmp_path) for arg in argv], fragment)
+def test_non_finite_command_line_numbers(tmp_path, cli_fails, argv, fragment) -> None:
+    cli_fails([arg.format(tmp=tmp_path) for arg in argv], fragment)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import sqlite3
+import stat
 import subprocess
 from pathlib import Path
 
@@ -230,3 +232,74 @@ def test_store_fault_messages_stay_one_line_in_a_live_store(copy) -> None:
         store._conn.raw.close()  # the connection is gone, as after a failed disk
         with pytest.raises(AutoaugError, match=r"trial store .*: SQLite failed"):
             store.counts()
+
+
+# --- issue #23: the store and the checkpoint are input too ------------------------------------
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (None, "column reward: expected a finite number (the trial is done), got None"),
+    ("'abc'", "column reward: expected a finite number (the trial is done), got 'abc'"),
+    ("9e999", "column reward: expected a finite number (the trial is done), got inf"),
+])
+def test_a_bad_reward_in_the_store_is_refused_by_resume_and_export(copy, cli_fails, value, fragment) -> None:
+    run, _ = copy
+    with sqlite3.connect(run / STORE_FILENAME) as conn:
+        conn.execute(f"UPDATE trials SET reward = {'NULL' if value is None else value} WHERE id = 2")
+    before = _snapshot(run)
+    cli_fails(["search", "--out", str(run), "--no-progress", "--budget", "6"], "row id 2", fragment)
+    cli_fails(["export", str(run), "--reevaluate-top", "0", "--out", "p.json"], "row id 2", fragment)
+    assert _snapshot(run) == before and not Path("p.json").exists()
+
+
+@pytest.mark.parametrize("column, value, fragment", [
+    ("seed", "'x'", "column seed: expected an integer >= 0"),
+    ("payload", "'[1]'", "column payload: expected a JSON object"),
+    ("tokens", "'[1, \"a\"]'", "column tokens: expected NULL or a JSON list of integers"),
+    ("duration", "'slow'", "column duration: expected a finite number or NULL"),
+])
+def test_other_wrong_types_in_the_store_name_row_and_column(copy, column, value, fragment) -> None:
+    run, data = copy
+    with sqlite3.connect(run / STORE_FILENAME) as conn:
+        conn.execute(f"UPDATE trials SET {column} = {value} WHERE id = 3")
+    _refused(run, data, f"row id 3, {fragment}")
+
+
+def test_a_checkpoint_of_another_search_is_refused(copy) -> None:
+    run, data = copy
+    kept = _rows(run)
+    run_search(_config(Path("other"), data, "seed=1"), progress=False)
+    own = (run / CHECKPOINT_FILENAME).read_bytes()
+    shutil.copy(Path("other") / CHECKPOINT_FILENAME, run / CHECKPOINT_FILENAME)
+    _refused(run, data, r"checkpoint run/checkpoint.pt holds a search started with seed = 1, but its config "
+                        r"now says 0; it was copied from another search")
+    (run / CHECKPOINT_FILENAME).write_bytes(own)
+    _resumes(run, data, kept)
+
+
+def test_a_damaged_store_header_is_not_called_read_only(copy, cli_fails) -> None:
+    run, data = copy
+    with open(run / STORE_FILENAME, "r+b") as handle:  # byte 18: the file format write version
+        handle.seek(18)
+        handle.write(bytes([0x7F]))
+    _refused(run, data, r"trials.sqlite is damaged \(SQLite: the file header is damaged: format versions 127 "
+                        r"and 2 at bytes 18-19")
+    cli_fails(["export", str(run), "--reevaluate-top", "0"], "is damaged", "bytes 18-19")
+
+
+def test_a_plain_pickle_checkpoint_gives_one_line(copy, cli_fails) -> None:
+    run, _ = copy
+    (run / CHECKPOINT_FILENAME).write_bytes(pickle.dumps({"step": 4}, protocol=4))
+    cli_fails(["search", "--out", str(run), "--no-progress", "--budget", "6"],
+               "it holds objects other than tensors and plain data")
+
+
+def test_export_writes_into_a_character_device(copy, capsys) -> None:
+    run, _ = copy
+    device = Path("fakenull")
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers, never the real one
+    except PermissionError:
+        pytest.skip("mknod of a character device needs root")
+    assert cli.main(["export", str(run), "--reevaluate-top", "0", "--no-progress", "--out", str(device)]) == 0
+    assert stat.S_ISCHR(device.stat().st_mode)
