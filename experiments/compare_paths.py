@@ -34,7 +34,7 @@ from autoaug.training.data import load_splits  # noqa: E402
 from autoaug.space.specs import resolve  # noqa: E402
 from autoaug.training.loop import AlbumentationsAugment, TrainConfig, prepare, train_child, training_pipeline  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
-from stats import paired_difference  # noqa: E402
+from autoaug.stats import paired_difference  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> str:

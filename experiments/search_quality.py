@@ -42,8 +42,8 @@ import torch
 
 from hostinfo import describe, load_average
 from regimes import FINAL_EPOCHS, Job, final_job, load_cache, run_jobs
-from stats import paired_difference
 
+from autoaug.stats import paired_difference
 from autoaug.search.store import STORE_FILENAME, TrialStore
 
 ROOT = Path(__file__).resolve().parent.parent

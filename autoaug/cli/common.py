@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from autoaug.search.config import child_settings
+from autoaug.search.workers import BACKENDS, RayOptions
 from autoaug.training.loop import TrainConfig
 from autoaug.training.models import MODEL_NAMES
 
@@ -29,3 +30,21 @@ def child_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:
     flags = [f"child.{key}={vars(args)[flag]}" for flag, key in _CHILD_FLAGS.items()
              if vars(args).get(flag) is not None]
     return child_settings(base, flags + list(args.set or []))
+
+
+def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the children of a command that trains many (randaugment, compare) run."""
+    parser.add_argument("--backend", default="process", choices=BACKENDS, help="where children train")
+    parser.add_argument("--workers", type=int, help="worker processes per device (default 1)")
+    parser.add_argument("--devices", help="comma-separated worker devices, e.g. cuda:0,cuda:0,cuda:1 (overrides --workers)")
+    parser.add_argument("--ray-address", default="auto", help="Ray cluster address (backend ray; default auto)")
+    parser.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per child on Ray (default 0)")
+    parser.add_argument("--timeout", type=float, help="seconds after which a child counts as failed")
+    parser.add_argument("--retry-failed", action="store_true", help="train failed children again")
+
+
+def pool_options(args: argparse.Namespace) -> dict:
+    """The `autoaug.search.trials.make_pool` arguments of `add_pool_arguments`' flags."""
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else ["auto"]
+    return dict(backend=args.backend, devices=devices, workers=args.workers or 1, timeout_s=args.timeout,
+                ray_options=RayOptions(address=args.ray_address, num_gpus=args.ray_gpus))

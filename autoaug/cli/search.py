@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from autoaug.search.alternatives import SearchVerdict
 from autoaug.search.config import ALGOS, resolve_config, to_toml
 from autoaug.search.export import Reevaluation, export_policy
 from autoaug.search.search import run_search
@@ -35,10 +36,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"wrote {result.policy_path} ({len(result.best) * 5} sub-policies from the best "
           f"{len(result.best)}) and {result.albumentations_path}")
     print_loading_note(result.policy)
+    _verdict_lines(result.verdict)
     print("next:")
+    if result.verdict is not None:
+        print(f"  {result.verdict.compare_command}   # settles it in the final regime (add --epochs N for yours)")
     print(f"  autoaug show {result.policy_path} --out {result.run_dir / 'policy.png'}")
     print(f"  autoaug train --policy {result.policy_path}")
     return 0
+
+
+def _verdict_lines(verdict: SearchVerdict | None) -> None:
+    if verdict is None:
+        print("no verdict: without re-evaluation (export.reevaluate_top = 0) nothing trained the free alternatives")
+        return
+    print(verdict.summary)
+    if verdict.verdict is not None:
+        print(verdict.verdict.line(" (child regime)"))
+    if verdict.path is not None:
+        print(f"wrote {verdict.path}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -47,6 +62,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                              reevaluate_seeds=args.reevaluate_seeds, progress=not args.no_progress)
     rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
     _reevaluation_lines(exported.reevaluation)
+    if exported.verdict is not None:
+        _verdict_lines(exported.verdict)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
           f"the best {len(exported.trials)} policies, search rewards {rewards})")
     print(f"wrote {exported.albumentations_path}")

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autoaug.errors import ConfigError, shown
+from autoaug.errors import AutoaugError, ConfigError, shown
 from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
+from autoaug.space.specs import resolve
 from autoaug.training.loop import DEVICE_NAME, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -50,6 +51,7 @@ CONFIG_FILENAME = "config.toml"
 RESUMABLE_KEYS = frozenset({
     "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
     "fuse", "trial_timeout_s", "export_top", "export.reevaluate_top", "export.reevaluate_seeds",
+    "export.free",
 })
 
 # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
@@ -100,9 +102,21 @@ class ExportConfig:
     """Fresh seeds per re-evaluated policy (paired with a reference child per seed when
     reward.paired)."""
 
+    free: str = ""
+    """More free alternatives the re-evaluation trains on its fresh seeds for the search's verdict,
+    next to standard, cutout and trivialaugment (issue #20): policy specs separated by spaces,
+    e.g. "autoaugment-cifar10 randaugment:N=2,M=9"."""
+
     def __post_init__(self) -> None:
         check_int("export.reevaluate_top", self.reevaluate_top, low=0)
         check_int("export.reevaluate_seeds", self.reevaluate_seeds, low=1)
+        if not isinstance(self.free, str):
+            raise ConfigError(f"export.free must be a string of policy specs separated by spaces, got {shown(self.free)}")
+        for spec in self.free.split():
+            try:
+                resolve(spec)
+            except AutoaugError as err:
+                raise ConfigError(f"export.free: {err}") from None
 
 
 def _cpu_quick_child() -> TrainConfig:

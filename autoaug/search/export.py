@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
+from autoaug.search.alternatives import SearchVerdict, search_verdict
 from autoaug.search.config import CONFIG_FILENAME, SearchConfig, load_config, to_dict
 from autoaug.search.rewards import REFERENCE_KEY, LazyPool, evaluate_trials, rank_by, reference_spec
 from autoaug.search.store import STORE_FILENAME, UNFINISHED, Trial, TrialSpec, TrialStore
@@ -64,6 +65,9 @@ class Export:
     """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
     pipeline: Any = None
     """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
+    verdict: SearchVerdict | None = None
+    """The exported policy against the free alternatives on the re-evaluation's seeds (issue
+    #20); None without re-evaluation."""
 
 
 def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
@@ -257,4 +261,9 @@ def export_from_store(
             save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole)
+    verdict = None
+    if reevaluation is not None:  # after the files are written: a killed verdict loses no export
+        assert config is not None and pool is not None
+        fresh = [reevaluation_seed(config.seed, j) for j in range(reevaluate_seeds)]
+        verdict = search_verdict(run_dir, store, config, pool, policy, fresh, out, progress)
+    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole, verdict)

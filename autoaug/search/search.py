@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError, ConfigError
+from autoaug.search.alternatives import SearchVerdict
 from autoaug.search.config import (
     CONFIG_FILENAME,
     SearchConfig,
@@ -193,6 +194,8 @@ class SearchResult:
     resumed: bool
     reevaluation: list[Reevaluation] | None = None
     """The re-evaluated candidates, best mean first (None when export.reevaluate_top is 0)."""
+    verdict: SearchVerdict | None = None
+    """The exported policy against the free alternatives (None when export.reevaluate_top is 0)."""
 
 
 def _make_run_dir(run_dir: Path) -> None:
@@ -336,6 +339,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             seconds=time.perf_counter() - started,
             resumed=resumed,
             reevaluation=exported.reevaluation,
+            verdict=exported.verdict,
         )
 
 
