@@ -54,6 +54,11 @@ RESUMABLE_KEYS = frozenset({
     "export.free",
 })
 
+# Keys added to autoaug after runs were started with it: a run directory's config.toml written
+# before may lack them, and their defaults mean what those runs did (issue #20: export.free, the
+# verdict's extra free alternatives, none by default).
+ADDED_LATER = frozenset({"export.free"})
+
 # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
 _OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
 # What a change of `child.model` keeps: what the policy and the machine decide, not the network's
@@ -452,7 +457,7 @@ def load_config(
     raw: dict[str, tuple[Any, str]] = {}
     if path is not None:
         raw.update(_flatten(_read_toml(Path(path)), str(path), cls))
-        missing = [key for key in valid_keys(cls) if key not in raw]
+        missing = [key for key in valid_keys(cls) if key not in raw and key not in ADDED_LATER]
         if complete and missing:
             raise ConfigError(
                 f"{path} lacks {len(missing)} key(s) ({', '.join(missing[:3])}"
