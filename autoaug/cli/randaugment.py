@@ -11,6 +11,7 @@ from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
 from autoaug.search.workers import BACKENDS, RayOptions
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
+from autoaug.training.data import load_splits
 from autoaug.training.loop import TrainConfig
 
 
@@ -32,7 +33,9 @@ def cmd_randaugment(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         first_seed=args.first_seed,
         ops=tuple(args.ops.split(",")) if args.ops else DEFAULT_OPS,
-        train=child_config(args, TrainConfig(**policy_training())),
+        # Cutout 'auto' in pixels of the dataset's images, as the grid's store records it.
+        train=child_config(args, TrainConfig(**policy_training())).for_images(
+            load_splits(args.dataset).image_shape),
         save_outputs=not args.no_test,
     )
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else ["auto"]
