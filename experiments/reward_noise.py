@@ -34,13 +34,16 @@ from autoaug.search.trials import ChildTask
 from autoaug.search.search import uniform_tokens
 from autoaug.search.trials import device_data
 from autoaug.space.policy import Policy, published_policy
+from autoaug.training.data import load_splits
 from autoaug.training.loop import TrainConfig, train_child
 
 
 def setup() -> tuple[ChildTask, TrainConfig, dict[str, Policy | None]]:
     """(task, child recipe on the CPU, policies) of the default search child, one torch thread."""
     torch.set_num_threads(1)
-    task = ChildTask.from_config(SearchConfig())
+    config = SearchConfig()
+    # Its Cutout 'auto' in pixels, as the search records it (16 on CIFAR).
+    task = ChildTask.from_config(config.for_images(load_splits(config.dataset).image_shape))
     policies: dict[str, Policy | None] = {
         "reference (no policy)": None,
         "autoaugment-cifar10": published_policy("autoaugment-cifar10"),

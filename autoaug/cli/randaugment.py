@@ -10,6 +10,7 @@ from autoaug.cli.common import add_child_arguments, add_pool_arguments, child_co
 from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
+from autoaug.training.data import load_splits
 from autoaug.training.loop import TrainConfig
 
 
@@ -31,7 +32,9 @@ def cmd_randaugment(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         first_seed=args.first_seed,
         ops=tuple(args.ops.split(",")) if args.ops else DEFAULT_OPS,
-        train=child_config(args, TrainConfig(**policy_training())),
+        # Cutout 'auto' in pixels of the dataset's images, as the grid's store records it.
+        train=child_config(args, TrainConfig(**policy_training())).for_images(
+            load_splits(args.dataset).image_shape),
         save_outputs=not args.no_test,
     )
     started = time.perf_counter()

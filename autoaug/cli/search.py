@@ -107,7 +107,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", metavar="S", help="search seed (default 0)")
     p.add_argument("--workers", metavar="N", help="worker processes per device")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="override config keys, e.g. --set batch_size=8 child.epochs=5 ppo.clip_coef=0.1")
+                   help="override config keys, e.g. --set batch_size=8 child.epochs=5 ppo.clip_coef=0.1; "
+                   "child.flip=false: no horizontal flips (digits, text); child.cutout=N: the Cutout "
+                   "side in pixels (0 = off; default 'auto' = half the image side, 16 on 32x32)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)

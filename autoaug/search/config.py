@@ -63,7 +63,7 @@ ADDED_LATER = frozenset({"export.free"})
 _OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}
 # What a change of `child.model` keeps: what the policy and the machine decide, not the network's
 # recipe (`TrainConfig.for_model`).
-_KEPT_ON_MODEL_CHANGE = ("standard", "cutout", "device")
+_KEPT_ON_MODEL_CHANGE = ("standard", "flip", "cutout", "device")
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,15 @@ class ExportConfig:
 
 def _cpu_quick_child() -> TrainConfig:
     # The tiny CNN's own recipe for 40 epochs on 1,000 images (SearchConfig.train_subset) with the
-    # Cutout 16 the final training adds after every policy: a child that overfits, as the final
+    # Cutout the final training adds after every policy (half the image side: 16 px on CIFAR;
+    # `run_search` records it in pixels): a child that overfits, as the final
     # model does without augmentation, so augmentation pays off in it too. Of the children
     # experiments/proxy_rank.py compared, it is the only one whose reward ranks policies like the
     # 80-epoch final regime (Spearman +0.60 over 15 policies; 8 or 24 epochs on 2,000 images,
     # with or without Cutout, and density matching: -0.30 to +0.08). Its steps run in bf16 where the
     # CPU has bf16 instructions ('native': 1.3x fewer CPU seconds on an AMX CPU, accuracy the same
     # within the seeds, experiments/results/bench_precision.md), fp32 elsewhere.
-    return TrainConfig.for_model("tiny", epochs=40, cutout=16, precision="native")
+    return TrainConfig.for_model("tiny", epochs=40, cutout="auto", precision="native")
 
 
 def _cpu_quick_ppo() -> PPOConfig:
@@ -236,6 +237,12 @@ class SearchConfig:
                               f"export_top ({self.export_top}): the exported policies are chosen among the "
                               "re-evaluated ones")
 
+    def for_images(self, image_size: tuple[int, int]) -> SearchConfig:
+        """This search on (H, W) images: the child's Cutout 'auto' in pixels (16 on CIFAR), what
+        config.toml and the trial store record, so a search's identity does not depend on how its
+        Cutout was asked for (`run_search` applies it once it has the data)."""
+        return dataclasses.replace(self, child=self.child.for_images(image_size))
+
     @property
     def device_list(self) -> tuple[str, ...]:
         """`devices` split at commas, each 'auto', 'cpu', 'cuda' or 'cuda:N' (not yet resolved)."""
@@ -317,6 +324,8 @@ def _type_name(hint: Any) -> str:
     if args and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         return " | ".join(_type_name(a) for a in inner) + ' | "none"'
+    if set(args) == {int, str}:
+        return "int or string"
     return {bool: "bool (true/false)", int: "int", float: "float", str: "string"}.get(hint, str(hint))
 
 
@@ -396,6 +405,10 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         hint = inner
+    if set(args) == {int, str}:  # a number or a word (child.cutout: pixels or 'auto'); the field checks the word
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            return value.strip()
+        return _coerce(key, value, int, where)
     from_text = isinstance(value, str) and hint is not str
     try:
         if hint is bool:

@@ -251,7 +251,8 @@ def export_from_store(
     albu_out = albumentations_path(out)
     whole, whole_out = None, None
     if pipeline != "policy":  # built first: a bad dataset writes nothing
-        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT)
+        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT,
+                              flip=config.child.flip if config else True)
         dataset = dataset or (config.dataset if config else "cifar10-reduced")
         whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:

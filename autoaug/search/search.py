@@ -213,9 +213,10 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
     started = time.perf_counter()
     run_dir = Path(config.out)
-    task = ChildTask.from_config(config)
     # A bad dataset fails here, before any directory or worker.
     splits = load_data(config.dataset, config.train_subset, config.val_subset)
+    config = config.for_images(splits.image_shape)  # the child's Cutout 'auto' in pixels
+    task = ChildTask.from_config(config)
     check_child_fits(config, splits)
     _make_run_dir(run_dir)
     store_path = run_dir / STORE_FILENAME

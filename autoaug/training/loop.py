@@ -10,7 +10,10 @@ workers, the way a user trains with an exported pipeline.
 Per batch, in the order of the AutoAugment reference code (its CIFAR input pipeline applies the
 policy, then zero-pad-4-and-crop, then a random horizontal flip, then Cutout 16):
 
-    policy augmentation (uint8) -> float + normalise -> pad 4 + crop, flip -> Cutout
+    policy augmentation (uint8) -> float + normalise -> pad + crop, flip -> Cutout
+
+The pad and the Cutout side scale with the image (`autoaug.space.pipeline.crop_pad` and
+`cutout_side`: side / 8 and side / 2, i.e. 4 and 16 on 32x32); `TrainConfig.flip` turns the flip off.
 
 The reference code normalises before anything else and pads and cuts out with zeros of the
 normalised image, i.e. with the dataset's mean colour; normalising before the pad and the Cutout
@@ -38,9 +41,11 @@ import torch.nn.functional as F
 from autoaug.errors import ConfigError, DataError, PipelineError, PolicyError, shown
 from autoaug.space.albu import normalization, set_image_pool
 from autoaug.space.pipeline import (
-    PAD,
+    CUTOUT_AUTO,
     PIPELINES,
     check_tensor_pipeline,
+    crop_pad,
+    cutout_pixels,
     eval_pipeline,
     load_pipeline_file,
     save_pipeline,
@@ -85,9 +90,15 @@ class TrainConfig:
     warmup: float = 0.2
     """Fraction of all steps the 'onecycle' schedule spends rising to lr."""
     standard: bool = True
-    """Standard CIFAR augmentation after the policy: pad 4 + random crop, random horizontal flip."""
-    cutout: int = 0
-    """Side in pixels of the Cutout square applied last (0 = off; the paper uses 16 on CIFAR)."""
+    """Standard augmentation after the policy: zero-pad by side/8 (4 px on 32x32 CIFAR) + random
+    crop, then a random horizontal flip if `flip`."""
+    flip: bool = True
+    """The random horizontal flip of `standard` (false for digits, text, or whatever a mirror
+    turns into another class or none)."""
+    cutout: int | str = 0
+    """Cutout square applied last: its side in pixels, 0 = off, or 'auto' = half the image side
+    (16 px on 32x32 CIFAR, the paper's; 14 on 28x28), what the baseline `cutout` and every policy
+    train with."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; `prepare` puts the data there."""
     eval_batch_size: int = 1024
@@ -107,8 +118,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {shown(value)}")
-        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
-            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off), got {shown(self.cutout)}")
+        if self.cutout != CUTOUT_AUTO and (isinstance(self.cutout, bool) or not isinstance(self.cutout, int)
+                                           or self.cutout < 0):
+            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off) or {CUTOUT_AUTO!r} "
+                              f"(half the image side), got {shown(self.cutout)}")
         for name, low, high in (
             ("lr", 0.0, math.inf),  # and not 0, below
             ("momentum", 0.0, 1.0),
@@ -125,11 +138,17 @@ class TrainConfig:
             raise ConfigError("lr must be > 0, got 0")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {shown(self.schedule)}; expected one of {', '.join(SCHEDULES)}")
-        if not isinstance(self.standard, bool):
-            raise ConfigError(f"standard must be true or false, got {shown(self.standard)}")
+        for name in ("standard", "flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {shown(getattr(self, name))}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {shown(self.precision)}; expected one of {', '.join(PRECISIONS)}")
         resolve_device(self.device, check_available=False)
+
+    def for_images(self, image_size: tuple[int, int]) -> TrainConfig:
+        """This recipe on (H, W) images: `cutout` 'auto' becomes its side in pixels there (16 on
+        32x32), the number a results file or a trial store records."""
+        return dataclasses.replace(self, cutout=cutout_pixels(self.cutout, image_size))
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
@@ -208,18 +227,24 @@ def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (images.float() - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def pad_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
-    """Zero-pad by `pad`, take a random crop of the original size, flip half the images.
+def pad_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, pad: int | None = None, flip: bool = True
+) -> torch.Tensor:
+    """Zero-pad by `pad` (None: `crop_pad` of the side, 4 on 32x32), take a random crop of the
+    original size, flip half the images if `flip`.
 
     One gather for the whole batch: each image's crop offset and flip become its row and column
-    indices into the padded batch (a flipped crop reads its columns backwards).
+    indices into the padded batch (a flipped crop reads its columns backwards). The flips are
+    drawn even when `flip` is false, so that the draws after them (Cutout) stay those of the
+    same seed with flips.
     """
     b, c, h, w = x.shape
+    pad = crop_pad(min(h, w)) if pad is None else pad
     padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H + 2p, W + 2p)
     dev = x.device
     dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=dev)  # (B, 1)
     dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=dev)  # (B, 1)
-    flip = torch.rand((b, 1), generator=generator, device=dev) < 0.5  # (B, 1)
+    flip = (torch.rand((b, 1), generator=generator, device=dev) < 0.5) & flip  # (B, 1)
     cols = torch.arange(w, device=dev)  # (W,)
     rows = dy + torch.arange(h, device=dev)  # (B, H)
     cols = dx + torch.where(flip, w - 1 - cols, cols)  # (B, W)
@@ -251,12 +276,14 @@ def model_input(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Policy-augmented uint8 (B, C, H, W) -> the float batch the network trains on:
-    normalise, then pad-crop + flip if `config.standard`, then Cutout if `config.cutout`."""
+    normalise, then pad-crop (+ flip if `config.flip`) if `config.standard`, then Cutout if
+    `config.cutout`, at the images' scale."""
     x = normalise(images, data.mean, data.std)  # (B, C, H, W) float32
     if config.standard:
-        x = pad_crop_flip(x, generator)
-    if config.cutout:
-        x = cutout(x, config.cutout, generator)
+        x = pad_crop_flip(x, generator, flip=config.flip)
+    side = cutout_pixels(config.cutout, (x.shape[2], x.shape[3]))
+    if side:
+        x = cutout(x, side, generator)
     return x.contiguous(memory_format=torch.channels_last)
 
 
@@ -630,7 +657,7 @@ def training_pipeline(spec: PolicySpec, data: DeviceData, config: TrainConfig) -
     return train_pipeline(
         spec.augmenter, mean=data.mean.tolist(), std=data.std.tolist(),
         image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
-        standard=config.standard, cutout=config.cutout,
+        standard=config.standard, flip=config.flip, cutout=config.cutout,
     )
 
 
@@ -681,5 +708,6 @@ def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int |
     if kind == "eval":
         return eval_pipeline(mean=mean, std=std)
     return train_pipeline(
-        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, cutout=spec.cutout,
+        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, flip=spec.flip,
+        cutout=spec.cutout,
     )

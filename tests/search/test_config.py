@@ -69,7 +69,7 @@ def test_child_model_switch_takes_that_networks_recipe() -> None:
     recipe = TrainConfig.for_model("wrn-40-2")
     # The preset's Cutout after the policy is kept: the final training's, not the network's.
     assert config.child == dataclasses.replace(recipe, epochs=2, cutout=SearchConfig().child.cutout)
-    assert config.child.cutout == 16
+    assert config.child.cutout == "auto"  # half the image side: 16 px on CIFAR
     # ... which is more than a model name: the recipe differs from the default child elsewhere.
     assert recipe != dataclasses.replace(SearchConfig().child, model="wrn-40-2", epochs=recipe.epochs)
     # Without child.model, child keys change the default child.

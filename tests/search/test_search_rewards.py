@@ -58,6 +58,17 @@ def paired_run(tmp_path_factory) -> Path:
     return run
 
 
+def test_the_run_records_the_childs_cutout_in_pixels(paired_run: Path) -> None:
+    # The default child's Cutout 'auto' is 16 px on CIFAR's 32x32 images, as before issue #20, and
+    # a resume that asks for 'auto' again (or for 16) is the same search.
+    assert load_config(None, []).child.cutout == "auto"
+    assert load_config(paired_run / "config.toml", complete=True).child.cutout == 16
+    run_search(_config(paired_run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    run_search(_config(paired_run, "budget=6", "export.reevaluate_top=0", "child.cutout=16"), progress=False)
+    with pytest.raises(ConfigError, match="child.cutout"):
+        run_search(_config(paired_run, "budget=6", "export.reevaluate_top=0", "child.cutout=14"), progress=False)
+
+
 def test_a_batch_shares_one_seed_and_a_reference_child(paired_run: Path) -> None:
     rows = _search_rows(paired_run)
     assert [(r[0], r[1], r[4]) for r in rows] == [
