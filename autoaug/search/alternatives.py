@@ -27,7 +27,9 @@ from autoaug.files import save_text
 from autoaug.search.config import SearchConfig
 from autoaug.search.rewards import CHILD_KEY, REFERENCE_KEY, LazyPool, evaluate_trials
 from autoaug.search.store import UNFINISHED, TrialSpec, TrialStore
+from autoaug.search.trials import load_data
 from autoaug.search.verdict import Row, Verdict, decide, table
+from autoaug.space.pipeline import cutout_pixels
 from autoaug.space.policy import Policy
 from autoaug.space.specs import resolve
 from autoaug.stats import BETTER, WORSE
@@ -56,25 +58,24 @@ def free_specs(config: SearchConfig) -> list[str]:
     return list(dict.fromkeys((*CHILD_FREE, *config.export.free.split())))
 
 
-def free_payload(spec: str, config: SearchConfig) -> dict[str, Any]:
-    """A free alternative as a trial of the search's child: a baseline with its own pad-crop /
-    flip / Cutout, a policy with the child's (as the search's candidates train)."""
+def free_payload(spec: str, config: SearchConfig, image_size: tuple[int, int]) -> dict[str, Any]:
+    """A free alternative as a trial of the search's child on (H, W) images: a baseline with its
+    own pad-crop and Cutout (in pixels), a policy with the child's (as the candidates train)."""
     resolved = resolve(spec)
     child = config.child
     if resolved.augmenter is None:
-        recipe = {"standard": resolved.standard, "cutout": resolved.cutout}
+        recipe = {"standard": resolved.standard, "cutout": cutout_pixels(resolved.cutout, image_size)}
     else:
-        recipe = {"standard": child.standard, "cutout": child.cutout}
+        recipe = {"standard": child.standard, "cutout": cutout_pixels(child.cutout, image_size)}
     policy = None if resolved.augmenter is None else resolved.augmenter.to_json()
     return {"policy": policy, CHILD_KEY: recipe}
 
 
-def is_reference(payload: dict[str, Any], config: SearchConfig) -> bool:
+def is_reference(payload: dict[str, Any], config: SearchConfig, image_size: tuple[int, int]) -> bool:
     """Whether `payload` trains what the re-evaluation's reference child trains."""
-    recipe = payload.get(CHILD_KEY, {})
-    return (config.reward.paired and payload["policy"] is None
-            and recipe.get("standard", config.child.standard) == config.child.standard
-            and recipe.get("cutout", config.child.cutout) == config.child.cutout)
+    recipe = payload[CHILD_KEY]
+    return (config.reward.paired and payload["policy"] is None and recipe["standard"] == config.child.standard
+            and recipe["cutout"] == cutout_pixels(config.child.cutout, image_size))
 
 
 def compare_command(run_dir: Path, config: SearchConfig) -> str:
@@ -98,11 +99,12 @@ def search_verdict(
     if config.reward.kind != "child":
         return SearchVerdict(f"No verdict in the child regime: reward.kind = {config.reward.kind} trains no child. "
                              "Settle it in the final regime with `autoaug compare`.", None, None, command)
+    image_size = load_data(config.dataset, config.train_subset, config.val_subset).image_shape
     exported = {"policy": Policy(policy.sub_policies).to_json()}
     rows = [(EXPORTED, "exported:" + _digest(exported), exported, False)]
     for spec in free_specs(config):
-        payload = free_payload(spec, config)
-        key = REFERENCE_KEY if is_reference(payload, config) else "free:" + spec
+        payload = free_payload(spec, config, image_size)
+        key = REFERENCE_KEY if is_reference(payload, config, image_size) else "free:" + spec
         rows.append((spec, key, payload, True))
     held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
     specs = [TrialSpec(key=key, payload=payload, seed=s) for s in seeds for _, key, payload, _ in rows
@@ -124,7 +126,8 @@ def search_verdict(
                       for name, key, _, free in rows])
     summary = plain(verdict, len(seeds))
     path = out.parent / VERDICT_FILENAME if out.name == "policy.json" else out.with_suffix(".verdict.md")
-    save_text(markdown(verdict, summary, config, run_dir, len(seeds), command), path)
+    reference = next((name for name, key, _, _ in rows if key == REFERENCE_KEY), None)
+    save_text(markdown(verdict, summary, config, run_dir, len(seeds), command, reference), path)
     return SearchVerdict(summary, verdict, path, command)
 
 
@@ -151,11 +154,12 @@ def plain(verdict: Verdict, seeds: int) -> str:
             f"{diff} against the best of them, `{ref.name}` (not resolved at 2 standard errors).{won}")
 
 
-def markdown(verdict: Verdict, summary: str, config: SearchConfig, run_dir: Path, seeds: int, command: str) -> str:
+def markdown(verdict: Verdict, summary: str, config: SearchConfig, run_dir: Path, seeds: int, command: str,
+             reference: str | None) -> str:
     child = config.child
     subsets = (f"{config.train_subset or 'all'} train images, validation accuracy on "
                f"{config.val_subset or 'all'} validation images")
-    recipe = ("pad-crop + flip" if child.standard else "no pad-crop / flip") + (
+    recipe = (("pad-crop + flip" if child.flip else "pad-crop without flip") if child.standard else "no pad-crop") + (
         f" and Cutout {child.cutout}" if child.cutout else "")
     return "\n".join([
         f"# The search's verdict: {run_dir}",
@@ -165,8 +169,7 @@ def markdown(verdict: Verdict, summary: str, config: SearchConfig, run_dir: Path
         f"Child regime: the search's child, `{child.model}`, {child.epochs} epochs on {subsets} of {config.dataset}; "
         f"every policy with {recipe} after it, the baselines with their own. Every row trains on the same "
         f"{seeds} fresh seeds of the re-evaluation (no search trial used them)"
-        + ("; `cutout` is the reference child of those seeds (the same recipe)." if any(
-            is_reference(free_payload(s, config), config) for s in free_specs(config)) else "."),
+        + (f"; `{reference}` is the reference child of those seeds (the same recipe)." if reference else "."),
         "",
         *table(verdict, "validation accuracy"),
         "",

@@ -39,6 +39,7 @@ from autoaug.search.store import TrialSpec
 from autoaug.search.trials import add_batch, device_data, load_data, make_pool, open_run, run_trials
 from autoaug.search.verdict import Row, Verdict, decide, plot, table
 from autoaug.search.workers import EvalFn, check_timeout
+from autoaug.space.pipeline import cutout_pixels
 from autoaug.space.published import PUBLISHED
 from autoaug.space.specs import BASELINES, policy_from_json, resolve
 from autoaug.training.data import fingerprint
@@ -65,9 +66,16 @@ class Candidate:
     """The trials' key in the store: the spec for a named policy, the content for a file."""
     free: bool
     """A named policy anyone can use (a free alternative) rather than a file or a search's export."""
-    payload: dict[str, Any]
-    """{"policy": JSON or None, "standard": bool, "cutout": int}: what `evaluate_row` trains."""
+    policy: dict[str, Any] | None
+    """The policy's JSON (None for a baseline)."""
+    standard: bool
+    cutout: int | str
+    """As `autoaug train --policy SPEC` trains it (TrainConfig.standard, .cutout: pixels or 'auto')."""
     description: str
+
+    def payload(self, image_size: tuple[int, int]) -> dict[str, Any]:
+        """What `evaluate_row` trains on (H, W) images: the Cutout in pixels, as the store keeps it."""
+        return {"policy": self.policy, "standard": self.standard, "cutout": cutout_pixels(self.cutout, image_size)}
 
 
 def is_named(spec: str) -> bool:
@@ -95,10 +103,10 @@ def candidate(spec: str) -> Candidate:
         raise PolicyError(f"{spec} is an albumentations pipeline file; `autoaug compare` trains the batched torch "
                           "path: give the native policy file (the .json without .albumentations)")
     policy = None if resolved.augmenter is None else resolved.augmenter.to_json()
-    payload = {"policy": policy, "standard": resolved.standard, "cutout": resolved.cutout}
     free = is_named(spec)
-    key = spec if free else "policy:" + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-    return Candidate(name, key, free, payload, resolved.description)
+    content = json.dumps([policy, resolved.standard, resolved.cutout], sort_keys=True).encode()
+    key = spec if free else "policy:" + hashlib.sha1(content).hexdigest()[:16]
+    return Candidate(name, key, free, policy, resolved.standard, resolved.cutout, resolved.description)
 
 
 @dataclass(frozen=True)
@@ -198,7 +206,9 @@ def run_compare(
     check_image_size(build_model(spec.train.model, splits.num_classes), spec.train.model, *splits.image_shape,
                      where=spec.dataset)
     data_id = fingerprint(splits.train_x, splits.train_y, splits.test_x, splits.test_y)
+    image_size = splits.image_shape
     del splits
+    payloads = {c.key: c.payload(image_size) for c in candidates}
     fn = fn or functools.partial(evaluate_row, CompareTask(spec.dataset, spec.train))
     out = Path(out_dir)
     seeds = spec.seed_list()
@@ -211,10 +221,10 @@ def run_compare(
         latest = {(t.key, t.seed): t for t in store.rows()}  # the newest row of each pair
         for c in candidates:
             stored = next((t for (key, _), t in latest.items() if key == c.key), None)
-            if stored is not None and changed(stored.payload, c.payload):
+            if stored is not None and changed(stored.payload, payloads[c.key]):
                 raise AutoaugError(f"{out}: {c.name} was trained here with another policy or recipe than it "
                                    "resolves to now; use another --out")
-        new = [TrialSpec(key=c.key, payload=c.payload, seed=s) for s in seeds for c in candidates
+        new = [TrialSpec(key=c.key, payload=payloads[c.key], seed=s) for s in seeds for c in candidates
                if (c.key, s) not in latest or (retry_failed and latest[c.key, s].status == "failed")]
         for trial in add_batch(store, new):
             latest[(trial.key, trial.seed)] = trial

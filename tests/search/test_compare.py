@@ -39,7 +39,7 @@ class _Stub:
         if self.stop_at is not None and len(self.calls) == self.stop_at:
             raise KeyboardInterrupt
         base = 0.5 if payload["policy"] is None else 0.6
-        return base + 0.01 * payload["cutout"] / 16 + 0.001 * seed
+        return base + 0.01 * (payload["cutout"] > 0) + 0.001 * seed
 
 
 def _policy_file(tmp_path: Path) -> Path:
@@ -92,8 +92,9 @@ def test_default_rows_are_the_free_alternatives_then_the_named_ones(tmp_path) ->
     rows = CompareSpec(policies=(str(mine), "standard")).candidates()
     assert [r.name for r in rows] == [*FREE_ALTERNATIVES, str(mine)]  # standard only once
     assert [r.free for r in rows] == [True] * len(FREE_ALTERNATIVES) + [False]
-    assert rows[1].payload == {"policy": None, "standard": True, "cutout": 0}
-    assert rows[-1].payload["cutout"] == 16  # a policy gets what `autoaug train` adds after it
+    assert rows[1].payload((32, 32)) == {"policy": None, "standard": True, "cutout": 0}
+    # a policy gets what `autoaug train` adds after it: Cutout at the image's scale
+    assert rows[-1].payload((32, 32))["cutout"] == 16 and rows[-1].payload((28, 28))["cutout"] == 14
     with pytest.raises(ConfigError, match="nothing to compare"):
         CompareSpec(free=False).candidates()
 
