@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autoaug.errors import AutoaugError
+from autoaug.files import atomic_write
 from autoaug.stats import BETTER, NOT_RESOLVED, RESOLVE_AT, WORSE, judge, paired_difference
 
 
@@ -164,8 +165,6 @@ def plot(verdict: Verdict, path: str | Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from autoaug.files import atomic_write
 
     rows = [r for r in verdict.rows if r is verdict.reference or r.name in verdict.differences]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
