@@ -166,7 +166,7 @@ def markdown(verdict: Verdict, summary: str, config: SearchConfig, run_dir: Path
         "",
         f"**{summary}**",
         "",
-        f"Child regime: the search's child, `{child.model}`, {child.epochs} epochs on {subsets} of {config.dataset}; "
+        f"Child regime: the search's child, `{child.model}`, {child.epochs} epoch{'s' if child.epochs > 1 else ''} on {subsets} of {config.dataset}; "
         f"every policy with {recipe} after it, the baselines with their own. Every row trains on the same "
         f"{seeds} fresh seeds of the re-evaluation (no search trial used them)"
         + (f"; `{reference}` is the reference child of those seeds (the same recipe)." if reference else "."),

@@ -55,9 +55,9 @@ RESUMABLE_KEYS = frozenset({
 })
 
 # Keys added to autoaug after runs were started with it: a run directory's config.toml written
-# before may lack them, and their defaults mean what those runs did (issue #20: export.free, the
-# verdict's extra free alternatives, none by default).
-ADDED_LATER = frozenset({"export.free"})
+# before may lack them, and their defaults mean what those runs did (issue #20: child.flip, true
+# as before it existed; export.free, the verdict's extra free alternatives, none by default).
+ADDED_LATER = frozenset({"child.flip", "export.free"})
 
 # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
 _OWNED_BY_SEARCH = {"child.device": "each worker's device comes from `devices`"}

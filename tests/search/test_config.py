@@ -203,12 +203,12 @@ def test_resolve_config_resumes_the_saved_preset(tmp_path: Path) -> None:
 
 
 def test_a_config_written_before_a_key_was_added_still_resumes(tmp_path: Path) -> None:
-    """Issue #20 added export.free: a run directory's config.toml from before lacks it and takes
-    its default; any other missing key still means a file cut short."""
+    """Issue #20 added child.flip and export.free: a run directory's config.toml from before lacks
+    them and takes their defaults; any other missing key still means a file cut short."""
     path = tmp_path / "config.toml"
     save_config(SearchConfig(), path)
     text = path.read_text()
-    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("free =")) + "\n")
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith(("free =", "flip ="))) + "\n")
     assert load_config(path, complete=True) == SearchConfig()
     path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("budget =")) + "\n")
     with pytest.raises(ConfigError, match=r"lacks 1 key\(s\) \(budget\)"):
