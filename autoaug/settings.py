@@ -9,7 +9,8 @@ One reader for every command: `autoaug search` reads its `SearchConfig`, `autoau
   override. Unknown keys are rejected with the valid ones of their table, a value of the wrong
   type with the key, the expected type and the value.
 - A class may list keys that cannot be set, with why, in a ClassVar `owned_keys`
-  ({"child.device": "..."}), and a table may rebuild itself from its values with a method
+  ({"child.device": "..."}), and keys a `complete` file may lack (added to autoaug after the
+  file was written) in a ClassVar `added_later`, and a table may rebuild itself from its values with a method
   `with_table(values)` (a new `child.model` starts from that network's recipe).
 - `to_toml` writes a settings object as a document `load_settings` reads back to an equal one.
 
@@ -93,6 +94,8 @@ def _type_name(hint: Any) -> str:
     if args and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         return " | ".join(_type_name(a) for a in inner) + ' | "none"'
+    if set(args) == {int, str}:
+        return "int or string"
     return {bool: "bool (true/false)", int: "int", float: "float", str: "string"}.get(hint, str(hint))
 
 
@@ -172,6 +175,10 @@ def _coerce(key: str, value: Any, hint: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         hint = inner
+    if set(args) == {int, str}:  # a number or a word (child.cutout: pixels or 'auto'); the field checks the word
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            return value.strip()
+        return _coerce(key, value, int, where)
     # Only --set values are text to parse; a TOML file states its types (`budget = "4"` is a
     # string where an int belongs, issue #23), and only ASCII digits make a number (int() and
     # float() would also read "٤" or "1_0").
@@ -241,7 +248,7 @@ def load_settings(
     raw: dict[str, tuple[Any, str]] = {}
     if path is not None:
         raw.update(_flatten(_read_toml(Path(path)), str(path), cls))
-        missing = [key for key in valid_keys(cls) if key not in raw]
+        missing = [key for key in valid_keys(cls) if key not in raw and key not in getattr(cls, "added_later", ())]
         if complete and missing:
             raise ConfigError(
                 f"{path} lacks {len(missing)} key(s) ({', '.join(missing[:3])}"

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 
 from hostinfo import describe, load_average
-from stats import paired_difference
 
+from autoaug.stats import paired_difference
 from autoaug.search.config import SearchConfig, load_config
 from autoaug.search.search import Sampler
 from autoaug.space.ops import OPS

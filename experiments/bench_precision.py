@@ -39,7 +39,8 @@ import torch
 
 from hostinfo import describe, load_average
 from regimes import FINAL_EPOCHS, Job, run_jobs
-from stats import paired_difference
+
+from autoaug.stats import paired_difference
 
 POLICIES = ["cutout", "autoaugment-cifar10", "trivialaugment"]
 PRECISIONS = ("fp32", "bf16")

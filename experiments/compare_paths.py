@@ -37,7 +37,7 @@ from autoaug.training.device import prepare  # noqa: E402
 from autoaug.training.loop import train_child  # noqa: E402
 from autoaug.training.pipelines import AlbumentationsAugment, training_pipeline  # noqa: E402
 from hostinfo import describe, load_average  # noqa: E402
-from stats import paired_difference  # noqa: E402
+from autoaug.stats import paired_difference  # noqa: E402
 
 
 def run(args: argparse.Namespace) -> str:

@@ -49,6 +49,7 @@ from regimes import DATASET, FINAL_EPOCHS, Job, final_job, run_jobs, spearman
 from autoaug.search.density import Fold, density_reward, fold_data, fold_seed
 from autoaug.search.search import uniform_tokens
 from autoaug.space.policy import Policy
+from autoaug.space.pipeline import cutout_pixels
 from autoaug.space.specs import resolve
 from autoaug.training.config import TrainConfig
 from autoaug.training.loop import cutout, pad_crop_flip, train_model
@@ -108,7 +109,8 @@ def density_scores(specs: dict[str, str], log) -> tuple[dict[str, float], float]
             x = x.float() - mean
             if r.standard:
                 x = pad_crop_flip(x, g)
-            return (cutout(x, r.cutout, g) if r.cutout else x) + mean
+            side = cutout_pixels(r.cutout, x.shape[2:])
+            return (cutout(x, side, g) if side else x) + mean
 
         scores[name] = density_reward(augment, folds, data, draws=1, seed=0)
     return scores, (time.process_time() - started) / len(specs)

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from hostinfo import describe
-from stats import paired_difference
 
+from autoaug.stats import paired_difference
 from autoaug.training.data import load_splits
 from autoaug.training.ensemble import find_members, save_outputs, top_k_ensemble
 from autoaug.search.grid import GridSpec, grid_markdown, policy_training, run_grid

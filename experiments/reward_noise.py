@@ -34,6 +34,7 @@ from autoaug.search.trials import ChildTask
 from autoaug.search.search import uniform_tokens
 from autoaug.space.policy import Policy, published_policy
 from autoaug.training.config import TrainConfig
+from autoaug.training.data import load_splits
 from autoaug.training.loop import train_child
 from autoaug.training.subsets import device_data
 
@@ -41,7 +42,9 @@ from autoaug.training.subsets import device_data
 def setup() -> tuple[ChildTask, TrainConfig, dict[str, Policy | None]]:
     """(task, child recipe on the CPU, policies) of the default search child, one torch thread."""
     torch.set_num_threads(1)
-    task = ChildTask.from_config(SearchConfig())
+    config = SearchConfig()
+    # Its Cutout 'auto' in pixels, as the search records it (16 on CIFAR).
+    task = ChildTask.from_config(config.for_images(load_splits(config.dataset).image_shape))
     policies: dict[str, Policy | None] = {
         "reference (no policy)": None,
         "autoaugment-cifar10": published_policy("autoaugment-cifar10"),

@@ -11,9 +11,12 @@ One protocol, one run directory, resumable:
    autoaugment-cifar10, trivialaugment, and the best RandAugment point of proxy_rank.py's
    final-regime runs) trained in the final regime (`tiny`, 80 epochs on the 4,000 train images,
    test accuracy on the 10,000 test images; `small` at `--scale gpu`) on the same
-   `--final-seeds` seeds 0..N-1. Children are cached (runs/final/children.jsonl on the CPU,
-   shared with proxy_rank.py, whose seed-0 runs this reuses). The RandAugment point is chosen by
-   its seed-0 test accuracy, a seed it is then also scored on: a bias in the baseline's favour.
+   `--final-seeds` seeds 0..N-1, by `autoaug compare`'s protocol (autoaug.search.compare: one
+   trial store, RUNS/final, resumable; issue #20). The RandAugment point is chosen by its seed-0
+   test accuracy in proxy_rank.py's cache (runs/final/children.jsonl), a seed it is then also
+   scored on: a bias in the baseline's favour. (The committed reports were measured when this
+   script trained its children through experiments/regimes.py's cache, the same recipe and
+   seeds; they were not rerun after the switch: a full run takes hours on the 2-core box.)
 3. Report: mean +/- std per policy, paired differences (same seeds) with their standard errors,
    search costs in CPU hours, and a PNG of the search curves (every policy's reward and the best
    so far against policies evaluated, PPO vs random, raw and paired rewards).
@@ -22,7 +25,7 @@ One protocol, one run directory, resumable:
                                          [--search-seeds 2] [--final-seeds 5]
     python experiments/search_quality.py --report      # tables from what is finished
 
-Needs matplotlib for the PNG (`pip install -e ".[experiments]"`).
+The PNG needs matplotlib, a dependency of the package.
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ from pathlib import Path
 import torch
 
 from hostinfo import describe, load_average
-from regimes import FINAL_EPOCHS, Job, final_job, load_cache, run_jobs
-from stats import paired_difference
+from regimes import DATASET, FINAL_EPOCHS, final_job, load_cache
 
+from autoaug.stats import paired_difference
+from autoaug.search.compare import CompareSpec, candidate, run_compare
 from autoaug.search.store import STORE_FILENAME, TrialStore
+from autoaug.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 ALGOS = ("ppo", "random")
@@ -218,7 +223,8 @@ def main() -> None:
     ap.add_argument("--final-seeds", type=int, default=5)
     ap.add_argument("--minor-seeds", type=int, default=2, help="seeds for none and standard")
     ap.add_argument("--runs", default=None, help="run directory (default runs/search_quality[-gpu])")
-    ap.add_argument("--final-cache", default=None, help="default runs/final/children.jsonl (cpu)")
+    ap.add_argument("--final-cache", default=None, help="proxy_rank.py's cache, where the best RandAugment point "
+                    "is read (default runs/final/children.jsonl, cpu)")
     ap.add_argument("--out", default=None, help="default experiments/results/search_quality[-gpu].md")
     ap.add_argument("--report", action="store_true", help="only report what is finished")
     args = ap.parse_args()
@@ -253,31 +259,40 @@ def main() -> None:
         specs[f"{ra} (best RA point)"] = ra
     for algo, seed in searches:
         specs[f"{algo} search, seed {seed}"] = str(search_dir(runs, algo, seed) / "policy.json")
-    jobs = {(name, s): Job(spec, recipe, s, device=device) for name, spec in specs.items()
-            for s in (seeds[: args.minor_seeds] if name in MINOR else seeds)}
-    if args.report:
-        done = load_cache(final_cache)
-        rows = {k: done[j.key] for k, j in jobs.items() if j.key in done}
-    else:
-        # The searches' exports first: what is new; the free alternatives are often cached.
-        # The rows the targets compare (the searches' exports, cutout, autoaugment-cifar10,
-        # trivialaugment) seed by seed first, so that a protocol stopped early leaves them with
-        # the same seeds; then the RandAugment point; then none / standard.
-        def priority(k: tuple[str, int]) -> tuple[int, int]:
-            tier = 2 if k[0] in MINOR else 1 if k[0].endswith("(best RA point)") else 0
-            return (tier, k[1])
-
-        order = sorted(jobs, key=priority)
-        by_key = run_jobs([jobs[k] for k in order], final_cache, parallel)
-        rows = {k: by_key[j.key] for k, j in jobs.items()}
-    # {name: {seed: test accuracy %}}; a row may lack seeds while the protocol runs (--report)
-    acc = {name: {s: 100 * rows[name, s]["acc"] for s in seeds if (name, s) in rows} for name in specs}
-    acc = {name: values for name, values in acc.items() if values}
+    acc = final_regime(specs, seeds, args.minor_seeds, recipe, device, parallel, runs, args.report)
 
     png = out.with_suffix(".png")
     if searches:
         plot(runs, searches, png)
     write_report(out, png, runs, args, acc, costs, seeds, started, recipe)
+
+
+def final_regime(specs: dict[str, str], seeds: list[int], minor_seeds: int, recipe: dict, device: str,
+                 parallel: int, runs: Path, report: bool) -> dict[str, dict[int, float]]:
+    """Every spec trained in the final regime by `autoaug compare`'s protocol (one trial store,
+    RUNS/final, resumable, the same seeds 0..N-1 for every row; `none` and `standard` on the first
+    `minor_seeds`): {name: {seed: test accuracy %}} of what is finished (`report`: train nothing).
+
+    The searches' exports, cutout, autoaugment-cifar10 and trivialaugment first, seed by seed, so
+    that a protocol stopped early leaves the rows the targets compare on the same seeds; then the
+    RandAugment point; then none / standard."""
+    train = TrainConfig.for_model(recipe.get("model", "tiny"), epochs=recipe["epochs"])
+    out = runs / "final"
+    groups = [({n: s for n, s in specs.items() if n not in MINOR and not n.endswith("(best RA point)")}, len(seeds)),
+              ({n: s for n, s in specs.items() if n.endswith("(best RA point)")}, len(seeds)),
+              ({n: s for n, s in specs.items() if n in MINOR}, minor_seeds)]
+    if not report:
+        for group, k in groups:
+            if group:
+                run_compare(CompareSpec(DATASET, tuple(group.values()), free=False, seeds=k, train=train), out,
+                            devices=[device], workers=parallel, progress=True)
+    if not (out / STORE_FILENAME).is_file():
+        return {}
+    with TrialStore(out / STORE_FILENAME, read_only=True) as store:
+        done = {(t.key, t.seed): t.reward for t in store.rows(status="done")}
+    acc = {name: {s: 100 * done[key, s] for s in seeds if (key, s) in done}
+           for name, key in ((name, candidate(spec).key) for name, spec in specs.items())}
+    return {name: values for name, values in acc.items() if values}
 
 
 OVER_SEARCHES = ("standard error: the larger of the spread between searches (SD / sqrt(searches)) and the "

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from hostinfo import cpu_model
-from stats import paired_difference
 
+from autoaug.stats import paired_difference
 from autoaug.space.ops import RANGE_READINGS
 from autoaug.space.policy import published_policy
 

@@ -64,3 +64,44 @@ def cli_fails(capsys):
         return err
 
     return fails
+def _done_trials(store: Path) -> int:
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM trials WHERE status = 'done'").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:
+        return 0  # the schema is being created
+
+
+@pytest.fixture
+def sigkill_cli():
+    """`kill(args, out, done=2)`: run `autoaug ARGS` (inline backend, one thread) in a
+    subprocess, SIGKILL it once OUT/trials.sqlite holds `done` finished trials (or after 120 s)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+
+    def kill(args: list[str], out: Path, done: int = 2) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
+        proc = subprocess.Popen([sys.executable, "-m", "autoaug", *args], cwd=root, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+                if (out / "trials.sqlite").exists() and _done_trials(out / "trials.sqlite") >= done:
+                    break
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+
+    return kill

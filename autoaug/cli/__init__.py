@@ -15,11 +15,11 @@ import os
 import select
 import sys
 
-from autoaug.cli import data, ensemble, policy, randaugment, search, train
+from autoaug.cli import compare, data, ensemble, policy, randaugment, search, train
 from autoaug.errors import AutoaugError, one_line
 
 # Modules that contribute sub-commands, in the order `--help` lists them.
-COMMAND_MODULES = (policy, data, search, train, randaugment, ensemble)
+COMMAND_MODULES = (policy, data, search, compare, train, randaugment, ensemble)
 
 
 def build_parser() -> argparse.ArgumentParser:

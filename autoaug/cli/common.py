@@ -23,7 +23,10 @@ def add_child_arguments(parser: argparse.ArgumentParser, *, device: bool) -> Non
         parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto); = --set child.device=DEV")
     parser.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                         help="override a training setting of the [child] table, as in `autoaug search`, "
-                        "e.g. --set child.lr=0.05 child.label_smoothing=0")
+                        "e.g. --set child.lr=0.05 child.label_smoothing=0; child.flip=false trains without "
+                        "horizontal flips (digits, text), child.cutout=N sets the Cutout side in pixels "
+                        "(0 = off; 'auto' = half the image side, 16 on 32x32, what policies and the "
+                        "`cutout` baseline get)")
 
 
 def child_config(args: argparse.Namespace, base: TrainConfig) -> TrainConfig:

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from autoaug.cli.common import add_child_arguments, child_config
+from autoaug.cli.pool import add_pool_arguments, pool_options
 from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
-from autoaug.search.ray_pool import RayOptions
-from autoaug.search.workers import BACKENDS
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
 from autoaug.training.config import TrainConfig
+from autoaug.training.data import load_splits
 
 
 def _number_list(text: str, kind: type, flag: str) -> tuple:
@@ -33,16 +33,13 @@ def cmd_randaugment(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         first_seed=args.first_seed,
         ops=tuple(args.ops.split(",")) if args.ops else DEFAULT_OPS,
-        train=child_config(args, TrainConfig(**policy_training())),
+        # Cutout 'auto' in pixels of the dataset's images, as the grid's store records it.
+        train=child_config(args, TrainConfig(**policy_training())).for_images(
+            load_splits(args.dataset).image_shape),
         save_outputs=not args.no_test,
     )
-    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else ["auto"]
     started = time.perf_counter()
-    result = run_grid(
-        spec, args.out, backend=args.backend, devices=devices, workers=args.workers or 1, timeout_s=args.timeout,
-        ray_options=RayOptions(address=args.ray_address, num_gpus=args.ray_gpus), retry_failed=args.retry_failed,
-        fuse=args.fuse,
-    )
+    result = run_grid(spec, args.out, **pool_options(args), retry_failed=args.retry_failed, fuse=args.fuse)
     total = len(spec.points())
     print(grid_markdown(result))
     print(f"trained {result.evaluated} of {total} children now ({total - result.evaluated} from the store) "
@@ -66,14 +63,8 @@ def add_commands(subparsers) -> None:
                    f"also Invert, SamplePairing, {IDENTITY})")
     p.add_argument("--out", default="runs/randaugment", help="run directory (default runs/randaugment)")
     add_child_arguments(p, device=False)  # children train like `autoaug train --policy randaugment:...`
-    p.add_argument("--backend", default="process", choices=BACKENDS, help="where children train")
-    p.add_argument("--workers", type=int, help="worker processes per device (default 1)")
-    p.add_argument("--devices", help="comma-separated worker devices, e.g. cuda:0,cuda:0,cuda:1 (overrides --workers)")
-    p.add_argument("--ray-address", default="auto", help="Ray cluster address (backend ray; default auto)")
-    p.add_argument("--ray-gpus", type=float, default=0.0, help="GPUs per child on Ray (default 0)")
+    add_pool_arguments(p)
     p.add_argument("--fuse", type=int, help="children a worker trains at once as one fused network "
                    "(default: 1 on the CPU, 8 on a GPU)")
-    p.add_argument("--timeout", type=float, help="seconds after which a child counts as failed")
-    p.add_argument("--retry-failed", action="store_true", help="train failed children again")
     p.add_argument("--no-test", action="store_true", help="skip test accuracy and the saved softmax (no ensembles)")
     p.set_defaults(func=cmd_randaugment)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from autoaug.search.alternatives import SearchVerdict
 from autoaug.search.config import ALGOS, resolve_config
 from autoaug.search.export import ExportOptions, Reevaluation, export_policy
 from autoaug.search.search import run_search
@@ -36,10 +37,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"wrote {result.policy_path} ({len(result.best) * 5} sub-policies from the best "
           f"{len(result.best)}) and {result.albumentations_path}")
     print_loading_note(result.policy)
+    _verdict_lines(result.verdict)
     print("next:")
+    if result.verdict is not None:
+        print(f"  {result.verdict.compare_command}   # settles it in the final regime (add --epochs N for yours)")
     print(f"  autoaug show {result.policy_path} --out {result.run_dir / 'policy.png'}")
     print(f"  autoaug train --policy {result.policy_path}")
     return 0
+
+
+def _verdict_lines(verdict: SearchVerdict | None) -> None:
+    if verdict is None:
+        print("no verdict: without re-evaluation (export.reevaluate_top = 0) nothing trained the free alternatives")
+        return
+    print(verdict.summary)
+    if verdict.verdict is not None:
+        print(verdict.verdict.line(" (child regime)"))
+    if verdict.path is not None:
+        print(f"wrote {verdict.path}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -49,6 +64,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         progress=not args.no_progress))
     rewards = ", ".join(f"{t.reward:.4f}" for t in exported.trials)
     _reevaluation_lines(exported.reevaluation)
+    if exported.verdict is not None:
+        _verdict_lines(exported.verdict)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
           f"the best {len(exported.trials)} policies, search rewards {rewards})")
     print(f"wrote {exported.albumentations_path}")
@@ -92,7 +109,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", metavar="S", help="search seed (default 0)")
     p.add_argument("--workers", metavar="N", help="worker processes per device")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="override config keys, e.g. --set batch_size=8 child.epochs=5 ppo.clip_coef=0.1")
+                   help="override config keys, e.g. --set batch_size=8 child.epochs=5 ppo.clip_coef=0.1; "
+                   "child.flip=false: no horizontal flips (digits, text); child.cutout=N: the Cutout "
+                   "side in pixels (0 = off; default 'auto' = half the image side, 16 on 32x32)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_search)

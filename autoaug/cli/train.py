@@ -89,10 +89,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 f"{args.policy} is an albumentations pipeline file: it trains with --augment albumentations"
             )
         load_pipeline_file(resolved.pipeline_file)  # checked now, before any data are loaded: ends in ToTensorV2
-    config = child_config(args, TrainConfig(standard=resolved.standard, cutout=resolved.cutout))
+    config = child_config(args, TrainConfig(standard=resolved.standard, flip=resolved.flip, cutout=resolved.cutout))
     # The split seed stays at its default: runs with other --seed values (an ensemble's
     # members) must share their val and test images.
     splits = load_splits(args.dataset, image_size=args.image_size)
+    config = config.for_images(splits.image_shape)  # Cutout 'auto' in pixels, as results.json records it
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augmenter
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
@@ -154,7 +155,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     val_mean, val_std = _mean_std([r["val_acc"] for r in rows])
     test_mean, test_std = _mean_std([r["test_acc"] for r in rows])
     results = dict(
-        policy=args.policy, description=resolved.description, dataset=args.dataset,
+        policy=args.policy, description=resolved.describe(splits.image_shape)
+        + ("" if config.flip or not config.standard else ", without the flip (child.flip false)"), dataset=args.dataset,
         model=config.model, augment=args.augment, num_classes=data.num_classes,
         image_size=list(data.train_x.shape[2:]), device=str(data.device),
         config=dataclasses.asdict(config), seeds=rows,

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from autoaug.errors import ConfigError, shown
+from autoaug.errors import AutoaugError, ConfigError, shown
 from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
 from autoaug.settings import check_int, flat_values, load_settings, to_toml, toml_value
+from autoaug.space.specs import resolve
 from autoaug.training.config import TrainConfig
 from autoaug.training.device import DEVICE_NAME
 
@@ -42,6 +43,7 @@ CONFIG_FILENAME = "config.toml"
 RESUMABLE_KEYS = frozenset({
     "out", "budget", "workers", "devices", "backend", "ray_address", "ray_gpus_per_trial",
     "fuse", "trial_timeout_s", "export.top", "export.reevaluate_top", "export.reevaluate_seeds",
+    "export.free",
 })
 
 
@@ -88,6 +90,11 @@ class ExportConfig:
     """Fresh seeds per re-evaluated policy (paired with a reference child per seed when
     reward.paired)."""
 
+    free: str = ""
+    """More free alternatives the re-evaluation trains on its fresh seeds for the search's verdict,
+    next to standard, cutout and trivialaugment (issue #20): policy specs separated by spaces,
+    e.g. "autoaugment-cifar10 randaugment:N=2,M=9"."""
+
     def __post_init__(self) -> None:
         check_int("export.top", self.top, low=1)
         check_int("export.reevaluate_top", self.reevaluate_top, low=0)
@@ -96,18 +103,26 @@ class ExportConfig:
             raise ConfigError(f"export.reevaluate_top ({self.reevaluate_top}) must be 0 or at least "
                               f"export.top ({self.top}): the exported policies are chosen among the "
                               "re-evaluated ones")
+        if not isinstance(self.free, str):
+            raise ConfigError(f"export.free must be a string of policy specs separated by spaces, got {shown(self.free)}")
+        for spec in self.free.split():
+            try:
+                resolve(spec)
+            except AutoaugError as err:
+                raise ConfigError(f"export.free: {err}") from None
 
 
 def _cpu_quick_child() -> TrainConfig:
     # The tiny CNN's own recipe for 40 epochs on 1,000 images (SearchConfig.train_subset) with the
-    # Cutout 16 the final training adds after every policy: a child that overfits, as the final
+    # Cutout the final training adds after every policy (half the image side: 16 px on CIFAR;
+    # `run_search` records it in pixels): a child that overfits, as the final
     # model does without augmentation, so augmentation pays off in it too. Of the children
     # experiments/proxy_rank.py compared, it is the only one whose reward ranks policies like the
     # 80-epoch final regime (Spearman +0.60 over 15 policies; 8 or 24 epochs on 2,000 images,
     # with or without Cutout, and density matching: -0.30 to +0.08). Its steps run in bf16 where the
     # CPU has bf16 instructions ('native': 1.3x fewer CPU seconds on an AMX CPU, accuracy the same
     # within the seeds, experiments/results/bench_precision.md), fp32 elsewhere.
-    return TrainConfig.for_model("tiny", epochs=40, cutout=16, precision="native")
+    return TrainConfig.for_model("tiny", epochs=40, cutout="auto", precision="native")
 
 
 def _cpu_quick_ppo() -> PPOConfig:
@@ -171,6 +186,10 @@ class SearchConfig:
 
     # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
     owned_keys: ClassVar[dict[str, str]] = {"child.device": "each worker's device comes from `devices`"}
+    # Keys added to autoaug after runs were started with it: a run directory's config.toml written
+    # before may lack them, and their defaults mean what those runs did (issue #20: child.flip, true
+    # as before it existed; export.free, the verdict's extra free alternatives, none by default).
+    added_later: ClassVar[frozenset[str]] = frozenset({"child.flip", "export.free"})
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size", "workers"):
@@ -206,6 +225,12 @@ class SearchConfig:
             raise ConfigError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
         if not isinstance(self.export, ExportConfig):
             raise ConfigError(f"export must be an ExportConfig, got {type(self.export).__name__}")
+
+    def for_images(self, image_size: tuple[int, int]) -> SearchConfig:
+        """This search on (H, W) images: the child's Cutout 'auto' in pixels (16 on CIFAR), what
+        config.toml and the trial store record, so a search's identity does not depend on how its
+        Cutout was asked for (`run_search` applies it once it has the data)."""
+        return dataclasses.replace(self, child=self.child.for_images(image_size))
 
     @property
     def device_list(self) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
+from autoaug.search.alternatives import SearchVerdict, search_verdict
 from autoaug.search.config import CONFIG_FILENAME, ExportConfig, SearchConfig, load_config
 from autoaug.settings import to_dict
 from autoaug.search.pool import LazyPool, evaluate_trials
@@ -67,6 +68,9 @@ class Export:
     """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
     pipeline: Any = None
     """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
+    verdict: SearchVerdict | None = None
+    """The exported policy against the free alternatives on the re-evaluation's seeds (issue
+    #20); None without re-evaluation."""
 
 
 def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
@@ -264,7 +268,8 @@ def export_from_store(
     albu_out = albumentations_path(out)
     whole, whole_out = None, None
     if pipeline != "policy":  # built first: a bad dataset writes nothing
-        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT)
+        resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT,
+                              flip=config.child.flip if config else True)
         dataset = dataset or (config.dataset if config else "cifar10-reduced")
         whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
@@ -274,4 +279,9 @@ def export_from_store(
             save_pipeline(whole, whole_out)
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
-    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole)
+    verdict = None
+    if reevaluation is not None:  # after the files are written: a killed verdict loses no export
+        assert config is not None and pool is not None
+        fresh = [reevaluation_seed(config.seed, j) for j in range(reevaluate_seeds)]
+        verdict = search_verdict(run_dir, store, config, pool, policy, fresh, out, progress)
+    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole, verdict)

@@ -278,7 +278,7 @@ def grid_markdown(result: GridResult) -> str:
         f"# RandAugment grid on {spec.dataset}",
         "",
         f"{spec.train.model}, {spec.train.epochs} epochs"
-        + (", then pad-crop + flip" if spec.train.standard else "")
+        + ((", then pad-crop + flip" if spec.train.flip else ", then pad-crop") if spec.train.standard else "")
         + (f", then Cutout {spec.train.cutout}" if spec.train.cutout else "")
         + f"; {spec.seeds} seed(s) per point from seed {spec.first_seed}; {len(spec.ops)} candidate ops: "
         f"{', '.join(spec.ops)}.",

@@ -13,7 +13,8 @@ from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, evaluate_density
 from autoaug.search.store import TrialSpec
 from autoaug.search.trials import FUSED, ChildTask
-from autoaug.space.policy import Policy
+from autoaug.space.augment import Augmenter
+from autoaug.space.specs import policy_from_json
 from autoaug.training.fused import train_children
 from autoaug.training.loop import train_child
 
@@ -28,13 +29,25 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
     config = dataclasses.replace(task.child, device=device)
     if FUSED in payload:
         members = payload[FUSED]
+        if any(CHILD_KEY in p for p, _ in members):  # a free alternative's own recipe: one by one
+            return [train_child(_policy(p), task.data(device), _recipe(config, p), s) for p, s in members]
         return train_children([_policy(p) for p, _ in members], task.data(device), config, [s for _, s in members])
-    return train_child(_policy(payload), task.data(device), config, seed)
+    return train_child(_policy(payload), task.data(device), _recipe(config, payload), seed)
 
 
-def _policy(payload: dict[str, Any]) -> Policy | None:
+CHILD_KEY = "child"
+"""Payload key of the child settings a trial trains with instead of the search's (a free
+alternative's pad-crop / flip / Cutout, `autoaug.search.alternatives`)."""
+
+
+def _recipe(config: Any, payload: dict[str, Any]) -> Any:
+    return dataclasses.replace(config, **payload[CHILD_KEY]) if CHILD_KEY in payload else config
+
+
+def _policy(payload: dict[str, Any]) -> Augmenter | None:
+    """The payload's policy: a searched one, or a free alternative's (TrivialAugment, ...)."""
     doc = payload["policy"]
-    return None if doc is None else Policy.from_json(doc, "trial payload")
+    return None if doc is None else policy_from_json(doc, "trial payload")
 
 
 def trial_key(tokens: Sequence[int]) -> str:

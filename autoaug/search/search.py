@@ -38,6 +38,7 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError, ConfigError
+from autoaug.search.alternatives import SearchVerdict
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
@@ -193,15 +194,18 @@ class SearchResult:
     resumed: bool
     reevaluation: list[Reevaluation] | None = None
     """The re-evaluated candidates, best mean first (None when export.reevaluate_top is 0)."""
+    verdict: SearchVerdict | None = None
+    """The exported policy against the free alternatives (None when export.reevaluate_top is 0)."""
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     """Search for a policy as `config` says, resuming whatever `config.out` already holds."""
     started = time.perf_counter()
     run_dir = Path(config.out)
-    task = ChildTask.from_config(config)
     # A bad dataset fails here, before any directory or worker.
     splits = load_data(config.dataset, config.train_subset, config.val_subset)
+    config = config.for_images(splits.image_shape)  # the child's Cutout 'auto' in pixels
+    task = ChildTask.from_config(config)
     check_child_fits(config, splits)
     with open_search(config, splits) as (store, state, next_round, requeued, identity):
         sampler = Sampler(config)
@@ -298,6 +302,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             seconds=time.perf_counter() - started,
             resumed=resumed,
             reevaluation=exported.reevaluation,
+            verdict=exported.verdict,
         )
 
 

@@ -144,7 +144,7 @@ class SamplePairing(A.ImageOnlyTransform):
 class ClippedCutout(A.ImageOnlyTransform):
     """Fill one `size` x `size` square with `fill`, its centre uniform over every pixel of the
     image and the square clipped at the borders (DeVries & Taylor 2017, the AutoAugment reference
-    code's `cutout_numpy`): the Cutout 16 of the training recipe, `autoaug.training.loop.cutout`
+    code's `cutout_numpy`): the Cutout of the training recipe (16 px on 32x32), `autoaug.training.loop.cutout`
     per image.
 
     albumentations' `CoarseDropout` keeps its holes wholly inside the image, which cuts out more

@@ -5,8 +5,11 @@
 so what ships is what was measured. In the order of the torch path
 (`autoaug.training.loop.model_input`):
 
-    policy (uint8) -> Normalize -> Pad 4 (zeros) + RandomCrop -> HorizontalFlip -> ClippedCutout 16
+    policy (uint8) -> Normalize -> Pad (zeros) + RandomCrop -> HorizontalFlip -> ClippedCutout
     -> ToTensorV2
+
+The pad and the Cutout side scale with the image (`crop_pad`, `cutout_side`): 4 and 16 px on
+32x32 CIFAR, as in the AutoAugment reference code; `flip` false leaves out the flip (digits, text).
 
 Normalising right after the policy and filling the pad and the Cutout square with 0.0 is what
 the torch path does (and the AutoAugment reference code, which pads and cuts out with zeros of
@@ -31,11 +34,36 @@ from autoaug.files import read_json
 from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
 from autoaug.space.export import PIPELINES, pipeline_path, save_pipeline, to_albumentations
 
-__all__ = ["PIPELINES", "PAD", "PipelineError", "normalization", "normalize", "train_pipeline",
+__all__ = ["PIPELINES", "crop_pad", "cutout_side", "cutout_pixels", "CUTOUT_AUTO", "PipelineError", "normalization", "normalize", "train_pipeline",
            "eval_pipeline", "check_tensor_pipeline", "load_pipeline_file", "is_pipeline_document",
            "seed_worker", "save_pipeline", "pipeline_path"]
 
-PAD = 4  # pixels of zero padding before the random crop, as in the AutoAugment reference code
+# The recipe's sizes scale with the image side (issue #20): the AutoAugment reference code pads
+# 32x32 CIFAR by 4 px before its random crop and cuts out 16 px squares, i.e. an eighth and a half
+# of the side. On a side s the pad is s/8 and the Cutout side s/2, rounded half up (28 px: 4 and
+# 14; 24 px: 3 and 12; 32 px: 4 and 16 exactly as before). A non-square image scales with its
+# shorter side.
+CUTOUT_AUTO = "auto"  # the `cutout` setting that asks for the scaled Cutout side
+
+
+def _half_up(x: float) -> int:
+    return int(x + 0.5)  # x >= 0; Python's round() would round 3.5 to 4 but 2.5 to 2
+
+
+def crop_pad(side: int) -> int:
+    """Pixels of zero padding before the random crop of a `side`-pixel image: side / 8."""
+    return _half_up(side / 8)
+
+
+def cutout_side(side: int) -> int:
+    """Side of the recipe's Cutout square on a `side`-pixel image: side / 2 (16 at 32 px)."""
+    return max(1, _half_up(side / 2))
+
+
+def cutout_pixels(cutout: int | str, image_size: tuple[int, int]) -> int:
+    """The Cutout side in pixels of a `cutout` setting (pixels, 0 = off, or 'auto' = `cutout_side`)
+    on (H, W) images."""
+    return cutout_side(min(image_size)) if cutout == CUTOUT_AUTO else int(cutout)
 
 
 def normalize(mean: Sequence[float], std: Sequence[float]) -> A.Normalize:
@@ -56,14 +84,15 @@ def train_pipeline(
     std: Sequence[float],
     image_size: tuple[int, int],
     standard: bool = True,
-    cutout: int = 16,
-    pad: int = PAD,
+    flip: bool = True,
+    cutout: int | str = CUTOUT_AUTO,
 ) -> A.Compose:
     """The whole training pipeline of `policy` (a Policy, RandAugment, TrivialAugment, or None for
     the baselines): HWC uint8 image -> normalised float32 (C, H, W) tensor.
 
-    `standard`: pad-crop + horizontal flip; `cutout`: side of the Cutout square (0 = none);
-    `image_size`: (H, W) of the training images, the size of the random crop.
+    `standard`: pad (`crop_pad`) + random crop, then a horizontal flip if `flip`; `cutout`: side
+    of the Cutout square in pixels (0 = none) or 'auto' (`cutout_side`); `image_size`: (H, W) of
+    the training images, the size of the random crop.
     """
     transforms: list[A.BasicTransform] = []
     if policy is not None:
@@ -72,12 +101,14 @@ def train_pipeline(
     if standard:
         h, w = image_size
         transforms += [
-            A.Pad(padding=pad, fill=0.0, border_mode=cv2.BORDER_CONSTANT),
+            A.Pad(padding=crop_pad(min(h, w)), fill=0.0, border_mode=cv2.BORDER_CONSTANT),
             A.RandomCrop(height=h, width=w),
-            A.HorizontalFlip(p=0.5),
         ]
-    if cutout:
-        transforms.append(ClippedCutout(size=cutout, fill=0.0))
+        if flip:
+            transforms.append(A.HorizontalFlip(p=0.5))
+    side = cutout_pixels(cutout, image_size)
+    if side:
+        transforms.append(ClippedCutout(size=side, fill=0.0))
     transforms.append(ToTensorV2())
     return A.Compose(transforms, p=1.0)
 

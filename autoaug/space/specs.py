@@ -3,15 +3,17 @@
 `resolve(spec)` serves `autoaug train --policy`, `show`, `validate`, `export-albumentations` and
 the Python API alike; every one of them accepts the same specs (`NAMES`):
 
-- the baselines `none` (no augmentation), `standard` (pad 4 + random crop, horizontal flip) and
-  `cutout` (standard + Cutout 16), which name no policy;
+- the baselines `none` (no augmentation), `standard` (pad + random crop, horizontal flip) and
+  `cutout` (standard + Cutout), which name no policy;
 - the published AutoAugment policies `autoaugment-cifar10`, `-svhn`, `-imagenet`;
 - `trivialaugment[:ops=A+B]` and `randaugment[:N=..,M=..,ops=A+B]`;
 - a native policy file (a learned policy, RandAugment or TrivialAugment), or an albumentations
   export (drawn as loaded).
 
-A policy trains with the standard augmentation and Cutout 16 after it, as the AutoAugment paper
+A policy trains with the standard augmentation and Cutout after it, as the AutoAugment paper
 (and the RandAugment and TrivialAugment papers on CIFAR) did; the baselines say what they add.
+Pad and Cutout scale with the image (`autoaug.space.pipeline.crop_pad`, `cutout_side`): pad 4
+and Cutout 16 on 32x32 CIFAR, the papers' numbers; 4 and 14 on 28x28.
 This module sits above the augmenters it chooses between, so none of them knows the others.
 """
 
@@ -26,19 +28,21 @@ from autoaug.files import expand_user, is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile
-from autoaug.space.pipeline import is_pipeline_document
+from autoaug.space.pipeline import CUTOUT_AUTO, crop_pad, cutout_pixels, is_pipeline_document
 from autoaug.space.policy import Policy, published_policy
 from autoaug.space.published import PUBLISHED
 
 # The AutoAugment paper trains every policy on CIFAR with the standard augmentation and Cutout 16
 # on top (the reference code applies both to every image); the RandAugment and TrivialAugment
-# papers kept that setup for their CIFAR results, so every learned or published policy gets it.
-POLICY_CUTOUT = 16
-# name -> (description, pad-crop + flip, Cutout pixels)
+# papers kept that setup for their CIFAR results, so every learned or published policy gets it,
+# at the image's scale: half the image side, 16 px on CIFAR (TrainConfig.cutout 'auto').
+POLICY_CUTOUT = CUTOUT_AUTO
+# name -> (description, pad-crop + flip, Cutout setting)
+# A description's {pad} and {cutout} become the pixels on a given image size (`PolicySpec.describe`).
 BASELINES = {
     "none": ("no augmentation", False, 0),
-    "standard": ("standard: pad 4 + random crop, horizontal flip", True, 0),
-    "cutout": ("standard + Cutout 16 (DeVries & Taylor 2017)", True, 16),
+    "standard": ("standard: pad {pad} + random crop, horizontal flip", True, 0),
+    "cutout": ("standard + Cutout {cutout} (DeVries & Taylor 2017)", True, POLICY_CUTOUT),
 }
 NAMES = (*BASELINES, *PUBLISHED, "trivialaugment", "randaugment:N=2,M=9", "FILE.json")
 
@@ -49,17 +53,32 @@ class PolicySpec:
 
     spec: str
     """The spec as given."""
-    description: str
-    """One line for reports."""
+    template: str
+    """One line for reports, its {pad} and {cutout} standing for sizes in pixels (`describe`)."""
     augmenter: Augmenter | AlbumentationsFile | None
     """The policy (None for a baseline)."""
     standard: bool
     """Pad-crop + flip after the policy (TrainConfig.standard)."""
-    cutout: int
-    """Cutout side in pixels after that (TrainConfig.cutout)."""
+    cutout: int | str
+    """Cutout after that (TrainConfig.cutout: pixels, 0 = off, or 'auto', half the image side)."""
     pipeline_file: Path | None = None
     """An albumentations file given as the spec: the whole recipe as written, so it trains only
     with `--augment albumentations` (`autoaug.training.pipelines.albumentations_file`)."""
+    flip: bool = True
+    """The horizontal flip of the standard augmentation (TrainConfig.flip)."""
+
+    @property
+    def description(self) -> str:
+        """One line for reports, sizes as their rule: 'pad side/8', 'Cutout side/2'."""
+        return self.describe(None)
+
+    def describe(self, image_size: tuple[int, int] | None) -> str:
+        """One line for reports with the pad and Cutout sizes on (H, W) images ('pad 4', 'Cutout
+        16' on CIFAR), or their rules where `image_size` is None."""
+        pad = "side/8" if image_size is None else str(crop_pad(min(image_size)))
+        side = (("side/2" if self.cutout == CUTOUT_AUTO else str(self.cutout)) if image_size is None
+                else str(cutout_pixels(self.cutout, image_size)))
+        return self.template.replace("{pad}", pad).replace("{cutout}", side)
 
 
 def policy_from_json(doc: Any, where: str = "policy") -> Augmenter:
@@ -101,7 +120,7 @@ def resolve(spec: str) -> PolicySpec:
             description = f"policy file {path.name}"
     else:
         raise PolicyError(f"unknown policy {shown(spec)}; expected a policy file or one of {', '.join(NAMES[:-1])}")
-    return PolicySpec(spec, f"{description} + standard + Cutout {POLICY_CUTOUT}", augmenter, True, POLICY_CUTOUT)
+    return PolicySpec(spec, description + " + standard + Cutout {cutout}", augmenter, True, POLICY_CUTOUT)
 
 
 def resolve_policy(spec: str) -> Augmenter | AlbumentationsFile:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from autoaug.errors import ConfigError, shown
+from autoaug.space.pipeline import CUTOUT_AUTO, cutout_pixels
 from autoaug.training.device import resolve_device
 from autoaug.training.models import model_spec
 
@@ -41,9 +42,15 @@ class TrainConfig:
     warmup: float = 0.2
     """Fraction of all steps the 'onecycle' schedule spends rising to lr."""
     standard: bool = True
-    """Standard CIFAR augmentation after the policy: pad 4 + random crop, random horizontal flip."""
-    cutout: int = 0
-    """Side in pixels of the Cutout square applied last (0 = off; the paper uses 16 on CIFAR)."""
+    """Standard augmentation after the policy: zero-pad by side/8 (4 px on 32x32 CIFAR) + random
+    crop, then a random horizontal flip if `flip`."""
+    flip: bool = True
+    """The random horizontal flip of `standard` (false for digits, text, or whatever a mirror
+    turns into another class or none)."""
+    cutout: int | str = 0
+    """Cutout square applied last: its side in pixels, 0 = off, or 'auto' = half the image side
+    (16 px on 32x32 CIFAR, the paper's; 14 on 28x28), what the baseline `cutout` and every policy
+    train with."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'; `prepare` puts the data there."""
     eval_batch_size: int = 1024
@@ -63,8 +70,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {shown(value)}")
-        if isinstance(self.cutout, bool) or not isinstance(self.cutout, int) or self.cutout < 0:
-            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off), got {shown(self.cutout)}")
+        if self.cutout != CUTOUT_AUTO and (isinstance(self.cutout, bool) or not isinstance(self.cutout, int)
+                                           or self.cutout < 0):
+            raise ConfigError(f"cutout must be an int >= 0 (pixels, 0 = off) or {CUTOUT_AUTO!r} "
+                              f"(half the image side), got {shown(self.cutout)}")
         for name, low, high in (
             ("lr", 0.0, math.inf),  # and not 0, below
             ("momentum", 0.0, 1.0),
@@ -81,11 +90,17 @@ class TrainConfig:
             raise ConfigError("lr must be > 0, got 0")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {shown(self.schedule)}; expected one of {', '.join(SCHEDULES)}")
-        if not isinstance(self.standard, bool):
-            raise ConfigError(f"standard must be true or false, got {shown(self.standard)}")
+        for name in ("standard", "flip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {shown(getattr(self, name))}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {shown(self.precision)}; expected one of {', '.join(PRECISIONS)}")
         resolve_device(self.device, check_available=False)
+
+    def for_images(self, image_size: tuple[int, int]) -> TrainConfig:
+        """This recipe on (H, W) images: `cutout` 'auto' becomes its side in pixels there (16 on
+        32x32), the number a results file or a trial store records."""
+        return dataclasses.replace(self, cutout=cutout_pixels(self.cutout, image_size))
 
     @classmethod
     def for_model(cls, model: str, **overrides: Any) -> TrainConfig:
@@ -100,7 +115,7 @@ class TrainConfig:
 
     # What a change of `model` in `with_table` keeps: what the policy and the machine decide, not
     # the network's recipe (`for_model`).
-    kept_on_model_change: ClassVar[tuple[str, ...]] = ("standard", "cutout", "device")
+    kept_on_model_change: ClassVar[tuple[str, ...]] = ("standard", "flip", "cutout", "device")
 
     def with_table(self, values: dict[str, Any]) -> TrainConfig:
         """This config with `values` (keys of a [child] table, read by `autoaug.settings`)

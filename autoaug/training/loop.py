@@ -11,7 +11,10 @@ per image in DataLoader workers, the way a user trains with an exported pipeline
 Per batch, in the order of the AutoAugment reference code (its CIFAR input pipeline applies the
 policy, then zero-pad-4-and-crop, then a random horizontal flip, then Cutout 16):
 
-    policy augmentation (uint8) -> float + normalise -> pad 4 + crop, flip -> Cutout
+    policy augmentation (uint8) -> float + normalise -> pad + crop, flip -> Cutout
+
+The pad and the Cutout side scale with the image (`autoaug.space.pipeline.crop_pad` and
+`cutout_side`: side / 8 and side / 2, i.e. 4 and 16 on 32x32); `TrainConfig.flip` turns the flip off.
 
 The reference code normalises before anything else and pads and cuts out with zeros of the
 normalised image, i.e. with the dataset's mean colour; normalising before the pad and the Cutout
@@ -32,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autoaug.errors import ConfigError, DataError, PolicyError
-from autoaug.space.pipeline import PAD
+from autoaug.space.pipeline import crop_pad, cutout_pixels
 from autoaug.training.config import TrainConfig
 from autoaug.training.device import DeviceData, autocast, resolve_device
 from autoaug.training.models import build_model, check_image_size
@@ -52,18 +55,24 @@ def normalise(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> to
     return (images.float() - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
-def pad_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = PAD) -> torch.Tensor:
-    """Zero-pad by `pad`, take a random crop of the original size, flip half the images.
+def pad_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, pad: int | None = None, flip: bool = True
+) -> torch.Tensor:
+    """Zero-pad by `pad` (None: `crop_pad` of the side, 4 on 32x32), take a random crop of the
+    original size, flip half the images if `flip`.
 
     One gather for the whole batch: each image's crop offset and flip become its row and column
-    indices into the padded batch (a flipped crop reads its columns backwards).
+    indices into the padded batch (a flipped crop reads its columns backwards). The flips are
+    drawn even when `flip` is false, so that the draws after them (Cutout) stay those of the
+    same seed with flips.
     """
     b, c, h, w = x.shape
+    pad = crop_pad(min(h, w)) if pad is None else pad
     padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H + 2p, W + 2p)
     dev = x.device
     dy = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=dev)  # (B, 1)
     dx = torch.randint(0, 2 * pad + 1, (b, 1), generator=generator, device=dev)  # (B, 1)
-    flip = torch.rand((b, 1), generator=generator, device=dev) < 0.5  # (B, 1)
+    flip = (torch.rand((b, 1), generator=generator, device=dev) < 0.5) & flip  # (B, 1)
     cols = torch.arange(w, device=dev)  # (W,)
     rows = dy + torch.arange(h, device=dev)  # (B, H)
     cols = dx + torch.where(flip, w - 1 - cols, cols)  # (B, W)
@@ -95,12 +104,14 @@ def model_input(
     generator: torch.Generator,
 ) -> torch.Tensor:
     """Policy-augmented uint8 (B, C, H, W) -> the float batch the network trains on:
-    normalise, then pad-crop + flip if `config.standard`, then Cutout if `config.cutout`."""
+    normalise, then pad-crop (+ flip if `config.flip`) if `config.standard`, then Cutout if
+    `config.cutout`, at the images' scale."""
     x = normalise(images, data.mean, data.std)  # (B, C, H, W) float32
     if config.standard:
-        x = pad_crop_flip(x, generator)
-    if config.cutout:
-        x = cutout(x, config.cutout, generator)
+        x = pad_crop_flip(x, generator, flip=config.flip)
+    side = cutout_pixels(config.cutout, (x.shape[2], x.shape[3]))
+    if side:
+        x = cutout(x, side, generator)
     return x.contiguous(memory_format=torch.channels_last)
 
 

@@ -114,7 +114,7 @@ def training_pipeline(spec: PolicySpec, data: DeviceData, config: TrainConfig) -
     return train_pipeline(
         spec.augmenter, mean=data.mean.tolist(), std=data.std.tolist(),
         image_size=(int(data.train_x.shape[2]), int(data.train_x.shape[3])),
-        standard=config.standard, cutout=config.cutout,
+        standard=config.standard, flip=config.flip, cutout=config.cutout,
     )
 
 
@@ -169,7 +169,8 @@ def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int |
     if kind == "eval":
         return eval_pipeline(mean=mean, std=std)
     return train_pipeline(
-        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, cutout=spec.cutout,
+        spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, flip=spec.flip,
+        cutout=spec.cutout,
     )
 
 

@@ -68,7 +68,7 @@ def test_child_model_switch_takes_that_networks_recipe() -> None:
     recipe = TrainConfig.for_model("wrn-40-2")
     # The preset's Cutout after the policy is kept: the final training's, not the network's.
     assert config.child == dataclasses.replace(recipe, epochs=2, cutout=SearchConfig().child.cutout)
-    assert config.child.cutout == 16
+    assert config.child.cutout == "auto"  # half the image side: 16 px on CIFAR
     # ... which is more than a model name: the recipe differs from the default child elsewhere.
     assert recipe != dataclasses.replace(SearchConfig().child, model="wrn-40-2", epochs=recipe.epochs)
     # Without child.model, child keys change the default child.
@@ -199,3 +199,18 @@ def test_resolve_config_resumes_the_saved_preset(tmp_path: Path) -> None:
     # With an explicit --config, the file is the base (run_search then rejects the change).
     config, saved = resolve_config(_write(tmp_path, f'out = "{run}"\n'), [])
     assert config.child.epochs == SearchConfig().child.epochs and saved == started
+
+
+def test_a_config_written_before_a_key_was_added_still_resumes(tmp_path: Path) -> None:
+    """Issue #20 added child.flip and export.free: a run directory's config.toml from before lacks
+    them and takes their defaults; any other missing key still means a file cut short."""
+    path = tmp_path / "config.toml"
+    save_config(SearchConfig(), path)
+    text = path.read_text()
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith(("free =", "flip ="))) + "\n")
+    assert load_config(path, complete=True) == SearchConfig()
+    path.write_text("\n".join(line for line in text.splitlines() if not line.startswith("budget =")) + "\n")
+    with pytest.raises(ConfigError, match=r"lacks 1 key\(s\) \(budget\)"):
+        load_config(path, complete=True)
+    with pytest.raises(ConfigError, match="export.free: unknown policy 'bogus'"):
+        load_config(None, ["export.free=standard bogus"])

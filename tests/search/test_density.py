@@ -39,6 +39,7 @@ def _config(run: Path, budget: int):
 
 
 def _task(config) -> DensityTask:
+    config = config.for_images((32, 32))  # as run_search resolves it on CIFAR
     return DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
                        config.reward.folds, config.reward.draws,
                        str((Path(config.out) / FOLD_DIRNAME).resolve()))

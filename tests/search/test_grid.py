@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import albumentations as A
@@ -138,26 +136,12 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "autoaug", *args]
 
 
-def test_grid_cli_killed_mid_run_resumes_then_ensembles(tmp_path, tiny_npz, capsys):
+def test_grid_cli_killed_mid_run_resumes_then_ensembles(tmp_path, tiny_npz, capsys, sigkill_cli):
     out = tmp_path / "grid"
     args = ["randaugment", "--dataset", f"npz:{tiny_npz}", "--n", "1,2", "--m", "3,9,15", "--epochs", "2",
             "--set", "child.batch_size=12", "--backend", "inline", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_ALBUMENTATIONS_UPDATE": "1"}
-    proc = subprocess.Popen(_cli(*args), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        done = 0
-        while done < 2 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-            if (out / "trials.sqlite").exists():
-                try:
-                    done = sum(r[3] == "done" for r in _rows(out))
-                except sqlite3.OperationalError:
-                    done = 0  # the schema is being created
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    sigkill_cli(args, out)
     killed = _rows(out)
     finished = {r[0]: r for r in killed if r[3] == "done"}
     assert 2 <= len(finished) < 6

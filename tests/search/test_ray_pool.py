@@ -120,3 +120,16 @@ def test_a_killed_ray_worker_is_recorded_and_retried(local_ray, tmp_path: Path, 
         assert "retried" in trial.error
     else:
         assert (trial.status, trial.reward) == ("failed", None)
+
+
+def test_compare_on_ray_trains_the_same_children_as_local_processes(local_ray, tmp_path: Path, tiny_npz) -> None:
+    """`autoaug compare --backend ray` (issue #20): the same rows, seeds and test accuracies."""
+    from autoaug.search.compare import CompareSpec, run_compare
+    from autoaug.training.config import TrainConfig
+
+    spec = CompareSpec(dataset=f"npz:{tiny_npz}", policies=("standard", "trivialaugment"), free=False, seeds=2,
+                       train=TrainConfig(epochs=1, batch_size=12))
+    local = run_compare(spec, tmp_path / "process", backend="process", devices=["cpu"], progress=False)
+    on_ray = run_compare(spec, tmp_path / "ray", backend="ray", ray_options=RayOptions(address=None), progress=False)
+    assert [(r.name, r.values) for r in on_ray.rows] == [(r.name, r.values) for r in local.rows]
+    assert on_ray.trained == 4 and on_ray.verdict.line() == local.verdict.line()

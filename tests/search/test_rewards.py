@@ -58,6 +58,17 @@ def paired_run(tmp_path_factory) -> Path:
     return run
 
 
+def test_the_run_records_the_childs_cutout_in_pixels(paired_run: Path) -> None:
+    # The default child's Cutout 'auto' is 16 px on CIFAR's 32x32 images, as before issue #20, and
+    # a resume that asks for 'auto' again (or for 16) is the same search.
+    assert load_config(None, []).child.cutout == "auto"
+    assert load_config(paired_run / "config.toml", complete=True).child.cutout == 16
+    run_search(_config(paired_run, "budget=6", "export.reevaluate_top=0"), progress=False)
+    run_search(_config(paired_run, "budget=6", "export.reevaluate_top=0", "child.cutout=16"), progress=False)
+    with pytest.raises(ConfigError, match="child.cutout"):
+        run_search(_config(paired_run, "budget=6", "export.reevaluate_top=0", "child.cutout=14"), progress=False)
+
+
 def test_a_batch_shares_one_seed_and_a_reference_child(paired_run: Path) -> None:
     rows = _search_rows(paired_run)
     assert [(r[0], r[1], r[4]) for r in rows] == [
@@ -118,10 +129,12 @@ def test_a_search_killed_mid_round_resumes_to_the_same_store(paired_run: Path, t
                                [np.nan if r[7] is None else r[7] for r in clean])
 
 
-def _reeval_rows(run: Path) -> list[tuple]:
+def _reeval_rows(run: Path, verdict: bool = False) -> list[tuple]:
+    """The re-evaluation's rows: the candidates' and references (`verdict`: those of the
+    exported policy and the free alternatives, test_alternatives.py, instead)."""
     with TrialStore(run / STORE_FILENAME) as store:
         return [(t.id, t.key, t.seed, t.role, t.status, t.reward, t.paired, t.finished)
-                for t in store.rows(phase="reeval")]
+                for t in store.rows(phase="reeval") if t.key.startswith(("exported:", "free:")) == verdict]
 
 
 def test_reevaluation_picks_by_mean_and_resumes(paired_run: Path, tmp_path: Path) -> None:
@@ -147,6 +160,27 @@ def test_reevaluation_picks_by_mean_and_resumes(paired_run: Path, tmp_path: Path
     assert provenance["seeds"] == 2 and provenance["values"] == "paired"
     assert [c["mean"] for c in provenance["candidates"]] == pytest.approx(sorted(means.values(), reverse=True))
 
+    # The verdict (issue #20): the exported policy, standard and trivialaugment on the same fresh
+    # seeds; cutout (no policy, pad-crop + flip + Cutout 16) is each seed's reference child.
+    verdict_rows = _reeval_rows(run, verdict=True)
+    assert sorted((r[1].split(":")[0], r[2]) for r in verdict_rows) == sorted(
+        (kind, s) for s in seeds for kind in ("exported", "free", "free"))
+    assert {r[1] for r in verdict_rows if r[1].startswith("free:")} == {"free:standard", "free:trivialaugment"}
+    assert all(r[4] == "done" for r in verdict_rows)
+    v = exported.verdict
+    rows_by_name = {r.name: r for r in v.verdict.rows}
+    assert set(rows_by_name) == {"exported policy", "standard", "cutout", "trivialaugment"}
+    assert rows_by_name["cutout"].values == {r[2]: r[5] for r in rows if r[3] == "reference"}
+    assert v.verdict.reference.name == max((r for r in v.verdict.rows if r.free), key=lambda r: r.mean).name
+    exported_values = {r[2]: r[5] for r in verdict_rows if r[1].startswith("exported:")}
+    assert rows_by_name["exported policy"].values == exported_values
+    d = v.verdict.differences["exported policy"]
+    ref = v.verdict.reference.values
+    assert d.mean == pytest.approx(np.mean([100 * (exported_values[s] - ref[s]) for s in seeds]))
+    text = (run / "verdict.md").read_text()
+    assert v.path == run / "verdict.md" and v.summary in text and v.compare_command in text
+    assert v.compare_command == f"autoaug compare {run} --dataset cifar10-reduced --seeds 3 --out {run / 'compare'}"
+
     # A killed export: one child left running, one never started. The rerun evaluates those
     # two only and reaches the same choice; the other children are not trained again.
     conn = sqlite3.connect(run / STORE_FILENAME)
@@ -161,11 +195,12 @@ def test_reevaluation_picks_by_mean_and_resumes(paired_run: Path, tmp_path: Path
     assert [r[:4] for r in rerun] == [r[:4] for r in rows]
     assert [r[7] for r in rerun[1:-1]] == [r[7] for r in rows[1:-1]]  # untouched
     assert [t.key for t in again.trials] == expected
+    assert _reeval_rows(run, verdict=True) == verdict_rows  # the same export: its verdict is not retrained
 
     # More candidates: only the new (policy, seed) pairs are added.
     export_policy(run, ExportOptions(top=2, reevaluate_top=4, reevaluate_seeds=2, progress=False))
     grown = _reeval_rows(run)
-    assert len(grown) == 4 * 2 + 2 and grown[: len(rows)] == rerun
+    assert len(grown) == 4 * 2 + 2 and [r for r in grown if r[0] in {row[0] for row in rerun}] == rerun
 
 
 def test_export_settings_are_checked(paired_run: Path, capsys) -> None:
@@ -175,3 +210,22 @@ def test_export_settings_are_checked(paired_run: Path, capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert err.endswith("--reevaluate-top (2) must be 0 or at least --top (3): the exported "
                         "policies are chosen among the re-evaluated ones") and "\n" not in err
+
+
+def test_search_ends_with_a_verdict_and_the_compare_command(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    overrides = [*TINY, "budget=3", "export.top=2", "export.reevaluate_top=2",
+                               "export.reevaluate_seeds=2", "export.free=autoaugment-cifar10 standard"]
+    assert cli.main(["search", "--out", str(run), "--no-progress", "--set", *overrides]) == 0
+    out = capsys.readouterr().out.splitlines()
+    summary = next(line for line in out if line.startswith("The exported policy "))
+    assert "free alternatives in the child regime (2 fresh seeds, validation accuracy)" in summary
+    assert any(line.startswith("Verdict (child regime): best row ") for line in out)
+    assert f"wrote {run / 'verdict.md'}" in out
+    nexts = out[out.index("next:") + 1:]
+    assert nexts[0].startswith(f"  autoaug compare {run} --dataset cifar10-reduced --seeds 3 --out {run / 'compare'}")
+    with TrialStore(run / STORE_FILENAME) as store:
+        keys = {t.key for t in store.rows(phase="reeval") if t.key.startswith("free:")}
+    assert keys == {"free:standard", "free:trivialaugment", "free:autoaugment-cifar10"}  # standard once
+    text = (run / "verdict.md").read_text()
+    assert summary in text and "| autoaugment-cifar10 | free |" in text

@@ -11,6 +11,7 @@ from autoaug.cli import main
 from autoaug.errors import PolicyError
 from autoaug.space.export import AlbumentationsFile
 from autoaug.space.specs import resolve, resolve_policy
+from autoaug.space.pipeline import cutout_pixels
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = [
@@ -25,9 +26,9 @@ SPECS = [
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_command_accepts_the_same_specs(spec, tmp_path, cifar_batch):
     resolved = resolve(spec)  # what `autoaug train --policy` uses
-    # a policy gets standard + Cutout 16; an albumentations file is the whole recipe as written
+    # a policy gets standard + Cutout 16 on 32x32; an albumentations file is the whole recipe as written
     expected = (False, 0) if resolved.pipeline_file is not None else (True, 16)
-    assert (resolved.standard, resolved.cutout) == expected
+    assert (resolved.standard, cutout_pixels(resolved.cutout, (32, 32))) == expected
     out = resolved.augmenter(cifar_batch[:4], torch.Generator().manual_seed(0))
     assert out.shape == cifar_batch[:4].shape and out.dtype == torch.uint8
     assert main(["validate", spec]) == 0
@@ -37,6 +38,6 @@ def test_every_command_accepts_the_same_specs(spec, tmp_path, cifar_batch):
 
 
 def test_baselines_name_no_policy():
-    assert resolve("cutout").augmenter is None and resolve("cutout").cutout == 16
+    assert resolve("cutout").augmenter is None and cutout_pixels(resolve("cutout").cutout, (32, 32)) == 16
     with pytest.raises(PolicyError, match="'none' is a baseline without a policy"):
         resolve_policy("none")

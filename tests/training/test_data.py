@@ -526,3 +526,14 @@ def test_cli_download_offline_exits_2_with_one_line(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "could not download http://127.0.0.1:9/" in lines[0]
+
+
+def test_the_second_dataset_mnist5k_loads_as_committed() -> None:
+    # experiments/make_mnist5k.py's output (issue #20): 28x28 grey digits, balanced splits.
+    path = Path(__file__).resolve().parents[2] / "experiments" / "data" / "mnist5k.npz"
+    splits = data.load_splits(f"npz:{path}")
+    assert splits.image_shape == (28, 28) and splits.num_classes == 10
+    for split, per_class in (("train", 200), ("val", 150), ("test", 150)):
+        assert splits.class_counts(split).tolist() == [per_class] * 10
+    x = splits.train_x  # grey repeated to RGB: the three channels are equal
+    assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 0], x[..., 2])

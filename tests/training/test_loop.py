@@ -14,6 +14,7 @@ from autoaug import cli
 from autoaug.training.data import Splits, load_splits
 from autoaug.errors import AutoaugError, ConfigError, PolicyError
 from autoaug.space.specs import POLICY_CUTOUT, resolve
+from autoaug.space.pipeline import cutout_pixels
 from autoaug.training.models import build_model
 from autoaug.training import device
 from autoaug.training.config import TrainConfig
@@ -343,7 +344,7 @@ def test_train_child_rejects_a_non_policy(data) -> None:
 def test_baselines(spec: str, standard: bool, cutout_px: int) -> None:
     resolved = resolve(spec)
     assert resolved.augmenter is None
-    assert (resolved.standard, resolved.cutout) == (standard, cutout_px)
+    assert (resolved.standard, cutout_pixels(resolved.cutout, (32, 32))) == (standard, cutout_px)
 
 
 @pytest.mark.parametrize(
@@ -484,7 +485,7 @@ def test_cli_albumentations_path(npz_dataset, tmp_path, capsys) -> None:
     assert code == 0
     assert "augment albumentations" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["augment"] == "albumentations" and results["config"]["cutout"] == POLICY_CUTOUT
+    assert results["augment"] == "albumentations" and results["config"]["cutout"] == cutout_pixels(POLICY_CUTOUT, results["image_size"])
     assert json.loads((out / "seed-0" / "outputs.json").read_text())["augment"] == "albumentations"
     # It trained from the file it wrote, the very file the export writes (what ships is what is
     # measured) ...
