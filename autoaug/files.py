@@ -58,6 +58,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     return path
 
 
+def is_stream(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a character device or a FIFO (`/dev/stdout`, `/dev/null`, a pipe): a file
+    written into, with no folder of its own for files that would go beside it."""
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode) or stat.S_ISFIFO(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
 def _is_stream(path: Path, what: str) -> bool:
     """True for a character device or FIFO at `path` (written into, not replaced); False for a
     regular file or nothing there (atomic replace); AutoaugError for anything else."""

@@ -68,7 +68,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         _verdict_lines(exported.verdict)
     print(f"wrote {exported.policy_path} ({len(exported.policy.sub_policies)} sub-policies from "
           f"the best {len(exported.trials)} policies, search rewards {rewards})")
-    print(f"wrote {exported.albumentations_path}")
+    if exported.albumentations_path is None:
+        print(f"no albumentations files: {exported.policy_path} is a device or a pipe, with no folder beside it "
+              "for them; export to a file to get them")
+    else:
+        print(f"wrote {exported.albumentations_path}")
     if exported.pipeline_path is not None:
         print(f"wrote {exported.pipeline_path} (the whole {args.pipeline} pipeline, ending in ToTensorV2)")
     print_loading_note(exported.policy if exported.pipeline is None else exported.pipeline)

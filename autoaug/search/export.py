@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError
+from autoaug.files import is_stream
 from autoaug.search.alternatives import SearchVerdict, search_verdict
 from autoaug.search.config import CONFIG_FILENAME, ExportConfig, SearchConfig, load_config
 from autoaug.settings import to_dict
@@ -61,7 +62,7 @@ class Export:
     policy: Policy
     trials: list[Trial]
     policy_path: Path
-    albumentations_path: Path
+    albumentations_path: Path | None
     reevaluation: list[Reevaluation] | None = None
     """Every re-evaluated candidate, best mean first; None without re-evaluation."""
     pipeline_path: Path | None = None
@@ -265,16 +266,20 @@ def export_from_store(
     )
     policy = Policy(sub_policies, info)
     out = run_dir / POLICY_FILENAME if out is None else Path(out)
-    albu_out = albumentations_path(out)
+    # An --out of /dev/stdout or a pipe takes the native policy; the albumentations files that go
+    # beside it would land in /dev (issue #23), so a stream gets none (`Export` says so with None).
+    stream = is_stream(out)
+    albu_out = None if stream else albumentations_path(out)
     whole, whole_out = None, None
-    if pipeline != "policy":  # built first: a bad dataset writes nothing
+    if pipeline != "policy" and not stream:  # built first: a bad dataset writes nothing
         resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT,
                               flip=config.child.flip if config else True)
         dataset = dataset or (config.dataset if config else "cifar10-reduced")
         whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
     try:
         policy.save(out)
-        save_albumentations(policy, albu_out)
+        if albu_out is not None:
+            save_albumentations(policy, albu_out)
         if whole is not None:
             save_pipeline(whole, whole_out)
     except OSError as err:
