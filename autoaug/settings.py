@@ -9,8 +9,9 @@ One reader for every command: `autoaug search` reads its `SearchConfig`, `autoau
   override. Unknown keys are rejected with the valid ones of their table, a value of the wrong
   type with the key, the expected type and the value.
 - A class may list keys that cannot be set, with why, in a ClassVar `owned_keys`
-  ({"child.device": "..."}), and keys a `complete` file may lack (added to autoaug after the
-  file was written) in a ClassVar `added_later`, and a table may rebuild itself from its values with a method
+  ({"child.device": "..."}), keys a `complete` file may lack (added to autoaug after the
+  file was written) in a ClassVar `added_later`, and the new names of keys a file written by an
+  older autoaug may still use in a ClassVar `renamed_keys` (files only: `--set` knows one name), and a table may rebuild itself from its values with a method
   `with_table(values)` (a new `child.model` starts from that network's recipe).
 - `to_toml` writes a settings object as a document `load_settings` reads back to an equal one.
 
@@ -155,7 +156,7 @@ def _flatten(doc: dict[str, Any], where: str, cls: type) -> dict[str, tuple[Any,
                 f"{name!r} in {where} must be a table ([{name}] or {name}.KEY = ...), got {shown(value)}"
             )
         else:
-            flat[name] = (value, where)
+            flat[getattr(cls, "renamed_keys", {}).get(name, name)] = (value, where)
     return flat
 
 

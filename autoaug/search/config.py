@@ -190,6 +190,9 @@ class SearchConfig:
     # before may lack them, and their defaults mean what those runs did (issue #20: child.flip, true
     # as before it existed; export.free, the verdict's extra free alternatives, none by default).
     added_later: ClassVar[frozenset[str]] = frozenset({"child.flip", "export.free"})
+    # Keys a run directory's config.toml written by an older autoaug still uses: issue #24 made the
+    # export count one key of [export], so a run started before resumes as it was.
+    renamed_keys: ClassVar[dict[str, str]] = {"export_top": "export.top"}
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size", "workers"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoaug.search.config import (
+    ExportConfig,
     CONFIG_FILENAME,
     SearchConfig,
     check_resume,
@@ -214,3 +215,17 @@ def test_a_config_written_before_a_key_was_added_still_resumes(tmp_path: Path) -
         load_config(path, complete=True)
     with pytest.raises(ConfigError, match="export.free: unknown policy 'bogus'"):
         load_config(None, ["export.free=standard bogus"])
+
+
+def test_a_run_config_from_before_export_top_moved_into_export_still_reads(tmp_path: Path) -> None:
+    # Issue #24 made the export count one key, export.top; a run directory's config.toml written
+    # before holds the top-level export_top, and resumes with it. --set knows only the new name.
+    path = save_config(SearchConfig(export=ExportConfig(top=3, reevaluate_top=8)), tmp_path / "config.toml")
+    text = path.read_text()
+    assert "\ntop = 3\n" in text
+    lines = text.replace("\ntop = 3\n", "\n").splitlines()
+    lines.insert(next(i for i, line in enumerate(lines) if line.startswith("seed = ")), "export_top = 3")
+    path.write_text("\n".join(lines) + "\n")
+    assert load_config(path, complete=True).export.top == 3
+    with pytest.raises(ConfigError, match="did you mean 'export.top'"):
+        load_config(None, ["export_top=3"])
