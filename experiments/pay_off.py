@@ -35,20 +35,21 @@ from hostinfo import describe, load_average
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
 
-# name -> (run directory prefix, search arguments, compare arguments after the run directory):
+# name -> (run directory prefix, search arguments, compare arguments after the run directory; the
+# policies come before the options, as argparse reads them):
 # the run directories are runs/<prefix>-search and runs/<prefix>-compare.
 DATASETS = {
     "cifar10": (
         "c10",
         [],  # the README's first command, with its run directory
-        ["--no-free", "standard", "cutout", "trivialaugment", "autoaugment-cifar10",
+        ["standard", "cutout", "trivialaugment", "autoaugment-cifar10", "--no-free",
          "--dataset", "cifar10-reduced", "--seeds", "2", "--workers", "2"],
     ),
     "mnist5k": (
         "mnist",
         ["--dataset", "npz:experiments/data/mnist5k.npz", "--budget", "32",
          "--set", "export.reevaluate_top=5", "export.reevaluate_seeds=2"],
-        ["--no-free", "none", "standard", "cutout", "trivialaugment",
+        ["none", "standard", "cutout", "trivialaugment", "--no-free",
          "--dataset", "npz:experiments/data/mnist5k.npz", "--epochs", "40", "--seeds", "2", "--workers", "2"],
     ),
 }
