@@ -5,10 +5,10 @@ For each dataset: the search (it ends with its verdict in the child regime, RUN/
 then `autoaug compare RUN ...` in the final regime (its exported policy next to the free
 alternatives, on the same seeds). Both commands resume, so a killed run of this script picks up
 where it stopped; `--report` only collects what is finished. The results go to
-experiments/results/compare-<name>/: compare.md, compare.json, compare.png, the search's
+experiments/results/<name>/: compare.md, compare.json, compare.png, the search's
 verdict.md, and README.md with the machine and the exact commands.
 
-    python experiments/pay_off.py [--datasets cifar10,mnist5k] [--report]
+    python experiments/pay_off.py [--compares compare-cifar10,compare-mnist5k,...] [--report]
 
 What ran on the project's 2-core box, and why it is cut down from the defaults (a quiet box
 trains a final-regime CIFAR child in ~100 s, this one was shared by four jobs): CIFAR-10 ran the
@@ -16,7 +16,8 @@ default search as it comes; its compare trains the free alternatives that matter
 (experiments/results/search_quality.md: the published CIFAR-10 policy is the best free one there,
 `none` 13 points below everything) on 2 seeds. mnist5k (experiments/make_mnist5k.py) ran the
 default search with half the budget (32 policies) and a smaller re-evaluation (the best 5 on 2
-seeds), and its compare 40 epochs on the 2,000 train images, 2 seeds.
+seeds), and its compare 40 epochs on the 2,000 train images, 2 seeds, with the default recipe and
+without the flip (`--set child.flip=false`).
 """
 
 from __future__ import annotations
@@ -35,31 +36,41 @@ from hostinfo import describe, load_average
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
 
-# name -> (run directory prefix, search arguments, compare arguments after the run directory):
-# the run directories are runs/<prefix>-search and runs/<prefix>-compare.
-DATASETS = {
-    "cifar10": (
-        "c10",
-        [],  # the README's first command, with its run directory
-        ["--no-free", "standard", "cutout", "trivialaugment", "autoaugment-cifar10",
-         "--dataset", "cifar10-reduced", "--seeds", "2", "--workers", "2"],
-    ),
-    "mnist5k": (
-        "mnist",
-        ["--dataset", "npz:experiments/data/mnist5k.npz", "--budget", "32",
-         "--set", "export.reevaluate_top=5", "export.reevaluate_seeds=2"],
-        ["--no-free", "none", "standard", "cutout", "trivialaugment",
-         "--dataset", "npz:experiments/data/mnist5k.npz", "--epochs", "40", "--seeds", "2", "--workers", "2"],
-    ),
+# dataset -> (run directory prefix, search arguments): the search's run directory is
+# runs/<prefix>-search.
+SEARCHES = {
+    "cifar10": ("c10", []),  # the README's first command, with its run directory
+    "mnist5k": ("mnist", ["--dataset", "npz:experiments/data/mnist5k.npz", "--budget", "32",
+                          "--set", "export.reevaluate_top=5", "export.reevaluate_seeds=2"]),
+}
+# results name -> (dataset, compare out suffix, compare arguments after the search's run directory;
+# the policies come before the options, as argparse reads one run of them): runs/<prefix>-<suffix>
+# and experiments/results/<name>/.
+COMPARES = {
+    "compare-cifar10": ("cifar10", "compare",
+                        ["standard", "cutout", "trivialaugment", "autoaugment-cifar10", "--no-free",
+                         "--dataset", "cifar10-reduced", "--seeds", "2", "--workers", "2"]),
+    "compare-mnist5k": ("mnist5k", "compare",
+                        ["none", "standard", "cutout", "trivialaugment", "--no-free",
+                         "--dataset", "npz:experiments/data/mnist5k.npz", "--epochs", "40", "--seeds", "2",
+                         "--workers", "2"]),
+    # Digits: the recipe without the horizontal flip (a mirrored digit is another digit or none).
+    "compare-mnist5k-noflip": ("mnist5k", "compare-noflip",
+                               ["none", "standard", "cutout", "trivialaugment", "--no-free",
+                                "--dataset", "npz:experiments/data/mnist5k.npz", "--epochs", "40",
+                                "--set", "child.flip=false", "--seeds", "2", "--workers", "2"]),
 }
 
 
-def commands(name: str) -> tuple[list[str], list[str]]:
-    prefix, search_args, compare_args = DATASETS[name]
-    run = f"runs/{prefix}-search"
-    search = ["autoaug", "search", *search_args, "--out", run]
-    compare = ["autoaug", "compare", run, *compare_args, "--out", f"runs/{prefix}-compare"]
-    return search, compare
+def search_command(dataset: str) -> list[str]:
+    prefix, args = SEARCHES[dataset]
+    return ["autoaug", "search", *args, "--out", f"runs/{prefix}-search"]
+
+
+def compare_command(name: str) -> list[str]:
+    dataset, suffix, args = COMPARES[name]
+    prefix = SEARCHES[dataset][0]
+    return ["autoaug", "compare", f"runs/{prefix}-search", *args, "--out", f"runs/{prefix}-{suffix}"]
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -76,10 +87,11 @@ def run(cmd: list[str], log: Path) -> float:
 
 
 def collect(name: str, walls: dict[str, float]) -> Path:
-    """Copy the results of `name` into experiments/results/compare-<name>/ with a README.md."""
-    search, compare = commands(name)
+    """Copy the results of compare `name` and its search into experiments/results/<name>/ with a
+    README.md naming the machine and the commands."""
+    search, compare = search_command(COMPARES[name][0]), compare_command(name)
     run_dir, compare_dir = ROOT / search[-1], ROOT / compare[-1]
-    out = RESULTS / f"compare-{name}"
+    out = RESULTS / name
     out.mkdir(parents=True, exist_ok=True)
     copied = []
     for source in (compare_dir / "compare.md", compare_dir / "compare.json", compare_dir / "compare.png",
@@ -89,9 +101,9 @@ def collect(name: str, walls: dict[str, float]) -> Path:
             copied.append(source.name)
     verdict = json.loads((out / "compare.json").read_text())["verdict"] if "compare.json" in copied else "not finished"
     lines = [
-        f"# `autoaug search` then `autoaug compare` on {name}",
+        f"# `autoaug search` then `autoaug compare`: {name}",
         "",
-        f"`python experiments/pay_off.py --datasets {name}` on {describe('cpu')}; load average at the end "
+        f"`python experiments/pay_off.py --compares {name}` on {describe('cpu')}; load average at the end "
         f"{load_average()} (the box was shared: seconds here are not speed figures, accuracies are).",
         "",
         "The commands it ran:",
@@ -111,20 +123,19 @@ def collect(name: str, walls: dict[str, float]) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", default=",".join(DATASETS), help=f"comma-separated, of {','.join(DATASETS)}")
+    ap.add_argument("--compares", default=",".join(COMPARES), help=f"comma-separated, of {','.join(COMPARES)}")
     ap.add_argument("--report", action="store_true", help="only collect what is finished")
     args = ap.parse_args()
-    names = [n for n in args.datasets.split(",") if n]
-    if not names or set(names) - set(DATASETS):
-        raise SystemExit(f"--datasets: expected a comma-separated subset of {','.join(DATASETS)}, got {args.datasets!r}")
+    names = [n for n in args.compares.split(",") if n]
+    if not names or set(names) - set(COMPARES):
+        raise SystemExit(f"--compares: expected a comma-separated subset of {','.join(COMPARES)}, got {args.compares!r}")
+    log = ROOT / "runs" / "pay_off.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     for name in names:
         walls = {}
-        if not args.report:
-            search, compare = commands(name)
-            logs = ROOT / "runs" / f"{name}-pay_off.log"
-            logs.parent.mkdir(parents=True, exist_ok=True)
-            walls["the search"] = run(search, logs)
-            walls["the compare"] = run(compare, logs)
+        if not args.report:  # a finished search or compare resumes and trains nothing
+            walls["the search"] = run(search_command(COMPARES[name][0]), log)
+            walls["the compare"] = run(compare_command(name), log)
         print(f"wrote {collect(name, walls)}")
 
 

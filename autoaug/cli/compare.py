@@ -53,7 +53,8 @@ def add_commands(subparsers) -> None:
         "compare.png; rerun with the same --out to resume or to add policies or seeds.",
     )
     p.add_argument("policies", nargs="*", metavar="POLICY",
-                   help="policy spec, policy file or search run directory, trained next to the free alternatives")
+                   help="policy spec, policy file or search run directory, trained next to the free alternatives "
+                   "(name them all together, before the options)")
     p.add_argument("--no-free", action="store_true",
                    help="train only the POLICYs named, not the free alternatives (name the ones you want)")
     p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")

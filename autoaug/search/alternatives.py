@@ -100,7 +100,8 @@ def search_verdict(
     if config.reward.kind != "child":
         return SearchVerdict(f"No verdict in the child regime: reward.kind = {config.reward.kind} trains no child. "
                              "Settle it in the final regime with `autoaug compare`.", None, None, command)
-    image_size = load_data(config.dataset, config.train_subset, config.val_subset).image_shape
+    splits = load_data(config.dataset, config.train_subset, config.val_subset)
+    image_size, sizes = splits.image_shape, (len(splits.train_y), len(splits.val_y))
     exported = {"policy": Policy(policy.sub_policies).to_json()}
     rows = [(EXPORTED, "exported:" + _digest(exported), exported, False)]
     for spec in free_specs(config):
@@ -128,7 +129,7 @@ def search_verdict(
     summary = plain(verdict, len(seeds))
     path = out.parent / VERDICT_FILENAME if out.name == "policy.json" else out.with_suffix(".verdict.md")
     reference = next((name for name, key, _, _ in rows if key == REFERENCE_KEY), None)
-    save_text(markdown(verdict, summary, config, run_dir, len(seeds), command, reference), path)
+    save_text(markdown(verdict, summary, config, sizes, run_dir, len(seeds), command, reference), path)
     return SearchVerdict(summary, verdict, path, command)
 
 
@@ -155,11 +156,11 @@ def plain(verdict: Verdict, seeds: int) -> str:
             f"{diff} against the best of them, `{ref.name}` (not resolved at 2 standard errors).{won}")
 
 
-def markdown(verdict: Verdict, summary: str, config: SearchConfig, run_dir: Path, seeds: int, command: str,
-             reference: str | None) -> str:
+def markdown(verdict: Verdict, summary: str, config: SearchConfig, sizes: tuple[int, int], run_dir: Path,
+             seeds: int, command: str, reference: str | None) -> str:
+    """verdict.md; `sizes`: the child's (train, validation) images."""
     child = config.child
-    subsets = (f"{config.train_subset or 'all'} train images, validation accuracy on "
-               f"{config.val_subset or 'all'} validation images")
+    subsets = f"{sizes[0]:,} train images, validation accuracy on {sizes[1]:,} validation images"
     recipe = (("pad-crop + flip" if child.flip else "pad-crop without flip") if child.standard else "no pad-crop") + (
         f" and Cutout {child.cutout}" if child.cutout else "")
     return "\n".join([

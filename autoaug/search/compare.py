@@ -106,11 +106,17 @@ def candidate(spec: str) -> Candidate:
     if resolved.pipeline_file is not None:
         raise PolicyError(f"{spec} is an albumentations pipeline file; `autoaug compare` trains the batched torch "
                           "path: give the native policy file (the .json without .albumentations)")
-    policy = None if resolved.augmenter is None else resolved.augmenter.to_json()
+    policy = None if resolved.augmenter is None else trained_part(resolved.augmenter.to_json())
     free = is_named(spec)
     content = json.dumps([policy, resolved.standard, resolved.cutout], sort_keys=True).encode()
     key = spec if free else "policy:" + hashlib.sha1(content).hexdigest()[:16]
     return Candidate(name, key, free, policy, resolved.standard, resolved.cutout, resolved.description)
+
+
+def trained_part(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A native policy document without its provenance: what training reads. A search's run
+    directory re-exported (its provenance rewritten) is still the same row."""
+    return None if doc is None else {k: v for k, v in doc.items() if k != "provenance"}
 
 
 @dataclass(frozen=True)
@@ -225,7 +231,8 @@ def run_compare(
         latest = {(t.key, t.seed): t for t in store.rows()}  # the newest row of each pair
         for c in candidates:
             stored = next((t for (key, _), t in latest.items() if key == c.key), None)
-            if stored is not None and changed(stored.payload, payloads[c.key]):
+            if stored is not None and changed({**stored.payload, "policy": trained_part(stored.payload["policy"])},
+                                              payloads[c.key]):
                 raise AutoaugError(f"{out}: {c.name} was trained here with another policy or recipe than it "
                                    "resolves to now; use another --out")
         new = [TrialSpec(key=c.key, payload=payloads[c.key], seed=s) for s in seeds for c in candidates

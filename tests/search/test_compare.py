@@ -8,6 +8,7 @@ protocol tests use a stub evaluation that records what it was asked to train.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -104,10 +105,14 @@ def test_a_run_directory_means_its_exported_policy(tmp_path) -> None:
     run.mkdir()
     with pytest.raises(PolicyError, match=r"directory without an exported policy \(policy.json\)"):
         candidate(str(run))
-    published_policy("autoaugment-cifar10").save(run / "policy.json")
+    policy = published_policy("autoaugment-cifar10")
+    policy.save(run / "policy.json")
     row = candidate(str(run))
     assert row.name == f"{run} (exported policy)" and not row.free
     assert row.key == candidate(str(run / "policy.json")).key  # the same policy, however named
+    # re-exported with other provenance: still the same row (nothing is retrained)
+    dataclasses.replace(policy, provenance={"source": "exported again"}).save(run / "policy.json")
+    assert candidate(str(run)).key == row.key and "provenance" not in row.policy
 
 
 def test_a_changed_policy_or_recipe_is_refused_and_nothing_is_lost(tmp_path, tiny_npz) -> None:
