@@ -14,10 +14,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoaug.cli.common import add_child_arguments, child_config
+from autoaug.cli.common import add_child_arguments, add_dataset_arguments, child_config, choose_dataset
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import atomic_write, save_json, shown_path
 from autoaug.space import randaugment
+from autoaug.space.albu import set_image_pool
+from autoaug.space.export import AlbumentationsFile
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import NAMES, resolve
 from autoaug.training.data import load_splits
@@ -43,10 +45,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy", required=True,
-        help=f"a policy file, a whole pipeline file (export-albumentations --pipeline train; with "
+        help=f"a policy file (native or albumentations: trained inside the data's train recipe on either "
+        f"--augment path), a whole pipeline file (export-albumentations --pipeline train; with "
         f"--augment albumentations) or one of: {', '.join(NAMES[:-1])}",
     )
-    parser.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    add_dataset_arguments(parser, from_policy=True)
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds to train (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are SEED..SEED+K-1")
     parser.add_argument(
@@ -55,7 +58,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "pipeline, written to OUT/train.albumentations.json, in DataLoader workers)",
     )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
-    parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
     parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>)")
     parser.add_argument("--adaptive-m", action="store_true", help="RandAugment only: raise M after an epoch whose "
                         "val accuracy falls below the best so far (autoaug.space.randaugment.adapt_magnitude)")
@@ -92,10 +94,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = child_config(args, TrainConfig(standard=resolved.standard, flip=resolved.flip, cutout=resolved.cutout))
     # The split seed stays at its default: runs with other --seed values (an ensemble's
     # members) must share their val and test images.
-    splits = load_splits(args.dataset, image_size=args.image_size)
+    choice = choose_dataset(args, getattr(resolved.augmenter, "provenance", None), args.policy)
+    if choice.warning:
+        print(choice.warning, file=sys.stderr)
+    args.dataset = choice.dataset  # what results.json and the summary name
+    splits = load_splits(choice.dataset, image_size=choice.image_size)
     config = config.for_images(splits.image_shape)  # Cutout 'auto' in pixels, as results.json records it
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augmenter
+    if isinstance(augment, AlbumentationsFile):  # a policy-only file on the torch path: its SamplePairing's partners
+        set_image_pool(augment.pipeline, splits.train_x)
     out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
     if args.augment == "albumentations":  # trains from OUT/train.albumentations.json, or the file given
         augment, warning = albumentations_file(resolved, data, config, args.workers, splits.train_x, out)

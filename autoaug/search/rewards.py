@@ -70,6 +70,6 @@ def evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[
     if config.reward.kind == "density":
         density = DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
                               config.reward.folds, config.reward.draws,
-                              str((run_dir / FOLD_DIRNAME).resolve()))
+                              str((run_dir / FOLD_DIRNAME).resolve()), image_size=config.image_size)
         return functools.partial(evaluate_density, density)
     return functools.partial(evaluate_policy, task)
