@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import re
 import sys
 import time
@@ -58,7 +60,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "pipeline, written to OUT/train.albumentations.json, in DataLoader workers)",
     )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
-    parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>)")
+    parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>-<dataset>-<hash "
+                        "of the policy file's path, the dataset and the image size>)")
     parser.add_argument("--adaptive-m", action="store_true", help="RandAugment only: raise M after an epoch whose "
                         "val accuracy falls below the best so far (autoaug.space.randaugment.adapt_magnitude)")
     parser.add_argument("--adaptive-step", type=float, default=30.0, help="M step per unit of relative val drop (default 30)")
@@ -69,6 +72,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _slug(spec: str) -> str:
     name = Path(spec).stem if spec.endswith(".json") else spec
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "policy"
+
+
+def default_out(policy: str, dataset: str, image_size: int | None) -> Path:
+    """runs/train-<policy>-<dataset>-<8 hex>: readable, and distinct for different policy files
+    of the same name (every search writes policy.json), datasets or sizes (issue #22)."""
+    target = str(Path(policy).expanduser().resolve()) if policy.endswith(".json") else policy
+    digest = hashlib.sha1(json.dumps([target, dataset, image_size]).encode()).hexdigest()[:8]
+    return Path(f"runs/train-{_slug(policy)}-{_slug(dataset.rsplit('/', 1)[-1])}-{digest}")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -104,7 +115,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     augment: Augment | AlbumentationsAugment | None = resolved.augmenter
     if isinstance(augment, AlbumentationsFile):  # a policy-only file on the torch path: its SamplePairing's partners
         set_image_pool(augment.pipeline, splits.train_x)
-    out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    out = Path(args.out) if args.out is not None else default_out(args.policy, choice.dataset, choice.image_size)
     if args.augment == "albumentations":  # trains from OUT/train.albumentations.json, or the file given
         augment, warning = albumentations_file(resolved, data, config, args.workers, splits.train_x, out)
         if warning:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,22 @@ def trial_key(tokens: Sequence[int]) -> str:
 def reference_spec(seed: int) -> TrialSpec:
     """The reference child of a paired batch: the same recipe and seed, no policy."""
     return TrialSpec(key=REFERENCE_KEY, payload={"policy": None}, seed=seed, role="reference")
+
+
+# Seed-to-seed std of the default child's reward in points of val accuracy: 0.83 for the published
+# CIFAR-10 policy over 10 seeds (experiments/results/reward_noise.md, issue #10).
+REWARD_NOISE_POINTS = 0.83
+
+
+def small_val_warning(val_images: int) -> str | None:
+    """A warning when one val image moves the reward by more than its seed noise (issue #22), else None."""
+    step = 100 / max(1, val_images)
+    if step <= REWARD_NOISE_POINTS:
+        return None
+    return (f"warning: the reward is scored on {val_images} val images, so one image moves it by {step:.2f} "
+            f"points, more than a reward's seed-to-seed noise ({REWARD_NOISE_POINTS} points, "
+            "experiments/results/reward_noise.md): policies closer than that are told apart by luck; "
+            f"more val images (val_subset, a larger val split; {math.ceil(100 / REWARD_NOISE_POINTS)} or more) help")
 
 
 def rank_by(config: SearchConfig | None) -> str:

@@ -44,7 +44,7 @@ from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.rewards import rank_by, reference_spec, trial_key
+from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
 from autoaug.search.rundir import CHECKPOINT_FILENAME, CHECKPOINT_VERSION, open_search, save_checkpoint
 from autoaug.search.store import Trial, TrialSpec, TrialStore
 from autoaug.search.tasks import Result
@@ -281,6 +281,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         picture_images = splits.val_x[:_PICTURE_IMAGES]
         children = plan(config, splits.image_shape)
         tqdm.write(start_header(config, splits, children), file=sys.stderr)
+        warning = small_val_warning(len(splits.val_y)) if config.reward.kind == "child" else None
+        if warning:
+            tqdm.write(warning, file=sys.stderr)
         if resumed:
             tqdm.write(f"resuming {run_dir}: {step} of {config.budget} policies evaluated"
                        + (f", {requeued} interrupted trials to redo" if requeued else ""),

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from autoaug import cli
+from autoaug.cli.train import default_out
+from autoaug.search.rewards import small_val_warning
 from autoaug.search.config import CONFIG_FILENAME, load_config
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import load_policy
@@ -56,6 +58,8 @@ def test_a_folder_of_mixed_sizes_is_searched_with_one_image_size_then_shown_and_
     assert f"autoaug search on {spec}: {SIZE}x{SIZE} images, 3 classes" in captured.err
     assert "1. search: 2 policies in 1 rounds of 2 = 2 children" in captured.err
     assert "2 children in all" in captured.err and "min to go in all (0 children left" in captured.err
+    # 3 val images (one per class, carved): one image moves the reward by 33 points (item 13).
+    assert "warning: the reward is scored on 3 val images, so one image moves it by 33.33 points" in captured.err
     assert load_config(run / CONFIG_FILENAME).image_size == SIZE  # recorded in the run's config
     policy = load_policy(run / "policy.json")
     assert policy.provenance["dataset"] == spec and policy.provenance["image_size"] == SIZE
@@ -97,3 +101,18 @@ def test_a_folder_of_mixed_sizes_is_searched_with_one_image_size_then_shown_and_
     assert best["dataset"] == spec and best["image_size"] == SIZE
     capsys.readouterr()
     cli_fails(["compare", "--dataset", spec, "--no-free", "standard", "--out", str(tmp_path / "c")], "--image-size")
+
+
+def test_trains_default_output_directories_do_not_collide():
+    """Item 12: two searches' policy.json, or one policy on two datasets or sizes, train into
+    different default directories; the same command goes to the same one."""
+    a = default_out("runs/a/policy.json", "cifar10-reduced", None)
+    assert a.name.startswith("train-policy-cifar10-reduced-") and a == default_out("runs/a/policy.json", "cifar10-reduced", None)
+    others = {default_out("runs/b/policy.json", "cifar10-reduced", None), default_out("runs/a/policy.json", "folder:x", None),
+              default_out("runs/a/policy.json", "cifar10-reduced", 28)}
+    assert a not in others and len(others) == 3
+
+
+def test_small_val_warning_follows_the_measured_reward_noise():
+    assert small_val_warning(2000) is None and small_val_warning(121) is None  # 0.83 points per image at 121
+    assert "one image moves it by 1.00 points" in small_val_warning(100)
