@@ -12,7 +12,7 @@ import cv2
 from autoaug.cli.common import DEFAULT_DATASET, IMAGE_SIZE_HELP, add_dataset_arguments, choose_dataset
 from autoaug.errors import AutoaugError
 from autoaug.files import atomic_write, shown_path
-from autoaug.space.albu import DEFAULT_SIZE, check_runs
+from autoaug.space.albu import DEFAULT_SIZE, check_runs, set_image_pool
 from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentations
 from autoaug.space.pipeline import PIPELINES, save_pipeline
 from autoaug.space.render import render_grid
@@ -52,6 +52,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(choice.warning, file=sys.stderr)
     images, _ = load(choice.dataset, "test", image_size=choice.image_size)
     if isinstance(policy, AlbumentationsFile):
+        set_image_pool(policy.pipeline, images)  # SamplePairing's partners, if it holds one
         check_runs(policy.pipeline, args.policy, images.shape[1:3])
     grid = render_grid(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)

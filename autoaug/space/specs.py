@@ -95,6 +95,21 @@ def load_policy(path: str | Path) -> Augmenter:
     return policy_from_json(read_json(path), str(path))
 
 
+def native_provenance(albumentations_file: Path) -> dict[str, Any]:
+    """The provenance (dataset, image size, ...) of the native policy file an albumentations export
+    was written beside (`x.json` for `x.albumentations.json`), or {} without a readable one."""
+    name = albumentations_file.name
+    if not name.endswith(".albumentations.json"):
+        return {}
+    native = albumentations_file.with_name(name[: -len(".albumentations.json")] + ".json")
+    try:
+        doc = read_json(native) if is_file(native) else None
+    except PolicyError:
+        return {}
+    info = doc.get("provenance") if isinstance(doc, dict) else None
+    return dict(info) if isinstance(info, dict) else {}
+
+
 def resolve(spec: str) -> PolicySpec:
     """A spec of `NAMES` (a baseline, a named policy or a file) -> `PolicySpec`; a PolicyError
     naming what was expected otherwise."""
@@ -119,8 +134,10 @@ def resolve(spec: str) -> PolicySpec:
                 description = f"albumentations pipeline {path.name} (as written)"
                 return PolicySpec(spec, description, augmenter, False, 0, pipeline_file=path)
             # The policy alone (what `autoaug export` writes beside the native file): it trains
-            # inside the recipe every policy gets, as the native file does (issue #22).
+            # inside the recipe every policy gets, as the native file does (issue #22), on the
+            # dataset the native file beside it records.
             description = f"albumentations policy {path.name}"
+            augmenter.provenance = {**native_provenance(path), **augmenter.provenance}
         else:
             augmenter = policy_from_json(doc, spec)
             description = f"policy file {path.name}"

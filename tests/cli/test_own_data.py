@@ -74,6 +74,10 @@ def test_a_folder_of_mixed_sizes_is_searched_with_one_image_size_then_shown_and_
     # show and train default to the policy's dataset and size; another --dataset is warned about.
     assert cli.main(["show", str(run / "policy.json"), "--out", str(tmp_path / "grid.png"), "--samples", "2"]) == 0
     assert f"images of {spec}" in capsys.readouterr().out
+    # ... and so does the albumentations policy written beside policy.json (its dataset is the native file's).
+    assert cli.main(["show", str(run / "policy.albumentations.json"), "--out", str(tmp_path / "albu.png"),
+                     "--samples", "2"]) == 0
+    assert f"images of {spec}" in capsys.readouterr().out
     assert cli.main(["train", "--policy", str(run / "policy.json"), "--epochs", "1",
                      "--out", str(tmp_path / "train")]) == 0
     results = json.loads((tmp_path / "train" / "results.json").read_text())
