@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"autoaug {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"autoaug {args.command}: interrupted", file=sys.stderr)
+        # Ctrl-C: the resumable commands say that nothing finished is lost (issue #22).
+        note = getattr(args, "on_interrupt", None)
+        print(f"autoaug {args.command}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr)
         return 130
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from autoaug.settings import load_settings
 from autoaug.training.config import TrainConfig
@@ -48,3 +49,58 @@ class ChildSettings:
 def child_settings(base: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
     """`base` with the `child.KEY=VALUE` overrides applied, read like a search's."""
     return load_settings(ChildSettings(base), None, overrides).child
+
+
+DEFAULT_DATASET = "cifar10-reduced"
+IMAGE_SIZE_HELP = ("resize every image to PIXELS x PIXELS (a folder of images of mixed sizes needs it); "
+                   "= image_size in a search's config")
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, from_policy: bool = False) -> None:
+    """--dataset and --image-size, the one image-size setting of every command that reads a dataset.
+    `from_policy`: both default to what the policy file records it was searched on."""
+    if from_policy:
+        parser.add_argument("--dataset", default=None, metavar="SPEC",
+                            help="dataset spec (default: the dataset the policy file records it was "
+                            f"searched on, else {DEFAULT_DATASET})")
+        parser.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
+                            help=IMAGE_SIZE_HELP + " (default: the policy file's, else the source size)")
+    else:
+        parser.add_argument("--dataset", default=DEFAULT_DATASET, metavar="SPEC",
+                            help=f"dataset spec (default {DEFAULT_DATASET})")
+        parser.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
+                            help=IMAGE_SIZE_HELP + " (default: the source size)")
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """The dataset a command reads for a policy, and why."""
+
+    dataset: str
+    image_size: int | None
+    warning: str | None = None
+    """Set when --dataset differs from the dataset the policy was searched on."""
+
+
+def recorded_dataset(provenance: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    """(dataset, image_size) a policy file records it was searched on (its provenance), or Nones."""
+    info = provenance or {}
+    dataset = info.get("dataset")
+    size = info.get("image_size")
+    return (dataset if isinstance(dataset, str) and dataset else None,
+            size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None)
+
+
+def choose_dataset(args: argparse.Namespace, provenance: Mapping[str, Any] | None, policy: str) -> DatasetChoice:
+    """--dataset / --image-size where given, else the policy file's recorded dataset (issue #22:
+    a policy searched on a folder is shown and trained on that folder, not on CIFAR-10)."""
+    recorded, recorded_size = recorded_dataset(provenance)
+    if args.dataset is None:
+        if recorded is None:
+            return DatasetChoice(DEFAULT_DATASET, args.image_size)
+        return DatasetChoice(recorded, args.image_size if args.image_size is not None else recorded_size)
+    warning = None
+    if recorded is not None and args.dataset != recorded:
+        warning = (f"warning: {policy} was searched on {recorded}; using --dataset {args.dataset} as given "
+                   "(leave --dataset out to use the policy's)")
+    return DatasetChoice(args.dataset, args.image_size, warning)

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from autoaug.cli.common import add_child_arguments, child_config
-from autoaug.cli.pool import add_pool_arguments, pool_options
+from autoaug.cli.common import add_child_arguments, add_dataset_arguments, child_config
+from autoaug.cli.pool import RESUME_NOTE, add_pool_arguments, pool_options
 from autoaug.search.compare import COMPARE_JSON, COMPARE_MD, COMPARE_PNG, FINAL_EPOCHS, FREE_ALTERNATIVES, CompareSpec, run_compare
 from autoaug.search.verdict import table
 from autoaug.training.config import TrainConfig
@@ -21,6 +21,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         args.epochs = FINAL_EPOCHS  # also with --model, which would start from that network's recipe
     spec = CompareSpec(
         dataset=args.dataset,
+        image_size=args.image_size,
         policies=tuple(args.policies),
         free=not args.no_free,
         seeds=args.seeds,
@@ -57,11 +58,11 @@ def add_commands(subparsers) -> None:
                    "(name them all together, before the options)")
     p.add_argument("--no-free", action="store_true",
                    help="train only the POLICYs named, not the free alternatives (name the ones you want)")
-    p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    add_dataset_arguments(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds per policy, at least 2 (default 3)")
     p.add_argument("--first-seed", type=int, default=0, help="first seed; seeds are S..S+K-1 (default 0)")
     p.add_argument("--out", default="runs/compare", help="output directory (default runs/compare)")
     add_child_arguments(p, device=False)  # each worker's device comes from --devices
     add_pool_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=cmd_compare, on_interrupt=RESUME_NOTE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from autoaug.cli.common import IMAGE_SIZE_HELP
 from autoaug.training import data, download
 
 
@@ -22,7 +23,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     info = data_sub.add_parser("info", help="images per split and per class of a dataset")
     info.add_argument("spec", nargs="?", default=data.EMBEDDED_NAME, help=data.DATASET_SPECS)
-    info.add_argument("--image-size", type=int, default=None, help="resize images to N x N")
+    info.add_argument("--image-size", type=int, default=None, metavar="PIXELS", help=IMAGE_SIZE_HELP)
     info.add_argument("--seed", type=int, default=0, help="seed for carving missing splits")
     info.add_argument("--val-fraction", type=float, default=0.1,
                       help="fraction of each class carved out of train per missing split")

@@ -9,9 +9,10 @@ from typing import Any
 
 import cv2
 
+from autoaug.cli.common import DEFAULT_DATASET, IMAGE_SIZE_HELP, add_dataset_arguments, choose_dataset
 from autoaug.errors import AutoaugError
 from autoaug.files import atomic_write, shown_path
-from autoaug.space.albu import DEFAULT_SIZE, check_runs
+from autoaug.space.albu import DEFAULT_SIZE, check_runs, set_image_pool
 from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentations
 from autoaug.space.pipeline import PIPELINES, save_pipeline
 from autoaug.space.render import render_grid
@@ -19,7 +20,6 @@ from autoaug.space.specs import NAMES, resolve, resolve_policy
 from autoaug.training.data import load
 from autoaug.training.pipelines import export_pipeline
 
-DEFAULT_DATASET = "cifar10-reduced"
 MAX_CHECK_SIZE = 4096  # validate's sample images: a 4096x4096 RGB image is 48 MiB
 
 
@@ -47,8 +47,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.samples < 1:
         raise AutoaugError(f"--samples: expected a positive number, got {args.samples}")
     policy = resolve_policy(args.policy)
-    images, _ = load(args.dataset, "test")
+    choice = choose_dataset(args, getattr(policy, "provenance", None), args.policy)
+    if choice.warning:
+        print(choice.warning, file=sys.stderr)
+    images, _ = load(choice.dataset, "test", image_size=choice.image_size)
     if isinstance(policy, AlbumentationsFile):
+        set_image_pool(policy.pipeline, images)  # SamplePairing's partners, if it holds one
         check_runs(policy.pipeline, args.policy, images.shape[1:3])
     grid = render_grid(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)
@@ -56,24 +60,27 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not ok:
         raise AutoaugError(f"{shown_path(out)}: could not encode the grid as PNG")
     atomic_write(out, lambda handle: handle.write(png.tobytes()), "image")
-    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]})")
+    print(f"wrote {out} ({grid.shape[1]}x{grid.shape[0]}, images of {choice.dataset})")
     return 0
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
     resolved = resolve(args.policy)
-    if resolved.pipeline_file is not None:
+    if isinstance(resolved.augmenter, AlbumentationsFile):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
     if args.pipeline == "policy":
-        if args.dataset is not None:
-            raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval; "
-                               "the policy pipeline has none")
+        if args.dataset is not None or args.image_size is not None:
+            raise AutoaugError("--dataset sets the normalisation of --pipeline train / eval (--image-size its "
+                               "size); the policy pipeline has none")
         if resolved.augmenter is None:
             raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
                                "writes its pad-crop / flip / Cutout")
         pipeline = to_albumentations(resolved.augmenter)
     else:
-        pipeline = export_pipeline(args.pipeline, resolved, args.dataset or DEFAULT_DATASET)
+        choice = choose_dataset(args, getattr(resolved.augmenter, "provenance", None), args.policy)
+        if choice.warning:
+            print(choice.warning, file=sys.stderr)
+        pipeline = export_pipeline(args.pipeline, resolved, choice.dataset, choice.image_size)
     path = save_pipeline(pipeline, args.out)
     print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
     print_loading_note(pipeline)
@@ -96,6 +103,9 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -
         "eval: Normalize + ToTensorV2 (default policy)",
     )
     parser.add_argument("--dataset", default=None, metavar="SPEC", help=dataset_help)
+    parser.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
+                        help=IMAGE_SIZE_HELP + " (--pipeline train / eval; default: the policy's run's, "
+                        "else the source size)")
 
 
 def add_commands(subparsers) -> None:
@@ -110,7 +120,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("policy", help="a policy file or name (as for validate)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--samples", type=int, default=8, help="images per row (default 8)")
-    p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    add_dataset_arguments(p, from_policy=True)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_show)
 
@@ -118,6 +128,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("policy", help="a policy file or name, as for validate (with --pipeline train also "
                    "the baselines none / standard / cutout)")
     p.add_argument("--out", required=True, help="JSON file to write")
-    add_pipeline_arguments(p, f"dataset whose training split gives Normalize's mean and std "
-                           f"(--pipeline train / eval; default {DEFAULT_DATASET})")
+    add_pipeline_arguments(p, "dataset whose training split gives Normalize's mean and std "
+                           "(--pipeline train / eval; default: the dataset the policy file records it was "
+                           f"searched on, else {DEFAULT_DATASET})")
     p.set_defaults(func=cmd_export_albumentations)

@@ -7,7 +7,12 @@ from __future__ import annotations
 import argparse
 
 from autoaug.search.ray_pool import RayOptions
+from autoaug.search.store import STORE_FILENAME
 from autoaug.search.workers import BACKENDS
+
+# What Ctrl-C prints after "interrupted" for the commands whose trials live in a store (issue #22).
+RESUME_NOTE = (f"every finished trial is saved in the run directory's {STORE_FILENAME}; "
+               "run the same command again to resume where it stopped")
 
 
 def add_pool_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from autoaug.cli.common import add_child_arguments, child_config
-from autoaug.cli.pool import add_pool_arguments, pool_options
+from autoaug.cli.common import add_child_arguments, add_dataset_arguments, child_config
+from autoaug.cli.pool import RESUME_NOTE, add_pool_arguments, pool_options
 from autoaug.errors import ConfigError
 from autoaug.search.grid import BEST_JSON, GRID_JSON, GRID_MD, GridSpec, grid_markdown, policy_training, run_grid
 from autoaug.space.randaugment import DEFAULT_OPS, IDENTITY
@@ -28,6 +28,7 @@ def _number_list(text: str, kind: type, flag: str) -> tuple:
 def cmd_randaugment(args: argparse.Namespace) -> int:
     spec = GridSpec(
         dataset=args.dataset,
+        image_size=args.image_size,
         ns=_number_list(args.n, int, "--n"),
         ms=_number_list(args.m, float, "--m"),
         seeds=args.seeds,
@@ -35,7 +36,7 @@ def cmd_randaugment(args: argparse.Namespace) -> int:
         ops=tuple(args.ops.split(",")) if args.ops else DEFAULT_OPS,
         # Cutout 'auto' in pixels of the dataset's images, as the grid's store records it.
         train=child_config(args, TrainConfig(**policy_training())).for_images(
-            load_splits(args.dataset).image_shape),
+            load_splits(args.dataset, image_size=args.image_size).image_shape),
         save_outputs=not args.no_test,
     )
     started = time.perf_counter()
@@ -54,7 +55,7 @@ def add_commands(subparsers) -> None:
         description="Train one child per (N, M, seed), report the validation accuracy table and export the "
         "best (N, M) as native and albumentations JSON. Rerun with the same --out to resume or extend the grid.",
     )
-    p.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    add_dataset_arguments(p)
     p.add_argument("--n", default="1,2,3", help="values of N, ops per image (default 1,2,3)")
     p.add_argument("--m", default="3,6,9,12", help="values of M on the 0..30 scale (default 3,6,9,12)")
     p.add_argument("--seeds", type=int, default=1, help="children per grid point (default 1)")
@@ -67,4 +68,4 @@ def add_commands(subparsers) -> None:
     p.add_argument("--fuse", type=int, help="children a worker trains at once as one fused network "
                    "(default: 1 on the CPU, 8 on a GPU)")
     p.add_argument("--no-test", action="store_true", help="skip test accuracy and the saved softmax (no ensembles)")
-    p.set_defaults(func=cmd_randaugment)
+    p.set_defaults(func=cmd_randaugment, on_interrupt=RESUME_NOTE)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import re
 import sys
 import time
@@ -14,10 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoaug.cli.common import add_child_arguments, child_config
+from autoaug.cli.common import add_child_arguments, add_dataset_arguments, child_config, choose_dataset
 from autoaug.errors import AutoaugError, ConfigError
 from autoaug.files import atomic_write, save_json, shown_path
 from autoaug.space import randaugment
+from autoaug.space.albu import set_image_pool
+from autoaug.space.export import AlbumentationsFile
 from autoaug.space.pipeline import load_pipeline_file
 from autoaug.space.specs import NAMES, resolve
 from autoaug.training.data import load_splits
@@ -43,10 +47,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--policy", required=True,
-        help=f"a policy file, a whole pipeline file (export-albumentations --pipeline train; with "
+        help=f"a policy file (native or albumentations: trained inside the data's train recipe on either "
+        f"--augment path), a whole pipeline file (export-albumentations --pipeline train; with "
         f"--augment albumentations) or one of: {', '.join(NAMES[:-1])}",
     )
-    parser.add_argument("--dataset", default="cifar10-reduced", help="dataset spec (default cifar10-reduced)")
+    add_dataset_arguments(parser, from_policy=True)
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds to train (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="first seed; seeds are SEED..SEED+K-1")
     parser.add_argument(
@@ -55,8 +60,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "pipeline, written to OUT/train.albumentations.json, in DataLoader workers)",
     )
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers for --augment albumentations")
-    parser.add_argument("--image-size", type=int, default=None, help="resize images to this square size")
-    parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>)")
+    parser.add_argument("--out", default=None, help="output directory (default runs/train-<policy>-<dataset>-<hash "
+                        "of the policy file's path, the dataset and the image size>)")
     parser.add_argument("--adaptive-m", action="store_true", help="RandAugment only: raise M after an epoch whose "
                         "val accuracy falls below the best so far (autoaug.space.randaugment.adapt_magnitude)")
     parser.add_argument("--adaptive-step", type=float, default=30.0, help="M step per unit of relative val drop (default 30)")
@@ -67,6 +72,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _slug(spec: str) -> str:
     name = Path(spec).stem if spec.endswith(".json") else spec
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "policy"
+
+
+def default_out(policy: str, dataset: str, image_size: int | None) -> Path:
+    """runs/train-<policy>-<dataset>-<8 hex>: readable, and distinct for different policy files
+    of the same name (every search writes policy.json), datasets or sizes (issue #22)."""
+    target = str(Path(policy).expanduser().resolve()) if policy.endswith(".json") else policy
+    digest = hashlib.sha1(json.dumps([target, dataset, image_size]).encode()).hexdigest()[:8]
+    return Path(f"runs/train-{_slug(policy)}-{_slug(dataset.rsplit('/', 1)[-1])}-{digest}")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -92,11 +105,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = child_config(args, TrainConfig(standard=resolved.standard, flip=resolved.flip, cutout=resolved.cutout))
     # The split seed stays at its default: runs with other --seed values (an ensemble's
     # members) must share their val and test images.
-    splits = load_splits(args.dataset, image_size=args.image_size)
+    choice = choose_dataset(args, getattr(resolved.augmenter, "provenance", None), args.policy)
+    if choice.warning:
+        print(choice.warning, file=sys.stderr)
+    args.dataset = choice.dataset  # what results.json and the summary name
+    splits = load_splits(choice.dataset, image_size=choice.image_size)
     config = config.for_images(splits.image_shape)  # Cutout 'auto' in pixels, as results.json records it
     data = prepare(splits, config.device)
     augment: Augment | AlbumentationsAugment | None = resolved.augmenter
-    out = Path(args.out if args.out is not None else f"runs/train-{_slug(args.policy)}")
+    if isinstance(augment, AlbumentationsFile):  # a policy-only file on the torch path: its SamplePairing's partners
+        set_image_pool(augment.pipeline, splits.train_x)
+    out = Path(args.out) if args.out is not None else default_out(args.policy, choice.dataset, choice.image_size)
     if args.augment == "albumentations":  # trains from OUT/train.albumentations.json, or the file given
         augment, warning = albumentations_file(resolved, data, config, args.workers, splits.train_x, out)
         if warning:

@@ -80,7 +80,8 @@ def is_reference(payload: dict[str, Any], config: SearchConfig, image_size: tupl
 
 
 def compare_command(run_dir: Path, config: SearchConfig) -> str:
-    return (f"autoaug compare {shlex.quote(str(run_dir))} --dataset {shlex.quote(config.dataset)} --seeds 3 "
+    sized = "" if config.image_size is None else f" --image-size {config.image_size}"
+    return (f"autoaug compare {shlex.quote(str(run_dir))} --dataset {shlex.quote(config.dataset)}{sized} --seeds 3 "
             f"--out {shlex.quote(str(run_dir / 'compare'))}")
 
 
@@ -100,7 +101,7 @@ def search_verdict(
     if config.reward.kind != "child":
         return SearchVerdict(f"No verdict in the child regime: reward.kind = {config.reward.kind} trains no child. "
                              "Settle it in the final regime with `autoaug compare`.", None, None, command)
-    splits = load_data(config.dataset, config.train_subset, config.val_subset)
+    splits = load_data(config.dataset, config.train_subset, config.val_subset, config.image_size)
     image_size, sizes = splits.image_shape, (len(splits.train_y), len(splits.val_y))
     exported = {"policy": Policy(policy.sub_policies).to_json()}
     rows = [(EXPORTED, "exported:" + _digest(exported), exported, False)]

@@ -43,6 +43,7 @@ from autoaug.search.verdict import Row, Verdict, decide, plot, table
 from autoaug.search.workers import check_timeout
 from autoaug.space.pipeline import cutout_pixels
 from autoaug.space.published import PUBLISHED
+from autoaug.space.export import AlbumentationsFile
 from autoaug.space.specs import BASELINES, policy_from_json, resolve
 from autoaug.training.data import fingerprint
 from autoaug.training.config import TrainConfig
@@ -103,7 +104,7 @@ def candidate(spec: str) -> Candidate:
                               f"`autoaug search --out {spec}` finish")
         name = f"{spec.rstrip('/')} (exported policy)"
     resolved = resolve(target)
-    if resolved.pipeline_file is not None:
+    if isinstance(resolved.augmenter, AlbumentationsFile):
         raise PolicyError(f"{spec} is an albumentations pipeline file; `autoaug compare` trains the batched torch "
                           "path: give the native policy file (the .json without .albumentations)")
     policy = None if resolved.augmenter is None else trained_part(resolved.augmenter.to_json())
@@ -124,6 +125,8 @@ class CompareSpec:
     """What a comparison trains: every policy on the same `seeds` seeds."""
 
     dataset: str = "cifar10-reduced"
+    image_size: int | None = None
+    """Resize every image to N x N (None: the source size)."""
     policies: tuple[str, ...] = ()
     """Policy specs, files or run directories, trained after the free alternatives."""
     free: bool = True
@@ -159,7 +162,8 @@ class CompareSpec:
         train = dataclasses.asdict(self.train)
         for name in ("device", "standard", "cutout"):  # the worker's; and each row's own
             train.pop(name)
-        return {"dataset": self.dataset, "train": train}
+        sized = {} if self.image_size is None else {"image_size": self.image_size}  # a comparison from before has none
+        return {"dataset": self.dataset, **sized, "train": train}
 
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
@@ -171,6 +175,7 @@ class CompareTask:
 
     dataset: str
     train: TrainConfig
+    image_size: int | None = None
 
 
 def evaluate_row(task: CompareTask, payload: dict[str, Any], seed: int, device: str) -> float:
@@ -179,7 +184,7 @@ def evaluate_row(task: CompareTask, payload: dict[str, Any], seed: int, device: 
     config = dataclasses.replace(task.train, device=device, standard=payload["standard"], cutout=payload["cutout"])
     doc = payload["policy"]
     augment = None if doc is None else policy_from_json(doc, "compare trial")
-    data = device_data(task.dataset, device)
+    data = device_data(task.dataset, device, image_size=task.image_size)
     model, _ = train_model(augment, data, config, seed)
     return evaluate(model, data.test_x, data.test_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
 
@@ -212,14 +217,14 @@ def run_compare(
     ray_options); `command` is quoted in compare.md."""
     check_timeout(pool.get("timeout_s"))
     candidates = spec.candidates()  # a bad policy fails here, before any data or directory
-    splits = load_data(spec.dataset)  # and a bad dataset here
+    splits = load_data(spec.dataset, image_size=spec.image_size)  # and a bad dataset here
     check_image_size(build_model(spec.train.model, splits.num_classes), spec.train.model, *splits.image_shape,
                      where=spec.dataset)
     data_id = fingerprint(splits.train_x, splits.train_y, splits.test_x, splits.test_y)
     image_size = splits.image_shape
     del splits
     payloads = {c.key: c.payload(image_size) for c in candidates}
-    fn = fn or functools.partial(evaluate_row, CompareTask(spec.dataset, spec.train))
+    fn = fn or functools.partial(evaluate_row, CompareTask(spec.dataset, spec.train, spec.image_size))
     out = Path(out_dir)
     seeds = spec.seed_list()
     with open_run(out) as (store, _):
@@ -276,7 +281,7 @@ def _check_setup(store: Any, setup: dict[str, Any], out: Path) -> None:
         store.set_meta(SETUP_META, json.dumps(setup, sort_keys=True))
         return
     old = json.loads(stored)
-    diff = [k for k in ("dataset",) if old.get(k) != setup[k]] + [f"child.{k}" for k in changed(old["train"], setup["train"])]
+    diff = [k for k in ("dataset", "image_size") if old.get(k) != setup.get(k)] + [f"child.{k}" for k in changed(old["train"], setup["train"])]
     if diff:
         raise AutoaugError(f"{out}: this comparison was started with another {', '.join(diff)}; use another --out "
                            "or the same settings")

@@ -140,6 +140,9 @@ class SearchConfig:
     dataset: str = "cifar10-reduced"
     """Dataset spec (autoaug.training.data.DATASET_SPECS); the child trains on its train split and is
     scored on its val split."""
+    image_size: int | None = None
+    """Resize every image to N x N pixels (a folder of mixed sizes needs it); none = the source
+    size. The same setting as `--image-size` of train, randaugment, compare, show and data info."""
     out: str = "runs/search"
     """Run directory: trial store, checkpoint, TensorBoard logs, exported policy. Running the same
     command again with the same directory resumes the search."""
@@ -157,8 +160,9 @@ class SearchConfig:
     turn (balanced, the same images every trial); none = the whole split."""
     val_subset: int | None = 2000
     """Reward images per trial, taken from the val split like train_subset; none = all of it."""
-    workers: int = 2
-    """Worker processes per device (several children can share one GPU)."""
+    workers: int | str = "auto"
+    """Worker processes per device (several children can share one GPU); 'auto' = one
+    single-thread worker per core on a CPU, 4 per GPU (autoaug.search.pool.GPU_WORKERS)."""
     devices: str = "auto"
     """Comma-separated devices for the workers ('cpu', 'cuda:0,cuda:1'); 'auto' = every visible
     GPU, else the CPU."""
@@ -189,16 +193,19 @@ class SearchConfig:
     # Keys added to autoaug after runs were started with it: a run directory's config.toml written
     # before may lack them, and their defaults mean what those runs did (issue #20: child.flip, true
     # as before it existed; export.free, the verdict's extra free alternatives, none by default).
-    added_later: ClassVar[frozenset[str]] = frozenset({"child.flip", "export.free"})
+    added_later: ClassVar[frozenset[str]] = frozenset({"child.flip", "export.free", "image_size"})
     # Keys a run directory's config.toml written by an older autoaug still uses: issue #24 made the
     # export count one key of [export], so a run started before resumes as it was.
     renamed_keys: ClassVar[dict[str, str]] = {"export_top": "export.top"}
 
     def __post_init__(self) -> None:
-        for name in ("budget", "batch_size", "workers"):
+        for name in ("budget", "batch_size"):
             check_int(name, getattr(self, name), low=1)
+        if self.workers != "auto" and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                       or self.workers < 1):
+            raise ConfigError(f"workers must be 'auto' or an int >= 1, got {shown(self.workers)}")
         check_int("seed", self.seed, low=0)
-        for name in ("train_subset", "val_subset"):
+        for name in ("train_subset", "val_subset", "image_size"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), low=1)
         for name, allowed in (("algo", ALGOS), ("backend", BACKENDS)):

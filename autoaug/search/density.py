@@ -57,7 +57,8 @@ class DensityTask(ChildTask):
     def setup(self, k: int, seed: int) -> str:
         """What fold model k is trained from, as one string stored with its weights."""
         child = {f: v for f, v in dataclasses.asdict(self.child).items() if f != "device"}
-        return json.dumps({"dataset": self.dataset, "train_subset": self.train_subset,
+        sized = {} if self.image_size is None else {"image_size": self.image_size}  # older folds had none
+        return json.dumps({"dataset": self.dataset, "train_subset": self.train_subset, **sized,
                            "child": child, "folds": self.folds, "fold": k, "seed": seed},
                           sort_keys=True)
 

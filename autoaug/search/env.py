@@ -8,9 +8,9 @@ one step, and the reward is whatever `reward_fn(policy)` returns. Random search 
 `autoaug search` does not run through it: the search evaluates a batch of policies per
 controller round on a worker pool, gives every child its own recorded seed, and keeps every
 trial in a store it resumes from (`autoaug.search.trials`), none of which a one-policy
-`reward_fn` carries. With this env, `reward_fn` is the agent's own, e.g.
-`lambda policy: train_child(policy, data, config, seed)` (`autoaug.training.loop`), and seeds,
-parallelism and resuming are the agent's business.
+`reward_fn` carries. With this env, `reward_fn` is the agent's own; `child_reward(config)` gives
+the reward a search trial gets (a real child trained with the policy, its val accuracy), and
+seeds, parallelism and resuming are the agent's business.
 """
 
 from __future__ import annotations
@@ -24,7 +24,27 @@ import numpy as np
 from gymnasium import spaces
 
 from autoaug.errors import PolicyError
+from autoaug.search.config import SearchConfig
+from autoaug.search.rewards import evaluate_policy
+from autoaug.search.trials import ChildTask
 from autoaug.space.policy import DECISIONS_PER_OP, NUM_SUB_POLICIES, OPS_PER_SUB_POLICY, Policy
+from autoaug.training.subsets import load_data
+
+
+def child_reward(config: SearchConfig | None = None, *, seed: int = 0, device: str = "cpu") -> Callable[[Policy], float]:
+    """A `reward_fn` for `PolicySearchEnv`: train the search's child with the policy and return its
+    val accuracy, the reward `autoaug search` gives a trial. `config` says the dataset, image size,
+    subsets and [child] recipe (default: the cpu-quick preset, `SearchConfig()`). Every call trains
+    on `seed`, so two policies' rewards differ by the policy and not by a seed's luck (issue #22).
+    The data are loaded now: a bad dataset fails here, not at the first step."""
+    config = config or SearchConfig()
+    splits = load_data(config.dataset, config.train_subset, config.val_subset, config.image_size)
+    task = ChildTask.from_config(config.for_images(splits.image_shape))
+
+    def reward(policy: Policy) -> float:
+        return float(evaluate_policy(task, {"policy": policy.to_json()}, seed, device))
+
+    return reward
 
 
 class PolicySearchEnv(gym.Env[int, np.ndarray]):

@@ -1,5 +1,6 @@
 """The search's result: its best policies, optionally re-trained on fresh seeds first, written
-as policy.json + policy.albumentations.json (+ a whole train / eval pipeline). `autoaug search`
+as policy.json + policy.albumentations.json + the whole train and eval pipelines
+(policy.train.albumentations.json, policy.eval.albumentations.json) in one call (issue #22). `autoaug search`
 ends here, and `autoaug export` starts here on a finished or stopped run directory.
 """
 
@@ -28,7 +29,7 @@ from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import Policy, provenance
 from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
-from autoaug.training.pipelines import export_pipeline
+from autoaug.training.pipelines import export_pipelines
 
 POLICY_FILENAME = "policy.json"
 
@@ -65,10 +66,10 @@ class Export:
     albumentations_path: Path | None
     reevaluation: list[Reevaluation] | None = None
     """Every re-evaluated candidate, best mean first; None without re-evaluation."""
-    pipeline_path: Path | None = None
-    """Where the whole train / eval pipeline (`pipeline` of export_policy) went, or None."""
+    pipeline_paths: dict[str, Path] = dataclasses.field(default_factory=dict)
+    """Where the whole train and eval pipelines went ({} for an --out that is a stream)."""
     pipeline: Any = None
-    """That pipeline (an albumentations Compose ending in ToTensorV2), or None."""
+    """The train pipeline (an albumentations Compose ending in ToTensorV2), or None."""
     verdict: SearchVerdict | None = None
     """The exported policy against the free alternatives on the re-evaluation's seeds (issue
     #20); None without re-evaluation."""
@@ -120,8 +121,10 @@ def reevaluate(
     wanted = {(c.key, s) for c in candidates for s in fresh} | {(REFERENCE_KEY, s) for s in fresh}
     trials = [t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted]
     todo = sum(t.status in UNFINISHED for t in trials)
+    references = sum(t.key == REFERENCE_KEY for t in trials)  # the bar's count says why it is more
     bar = tqdm(total=len(trials), initial=len(trials) - todo, unit="child",
-               desc=f"re-evaluate top {len(candidates)} x {seeds} seeds",
+               desc=f"re-evaluate top {len(candidates)} x {seeds} seeds"
+               + (f" + {references} reference children" if references else ""),
                disable=not progress or not todo, dynamic_ncols=True, file=sys.stderr)
     try:
         evaluate_trials(store, pool, trials, lambda trial, result: bar.update(1))
@@ -143,11 +146,12 @@ class ExportOptions:
     5, the paper's, for a run without its config.toml)."""
     out: str | Path | None = None
     """The native policy file (None: RUN_DIR/policy.json); the albumentations JSON goes next to it."""
-    pipeline: str = "policy"
-    """'policy', or 'train' / 'eval' to write that whole albumentations pipeline too."""
     dataset: str | None = None
-    """With a pipeline: the dataset whose training split gives Normalize's mean and std (None:
-    the run's)."""
+    """The dataset whose training split gives the train and eval pipelines' Normalize (None: the
+    run's)."""
+    image_size: int | None = None
+    """Resize that dataset's images to N x N (None: the run's image_size when the dataset is the
+    run's, else the source size)."""
     reevaluate_top: int | None = 0
     """Re-train the search's best N policies on fresh seeds and choose by their mean (0: by the
     search's own rewards; None: the run's export.reevaluate_top)."""
@@ -210,7 +214,7 @@ def export_from_store(
 ) -> Export:
     """`export_policy` inside an open store (and, to re-evaluate, the run's lock and pool), with
     every option of `options` given."""
-    top, out, pipeline, dataset = options.top, options.out, options.pipeline, options.dataset
+    top, out, dataset = options.top, options.out, options.dataset
     reevaluate_top, reevaluate_seeds, progress = options.reevaluate_top, options.reevaluate_seeds, options.progress
     for name, value, low in (("--top", top, 1), ("--reevaluate-top", reevaluate_top, 0),
                              ("--reevaluate-seeds", reevaluate_seeds, 0)):
@@ -246,6 +250,7 @@ def export_from_store(
     info = provenance(
         "autoaug search",
         dataset=config.dataset if config else None,
+        image_size=config.image_size if config else None,
         algo=config.algo if config else None,
         budget=config.budget if config else None,
         completed=counts["done"] + counts["failed"],
@@ -270,18 +275,21 @@ def export_from_store(
     # beside it would land in /dev (issue #23), so a stream gets none (`Export` says so with None).
     stream = is_stream(out)
     albu_out = None if stream else albumentations_path(out)
-    whole, whole_out = None, None
-    if pipeline != "policy" and not stream:  # built first: a bad dataset writes nothing
+    wholes: dict[str, Any] = {}
+    if not stream:  # built first: a bad dataset writes nothing
         resolved = PolicySpec(str(out), "exported", policy, True, POLICY_CUTOUT,
                               flip=config.child.flip if config else True)
-        dataset = dataset or (config.dataset if config else "cifar10-reduced")
-        whole, whole_out = export_pipeline(pipeline, resolved, dataset), pipeline_path(out, pipeline)
+        image_size = options.image_size
+        if dataset is None and config is not None:
+            dataset = config.dataset
+            image_size = config.image_size if image_size is None else image_size
+        wholes = export_pipelines(resolved, dataset or "cifar10-reduced", image_size)
     try:
         policy.save(out)
         if albu_out is not None:
             save_albumentations(policy, albu_out)
-        if whole is not None:
-            save_pipeline(whole, whole_out)
+        for kind, whole in wholes.items():
+            save_pipeline(whole, pipeline_path(out, kind))
     except OSError as err:
         raise AutoaugError(f"cannot write {out}: {err.strerror or err}") from None
     verdict = None
@@ -289,4 +297,5 @@ def export_from_store(
         assert config is not None and pool is not None
         fresh = [reevaluation_seed(config.seed, j) for j in range(reevaluate_seeds)]
         verdict = search_verdict(run_dir, store, config, pool, policy, fresh, out, progress)
-    return Export(policy, best, out, albu_out, reevaluation, whole_out, whole, verdict)
+    return Export(policy, best, out, albu_out, reevaluation, {kind: pipeline_path(out, kind) for kind in wholes},
+                  wholes.get("train"), verdict)

@@ -49,6 +49,8 @@ class GridSpec:
 
     dataset: str = "cifar10-reduced"
     """Dataset spec (autoaug.training.data.DATASET_SPECS)."""
+    image_size: int | None = None
+    """Resize every image to N x N (None: the source size)."""
     ns: tuple[int, ...] = (1, 2, 3)
     """Values of N, ops per image."""
     ms: tuple[float, ...] = (3.0, 6.0, 9.0, 12.0)
@@ -86,7 +88,8 @@ class GridSpec:
         """What must not change between runs in one directory (the grid itself may grow)."""
         train = dataclasses.asdict(self.train)
         train.pop("device")  # each worker trains on its own device
-        return {"dataset": self.dataset, "ops": list(self.ops), "train": train, "save_outputs": self.save_outputs}
+        sized = {} if self.image_size is None else {"image_size": self.image_size}  # a grid from before has none
+        return {"dataset": self.dataset, **sized, "ops": list(self.ops), "train": train, "save_outputs": self.save_outputs}
 
     def points(self) -> list[tuple[int, float, int]]:
         return [(n, m, self.first_seed + k) for n in self.ns for m in self.ms for k in range(self.seeds)]
@@ -112,7 +115,7 @@ def evaluate_point(payload: dict[str, Any], seed: int, device: str) -> float | l
     points (payload `trials.FUSED`): their children trained as one network, a reward each."""
     members = payload[FUSED] if FUSED in payload else [[payload, seed]]
     first = members[0][0]  # every point of a grid has the same dataset and recipe
-    data = device_data(first["dataset"], device)
+    data = device_data(first["dataset"], device, image_size=first.get("image_size"))
     config = TrainConfig(**{**first["train"], "device": device})
     augments = [RandAugment(p["n"], p["m"], tuple(p["ops"])) for p, _ in members]
     if FUSED in payload:
@@ -171,6 +174,7 @@ class GridResult:
         return RandAugment(b.n, b.m, self.spec.ops, {
             "source": f"autoaug randaugment grid in {self.out_dir}",
             "dataset": self.spec.dataset,
+            "image_size": self.spec.image_size,
             "grid": {"n": list(self.spec.ns), "m": list(self.spec.ms), "seeds": self.spec.seeds},
             "val_acc_mean": b.val_mean,
             "model": self.spec.train.model,
@@ -212,7 +216,10 @@ def run_grid(
         for n, m, seed in spec.points():
             row = latest.get((point_key(n, m), seed))
             if row is None or (retry_failed and row.status == "failed"):
-                payload = {"n": n, "m": m, "ops": list(spec.ops), "dataset": spec.dataset, "train": spec.setup()["train"]}
+                setup = spec.setup()
+                payload = {"n": n, "m": m, "ops": setup["ops"], "dataset": spec.dataset, "train": setup["train"]}
+                if spec.image_size is not None:
+                    payload["image_size"] = spec.image_size
                 if spec.save_outputs:
                     payload["save"] = str((out / MODELS_DIR / point_name(n, m, seed)).resolve())
                 new_specs.append(TrialSpec(key=point_key(n, m), payload=payload, seed=seed))

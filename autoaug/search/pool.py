@@ -6,6 +6,7 @@ their trials through it."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,27 @@ def default_fuse(backend: str, devices: Sequence[str], ray_gpus: float = 0.0) ->
     else:
         cuda = devices[0].startswith("cuda")
     return DEFAULT_FUSE["cuda" if cuda else "cpu"]
+
+
+# Worker processes per GPU for workers = "auto": experiments/gpu.toml's count (a small child leaves
+# most of a GPU idle; four fill it). On a CPU "auto" is one single-thread worker per core (issue
+# #22: two workers of eight threads each on 16 cores train tiny children far slower).
+GPU_WORKERS = 4
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, as WorkerPool divides them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | str, backend: str, devices: Sequence[str]) -> int:
+    """Worker processes per device: `workers`, or for "auto" one per core on the CPU (WorkerPool
+    then gives each one thread) and GPU_WORKERS per GPU."""
+    if workers != "auto":
+        return workers  # type: ignore[return-value]  # SearchConfig checked it is an int >= 1
+    if default_fuse(backend, devices) == DEFAULT_FUSE["cuda"]:  # the workers' device kind
+        return GPU_WORKERS
+    return max(1, usable_cores() // max(1, len(devices) if list(devices) != ["auto"] else 1))
 
 
 def resolve_fuse(fuse: int | None, backend: str, devices: Sequence[str], ray_gpus: float = 0.0) -> int:
@@ -96,7 +118,7 @@ class LazyPool:
             config = self.config
             self._pool = make_pool(
                 self.fn, backend=config.backend, devices=config.device_list,
-                workers=config.workers,
+                workers=resolve_workers(config.workers, config.backend, config.device_list),
                 # a fused group of K children gets K times a child's time
                 timeout_s=None if config.trial_timeout_s is None else config.trial_timeout_s * self.fuse,
                 ray_options=RayOptions(address=config.ray_address, num_gpus=config.ray_gpus_per_trial),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,22 @@ def reference_spec(seed: int) -> TrialSpec:
     return TrialSpec(key=REFERENCE_KEY, payload={"policy": None}, seed=seed, role="reference")
 
 
+# Seed-to-seed std of the default child's reward in points of val accuracy: 0.83 for the published
+# CIFAR-10 policy over 10 seeds (experiments/results/reward_noise.md, issue #10).
+REWARD_NOISE_POINTS = 0.83
+
+
+def small_val_warning(val_images: int) -> str | None:
+    """A warning when one val image moves the reward by more than its seed noise (issue #22), else None."""
+    step = 100 / max(1, val_images)
+    if step <= REWARD_NOISE_POINTS:
+        return None
+    return (f"warning: the reward is scored on {val_images} val images, so one image moves it by {step:.2f} "
+            f"points, more than a reward's seed-to-seed noise ({REWARD_NOISE_POINTS} points, "
+            "experiments/results/reward_noise.md): policies closer than that are told apart by luck; "
+            f"more val images (val_subset, a larger val split; {math.ceil(100 / REWARD_NOISE_POINTS)} or more) help")
+
+
 def rank_by(config: SearchConfig | None) -> str:
     """The store column that ranks a search's policies: "paired" when its rewards are paired
     (raw rewards of different batches carry different seeds), else "reward"."""
@@ -70,6 +87,6 @@ def evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[
     if config.reward.kind == "density":
         density = DensityTask(config.dataset, config.train_subset, config.val_subset, config.child,
                               config.reward.folds, config.reward.draws,
-                              str((run_dir / FOLD_DIRNAME).resolve()))
+                              str((run_dir / FOLD_DIRNAME).resolve()), image_size=config.image_size)
         return functools.partial(evaluate_density, density)
     return functools.partial(evaluate_policy, task)

@@ -29,7 +29,7 @@ import itertools
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +38,13 @@ import torch
 from tqdm import tqdm
 
 from autoaug.errors import AutoaugError, ConfigError
-from autoaug.search.alternatives import SearchVerdict
+from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs, is_reference
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
-from autoaug.search.rewards import rank_by, reference_spec, trial_key
+from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
 from autoaug.search.rundir import CHECKPOINT_FILENAME, CHECKPOINT_VERSION, open_search, save_checkpoint
 from autoaug.search.store import Trial, TrialSpec, TrialStore
 from autoaug.search.tasks import Result
@@ -196,6 +196,68 @@ class SearchResult:
     """The re-evaluated candidates, best mean first (None when export.reevaluate_top is 0)."""
     verdict: SearchVerdict | None = None
     """The exported policy against the free alternatives (None when export.reevaluate_top is 0)."""
+    config: SearchConfig | None = None
+    """The search's config (its Cutout 'auto' in pixels of the dataset's images)."""
+    pipeline_paths: dict[str, Path] = field(default_factory=dict)
+    """The whole train and eval pipelines written beside the policy."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The children a whole search trains, by phase (issue #22: the start header and the estimate)."""
+
+    search: int
+    """The budget's policies, plus a reference child per round when rewards are paired."""
+    reevaluation: int
+    """The best export.reevaluate_top policies x export.reevaluate_seeds (+ a reference per seed)."""
+    verdict: int
+    """The exported policy and the free alternatives on the re-evaluation's seeds (the cutout
+    alternative is the reference child, already trained)."""
+
+    @property
+    def total(self) -> int:
+        return self.search + self.reevaluation + self.verdict
+
+
+def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
+    paired = config.reward.paired
+    top, seeds = config.export.reevaluate_top, config.export.reevaluate_seeds
+    verdict = 0
+    if top and config.reward.kind == "child":
+        extra = sum(not is_reference(free_payload(spec, config, image_size), config, image_size)
+                    for spec in free_specs(config))
+        verdict = seeds * (1 + extra)
+    return Plan(config.budget + (config.rounds if paired else 0),
+                top * seeds + (seeds if paired and top else 0), verdict)
+
+
+def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
+    """What a search is about to do: its data, directory, child recipe and phases (issue #22)."""
+    h, w = splits.image_shape
+    child = config.child
+    recipe = f"`{child.model}`, {child.epochs} epoch{'s' if child.epochs > 1 else ''}, batch {child.batch_size}"
+    if child.standard:
+        recipe += ", pad-crop" + (" + flip" if child.flip else " (no flip)")
+    recipe += f", Cutout {child.cutout}" if child.cutout else ", no Cutout"
+    paired = config.reward.paired
+    top, seeds = config.export.reevaluate_top, config.export.reevaluate_seeds
+    lines = [
+        f"autoaug search on {config.dataset}: {h}x{w} images, {splits.num_classes} classes; each child trains "
+        f"on {len(splits.train_y)} images and is scored on {len(splits.val_y)} val images",
+        f"  run directory: {config.out} (trials, checkpoint, TensorBoard logs, the exported policy)",
+        f"  child: {recipe}",
+        f"  1. search: {config.budget} policies in {config.rounds} rounds of {config.batch_size}"
+        + (f" + {config.rounds} reference children (one per round: the paired reward)" if paired else "")
+        + f" = {children.search} children",
+    ]
+    if top:
+        lines.append(f"  2. re-evaluation: the best {top} policies x {seeds} fresh seeds"
+                     + (f" + {seeds} reference children" if paired else "") + f" = {children.reevaluation} children")
+    if children.verdict:
+        lines.append(f"  3. verdict: the exported policy and the free alternatives on those seeds = "
+                     f"{children.verdict} children")
+    lines.append(f"  {children.total} children in all; after each round: the time to go, measured on this machine")
+    return "\n".join(lines)
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
@@ -203,7 +265,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     started = time.perf_counter()
     run_dir = Path(config.out)
     # A bad dataset fails here, before any directory or worker.
-    splits = load_data(config.dataset, config.train_subset, config.val_subset)
+    splits = load_data(config.dataset, config.train_subset, config.val_subset, config.image_size)
     config = config.for_images(splits.image_shape)  # the child's Cutout 'auto' in pixels
     task = ChildTask.from_config(config)
     check_child_fits(config, splits)
@@ -217,6 +279,11 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         best = store.best(1)
         best_reward = best[0].reward if best else None
         picture_images = splits.val_x[:_PICTURE_IMAGES]
+        children = plan(config, splits.image_shape)
+        tqdm.write(start_header(config, splits, children), file=sys.stderr)
+        warning = small_val_warning(len(splits.val_y)) if config.reward.kind == "child" else None
+        if warning:
+            tqdm.write(warning, file=sys.stderr)
         if resumed:
             tqdm.write(f"resuming {run_dir}: {step} of {config.budget} policies evaluated"
                        + (f", {requeued} interrupted trials to redo" if requeued else ""),
@@ -226,6 +293,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
         pool = LazyPool(config, task, run_dir)
+        finished_before, loop_started = _finished(store), time.perf_counter()
         try:
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
@@ -274,7 +342,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
                     "next_round": round_ + 1, "step": step, **identity,
                 })
-                tqdm.write(_round_line(round_, config, trials, stats), file=sys.stderr)
+                tqdm.write(_round_line(round_, config, trials, stats)
+                           + _time_to_go(children.total, _finished(store), finished_before, loop_started), file=sys.stderr)
                 if not ok:
                     raise AutoaugError(
                         f"every trial of round {round_} failed; first error: {trials[0].error} "
@@ -303,6 +372,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             resumed=resumed,
             reevaluation=exported.reevaluation,
             verdict=exported.verdict,
+            config=config,
+            pipeline_paths=exported.pipeline_paths,
         )
 
 
@@ -326,6 +397,23 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
                               f"that holds no image out: set reward.folds <= {largest}")
 
 
+def _finished(store: TrialStore) -> int:
+    """Children of every phase that finished (done or failed)."""
+    return sum(n for phase in ("search", "reeval") for status, n in store.counts(phase, None).items()
+               if status in ("done", "failed"))
+
+
+def _time_to_go(total: int, finished: int, finished_before: int, started: float) -> str:
+    """'; about N min to go ...': the children left at this run's measured wall time per child."""
+    now = finished - finished_before
+    if now <= 0:
+        return ""
+    per_child = (time.perf_counter() - started) / now
+    left = max(0, total - finished)
+    return (f"; about {left * per_child / 60:.0f} min to go in all ({left} children left, re-evaluation and "
+            f"verdict included, at {per_child:.1f} s each so far)")
+
+
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
     rewards = [t.reward for t in trials if t.status == "done"]
     failed = len(trials) - len(rewards)
@@ -335,8 +423,9 @@ def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: d
     if "charts/reference_reward" in stats:
         text += f", reference {stats['charts/reference_reward']:.4f}"
     if "charts/baseline" in stats:
-        text += (f", baseline {stats['charts/baseline']:.4f}, entropy {stats['losses/entropy']:.2f}"
-                 f", approx_kl {stats['losses/approx_kl']:.2e}")
+        # approx_kl and clipfrac stay in TensorBoard (losses/): with 16 policies a round and the
+        # controller's lr, a KL in the hundreds at clipfrac 0.75 is normal and alarmed users (issue #22).
+        text += f", baseline {stats['charts/baseline']:.4f}, entropy {stats['losses/entropy']:.2f}"
     if failed:
         text += f", {failed} failed (left out of the update)"
     return text

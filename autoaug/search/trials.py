@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,11 +154,13 @@ class ChildTask:
     train_subset: int | None
     val_subset: int | None
     child: TrainConfig
+    image_size: int | None = field(default=None, kw_only=True)
+    """The side every image is resized to (SearchConfig.image_size); None keeps the source size."""
 
     @classmethod
     def from_config(cls, config: SearchConfig) -> ChildTask:
-        return cls(config.dataset, config.train_subset, config.val_subset, config.child)
+        return cls(config.dataset, config.train_subset, config.val_subset, config.child, image_size=config.image_size)
 
     def data(self, device: str) -> DeviceData:
         """The search's data on `device`, prepared once per worker process."""
-        return device_data(self.dataset, device, self.train_subset, self.val_subset)
+        return device_data(self.dataset, device, self.train_subset, self.val_subset, self.image_size)

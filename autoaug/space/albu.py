@@ -42,7 +42,8 @@ class Sharpness(A.ImageOnlyTransform):
         if img.shape[0] < 3 or img.shape[1] < 3:
             return img
         x = img.astype(np.float32)
-        smooth = cv2.filter2D(x, -1, _SMOOTH, borderType=cv2.BORDER_REFLECT_101)
+        # OpenCV drops a trailing channel axis of 1: (H, W, 1) in, (H, W) out (issue #22).
+        smooth = cv2.filter2D(x, -1, _SMOOTH, borderType=cv2.BORDER_REFLECT_101).reshape(x.shape)
         out = x.copy()
         inner = (slice(1, -1), slice(1, -1))
         out[inner] = smooth[inner] + self.factor * (x[inner] - smooth[inner])
@@ -108,9 +109,10 @@ class Translate(A.ImageOnlyTransform):
 class SamplePairing(A.ImageOnlyTransform):
     """Blend with a random image of a pool: out = (1 - weight) * image + weight * other.
 
-    The pool (an (N, H, W, C) uint8 array, usually the training set) is not serialised: after
-    `A.load`, hand it over with `set_image_pool(pipeline, images)`. A partner of another size is
-    resized to the image's size.
+    The pool (an (N, H, W, C) or (N, H, W) uint8 array, usually the training set) is not
+    serialised: after `A.load`, hand it over with `set_image_pool(pipeline, images)`. A partner
+    of another size is resized to the image's size; a grey partner of a colour image is repeated
+    over its channels, a colour partner of a grey image becomes its luma (issue #22).
     """
 
     def __init__(self, weight: float = 0.0, p: float = 0.5):
@@ -130,10 +132,12 @@ class SamplePairing(A.ImageOnlyTransform):
         other = self.image_pool[partner]
         if other.shape[:2] != img.shape[:2]:
             other = cv2.resize(other, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
-        if other.ndim == 2:
-            other = other[..., None]
-        if other.shape[-1] != img.shape[-1]:
-            other = np.broadcast_to(other[..., :1], img.shape)
+        other = other.reshape(*img.shape[:2], -1)  # (H, W, C'): cv2.resize drops a channel axis of 1
+        channels = img.shape[2] if img.ndim == 3 else 1
+        if other.shape[2] != channels:
+            other = (other if other.shape[2] == 1 else cv2.cvtColor(other[..., :3], cv2.COLOR_RGB2GRAY)[..., None])
+            other = np.repeat(other, channels, axis=2)
+        other = other.reshape(img.shape)
         out = img.astype(np.float32) * (1 - self.weight) + other.astype(np.float32) * self.weight
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
@@ -193,9 +197,9 @@ def walk(transform: Any):
 def set_image_pool(pipeline: Any, images: np.ndarray) -> int:
     """Give every SamplePairing in `pipeline` the images to pair with; returns how many it found."""
     images = np.asarray(images)
-    if images.ndim != 4 or images.dtype != np.uint8:
+    if images.ndim not in (3, 4) or images.dtype != np.uint8:
         raise AutoaugError(
-            f"image pool: expected a uint8 array of shape (N, H, W, C), got {images.dtype} {images.shape}"
+            f"image pool: expected a uint8 array of shape (N, H, W, C) or (N, H, W), got {images.dtype} {images.shape}"
         )
     found = 0
     for t in walk(pipeline):

@@ -35,7 +35,7 @@ from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed
 from autoaug.space.export import PIPELINES, pipeline_path, save_pipeline, to_albumentations
 
 __all__ = ["PIPELINES", "crop_pad", "cutout_side", "cutout_pixels", "CUTOUT_AUTO", "PipelineError", "normalization", "normalize", "train_pipeline",
-           "eval_pipeline", "check_tensor_pipeline", "load_pipeline_file", "is_pipeline_document",
+           "eval_pipeline", "check_tensor_pipeline", "gives_tensors", "load_pipeline_file", "is_pipeline_document",
            "seed_worker", "save_pipeline", "pipeline_path"]
 
 # The recipe's sizes scale with the image side (issue #20): the AutoAugment reference code pads
@@ -119,12 +119,17 @@ def eval_pipeline(*, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
     return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0)
 
 
+def gives_tensors(pipeline: A.BaseCompose) -> bool:
+    """Whether `pipeline` ends in ToTensorV2: a whole training pipeline, not a policy alone."""
+    return bool(len(pipeline.transforms)) and isinstance(pipeline.transforms[-1], ToTensorV2)
+
+
 def check_tensor_pipeline(pipeline: Any, name: str = "the pipeline") -> None:
     """PipelineError unless `pipeline` ends in ToTensorV2, i.e. gives the tensors a model eats."""
     if not isinstance(pipeline, A.BaseCompose):
         raise PipelineError(f"{name}: expected an albumentations Compose, got {type(pipeline).__name__}")
     last = pipeline.transforms[-1] if len(pipeline.transforms) else None
-    if not isinstance(last, ToTensorV2):
+    if not gives_tensors(pipeline):
         got = type(last).__name__ if last is not None else "nothing (an empty Compose)"
         raise PipelineError(
             f"{name} ends in {got}, expected ToTensorV2 (a pipeline that gives normalised tensors); "

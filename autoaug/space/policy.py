@@ -221,8 +221,11 @@ class Policy:
         return save_json(self.to_json(), path)
 
     def to_albumentations_transforms(self) -> list[A.BasicTransform]:
-        """`OneOf` over the sub-policies (weights all 1), each a `Sequential` of its ops."""
-        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob) for op in sub], p=1.0)
+        """`OneOf` over the sub-policies (weights all 1), each a `Sequential` of its ops. An op of
+        probability 0 never fires and is left out; its sub-policy stays, empty if nothing is left,
+        so each sub-policy keeps its 1/K chance (issue #22)."""
+        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob) for op in sub if op.prob > 0],
+                             p=1.0)
                 for sub in self.sub_policies]
         return [A.OneOf(subs, p=1.0)]
 

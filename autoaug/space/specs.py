@@ -8,7 +8,8 @@ the Python API alike; every one of them accepts the same specs (`NAMES`):
 - the published AutoAugment policies `autoaugment-cifar10`, `-svhn`, `-imagenet`;
 - `trivialaugment[:ops=A+B]` and `randaugment[:N=..,M=..,ops=A+B]`;
 - a native policy file (a learned policy, RandAugment or TrivialAugment), or an albumentations
-  export (drawn as loaded).
+  export: a policy alone (trained like a native policy, inside the recipe) or a whole pipeline
+  ending in ToTensorV2 (the recipe as written).
 
 A policy trains with the standard augmentation and Cutout after it, as the AutoAugment paper
 (and the RandAugment and TrivialAugment papers on CIFAR) did; the baselines say what they add.
@@ -28,7 +29,7 @@ from autoaug.files import expand_user, is_file, read_json
 from autoaug.space import randaugment
 from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile
-from autoaug.space.pipeline import CUTOUT_AUTO, crop_pad, cutout_pixels, is_pipeline_document
+from autoaug.space.pipeline import CUTOUT_AUTO, crop_pad, cutout_pixels, gives_tensors, is_pipeline_document
 from autoaug.space.policy import Policy, published_policy
 from autoaug.space.published import PUBLISHED
 
@@ -94,6 +95,21 @@ def load_policy(path: str | Path) -> Augmenter:
     return policy_from_json(read_json(path), str(path))
 
 
+def native_provenance(albumentations_file: Path) -> dict[str, Any]:
+    """The provenance (dataset, image size, ...) of the native policy file an albumentations export
+    was written beside (`x.json` for `x.albumentations.json`), or {} without a readable one."""
+    name = albumentations_file.name
+    if not name.endswith(".albumentations.json"):
+        return {}
+    native = albumentations_file.with_name(name[: -len(".albumentations.json")] + ".json")
+    try:
+        doc = read_json(native) if is_file(native) else None
+    except PolicyError:
+        return {}
+    info = doc.get("provenance") if isinstance(doc, dict) else None
+    return dict(info) if isinstance(info, dict) else {}
+
+
 def resolve(spec: str) -> PolicySpec:
     """A spec of `NAMES` (a baseline, a named policy or a file) -> `PolicySpec`; a PolicyError
     naming what was expected otherwise."""
@@ -112,9 +128,16 @@ def resolve(spec: str) -> PolicySpec:
         description = augmenter.summary()
     elif spec.endswith(".json") or is_file(path):
         doc = read_json(path)
-        if is_pipeline_document(doc):  # a policy or a whole pipeline, the whole recipe as written
-            description = f"albumentations pipeline {path.name} (as written)"
-            return PolicySpec(spec, description, AlbumentationsFile(doc, str(path)), False, 0, pipeline_file=path)
+        if is_pipeline_document(doc):
+            augmenter = AlbumentationsFile(doc, str(path))
+            if gives_tensors(augmenter.pipeline):  # a whole pipeline: the whole recipe as written
+                description = f"albumentations pipeline {path.name} (as written)"
+                return PolicySpec(spec, description, augmenter, False, 0, pipeline_file=path)
+            # The policy alone (what `autoaug export` writes beside the native file): it trains
+            # inside the recipe every policy gets, as the native file does (issue #22), on the
+            # dataset the native file beside it records.
+            description = f"albumentations policy {path.name}"
+            augmenter.provenance = {**native_provenance(path), **augmenter.provenance}
         else:
             augmenter = policy_from_json(doc, spec)
             description = f"policy file {path.name}"

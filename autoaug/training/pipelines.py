@@ -161,17 +161,23 @@ def albumentations_file(
 def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int | None = None) -> A.Compose:
     """The `--pipeline train` or `eval` albumentations pipeline of `spec`, normalised with the
     statistics of `dataset`'s training split as `autoaug train` computes them."""
-    if kind not in PIPELINES[1:]:
-        raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
+    return export_pipelines(spec, dataset, image_size, (kind,))[kind]
+
+
+def export_pipelines(
+    spec: PolicySpec, dataset: str, image_size: int | None = None, kinds: tuple[str, ...] = PIPELINES[1:]
+) -> dict[str, A.Compose]:
+    """`export_pipeline` of each of `kinds` (train and eval), the dataset's statistics computed once."""
+    for kind in kinds:
+        if kind not in PIPELINES[1:]:
+            raise PipelineError(f"unknown pipeline {kind!r}; expected train or eval")
     if spec.pipeline_file is not None:
         raise PipelineError(f"{spec.spec} is already an albumentations pipeline; expected a policy")
     mean, std, size = dataset_stats(dataset, image_size)
-    if kind == "eval":
-        return eval_pipeline(mean=mean, std=std)
-    return train_pipeline(
+    return {kind: eval_pipeline(mean=mean, std=std) if kind == "eval" else train_pipeline(
         spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, flip=spec.flip,
         cutout=spec.cutout,
-    )
+    ) for kind in kinds}
 
 
 def dataset_stats(spec: str, image_size: int | None = None) -> tuple[list[float], list[float], tuple[int, int]]:

@@ -35,9 +35,12 @@ def class_rank(y: np.ndarray) -> np.ndarray:
     return rank
 
 
-def load_data(dataset: str, train_subset: int | None = None, val_subset: int | None = None) -> Splits:
-    """The dataset's splits with the child-train and reward-val subsets (`balanced_head`) applied."""
-    splits = load_splits(dataset)
+def load_data(
+    dataset: str, train_subset: int | None = None, val_subset: int | None = None, image_size: int | None = None
+) -> Splits:
+    """The dataset's splits (resized to image_size x image_size unless None) with the child-train
+    and reward-val subsets (`balanced_head`) applied."""
+    splits = load_splits(dataset, image_size=image_size)
     train = balanced_head(splits.train_y, train_subset)
     val = balanced_head(splits.val_y, val_subset)
     return dataclasses.replace(
@@ -52,12 +55,13 @@ _DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
 
 
 def device_data(
-    dataset: str, device: str, train_subset: int | None = None, val_subset: int | None = None
+    dataset: str, device: str, train_subset: int | None = None, val_subset: int | None = None,
+    image_size: int | None = None,
 ) -> DeviceData:
     """`load_data(...)` on `device`, prepared once per worker process and reused by every trial
     that process runs (the data go to the device once, airbench-style)."""
-    key = (dataset, train_subset, val_subset, device)
+    key = (dataset, train_subset, val_subset, image_size, device)
     if key not in _DEVICE_DATA:
         _DEVICE_DATA.clear()
-        _DEVICE_DATA[key] = prepare(load_data(dataset, train_subset, val_subset), device)
+        _DEVICE_DATA[key] = prepare(load_data(dataset, train_subset, val_subset, image_size), device)
     return _DEVICE_DATA[key]

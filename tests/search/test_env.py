@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from autoaug.search.controller import Controller
-from autoaug.search.env import PolicySearchEnv
-from autoaug.errors import PolicyError
+from autoaug.search.config import load_config
+from autoaug.search.env import PolicySearchEnv, child_reward
+from autoaug.errors import AutoaugError, PolicyError
 from autoaug.space.policy import SEARCH_NVEC, Policy
 
 
@@ -121,3 +124,26 @@ def test_controller_tokens_are_actions() -> None:
     for row in tokens.numpy():
         assert env.action_space.contains(row)
         env.step(row)
+
+
+def test_child_reward_trains_a_real_child_on_one_seed(tiny_npz):
+    """Issue #22: the public helper gives the env the reward a search trial gets."""
+    config = load_config(None, [f"dataset=npz:{tiny_npz}", "child.epochs=1", "child.batch_size=12",
+                                "train_subset=none", "val_subset=none"])
+    reward_fn = child_reward(config, seed=3)
+    env = PolicySearchEnv(reward_fn)
+    env.reset(seed=0)
+    action = env.action_space.sample()
+    _, reward, terminated, _, info = env.step(action)
+    assert terminated and 0.0 <= reward <= 1.0 and reward * 36 == pytest.approx(round(reward * 36))  # of 36 val images
+    assert env.step(action)[1] == reward  # the same policy on the same seed: the same child
+    with pytest.raises(AutoaugError):
+        child_reward(load_config(None, ["dataset=npz:/nonexistent.npz"]))
+
+
+def test_readme_env_example_runs_as_written(capsys, one_thread):
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(r"<!-- example: env -->\s*```python\n(.*?)```", text, re.S)
+    assert found, "README.md lost its environment example (marker `<!-- example: env -->`)"
+    exec(compile(found.group(1), "README.md example", "exec"), {})
+    assert re.fullmatch(r"reward \d\.\d{3} for 5 sub-policies\n", capsys.readouterr().out)

@@ -15,6 +15,7 @@ import pytest
 from autoaug.errors import ConfigError
 from autoaug.search.config import SearchConfig, load_config
 from autoaug.search.grid import GridSpec, run_grid
+from autoaug.search import pool as pool_module
 from autoaug.search.pool import fuse_of
 from autoaug.search.search import run_search
 from autoaug.search.store import STORE_FILENAME, TrialSpec, TrialStore
@@ -117,3 +118,17 @@ def test_fuse_setting(tmp_path: Path) -> None:
         run_grid(GridSpec(dataset="cifar10-reduced", ns=(1,), ms=(9.0,)), tmp_path, devices=["cpu"], fuse=0)
     with pytest.raises(ConfigError, match="trains none per trial"):
         load_config(None, ["fuse=4", "reward.kind=density"])
+
+
+def test_workers_auto_is_one_single_thread_worker_per_core_on_a_cpu_and_the_presets_count_per_gpu(monkeypatch):
+    """Issue #22: the default search on a 16-core machine ran 2 workers of 8 threads each."""
+    assert SearchConfig().workers == "auto"
+    monkeypatch.setattr(pool_module.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert pool_module.resolve_workers("auto", "process", ["cpu"]) == 16
+    assert pool_module.resolve_workers("auto", "process", ["cpu", "cpu"]) == 8  # per device: 16 in all
+    assert pool_module.resolve_workers("auto", "process", ["cuda:0", "cuda:1"]) == pool_module.GPU_WORKERS
+    monkeypatch.setattr(pool_module.torch.cuda, "is_available", lambda: False)
+    assert pool_module.resolve_workers("auto", "process", ["auto"]) == 16
+    assert pool_module.resolve_workers(3, "process", ["cpu"]) == 3
+    with pytest.raises(ConfigError, match="workers must be 'auto' or an int >= 1"):
+        SearchConfig(workers="many")

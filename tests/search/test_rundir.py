@@ -301,8 +301,7 @@ def test_export_writes_into_a_character_device(copy, capsys) -> None:
         os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers, never the real one
     except PermissionError:
         pytest.skip("mknod of a character device needs root")
-    assert cli.main(["export", str(run), "--reevaluate-top", "0", "--no-progress", "--out", str(device),
-                     "--pipeline", "train"]) == 0
+    assert cli.main(["export", str(run), "--reevaluate-top", "0", "--no-progress", "--out", str(device)]) == 0
     assert stat.S_ISCHR(device.stat().st_mode)
     # no albumentations files beside a device: with /dev/null they would land in /dev
     assert not list(Path(".").glob("fakenull.*")) and "no albumentations files" in capsys.readouterr().out

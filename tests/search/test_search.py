@@ -118,11 +118,14 @@ def test_search_end_to_end_then_export_validate_train(tmp_path: Path, capsys) ->
     assert cli.main(["export", str(run), "--top", "2", "--out", str(top2)]) == 0
     assert len(load_policy(top2).sub_policies) == 10
     assert (tmp_path / "exported" / "top2.albumentations.json").is_file()
-    # --pipeline train adds the whole training pipeline, normalised with the run's dataset.
-    assert cli.main(["export", str(run), "--top", "2", "--out", str(top2), "--pipeline", "train"]) == 0
+    # The one call also wrote the whole train and eval pipelines, normalised with the run's dataset.
     whole = load_pipeline_file(tmp_path / "exported" / "top2.train.albumentations.json")  # ends in ToTensorV2
     assert [type(t).__name__ for t in whole.transforms][1:] == [
         "Normalize", "Pad", "RandomCrop", "HorizontalFlip", "ClippedCutout", "ToTensorV2"]
+    evaluation = load_pipeline_file(tmp_path / "exported" / "top2.eval.albumentations.json")
+    assert [type(t).__name__ for t in evaluation.transforms] == ["Normalize", "ToTensorV2"]
+    out = capsys.readouterr().out
+    assert out.count("wrote ") == 4 and "top2.eval.albumentations.json" in out
     assert cli.main(["validate", str(top2)]) == 0
     assert cli.main(["show", str(top2), "--out", str(tmp_path / "grid.png"), "--samples", "2"]) == 0
     assert cli.main(["train", "--policy", str(top2), "--epochs", "1",
@@ -133,16 +136,24 @@ def test_search_end_to_end_then_export_validate_train(tmp_path: Path, capsys) ->
 # --- resume -----------------------------------------------------------------------------------
 
 
+def _search_until(run: Path, args: list[str], done: int) -> subprocess.Popen:
+    """A search in a subprocess, returned once `done` of its trials are done (still running)."""
+    proc = subprocess.Popen(_search_cmd(run, *args), env=_env(), cwd=run.parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            # a shell's background job ignores SIGINT, and a child inherits that
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while len(_rows(run, "WHERE status = 'done'")) < done:
+        assert proc.poll() is None, f"the search ended before it could be stopped: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "the search made no progress"
+        time.sleep(0.02)
+    return proc
+
+
 def test_resume_after_sigkill_keeps_every_trial_once_and_continues_the_controller(tmp_path: Path) -> None:
     budget, args = 8, ["--budget", "8", "--set", "batch_size=2", "backend=inline", *TINY]
     run = tmp_path / "killed"
-    proc = subprocess.Popen(_search_cmd(run, *args), env=_env(), cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while len(_rows(run, "WHERE status = 'done'")) < 3:
-        assert proc.poll() is None, f"the search ended before it could be killed: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "the search made no progress"
-        time.sleep(0.02)
+    proc = _search_until(run, args, done=3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
@@ -165,6 +176,20 @@ def test_resume_after_sigkill_keeps_every_trial_once_and_continues_the_controlle
     run_search(_config(clean, f"budget={budget}", "batch_size=2"), progress=False)
     assert [(r[1], r[2], r[3], r[4], r[6]) for r in after] == \
            [(r[1], r[2], r[3], r[4], r[6]) for r in _rows(clean)]
+
+
+def test_ctrl_c_says_the_finished_trials_are_saved_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """Issue #22 item 8: SIGINT (Ctrl-C) ends the search with exit code 130 and one line that says
+    what is kept and how to go on; the finished trials are in the store."""
+    run = tmp_path / "interrupted"
+    proc = _search_until(run, ["--budget", "8", "--set", "batch_size=2", "backend=inline", *TINY], done=1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("autoaug search: interrupted; every finished trial is saved in the run directory's "
+                           "trials.sqlite; run the same command again to resume"), err
+    assert "Traceback" not in err and _rows(run, "WHERE status = 'done'")
 
 
 def test_resume_grows_the_budget_and_rejects_a_change_of_meaning(tmp_path: Path) -> None:

@@ -133,3 +133,19 @@ def test_a_seeded_pipeline_draws_its_ops_independently():
     inverted = [pipeline(image=img)["image"][0, 0, 0] == 255 for _ in range(2000)]
     # inverted once = exactly one of the two fired: probability 0.5
     assert 0.45 < np.mean(inverted) < 0.55
+
+
+def test_an_op_of_probability_zero_is_left_out_and_its_sub_policy_kept():
+    """Issue #22: a zero-probability op never fires, so the export drops it; the sub-policy count
+    (each one's 1/K chance) stays, an empty Sequential where nothing is left."""
+    doc = {"format": "autoaug.policy", "version": 1, "kind": "policy", "sub_policies": [
+        [{"op": "Invert", "prob": 0.0, "magnitude_bin": None}, {"op": "Rotate", "prob": 0.7, "magnitude_bin": 3}],
+        [{"op": "Equalize", "prob": 0.0, "magnitude_bin": None}, {"op": "Solarize", "prob": 0.0, "magnitude_bin": 4}],
+        [{"op": "Invert", "prob": 1.0, "magnitude_bin": None}, {"op": "Cutout", "prob": 0.3, "magnitude_bin": 2}],
+    ]}
+    (one_of,) = to_albumentations(Policy.from_json(doc)).transforms
+    assert [len(sub.transforms) for sub in one_of.transforms] == [1, 0, 2]
+    image = np.full((8, 8, 3), 10, np.uint8)
+    loaded = A.from_dict(A.to_dict(to_albumentations(Policy.from_json(doc))))  # and it round-trips
+    outs = {int(loaded(image=image)["image"][0, 0, 0]) for _ in range(60)}
+    assert 10 in outs and 245 in outs  # the empty sub-policy leaves the image; the third inverts it

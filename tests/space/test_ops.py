@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import albumentations as A
+import cv2
+import numpy as np
 import pytest
 import torch
 
+from autoaug.space.albu import compose
 from autoaug.space.ops import MAGNITUDE_BINS, OP_NAMES, OPS, TABLE, OpContext, get_op
 from autoaug.errors import PolicyError
 
@@ -104,3 +107,32 @@ def test_sample_pairing_blends_with_another_image_of_the_batch(cifar_batch):
     out = get_op("SamplePairing").kernel(x.clone(), torch.full((2,), 0.4), OpContext(torch.Generator(), x, torch.arange(2)))
     expected = (x[0].float() * 0.6 + x[1].float() * 0.4).round().to(torch.uint8)
     assert torch.equal(out[0], expected)
+
+
+# Issue #22: a user's own images may be grayscale, as (H, W) or (H, W, 1) uint8.
+SHAPES = ("HW", "HW1", "HW3")
+
+
+def _shaped(rgb: np.ndarray, shape: str) -> np.ndarray:
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return {"HW": grey, "HW1": grey[..., None], "HW3": rgb}[shape]
+
+
+@pytest.mark.parametrize("op", TABLE, ids=lambda op: op.name)
+def test_every_op_at_every_bin_runs_on_one_and_three_channel_images(op, cifar_images):
+    """The exported transform (autoaug's own or albumentations') and the torch kernel keep the
+    shape and dtype of (H, W), (H, W, 1) and (H, W, 3) uint8 images, at every magnitude bin, on
+    both signs; the pool SamplePairing draws from has the images' own layout."""
+    g = torch.Generator().manual_seed(0)
+    for shape in SHAPES:
+        images = np.stack([_shaped(img, shape) for img in cifar_images[:4]])
+        batch = torch.from_numpy(images.reshape(*images.shape[:3], -1)).permute(0, 3, 1, 2).contiguous()
+        for magnitude_bin in range(MAGNITUDE_BINS):
+            for sign in (1, -1) if op.signed else (1,):
+                m = sign * op.magnitude(magnitude_bin)
+                pipeline = compose([op.albumentations(m, 1.0)], image_pool=images, seed=magnitude_bin)
+                for img in images:
+                    out = pipeline(image=img)["image"]
+                    assert out.shape == img.shape and out.dtype == np.uint8, (shape, magnitude_bin, m)
+                out = op.kernel(batch.clone(), torch.full((4,), m), OpContext(g, batch, torch.arange(4)))
+                assert out.shape == batch.shape and out.dtype == torch.uint8, (shape, magnitude_bin, m)
