@@ -281,7 +281,8 @@ def _check_setup(store: Any, setup: dict[str, Any], out: Path) -> None:
 def regime(spec: CompareSpec) -> str:
     t = spec.train
     return (f"`{t.model}`, {t.epochs} epoch{'s' if t.epochs > 1 else ''} on the train split of {spec.dataset}, test accuracy on its test "
-            f"split; seeds {spec.first_seed}..{spec.first_seed + spec.seeds - 1}, the same for every row")
+            f"split; seeds {spec.first_seed}..{spec.first_seed + spec.seeds - 1}, the same for every row"
+            + ("" if t.flip else "; no horizontal flip in the standard augmentation (child.flip false)"))
 
 
 def markdown(result: CompareResult) -> str:
