@@ -44,7 +44,9 @@ def test_fused_search_stores_the_same_trials_and_resumes(tmp_path: Path) -> None
     run_search(load_config(None, [f"out={plain}", *TINY, "budget=6", "fuse=1"]), progress=False)
     # 4 children per round (3 policies + the reference on one seed): groups of 3 and 1
     result = run_search(load_config(None, [f"out={fused}", *TINY, "budget=3", "fuse=3"]), progress=False)
-    assert result.completed == 3 and len(_rows(fused)) == 4 + 3  # + the re-evaluation: 2 policies + a reference
+    # + the re-evaluation (2 policies + a reference) + the verdict (the export, standard and
+    # trivialaugment; a fused group holding a free alternative's own recipe trains one by one)
+    assert result.completed == 3 and len(_rows(fused)) == 4 + 3 + 3
     # resumed with a grown budget: one more round, then the re-evaluation again
     run_search(load_config(None, [f"out={fused}", *TINY, "budget=6", "fuse=3"]), progress=False)
     rows, expected = _rows(fused), _rows(plain)
