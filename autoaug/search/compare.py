@@ -338,4 +338,5 @@ def write_results(result: CompareResult) -> None:
     save_json(to_json(result), out / COMPARE_JSON)
     ref = result.verdict.reference.name if result.verdict.reference else "-"
     plot(result.verdict, out / COMPARE_PNG,
-         f"autoaug compare on {result.spec.dataset}: test accuracy minus {ref}, same {result.spec.seeds} seeds")
+         f"autoaug compare on {result.spec.dataset}{'' if result.spec.train.flip else ' (no flip)'}: test accuracy "
+         f"minus {ref}, same {result.spec.seeds} seeds")
