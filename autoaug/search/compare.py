@@ -290,7 +290,8 @@ def _check_setup(store: Any, setup: dict[str, Any], out: Path) -> None:
 def regime(spec: CompareSpec) -> str:
     t = spec.train
     return (f"`{t.model}`, {t.epochs} epoch{'s' if t.epochs > 1 else ''} on the train split of {spec.dataset}, test accuracy on its test "
-            f"split; seeds {spec.first_seed}..{spec.first_seed + spec.seeds - 1}, the same for every row")
+            f"split; seeds {spec.first_seed}..{spec.first_seed + spec.seeds - 1}, the same for every row"
+            + ("" if t.flip else "; no horizontal flip in the standard augmentation (child.flip false)"))
 
 
 def markdown(result: CompareResult) -> str:
@@ -346,4 +347,5 @@ def write_results(result: CompareResult) -> None:
     save_json(to_json(result), out / COMPARE_JSON)
     ref = result.verdict.reference.name if result.verdict.reference else "-"
     plot(result.verdict, out / COMPARE_PNG,
-         f"autoaug compare on {result.spec.dataset}: test accuracy minus {ref}, same {result.spec.seeds} seeds")
+         f"autoaug compare on {result.spec.dataset}{'' if result.spec.train.flip else ' (no flip)'}: test accuracy "
+         f"minus {ref}, same {result.spec.seeds} seeds")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,7 +181,7 @@ def plot(verdict: Verdict, path: str | Path, title: str) -> Path:
     ax.axvline(0.0, color="black", linewidth=0.8)
     ref = verdict.reference.name if verdict.reference else "-"
     ax.set_xlabel(f"paired difference against {ref} (points; bars: {RESOLVE_AT:g} standard errors)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
