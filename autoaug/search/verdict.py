@@ -180,8 +180,11 @@ def plot(verdict: Verdict, path: str | Path, title: str) -> Path:
     ax.set_yticks(range(len(rows)), labels, fontsize=8)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ref = verdict.reference.name if verdict.reference else "-"
-    ax.set_xlabel(f"paired difference against {ref} (points; bars: {RESOLVE_AT:g} standard errors)")
-    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=9)
+    # Wrapped to the figure, not the axes: long row labels push the axes right, and a title or
+    # label centred on them ran off the picture.
+    ax.set_xlabel("\n".join(textwrap.wrap(
+        f"paired difference against {ref} (points; bars: {RESOLVE_AT:g} standard errors)", 70)), fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(title, 80)), fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
