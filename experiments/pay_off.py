@@ -101,6 +101,9 @@ def collect(name: str, walls: dict[str, float]) -> Path:
         if source.is_file():
             shutil.copyfile(source, out / source.name)
             copied.append(source.name)
+    if "policy.json" in copied:  # its provenance names the run directory absolutely: keep it repo-relative
+        text = (out / "policy.json").read_text()
+        (out / "policy.json").write_text(text.replace(f'"{run_dir.resolve()}', f'"{search[-1]}'))
     verdict, versus = "not finished", []
     if "compare.json" in copied:
         doc = json.loads((out / "compare.json").read_text())
