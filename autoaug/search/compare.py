@@ -38,7 +38,7 @@ from autoaug.search.export import POLICY_FILENAME
 from autoaug.search.store import TrialSpec
 from autoaug.search.pool import make_pool
 from autoaug.search.tasks import EvalFn
-from autoaug.search.trials import add_batch, open_run, run_trials
+from autoaug.search.trials import add_batch, changed_setup, check_setup, open_run, run_trials
 from autoaug.search.verdict import Row, Verdict, decide, plot, table
 from autoaug.search.workers import check_timeout
 from autoaug.space.pipeline import cutout_pixels
@@ -228,7 +228,7 @@ def run_compare(
     out = Path(out_dir)
     seeds = spec.seed_list()
     with open_run(out) as (store, _):
-        _check_setup(store, spec.setup(), out)
+        check_setup(store, SETUP_META, spec.setup(), "comparison")
         recorded = store.record_meta(DATA_META, data_id)
         if recorded is not None and recorded != data_id:
             raise AutoaugError(f"{out}: its trials were trained on other data than {spec.dataset} gives now "
@@ -236,7 +236,7 @@ def run_compare(
         latest = {(t.key, t.seed): t for t in store.rows()}  # the newest row of each pair
         for c in candidates:
             stored = next((t for (key, _), t in latest.items() if key == c.key), None)
-            if stored is not None and changed({**stored.payload, "policy": trained_part(stored.payload["policy"])},
+            if stored is not None and changed_setup({**stored.payload, "policy": trained_part(stored.payload["policy"])},
                                               payloads[c.key]):
                 raise AutoaugError(f"{out}: {c.name} was trained here with another policy or recipe than it "
                                    "resolves to now; use another --out")
@@ -261,30 +261,6 @@ def run_compare(
     result = CompareResult(spec, rows, decide(rows), todo, out, command)
     write_results(result)
     return result
-
-
-def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """The keys whose values differ between a recorded `old` and `new`; a key `old` lacks (a
-    recipe setting added to autoaug after the comparison started) counts as TrainConfig's default,
-    so that a comparison resumes across such a version when what it trains did not change."""
-    default = dataclasses.asdict(TrainConfig())
-    return sorted(k for k in set(old) | set(new)
-                  if old.get(k, default.get(k)) != new.get(k, default.get(k)))
-
-
-def _check_setup(store: Any, setup: dict[str, Any], out: Path) -> None:
-    """Record the comparison's setup on its first run; later, an AutoaugError naming what changed."""
-    stored = store.get_meta(SETUP_META)
-    if stored is None:
-        if store.rows():
-            raise AutoaugError(f"{out}: holds trials of something other than a comparison; use another --out")
-        store.set_meta(SETUP_META, json.dumps(setup, sort_keys=True))
-        return
-    old = json.loads(stored)
-    diff = [k for k in ("dataset", "image_size") if old.get(k) != setup.get(k)] + [f"child.{k}" for k in changed(old["train"], setup["train"])]
-    if diff:
-        raise AutoaugError(f"{out}: this comparison was started with another {', '.join(diff)}; use another --out "
-                           "or the same settings")
 
 
 def regime(spec: CompareSpec) -> str:

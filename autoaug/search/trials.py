@@ -48,20 +48,35 @@ def add_batch(store: TrialStore, specs: Sequence[TrialSpec]) -> list[Trial]:
     return store.add_pending(rounds[-1] + 1 if rounds else 0, specs)
 
 
+def changed_setup(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The settings that differ between a recorded setup `old` and `new`, each with its recorded
+    value; the `train` table's keys are compared one by one and named `child.KEY`. A key that
+    `old` lacks was added to autoaug after the run started: a top-level one counts as absent, a
+    `train` one as TrainConfig's default, so a directory resumes across such a version when what
+    it trains did not change."""
+    diff = {k: old.get(k) for k in sorted(set(old) | set(new)) if k != "train" and old.get(k) != new.get(k)}
+    default = dataclasses.asdict(TrainConfig())
+    was, now = old.get("train", {}), new.get("train", {})
+    for k in sorted(set(was) | set(now)):
+        if was.get(k, default.get(k)) != now.get(k, default.get(k)):
+            diff[f"child.{k}"] = was.get(k, default.get(k))
+    return diff
+
+
 def check_setup(store: TrialStore, name: str, setup: dict[str, Any], what: str) -> None:
     """Record `setup` (what must not change between runs in one directory) on the first run;
-    on a later run, an AutoaugError naming the keys that changed."""
+    on a later run, an AutoaugError naming the settings that changed (`changed_setup`)."""
     stored = store.get_meta(name)
-    text = json.dumps(setup, sort_keys=True)
     if stored is None:
         if store.rows():
             raise AutoaugError(f"{store.path.parent}: holds trials of something other than a {what}; use another --out")
-        store.set_meta(name, text)
-    elif stored != text:
-        old = json.loads(stored)
-        changed = sorted(k for k in set(old) | set(setup) if old.get(k) != setup.get(k))
-        raise AutoaugError(f"{store.path.parent}: this {what} was started with another {', '.join(changed)} "
-                           f"(stored: {_short(old.get(changed[0]))}); use another --out or the same setup")
+        store.set_meta(name, json.dumps(setup, sort_keys=True))
+        return
+    diff = changed_setup(json.loads(stored), setup)
+    if diff:
+        first = next(iter(diff.values()))
+        raise AutoaugError(f"{store.path.parent}: this {what} was started with another {', '.join(diff)} "
+                           f"(stored: {_short(first)}); use another --out or the same setup")
 
 
 FUSED = "fused"

@@ -3,6 +3,7 @@ code path) and after a SIGKILL of the real CLI, records failed points, and runs 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -90,6 +91,24 @@ def test_grid_resumes_without_retraining_and_grows(tmp_path):
         run_grid(_grid(dataset="cifar10:/elsewhere"), out, backend="inline", fn=_Interrupt(), progress=False)
     with pytest.raises(AutoaugError, match="started with another ops"):
         run_grid(_grid(ops=("Rotate",)), out, backend="inline", fn=_Interrupt(), progress=False)
+
+
+def test_grid_started_before_a_child_setting_existed_resumes(tmp_path):
+    """A grid directory whose recorded child recipe lacks a setting added to autoaug later (here
+    `flip`) resumes when the setting is at its default, and names `child.flip` when it is not."""
+    out = tmp_path / "grid"
+    run_grid(_grid(), out, backend="inline", fn=_Interrupt(), progress=False)
+    with sqlite3.connect(out / "trials.sqlite") as db:
+        (text,) = db.execute("SELECT value FROM meta WHERE name = 'randaugment_setup'").fetchone()
+        setup = json.loads(text)
+        del setup["train"]["flip"]
+        db.execute("UPDATE meta SET value = ? WHERE name = 'randaugment_setup'", (json.dumps(setup),))
+    again = _Interrupt()
+    assert run_grid(_grid(), out, backend="inline", fn=again, progress=False).evaluated == 0
+    grid = _grid()
+    no_flip = dataclasses.replace(grid, train=dataclasses.replace(grid.train, flip=False))
+    with pytest.raises(AutoaugError, match="started with another child.flip"):
+        run_grid(no_flip, out, backend="inline", fn=_Interrupt(), progress=False)
 
 
 def test_grid_outputs_and_failed_points(tmp_path):
