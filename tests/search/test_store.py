@@ -53,7 +53,7 @@ def test_schema_wal_and_meta(store: TrialStore) -> None:
     columns = [row[1] for row in raw.execute("PRAGMA table_info(trials)")]
     assert columns == ["id", "key", "round", "slot", "tokens", "payload", "seed", "status",
                        "reward", "error", "traceback", "worker", "started", "finished",
-                       "duration", "phase", "role", "paired"]
+                       "duration", "phase", "role", "paired", "rung"]
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(raw.execute("SELECT name, value FROM meta"))
     assert meta["schema_version"] == str(SCHEMA_VERSION)
