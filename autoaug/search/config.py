@@ -323,6 +323,9 @@ class SearchConfig:
                 raise ConfigError(f"fidelity.{name} = {shown(getattr(fidelity, name))} must end at {source} = "
                                   f"{toml_value(top)}: the top rung is the search's own child, which the "
                                   "re-evaluation trains again")
+        if fidelity.subset_list and fidelity.subset_list[0] < self.child.batch_size:
+            raise ConfigError(f"fidelity.train_subset = {shown(fidelity.train_subset)} starts below child.batch_size = "
+                              f"{self.child.batch_size}: a rung's child must have a full batch to train on")
         if fidelity.rungs > 1 and self.reward.kind != "child":
             raise ConfigError(f"[fidelity] trains children in rungs; reward.kind {shown(self.reward.kind)} trains "
                               "none per trial: leave fidelity.epochs and fidelity.train_subset empty")
