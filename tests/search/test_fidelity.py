@@ -50,11 +50,31 @@ def _store_rows(run: Path) -> list[tuple]:
                 for t in store.rows(phase="search")]
 
 
+def _spy_on_ppo(patch: pytest.MonkeyPatch) -> list[list[float]]:
+    """The rewards each controller update of a search gets, in order."""
+    learned: list[list[float]] = []
+    update = search_module.Sampler.update
+
+    def spy(self, tokens, old_logprobs, rewards):
+        learned.append(list(rewards))
+        return update(self, tokens, old_logprobs, rewards)
+
+    patch.setattr(search_module.Sampler, "update", spy)
+    return learned
+
+
+LEARNED: list[list[float]] = []  # what PPO learned from in the `two_rungs` search
+
+
 @pytest.fixture(scope="module")
 def two_rungs(tmp_path_factory) -> Path:
     """An uninterrupted search of 2 rounds of 4 policies in 2 rungs, promote 1/2, paired."""
     run = tmp_path_factory.mktemp("fidelity") / "clean"
-    run_search(_config(run, *BUDGET, *RUNGS), progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        LEARNED[:] = []
+        learned = _spy_on_ppo(patch)
+        run_search(_config(run, *BUDGET, *RUNGS), progress=False)
+        LEARNED.extend(learned)
     return run
 
 
@@ -174,6 +194,17 @@ def test_promotion_trains_the_best_half_again_on_the_same_seed(two_rungs: Path) 
         assert evaluate_policy(task, without_rung(cheap.payload), cheap.seed, "cpu") != cheap.reward
 
 
+def test_ppo_learns_the_promoted_policies_reward_at_the_top_rung_chained(two_rungs: Path) -> None:
+    with TrialStore(two_rungs / STORE_FILENAME, read_only=True) as store:
+        for round_, learned in enumerate(LEARNED):
+            rung0 = {t.slot: t.reward for t in store.rows(round=round_, role="policy", rung=0)}
+            rung1 = {t.slot: t.reward for t in store.rows(round=round_, role="policy", rung=1)}
+            shift = min(rung0[s] for s in rung1) - min(rung1.values())
+            assert learned == pytest.approx([rung1[s] + shift if s in rung1 else rung0[s] for s in sorted(rung0)])
+            assert min(learned[s] for s in rung1) >= max(learned[s] for s in rung0 if s not in rung1)
+    assert len(LEARNED) == 2
+
+
 def test_export_ranks_the_highest_rung_first_and_reevaluates_the_search_child(two_rungs: Path) -> None:
     with TrialStore(two_rungs / STORE_FILENAME, read_only=True) as store:
         ranked = distinct_best(store, 8, "paired")
@@ -184,12 +215,13 @@ def test_export_ranks_the_highest_rung_first_and_reevaluates_the_search_child(tw
     by_search = export_policy(two_rungs, ExportOptions(top=2, out=two_rungs / "by_search.json", progress=False))
     assert [t.id for t in by_search.trials] == [t.id for t in top[:2]]
     assert by_search.policy.provenance["trials"][0]["rung"] == 1
-    # With it: the top rung's candidates re-trained as the search's child, without a rung payload.
-    again = export_policy(two_rungs, ExportOptions(top=1, reevaluate_top=2, reevaluate_seeds=1, progress=False))
-    assert [r.trial.id for r in sorted(again.reevaluation, key=lambda r: r.trial.id)] == sorted(t.id for t in top[:2])
+    # With it: the 4 of the top rung and the best of rung 0, all re-trained as the search's child.
+    again = export_policy(two_rungs, ExportOptions(top=1, reevaluate_top=5, reevaluate_seeds=1, progress=False))
+    assert sorted(r.trial.id for r in again.reevaluation) == sorted(t.id for t in ranked[:5])
+    assert ranked[4].rung == 0 and RUNG_KEY in ranked[4].payload
     with TrialStore(two_rungs / STORE_FILENAME, read_only=True) as store:
-        reeval = store.rows(phase="reeval", role="policy")
-        assert {t.key for t in reeval} >= {t.key for t in top[:2]}
+        reeval = store.rows(phase="reeval", role="policy")  # the candidates, then the verdict's alternatives
+        assert {t.key for t in reeval} >= {t.key for t in ranked[:5]}
         assert all(RUNG_KEY not in t.payload and t.rung == 0 for t in store.rows(phase="reeval"))
     expected = Policy.from_json(again.reevaluation[0].trial.payload["policy"]).sub_policies
     assert again.policy.sub_policies == expected
@@ -240,14 +272,7 @@ def test_resume_mid_rung_after_sigkill_gives_the_uninterrupted_store(tmp_path: P
 
 
 def test_one_rung_default_keeps_the_search_as_it_was(tmp_path: Path, monkeypatch) -> None:
-    learned: list[list[float]] = []
-    update = search_module.Sampler.update
-
-    def spy(self, tokens, old_logprobs, rewards):
-        learned.append(list(rewards))
-        return update(self, tokens, old_logprobs, rewards)
-
-    monkeypatch.setattr(search_module.Sampler, "update", spy)
+    learned = _spy_on_ppo(monkeypatch)
     run = tmp_path / "default"
     config = _config(run, "budget=4", "batch_size=2")
     assert config.fidelity.rungs == 1
