@@ -27,7 +27,7 @@ from autoaug.search.fidelity import RUNG_KEY, ppo_rewards, promote, promoted_cou
 from autoaug.search.rewards import REFERENCE_KEY, evaluate_policy
 from autoaug.search.search import batch_seed, plan, run_search
 from autoaug.search.store import STORE_FILENAME, Trial, TrialStore
-from autoaug.search.trials import ChildTask
+from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.policy import Policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -203,6 +203,19 @@ def test_ppo_learns_the_promoted_policies_reward_at_the_top_rung_chained(two_run
             assert learned == pytest.approx([rung1[s] + shift if s in rung1 else rung0[s] for s in sorted(rung0)])
             assert min(learned[s] for s in rung1) >= max(learned[s] for s in rung0 if s not in rung1)
     assert len(LEARNED) == 2
+
+
+def test_a_fused_group_of_a_rung_trains_at_that_rung(two_rungs: Path) -> None:
+    """On a GPU the rung's children of one seed train as one fused network (`fuse`): with the
+    rung's epochs and images, the rewards the store holds to float rounding (tests/search/test_pool.py:
+    a few of 200 val images may flip), not the search child's."""
+    config = _config(two_rungs, *BUDGET, *RUNGS).for_images((32, 32))
+    task = ChildTask.from_config(config)
+    with TrialStore(two_rungs / STORE_FILENAME, read_only=True) as store:
+        for rung in (0, 1):
+            trials = store.rows(round=0, phase="search", rung=rung)
+            fused = evaluate_policy(task, {FUSED: [[t.payload, t.seed] for t in trials]}, 0, "cpu")
+            assert fused == pytest.approx([t.reward for t in trials], abs=(6 + 0.01) / 200)
 
 
 def test_export_ranks_the_highest_rung_first_and_reevaluates_the_search_child(two_rungs: Path) -> None:
