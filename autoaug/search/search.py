@@ -310,7 +310,7 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
 
 def _rungs_text(config: SearchConfig) -> str:
     """', each round in 3 rungs of successive halving: 16 at 10 epochs on 250 images, 4 at ...'."""
-    steps = [f"{n} at {rung['epochs']} epochs on {rung['train_subset'] or 'all'} images"
+    steps = [f"{n} at {rung['epochs']} epoch{'s' if rung['epochs'] > 1 else ''} on {rung['train_subset'] or 'all'} images"
              for n, rung in zip(rung_sizes(config.batch_size, config), config.rung_settings)]
     return (f", each round in {config.fidelity.rungs} rungs of successive halving on the round's seed: "
             + ", ".join(steps) + (" (+ a reference child per rung: the paired reward)" if config.reward.paired else ""))
@@ -401,7 +401,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
                     "next_round": round_ + 1, "step": step, **identity,
                 })
-                tqdm.write(_round_line(round_, config, trials, stats)
+                above = [store.rows(round=round_, phase="search", role="policy", rung=r)
+                         for r in range(1, config.fidelity.rungs)]
+                tqdm.write(_round_line(round_, config, trials, stats, above)
                            + _time_to_go(children.total, _finished(store), finished_before, loop_started), file=sys.stderr)
                 if not ok:
                     raise AutoaugError(
@@ -479,12 +481,17 @@ def _time_to_go(total: int, finished: int, finished_before: int, started: float)
             f"verdict included, at {per_child:.1f} s each so far)")
 
 
-def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
+def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float],
+                above: Sequence[list[Trial]] = ()) -> str:
+    """One line per round: its rung-0 policies' rewards, then each rung above (the promoted)."""
     rewards = [t.reward for t in trials if t.status == "done"]
     failed = len(trials) - len(rewards)
     text = f"round {round_ + 1}/{config.rounds}: {len(trials)} policies"
     if rewards:
         text += f", reward mean {np.mean(rewards):.4f} max {max(rewards):.4f}"
+    for rung, promoted in enumerate(above, start=1):
+        done = [t.reward for t in promoted if t.status == "done"]
+        text += f"; rung {rung}: {len(promoted)} promoted" + (f", max {max(done):.4f}" if done else "")
     if "charts/reference_reward" in stats:
         text += f", reference {stats['charts/reference_reward']:.4f}"
     if "charts/baseline" in stats:

@@ -21,7 +21,7 @@ import pytest
 
 from autoaug.errors import ConfigError
 from autoaug.search import search as search_module
-from autoaug.search.config import load_config
+from autoaug.search.config import CONFIG_FILENAME, FidelityConfig, load_config
 from autoaug.search.export import ExportOptions, distinct_best, export_policy
 from autoaug.search.fidelity import RUNG_KEY, ppo_rewards, promote, promoted_count, without_rung
 from autoaug.search.rewards import REFERENCE_KEY, evaluate_policy
@@ -279,6 +279,19 @@ def test_resume_mid_rung_after_sigkill_gives_the_uninterrupted_store(tmp_path: P
     # Nothing finished was trained again (a policy's paired reward may have come with its reference since).
     assert all(r[:7] in [a[:7] for a in after] for r in before)
     assert after == _store_rows(two_rungs)  # the same rungs, promotions, seeds and rewards
+    assert "rung 1: 2 promoted" in resumed.stderr  # each round's line
+    assert "best first by the highest rung reached, then the search's paired reward" in resumed.stdout
+    assert "(round 1, rung 1): search reward" in resumed.stdout
+
+
+def test_a_resume_keeps_the_rungs_and_an_old_config_means_one_rung(two_rungs: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"started with fidelity.promote = 0.5, now 0.25"):
+        run_search(_config(two_rungs, *BUDGET, *RUNGS, "fidelity.promote=0.25"), progress=False)
+    # A run directory's config.toml written before [fidelity] existed reads as one rung.
+    saved = (two_rungs / CONFIG_FILENAME).read_text()
+    old = tmp_path / CONFIG_FILENAME
+    old.write_text(saved[:saved.index("[fidelity]")])
+    assert load_config(old, complete=True).fidelity == FidelityConfig()
 
 
 # --- the default: one rung, as before ---------------------------------------------------------
