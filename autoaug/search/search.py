@@ -312,7 +312,8 @@ def _rungs_text(config: SearchConfig) -> str:
     """', each round in 3 rungs of successive halving: 16 at 10 epochs on 250 images, 4 at ...'."""
     steps = [f"{n} at {rung['epochs']} epoch{'s' if rung['epochs'] > 1 else ''} on {rung['train_subset'] or 'all'} images"
              for n, rung in zip(rung_sizes(config.batch_size, config), config.rung_settings)]
-    return (f", each round in {config.fidelity.rungs} rungs of successive halving on the round's seed: "
+    seeds = "the round's seed" if config.reward.paired else "each policy's own seed"
+    return (f", each round in {config.fidelity.rungs} rungs of successive halving on {seeds}: "
             + ", ".join(steps) + (" (+ a reference child per rung: the paired reward)" if config.reward.paired else ""))
 
 
