@@ -106,16 +106,21 @@ def _albumentations_lines(policy_only: Path, pipelines: dict[str, Path]) -> None
 
 
 def _exported_lines(best: list[Trial], reevaluation: list[Reevaluation] | None, completed: int) -> None:
-    """The exported policies, best first, each with what ranked it and its search rewards."""
+    """The exported policies, best first, each with what ranked it and its search rewards (and the
+    fidelity rung it reached, in a search with [fidelity] rungs)."""
+    rungs = any(t.rung for t in best)
     by = "their re-evaluated mean" if reevaluation else (
         "the search's paired reward" if best and best[0].paired is not None else "the search's reward")
-    print(f"exported {len(best)} policies, best first by {by}:")
+    print(f"exported {len(best)} policies, best first by {'the highest rung reached, then ' if rungs and not reevaluation else ''}{by}:")
     for t in best:
-        paired = "" if t.paired is None else f", paired reward {t.paired:+.4f} (minus the round's reference child)"
-        print(f"  trial {t.id} (round {t.round + 1}): search reward {t.reward:.4f}{paired}")
+        reference = "the reference child of its round and rung" if rungs else "the round's reference child"
+        paired = "" if t.paired is None else f", paired reward {t.paired:+.4f} (minus {reference})"
+        where = f"round {t.round + 1}" + (f", rung {t.rung}" if rungs else "")
+        print(f"  trial {t.id} ({where}): search reward {t.reward:.4f}{paired}")
     if any(t.id > completed for t in best):
-        print(f"  (trial ids number every child of the run's store: the {completed} policies, each round's "
-              "reference child and the re-evaluation's children, so they run past the budget)")
+        print(f"  (trial ids number every child of the run's store: the {completed} policies, "
+              + ("their children at the rungs above, " if rungs else "")
+              + "each round's reference child and the re-evaluation's children, so they run past the budget)")
 
 
 def _reevaluation_lines(reevaluation: list[Reevaluation] | None) -> None:

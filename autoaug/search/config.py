@@ -112,6 +112,75 @@ class ExportConfig:
                 raise ConfigError(f"export.free: {err}") from None
 
 
+@dataclass(frozen=True)
+class FidelityConfig:
+    """Successive halving inside each controller batch (table [fidelity], issue #21): every policy
+    of a batch trains at the cheapest rung, the best `promote` of them again at the next rung on
+    the same seed, and so on up to the search's own child (`autoaug.search.fidelity`). Opt-in: the
+    default is one rung, the search as it was, until measurements choose the rungs."""
+
+    epochs: str = ""
+    """Child epochs per rung, cheapest first, separated by commas ("10,20,40"); the last is
+    child.epochs. "" = child.epochs at every rung."""
+    train_subset: str = ""
+    """Child-train images per rung, cheapest first ("250,500,1000"); the last is train_subset (a
+    smaller rung trains on the first N of those images, balanced the same way). "" = train_subset
+    at every rung."""
+    promote: float = 0.25
+    """Fraction of a rung's policies trained again at the next rung: the best max(1, floor(n x
+    promote)) of its n by their reward at that rung (1/4: 16 -> 4 -> 1 over three rungs)."""
+
+    def __post_init__(self) -> None:
+        epochs, subsets = self.epoch_list, self.subset_list
+        if epochs and subsets and len(epochs) != len(subsets):
+            raise ConfigError(f"fidelity.epochs ({len(epochs)} rungs) and fidelity.train_subset ({len(subsets)} "
+                              "rungs) must name the same number of rungs, or one of them none (\"\")")
+        pairs = [(e, t) for e, t in zip(epochs or [0] * len(subsets), subsets or [0] * len(epochs))]
+        for rung, (before, after) in enumerate(zip(pairs, pairs[1:]), start=1):
+            if not (after[0] >= before[0] and after[1] >= before[1] and after != before):
+                raise ConfigError(f"fidelity: rung {rung} ({_rung_text(self, rung)}) does not cost more than rung "
+                                  f"{rung - 1} ({_rung_text(self, rung - 1)}); rungs go cheapest first, each with "
+                                  "more epochs or images and none fewer")
+        if isinstance(self.promote, bool) or not isinstance(self.promote, (int, float)) or not 0 < self.promote <= 1:
+            raise ConfigError(f"fidelity.promote must be a fraction in (0, 1] of a rung's policies to train at the "
+                              f"next rung, got {shown(self.promote)}")
+
+    @property
+    def epoch_list(self) -> tuple[int, ...]:
+        return _int_list("fidelity.epochs", self.epochs, "10,20,40")
+
+    @property
+    def subset_list(self) -> tuple[int, ...]:
+        return _int_list("fidelity.train_subset", self.train_subset, "250,500,1000")
+
+    @property
+    def rungs(self) -> int:
+        """How many rungs: 1 unless a list names more."""
+        return max(len(self.epoch_list), len(self.subset_list), 1)
+
+
+def _int_list(name: str, text: Any, example: str) -> tuple[int, ...]:
+    """ "10, 20,40" -> (10, 20, 40); "" -> (); ConfigError naming `name` for anything else."""
+    if not isinstance(text, str):
+        raise ConfigError(f"{name} must be a string of integers separated by commas (\"{example}\"), got {shown(text)}")
+    if not text.strip():
+        return ()
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isascii() and part.isdigit() and int(part) >= 1 for part in parts):
+        raise ConfigError(f"{name} must be integers >= 1 separated by commas, cheapest rung first "
+                          f"(\"{example}\"), got {shown(text)}")
+    return tuple(int(part) for part in parts)
+
+
+def _rung_text(fidelity: FidelityConfig, rung: int) -> str:
+    parts = []
+    if fidelity.epoch_list:
+        parts.append(f"epochs {fidelity.epoch_list[rung]}")
+    if fidelity.subset_list:
+        parts.append(f"train_subset {fidelity.subset_list[rung]}")
+    return ", ".join(parts)
+
+
 def _cpu_quick_child() -> TrainConfig:
     # The tiny CNN's own recipe for 40 epochs on 1,000 images (SearchConfig.train_subset) with the
     # Cutout the final training adds after every policy (half the image side: 16 px on CIFAR;
@@ -187,13 +256,17 @@ class SearchConfig:
     """How a policy is scored (table [reward]): a trained child, or density matching."""
     export: ExportConfig = field(default_factory=ExportConfig)
     """How the final policy is chosen (table [export]): re-evaluation on fresh seeds."""
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    """Successive halving over the child's epochs and images within each batch (table
+    [fidelity], issue #21); one rung by default."""
 
     # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
     owned_keys: ClassVar[dict[str, str]] = {"child.device": "each worker's device comes from `devices`"}
     # Keys added to autoaug after runs were started with it: a run directory's config.toml written
     # before may lack them, and their defaults mean what those runs did (issue #20: child.flip, true
     # as before it existed; export.free, the verdict's extra free alternatives, none by default).
-    added_later: ClassVar[frozenset[str]] = frozenset({"child.flip", "export.free", "image_size"})
+    added_later: ClassVar[frozenset[str]] = frozenset({
+        "child.flip", "export.free", "image_size", "fidelity.epochs", "fidelity.train_subset", "fidelity.promote"})
     # Keys a run directory's config.toml written by an older autoaug still uses: issue #24 made the
     # export count one key of [export], so a run started before resumes as it was.
     renamed_keys: ClassVar[dict[str, str]] = {"export_top": "export.top"}
@@ -235,6 +308,27 @@ class SearchConfig:
             raise ConfigError(f"reward must be a RewardConfig, got {type(self.reward).__name__}")
         if not isinstance(self.export, ExportConfig):
             raise ConfigError(f"export must be an ExportConfig, got {type(self.export).__name__}")
+        if not isinstance(self.fidelity, FidelityConfig):
+            raise ConfigError(f"fidelity must be a FidelityConfig, got {type(self.fidelity).__name__}")
+        self._check_fidelity()
+
+    def _check_fidelity(self) -> None:
+        """The top rung is the search's own child, which the re-evaluation and the export train
+        again: a list must end at child.epochs / train_subset, and only a child trains in rungs."""
+        fidelity = self.fidelity
+        for name, values, top in (("epochs", fidelity.epoch_list, self.child.epochs),
+                                  ("train_subset", fidelity.subset_list, self.train_subset)):
+            if values and values[-1] != top:
+                source = "child.epochs" if name == "epochs" else "train_subset"
+                raise ConfigError(f"fidelity.{name} = {shown(getattr(fidelity, name))} must end at {source} = "
+                                  f"{toml_value(top)}: the top rung is the search's own child, which the "
+                                  "re-evaluation trains again")
+        if fidelity.subset_list and fidelity.subset_list[0] < self.child.batch_size:
+            raise ConfigError(f"fidelity.train_subset = {shown(fidelity.train_subset)} starts below child.batch_size = "
+                              f"{self.child.batch_size}: a rung's child must have a full batch to train on")
+        if fidelity.rungs > 1 and self.reward.kind != "child":
+            raise ConfigError(f"[fidelity] trains children in rungs; reward.kind {shown(self.reward.kind)} trains "
+                              "none per trial: leave fidelity.epochs and fidelity.train_subset empty")
 
     def for_images(self, image_size: tuple[int, int]) -> SearchConfig:
         """This search on (H, W) images: the child's Cutout 'auto' in pixels (16 on CIFAR), what
@@ -253,6 +347,13 @@ class SearchConfig:
         if "auto" in parts and len(parts) > 1:
             raise ConfigError(f"devices: 'auto' stands alone, got {shown(self.devices)}")
         return parts
+
+    @property
+    def rung_settings(self) -> tuple[dict[str, int | None], ...]:
+        """{"epochs": E, "train_subset": N} of each rung, cheapest first (the last is the child's)."""
+        epochs = self.fidelity.epoch_list or (self.child.epochs,) * self.fidelity.rungs
+        subsets = self.fidelity.subset_list or (self.train_subset,) * self.fidelity.rungs
+        return tuple({"epochs": e, "train_subset": t} for e, t in zip(epochs, subsets))
 
     @property
     def rounds(self) -> int:

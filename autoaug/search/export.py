@@ -20,6 +20,7 @@ from autoaug.errors import AutoaugError
 from autoaug.files import is_stream
 from autoaug.search.alternatives import SearchVerdict, search_verdict
 from autoaug.search.config import CONFIG_FILENAME, ExportConfig, SearchConfig, load_config
+from autoaug.search.fidelity import without_rung
 from autoaug.settings import to_dict
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.rewards import REFERENCE_KEY, rank_by, reference_spec
@@ -77,7 +78,8 @@ class Export:
 
 def distinct_best(store: TrialStore, k: int, by: str) -> list[Trial]:
     """The `k` best search policies by `by`, one trial per policy (a policy sampled twice
-    competes once, with its best trial)."""
+    competes once, with its best trial). With [fidelity] rungs, the policies that reached the
+    highest rung come first (`TrialStore.best`), each with its trial there."""
     seen: set[str] = set()
     out: list[Trial] = []
     for trial in store.best(len(store.rows(phase="search")), by=by):
@@ -111,7 +113,8 @@ def reevaluate(
     held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
     next_round = max(store.rounds("reeval"), default=-1) + 1
     for seed in fresh:
-        specs = [TrialSpec(key=c.key, payload=c.payload, seed=seed, tokens=c.tokens)
+        # A candidate from a rung below the top trains as the search's own child here.
+        specs = [TrialSpec(key=c.key, payload=without_rung(c.payload), seed=seed, tokens=c.tokens)
                  for c in candidates if (c.key, seed) not in held]
         if specs and config.reward.paired and (REFERENCE_KEY, seed) not in held:
             specs.append(reference_spec(seed))
@@ -224,7 +227,7 @@ def export_from_store(
         raise AutoaugError(f"--reevaluate-top ({reevaluate_top}) must be 0 or at least --top "
                            f"({top}): the exported policies are chosen among the re-evaluated ones")
     by = rank_by(config)
-    counts = store.counts()
+    counts = store.counts(rung=0)  # the policies sampled, whatever rungs they reached
     best = distinct_best(store, top, by)
     if not best and counts["done"]:
         raise AutoaugError(
@@ -259,7 +262,7 @@ def export_from_store(
         ranked_by=by,
         rewards=[t.reward for t in best],
         trials=[{"id": t.id, "round": t.round, "slot": t.slot, "seed": t.seed, "reward": t.reward,
-                 "paired": t.paired} for t in best],
+                 "paired": t.paired, **({"rung": t.rung} if t.rung else {})} for t in best],
         reevaluation=None if reevaluation is None else {
             "seeds": reevaluate_seeds,
             "values": by,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, evaluate_density
+from autoaug.search.fidelity import RUNG_KEY
 from autoaug.search.store import TrialSpec
 from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.augment import Augmenter
@@ -25,15 +27,19 @@ REFERENCE_KEY = "reference"
 def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device: str) -> float | list[float]:
     """A trial: train one child with the payload's policy (None: the reference child, no
     policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
-    `trials.FUSED`): their children trained as one network, a reward each. Top level so worker
-    processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
+    `trials.FUSED`): their children trained as one network, a reward each. A payload's
+    `fidelity.RUNG_KEY` trains it at a cheaper rung (fewer epochs, fewer images). Top level so
+    worker processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     config = dataclasses.replace(task.child, device=device)
     if FUSED in payload:
         members = payload[FUSED]
-        if any(CHILD_KEY in p for p, _ in members):  # a free alternative's own recipe: one by one
-            return [train_child(_policy(p), task.data(device), _recipe(config, p), s) for p, s in members]
-        return train_children([_policy(p) for p, _ in members], task.data(device), config, [s for _, s in members])
-    return train_child(_policy(payload), task.data(device), _recipe(config, payload), seed)
+        rungs = {json.dumps(p.get(RUNG_KEY), sort_keys=True) for p, _ in members}
+        if any(CHILD_KEY in p for p, _ in members) or len(rungs) > 1:  # recipes of their own: one by one
+            return [train_child(_policy(p), _data(task, p, device), _recipe(config, p), s) for p, s in members]
+        first = members[0][0]
+        return train_children([_policy(p) for p, _ in members], _data(task, first, device), _recipe(config, first),
+                              [s for _, s in members])
+    return train_child(_policy(payload), _data(task, payload, device), _recipe(config, payload), seed)
 
 
 CHILD_KEY = "child"
@@ -42,7 +48,19 @@ alternative's pad-crop / flip / Cutout, `autoaug.search.alternatives`)."""
 
 
 def _recipe(config: Any, payload: dict[str, Any]) -> Any:
-    return dataclasses.replace(config, **payload[CHILD_KEY]) if CHILD_KEY in payload else config
+    """The child recipe a payload trains with: the search's, a free alternative's, or a rung's epochs."""
+    if CHILD_KEY in payload:
+        config = dataclasses.replace(config, **payload[CHILD_KEY])
+    if "epochs" in payload.get(RUNG_KEY, {}):
+        config = dataclasses.replace(config, epochs=payload[RUNG_KEY]["epochs"])
+    return config
+
+
+def _data(task: ChildTask, payload: dict[str, Any], device: str) -> Any:
+    """The data a payload trains on: the search's, or a rung's first N child-train images of them."""
+    if "train_subset" in payload.get(RUNG_KEY, {}):
+        task = dataclasses.replace(task, train_subset=payload[RUNG_KEY]["train_subset"])
+    return task.data(device)
 
 
 def _policy(payload: dict[str, Any]) -> Augmenter | None:

@@ -12,10 +12,17 @@ A run directory holds:
     policy.json           the exported final policy (+ policy.albumentations.json)
     density/              reward.kind "density" only: the fold models (autoaug.search.density)
 
+Multi-fidelity rounds (issue #21, `[fidelity]`, `autoaug.search.fidelity`): a round's policies
+train at rung 0, the best fraction of them again at each rung above on the same seed (each rung
+of each policy one trial, each rung with its own reference child when rewards are paired), and PPO
+learns from `fidelity.ppo_rewards`: the reward at the highest rung each policy reached, chained
+onto the cheapest rung's scale. The budget counts policies sampled (rung-0 trials).
+
 Resume: the checkpoint is written after each controller update, and the round after it is
 sampled from the checkpointed controller with the checkpointed generator, so a restarted search
 re-draws exactly the round it was killed in; `TrialStore.add_pending` then returns the stored
-rows and only their unfinished trials are evaluated. Completed trials are never repeated.
+rows and only their unfinished trials are evaluated. Completed trials are never repeated, and a
+rung's promotion, which depends only on the stored rewards of the rung below, comes out the same.
 
 A failed trial (the child raised, diverged to a non-finite reward, its worker died or timed out)
 stays in the store with its error but is left out of the PPO batch: there is no honest reward to
@@ -25,10 +32,11 @@ policy that the policy did not earn. A round in which every trial failed stops t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +50,7 @@ from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs,
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
+from autoaug.search.fidelity import ppo_rewards, promote, rung_payload, rung_sizes
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
@@ -73,20 +82,56 @@ def batch_seed(seed: int, round: int) -> int:
     return derive_seed(seed, "batch", round)
 
 
-def round_specs(config: SearchConfig, round: int, tokens: torch.Tensor) -> list[TrialSpec]:
-    """The trials of one controller batch (tokens (n, T)): with `reward.paired`, every policy on
-    the batch's seed and a reference child after them; otherwise a seed per policy."""
+def round_specs(
+    config: SearchConfig, round: int, tokens: torch.Tensor, rung: int = 0, slots: Sequence[int] | None = None,
+) -> tuple[list[int], list[TrialSpec]]:
+    """The trials of one controller batch (tokens (n, T)) at `rung`, and their slots: the
+    policies of `slots` (default all n; a rung above 0 holds the promoted ones), with
+    `reward.paired` every one on the batch's seed and a reference child after them (slot n);
+    otherwise each on its own slot's seed. A policy has the same slot and seed at every rung."""
     paired = config.reward.paired
+    slots = list(range(len(tokens))) if slots is None else list(slots)
     specs = [
-        TrialSpec(key=trial_key(t),
+        TrialSpec(key=trial_key(tokens[slot]),
                   seed=batch_seed(config.seed, round) if paired else trial_seed(config.seed, round, slot),
-                  payload={"policy": Policy.from_tokens(t.tolist()).to_json()},
-                  tokens=t.tolist())
-        for slot, t in enumerate(tokens)
+                  payload=rung_payload(config, rung, {"policy": Policy.from_tokens(tokens[slot].tolist()).to_json()}),
+                  tokens=tokens[slot].tolist())
+        for slot in slots
     ]
     if paired:
-        specs.append(reference_spec(batch_seed(config.seed, round)))
-    return specs
+        reference = reference_spec(batch_seed(config.seed, round))
+        specs.append(dataclasses.replace(reference, payload=rung_payload(config, rung, reference.payload)))
+        slots.append(len(tokens))
+    return slots, specs
+
+
+def evaluate_round(
+    store: TrialStore, pool: LazyPool, config: SearchConfig, round: int, tokens: torch.Tensor,
+    after: Callable[[Trial, Result], None],
+) -> None:
+    """Train the round's policies rung by rung (one rung without [fidelity]): all of them at rung
+    0, then the best `fidelity.promote` of each rung's at the next, on the same seeds (issue #21).
+    Already stored rungs are returned by `add_pending` as they are, so a resumed round trains only
+    what is unfinished and promotes what it promoted before."""
+    slots = None
+    for rung in range(config.fidelity.rungs):
+        if rung:
+            below = store.rows(round=round, phase="search", role="policy", rung=rung - 1)
+            slots = promote(below, config.fidelity.promote)
+            if not slots:  # every policy of the rung below failed
+                return
+        slots, specs = round_specs(config, round, tokens, rung, slots)
+        evaluate_trials(store, pool, store.add_pending(round, specs, rung=rung, slots=slots), after)
+
+
+def round_rewards(store: TrialStore, round: int) -> tuple[list[int], list[float]]:
+    """The slots of a round's policies that have a reward (failed ones are left out of the PPO
+    batch) and the reward PPO learns from for each: `fidelity.ppo_rewards` over their rungs."""
+    by_slot: dict[int, dict[int, float]] = {}
+    for trial in store.rows(round=round, phase="search", role="policy", status="done"):
+        by_slot.setdefault(trial.slot, {})[trial.rung] = trial.reward
+    ok = sorted(slot for slot, rewards in by_slot.items() if 0 in rewards)
+    return ok, ppo_rewards([by_slot[slot] for slot in ok])
 
 
 def uniform_tokens(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -207,7 +252,8 @@ class Plan:
     """The children a whole search trains, by phase (issue #22: the start header and the estimate)."""
 
     search: int
-    """The budget's policies, plus a reference child per round when rewards are paired."""
+    """The budget's policies, plus a reference child per round when rewards are paired; with
+    [fidelity] rungs, the promoted policies' children at every rung above 0 (and a reference each)."""
     reevaluation: int
     """The best export.reevaluate_top policies x export.reevaluate_seeds (+ a reference per seed)."""
     verdict: int
@@ -227,8 +273,9 @@ def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
         extra = sum(not is_reference(free_payload(spec, config, image_size), config, image_size)
                     for spec in free_specs(config))
         verdict = seeds * (1 + extra)
-    return Plan(config.budget + (config.rounds if paired else 0),
-                top * seeds + (seeds if paired and top else 0), verdict)
+    rounds = [config.batch_size] * (config.rounds - 1) + [config.budget - config.batch_size * (config.rounds - 1)]
+    search = sum(n + (1 if paired else 0) for size in rounds for n in rung_sizes(size, config))
+    return Plan(search, top * seeds + (seeds if paired and top else 0), verdict)
 
 
 def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
@@ -247,7 +294,8 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
         f"  run directory: {config.out} (trials, checkpoint, TensorBoard logs, the exported policy)",
         f"  child: {recipe}",
         f"  1. search: {config.budget} policies in {config.rounds} rounds of {config.batch_size}"
-        + (f" + {config.rounds} reference children (one per round: the paired reward)" if paired else "")
+        + (_rungs_text(config) if config.fidelity.rungs > 1 else
+           f" + {config.rounds} reference children (one per round: the paired reward)" if paired else "")
         + f" = {children.search} children",
     ]
     if top:
@@ -258,6 +306,15 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
                      f"{children.verdict} children")
     lines.append(f"  {children.total} children in all; after each round: the time to go, measured on this machine")
     return "\n".join(lines)
+
+
+def _rungs_text(config: SearchConfig) -> str:
+    """', each round in 3 rungs of successive halving: 16 at 10 epochs on 250 images, 4 at ...'."""
+    steps = [f"{n} at {rung['epochs']} epoch{'s' if rung['epochs'] > 1 else ''} on {rung['train_subset'] or 'all'} images"
+             for n, rung in zip(rung_sizes(config.batch_size, config), config.rung_settings)]
+    seeds = "the round's seed" if config.reward.paired else "each policy's own seed"
+    return (f", each round in {config.fidelity.rungs} rungs of successive halving on {seeds}: "
+            + ", ".join(steps) + (" (+ a reference child per rung: the paired reward)" if config.reward.paired else ""))
 
 
 def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
@@ -274,7 +331,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         if state is not None:
             sampler.restore(state, run_dir / CHECKPOINT_FILENAME)
         resumed = state is not None or bool(store.rounds())
-        step = store.completed_count()  # TensorBoard's x axis: policies evaluated so far
+        step = store.completed_count()  # TensorBoard's x axis: policy children evaluated so far
         writer = _summary_writer(run_dir, purge_step=None if state is None else state["step"] + 1)
         best = store.best(1)
         best_reward = best[0].reward if best else None
@@ -289,7 +346,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                        + (f", {requeued} interrupted trials to redo" if requeued else ""),
                        file=sys.stderr)
 
-        bar = tqdm(total=config.budget, initial=min(step, config.budget), unit="policy",
+        sampled = _finished_policies(store)
+        bar = tqdm(total=config.budget, initial=min(sampled, config.budget), unit="policy",
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
         pool = LazyPool(config, task, run_dir)
@@ -297,41 +355,43 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         try:
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
-                stored = store.rows(round=round_, phase="search", role="policy")
-                budget_left = config.budget - sum(store.counts().values())  # every trial counts
+                stored = store.rows(round=round_, phase="search", role="policy", rung=0)
+                budget_left = config.budget - sum(store.counts(rung=0).values())  # every policy sampled counts
                 n = len(stored) if stored else min(config.batch_size, budget_left)
                 if n <= 0:
                     break
                 tokens, old_logprobs = sampler.sample(n)  # (n, T), (n,)
-                trials = store.add_pending(round_, round_specs(config, round_, tokens))
 
-                # 2. Evaluate what is unfinished; each result is committed the moment it arrives.
+                # 2. Evaluate what is unfinished, rung by rung; each result is committed the moment it arrives.
                 def after(trial: Trial, result: Result) -> None:
                     nonlocal best_reward, step
                     if trial.role != "policy":
                         return  # the reference child: the budget and the charts count policies
-                    if result.ok and (best_reward is None or result.reward > best_reward):
+                    top = trial.rung == config.fidelity.rungs - 1  # the search's own child
+                    if top and result.ok and (best_reward is None or result.reward > best_reward):
                         best_reward = result.reward
                     step += 1
                     if writer is not None and result.ok:
-                        writer.add_scalar("charts/trial_reward", result.reward, step)
-                    bar.update(1)
+                        writer.add_scalar("charts/trial_reward" + (f"/rung_{trial.rung}" if trial.rung else ""),
+                                          result.reward, step)
+                    if trial.rung == 0:  # the bar counts the budget's policies
+                        bar.update(1)
                     if best_reward is not None:
                         bar.set_postfix(best=f"{best_reward:.4f}", round=round_)
 
-                evaluate_trials(store, pool, trials, after)
+                evaluate_round(store, pool, config, round_, tokens, after)
 
                 # 3. Learn from the round's completed policies (failed ones are left out). With
                 # paired rewards the raw ones serve: centred within the batch, they give the
-                # same advantages, and need no reference that might have failed.
-                trials = store.rows(round=round_, phase="search", role="policy")
-                ok = [slot for slot, t in enumerate(trials) if t.status == "done"]
+                # same advantages, and need no reference that might have failed. With rungs,
+                # each policy's reward at its highest rung, chained (fidelity.ppo_rewards).
+                trials = store.rows(round=round_, phase="search", role="policy", rung=0)
+                ok, rewards = round_rewards(store, round_)
                 failed = len(trials) - len(ok)
                 stats: dict[str, float] = {}
                 if ok:
-                    rewards = [trials[slot].reward for slot in ok]
                     stats = sampler.update(tokens[ok], old_logprobs[ok], rewards)
-                reference = store.rows(round=round_, phase="search", role="reference")
+                reference = store.rows(round=round_, phase="search", role="reference", rung=0)
                 if reference and reference[0].status == "done":
                     stats["charts/reference_reward"] = reference[0].reward
 
@@ -342,7 +402,9 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                     **sampler.state_dict(), "version": CHECKPOINT_VERSION, "algo": config.algo,
                     "next_round": round_ + 1, "step": step, **identity,
                 })
-                tqdm.write(_round_line(round_, config, trials, stats)
+                above = [store.rows(round=round_, phase="search", role="policy", rung=r)
+                         for r in range(1, config.fidelity.rungs)]
+                tqdm.write(_round_line(round_, config, trials, stats, above)
                            + _time_to_go(children.total, _finished(store), finished_before, loop_started), file=sys.stderr)
                 if not ok:
                     raise AutoaugError(
@@ -359,7 +421,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
             if writer is not None:
                 writer.close()
 
-        counts = store.counts()
+        counts = store.counts(rung=0)
         return SearchResult(
             run_dir=run_dir,
             completed=counts["done"] + counts["failed"],
@@ -397,6 +459,12 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
                               f"that holds no image out: set reward.folds <= {largest}")
 
 
+def _finished_policies(store: TrialStore) -> int:
+    """Policies sampled and evaluated (rung 0, done or failed): what the budget counts."""
+    counts = store.counts(rung=0)
+    return counts["done"] + counts["failed"]
+
+
 def _finished(store: TrialStore) -> int:
     """Children of every phase that finished (done or failed)."""
     return sum(n for phase in ("search", "reeval") for status, n in store.counts(phase, None).items()
@@ -414,12 +482,17 @@ def _time_to_go(total: int, finished: int, finished_before: int, started: float)
             f"verdict included, at {per_child:.1f} s each so far)")
 
 
-def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float]) -> str:
+def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float],
+                above: Sequence[list[Trial]] = ()) -> str:
+    """One line per round: its rung-0 policies' rewards, then each rung above (the promoted)."""
     rewards = [t.reward for t in trials if t.status == "done"]
     failed = len(trials) - len(rewards)
     text = f"round {round_ + 1}/{config.rounds}: {len(trials)} policies"
     if rewards:
         text += f", reward mean {np.mean(rewards):.4f} max {max(rewards):.4f}"
+    for rung, promoted in enumerate(above, start=1):
+        done = [t.reward for t in promoted if t.status == "done"]
+        text += f"; rung {rung}: {len(promoted)} promoted" + (f", max {max(done):.4f}" if done else "")
     if "charts/reference_reward" in stats:
         text += f", reference {stats['charts/reference_reward']:.4f}"
     if "charts/baseline" in stats:

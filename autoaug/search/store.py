@@ -1,10 +1,11 @@
 """The trial store: every trial of a run directory, in SQLite (`trials.sqlite`), one row each.
 
 A trial is a payload to evaluate (a policy sampled by the controller, or a RandAugment grid
-point) with a key, a seed, a batch position (`round`, `slot`) and a status: pending -> running ->
-done | failed. Every state change commits at once, so a killed search loses only the trials
-that were in flight, and `UNIQUE(phase, round, slot)` makes re-adding a batch on resume a no-op
-instead of a duplicate. The checkpoint and the run lock are `autoaug.search.rundir`.
+point) with a key, a seed, a batch position (`round`, `slot`), a fidelity `rung` (issue #21: 0,
+the cheapest child, unless the search's [fidelity] table has more rungs; a policy keeps its slot
+at every rung) and a status: pending -> running -> done | failed. Every state change commits at
+once, so a killed search loses only the trials that were in flight, and `UNIQUE(phase, round,
+rung, slot)` makes re-adding a batch on resume a no-op instead of a duplicate. The checkpoint and the run lock are `autoaug.search.rundir`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from autoaug.search.connection import Connection, Transaction, check_header, dam
 
 STORE_FILENAME = "trials.sqlite"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATUSES = ("pending", "running", "done", "failed")
 # What a trial is for (issue #10): "search" trials are the search's own (and the RandAugment
 # grid's), "reeval" trials re-train the best candidates on fresh seeds before export.
@@ -62,7 +63,8 @@ CREATE TABLE trials (
     phase     TEXT    NOT NULL DEFAULT 'search' CHECK (phase IN ('search', 'reeval')),
     role      TEXT    NOT NULL DEFAULT 'policy' CHECK (role IN ('policy', 'reference')),
     paired    REAL,
-    UNIQUE (phase, round, slot)
+    rung      INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (phase, round, rung, slot)
 );
 CREATE INDEX trials_status ON trials (status);
 CREATE INDEX trials_key ON trials (key);
@@ -72,7 +74,8 @@ _V1_COLUMNS = (
     "id, key, round, slot, tokens, payload, seed, status, reward, error, traceback, worker, "
     "started, finished, duration"
 )
-_COLUMNS = _V1_COLUMNS + ", phase, role, paired"
+_V2_COLUMNS = _V1_COLUMNS + ", phase, role, paired"
+_COLUMNS = _V2_COLUMNS + ", rung"
 
 
 @dataclass(frozen=True)
@@ -113,8 +116,11 @@ class Trial:
     phase: str = "search"
     role: str = "policy"
     paired: float | None = None
-    """reward - the reward of the done reference trial of the same phase and seed; None while
-    there is none (no reference, or it is not done)."""
+    """reward - the reward of the done reference trial of the same phase, seed and rung; None
+    while there is none (no reference, or it is not done)."""
+    rung: int = 0
+    """The fidelity rung the child trained at (issue #21; `autoaug.search.fidelity`): 0 is the
+    cheapest; a search with one rung, and every reeval trial, has only 0."""
 
 
 def store_exists(path: str | os.PathLike[str]) -> bool:
@@ -228,8 +234,8 @@ class TrialStore:
             if int(version) > SCHEMA_VERSION:
                 raise AutoaugError(f"trial store {self.path} has schema version {version}, newer than this "
                                    f"autoaug reads ({SCHEMA_VERSION}); upgrade autoaug")
-            if int(version) == 1:
-                self._migrate_v1()
+            if int(version) in _OLD_COLUMNS:
+                self._migrate(_OLD_COLUMNS[int(version)])
             elif int(version) != SCHEMA_VERSION:
                 raise AutoaugError(f"trial store {self.path} has schema version {version}, expected "
                                    f"{SCHEMA_VERSION}")
@@ -237,10 +243,12 @@ class TrialStore:
             # naming its row and column, before a resume or an export acts on any of them.
             self._select("", ())
 
-    def _migrate_v1(self) -> None:
-        """Schema 1 -> 2 in place (inside _prepare's transaction): the columns phase, role and
-        paired, and UNIQUE (phase, round, slot). SQLite cannot change a constraint, so the
-        table is rebuilt; every v1 row becomes a search-phase policy trial."""
+    def _migrate(self, columns: str) -> None:
+        """An older schema -> the current one in place (inside _prepare's transaction), copying
+        `columns`: schema 2 added phase, role and paired with UNIQUE (phase, round, slot), schema
+        3 the rung with UNIQUE (phase, round, rung, slot). SQLite cannot change a constraint, so
+        the table is rebuilt; a column the old rows lack takes its default (a v1 row becomes a
+        search-phase policy trial, every older row rung 0: they had one rung)."""
         conn = self._conn
         conn.execute("ALTER TABLE trials RENAME TO trials_v1")
         conn.execute("DROP INDEX IF EXISTS trials_status")
@@ -248,7 +256,7 @@ class TrialStore:
         for statement in _SCHEMA.split(";"):
             if "CREATE TABLE trials" in statement or "CREATE INDEX" in statement:
                 conn.execute(statement)
-        conn.execute(f"INSERT INTO trials ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM trials_v1")
+        conn.execute(f"INSERT INTO trials ({columns}) SELECT {columns} FROM trials_v1")
         conn.execute("DROP TABLE trials_v1")
         conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
 
@@ -265,45 +273,56 @@ class TrialStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_pending(self, round: int, specs: Sequence[TrialSpec], phase: str = "search") -> list[Trial]:
-        """Insert a whole batch as `round` of `phase`, slot i = specs[i], in one transaction.
+    def add_pending(
+        self, round: int, specs: Sequence[TrialSpec], phase: str = "search", *, rung: int = 0,
+        slots: Sequence[int] | None = None,
+    ) -> list[Trial]:
+        """Insert a whole batch as `round` of `phase` at `rung`, slot slots[i] (default i) =
+        specs[i], in one transaction. A rung above 0 holds the policies promoted from the rung
+        below under their own slots (`autoaug.search.fidelity`).
 
-        Idempotent: if `round` already exists with the same keys and seeds slot by slot (a
+        Idempotent: if (`round`, `rung`) already exists with the same slots, keys and seeds (a
         resumed search re-sampling the round it was killed in), the stored rows are returned
         untouched, whatever their status. A different batch under the same round raises
         `AutoaugError`: the run directory belongs to another search or its checkpoint does
         not match its store.
         """
         _check_int("round", round)
+        _check_int("rung", rung)
         _check_choice("phase", phase, PHASES)
         if not specs:
             raise ValueError("add_pending needs at least one trial")
-        encoded = [_encode_spec(slot, spec) for slot, spec in enumerate(specs)]
+        slots = list(range(len(specs))) if slots is None else list(slots)
+        if len(slots) != len(specs) or len(set(slots)) != len(slots) or any(
+                isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in slots):
+            raise ValueError(f"add_pending needs a distinct slot >= 0 per trial, got {slots} for {len(specs)} trials")
+        encoded = [_encode_spec(slot, spec) for slot, spec in zip(slots, specs)]
+        where = ("WHERE phase = ? AND round = ? AND rung = ? ORDER BY slot", (phase, round, rung))
         with self._transaction():
-            existing = self._select("WHERE phase = ? AND round = ? ORDER BY slot", (phase, round))
+            existing = self._select(*where)
             if existing:
-                stored = [(t.key, t.seed) for t in existing]
-                wanted = [(spec.key, spec.seed) for spec in specs]
+                stored = [(t.slot, t.key, t.seed) for t in existing]
+                wanted = sorted((slot, spec.key, spec.seed) for slot, spec in zip(slots, specs))
                 if stored != wanted:
                     first = next(
-                        (i for i, (s, w) in enumerate(zip(stored, wanted)) if s != w),
-                        min(len(stored), len(wanted)),
+                        (min(s[0], w[0]) for s, w in zip(stored, wanted) if s != w),
+                        (stored + wanted)[min(len(stored), len(wanted))][0],
                     )
                     raise AutoaugError(
-                        f"trial store {self.path}: {phase} round {round} already holds a different "
-                        f"batch ({len(stored)} trials, now {len(wanted)}; first difference at "
-                        f"slot {first}); the run directory belongs to another search or its "
+                        f"trial store {self.path}: {phase} round {round}{f' rung {rung}' if rung else ''} "
+                        f"already holds a different batch ({len(stored)} trials, now {len(wanted)}; first "
+                        f"difference at slot {first}); the run directory belongs to another search or its "
                         "checkpoint does not match its trial store"
                     )
                 return existing
             self._conn.execute(
-                "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                [(key, round, slot, tokens, payload, seed, phase, spec.role)
-                 for slot, ((key, tokens, payload, seed), spec) in enumerate(zip(encoded, specs))],
+                "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role, rung) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                [(key, round, slot, tokens, payload, seed, phase, spec.role, rung)
+                 for slot, ((key, tokens, payload, seed), spec) in zip(slots, zip(encoded, specs))],
                 many=True,
             )
-            return self._select("WHERE phase = ? AND round = ? ORDER BY slot", (phase, round))
+            return self._select(*where)
 
     def mark_running(self, trial_id: int, worker: str) -> None:
         """pending -> running on `worker` (now)."""
@@ -319,7 +338,7 @@ class TrialStore:
         """pending | running -> done with `reward`; `duration` is the evaluation's seconds.
 
         Pairs in the same transaction: a policy gets `paired` if its reference is done, a
-        reference gives it to every done policy of its phase and seed.
+        reference gives it to every done policy of its phase, seed and rung.
         """
         reward = float(reward)
         if not math.isfinite(reward):
@@ -329,10 +348,10 @@ class TrialStore:
             self._conn.execute(
                 "UPDATE trials SET paired = reward - ("
                 "  SELECT r.reward FROM trials r WHERE r.phase = trials.phase"
-                "  AND r.seed = trials.seed AND r.role = 'reference' AND r.status = 'done'"
-                "  ORDER BY r.id LIMIT 1) "
-                "WHERE role = 'policy' AND status = 'done' AND (phase, seed) = "
-                "  (SELECT phase, seed FROM trials WHERE id = ?)",
+                "  AND r.seed = trials.seed AND r.rung = trials.rung AND r.role = 'reference'"
+                "  AND r.status = 'done' ORDER BY r.id LIMIT 1) "
+                "WHERE role = 'policy' AND status = 'done' AND (phase, seed, rung) = "
+                "  (SELECT phase, seed, rung FROM trials WHERE id = ?)",
                 (trial_id,),
             )
 
@@ -430,27 +449,33 @@ class TrialStore:
         *,
         phase: str | None = None,
         role: str | None = None,
+        rung: int | None = None,
     ) -> list[Trial]:
-        """Trials matching every given filter, ordered by (phase, round, slot)."""
-        filters = {"phase": phase, "role": role, "round": round, "status": status, "key": key}
+        """Trials matching every given filter, ordered by (phase, round, rung, slot)."""
+        filters = {"phase": phase, "role": role, "round": round, "status": status, "key": key, "rung": rung}
         filters = {column: value for column, value in filters.items() if value is not None}
         for column, allowed in (("phase", PHASES), ("role", ROLES), ("status", STATUSES)):
             if column in filters:
                 _check_choice(column, filters[column], allowed)
         where = ("WHERE " + " AND ".join(f"{c} = ?" for c in filters)) if filters else ""
-        return self._select(f"{where} ORDER BY phase = 'reeval', round, slot", tuple(filters.values()))
+        return self._select(f"{where} ORDER BY phase = 'reeval', round, rung, slot", tuple(filters.values()))
 
     def completed_count(self) -> int:
-        """Search-phase policy trials that are done or failed: evaluated, never to be evaluated
-        again (what a search's budget counts)."""
+        """Search-phase policy trials of every rung that are done or failed: evaluated, never to
+        be evaluated again (with one rung, what a search's budget counts)."""
         counts = self.counts()
         return counts["done"] + counts["failed"]
 
-    def counts(self, phase: str = "search", role: str | None = "policy") -> dict[str, int]:
-        """Number of trials of `phase` (and `role`; None: any) per status (every status present,
-        zeros included). The defaults count what a search's budget counts: its policies."""
+    def counts(self, phase: str = "search", role: str | None = "policy", rung: int | None = None) -> dict[str, int]:
+        """Number of trials of `phase` (and `role`, `rung`; None: any) per status (every status
+        present, zeros included). The defaults count every policy child; a search's budget counts
+        its rung-0 ones, one per policy sampled."""
         _check_choice("phase", phase, PHASES)
         query, params = "SELECT status, COUNT(*) FROM trials WHERE phase = ?", [phase]
+        if rung is not None:
+            _check_int("rung", rung)
+            query += " AND rung = ?"
+            params.append(rung)
         if role is not None:
             _check_choice("role", role, ROLES)
             query += " AND role = ?"
@@ -460,14 +485,16 @@ class TrialStore:
 
     def best(self, k: int, by: str = "reward", phase: str = "search") -> list[Trial]:
         """The `k` done policy trials of `phase` with the highest `by` ("reward", or "paired":
-        only trials that have a paired reward); ties go to the earlier trial."""
+        only trials that have a paired reward), the highest rung first (issue #21: a child of more
+        epochs or images measures a policy better than any cheaper one, and rewards of different
+        rungs are on different scales); ties go to the earlier trial."""
         if k < 0:
             raise ValueError(f"best(k) needs k >= 0, got {k}")
         _check_choice("by", by, ("reward", "paired"))
         _check_choice("phase", phase, PHASES)
         return self._select(
             f"WHERE status = 'done' AND role = 'policy' AND phase = ? AND {by} IS NOT NULL "
-            f"ORDER BY {by} DESC, id ASC LIMIT ?", (phase, k)
+            f"ORDER BY rung DESC, {by} DESC, id ASC LIMIT ?", (phase, k)
         )
 
     def rounds(self, phase: str = "search") -> list[int]:
@@ -530,6 +557,8 @@ def _encode_spec(slot: int, spec: TrialSpec) -> tuple[str, str | None, str, int]
     return spec.key, tokens, payload, spec.seed
 
 
+# The columns an older schema's rows have, by its version: what a migration copies.
+_OLD_COLUMNS = {1: _V1_COLUMNS, 2: _V2_COLUMNS}
 _COLUMN_NAMES = tuple(name.strip() for name in _COLUMNS.split(","))
 _OPTIONAL_TEXT = ("error", "traceback", "worker")
 _OPTIONAL_NUMBERS = ("started", "finished", "duration", "paired")
@@ -545,7 +574,7 @@ def _decode_row(row: tuple[Any, ...], path: Path) -> Trial:
         return AutoaugError(f"trial store {path}: row id {shown(values['id'])}, column {column}: expected "
                             f"{expected}, got {shown(values[column])}; the store was edited or damaged")
 
-    for column in ("id", "round", "slot", "seed"):
+    for column in ("id", "round", "slot", "seed", "rung"):
         value = values[column]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise bad(column, "an integer >= 0")

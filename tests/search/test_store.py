@@ -53,7 +53,7 @@ def test_schema_wal_and_meta(store: TrialStore) -> None:
     columns = [row[1] for row in raw.execute("PRAGMA table_info(trials)")]
     assert columns == ["id", "key", "round", "slot", "tokens", "payload", "seed", "status",
                        "reward", "error", "traceback", "worker", "started", "finished",
-                       "duration", "phase", "role", "paired"]
+                       "duration", "phase", "role", "paired", "rung"]
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     meta = dict(raw.execute("SELECT name, value FROM meta"))
     assert meta["schema_version"] == str(SCHEMA_VERSION)
@@ -123,6 +123,40 @@ def test_a_schema_1_store_is_migrated_in_place(tmp_path: Path) -> None:
         store.mark_done(rows[1].id, 0.25, 1.0)  # and it works as a current store
     with TrialStore(path) as store:
         assert [t.reward for t in store.best(2)] == [0.5, 0.25]
+
+
+def test_a_schema_2_store_gets_the_rung_column_in_place(tmp_path: Path) -> None:
+    """Issue #21: a store written before rungs existed resumes, every row at rung 0, and takes a
+    rung 1 under the same (round, slot), which schema 2's UNIQUE (phase, round, slot) refused."""
+    path = tmp_path / STORE_FILENAME
+    raw = sqlite3.connect(path)
+    raw.executescript("""
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE trials (id INTEGER PRIMARY KEY, key TEXT NOT NULL, round INTEGER NOT NULL,
+            slot INTEGER NOT NULL, tokens TEXT, payload TEXT NOT NULL, seed INTEGER NOT NULL,
+            status TEXT NOT NULL, reward REAL, error TEXT, traceback TEXT, worker TEXT,
+            started REAL, finished REAL, duration REAL,
+            phase TEXT NOT NULL DEFAULT 'search', role TEXT NOT NULL DEFAULT 'policy', paired REAL,
+            UNIQUE (phase, round, slot));
+        CREATE INDEX trials_status ON trials (status);
+        CREATE INDEX trials_key ON trials (key);
+        INSERT INTO meta VALUES ('kind', 'autoaug-trials'), ('schema_version', '2');
+        INSERT INTO trials (key, round, slot, payload, seed, status, reward, phase, role, paired)
+            VALUES ('a', 0, 0, '{}', 5, 'done', 0.5, 'search', 'policy', 0.25),
+                   ('reference', 0, 1, '{}', 5, 'done', 0.25, 'search', 'reference', NULL);
+    """)
+    raw.close()
+    with TrialStore(path) as store:
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert [(t.key, t.rung, t.role, t.paired) for t in store.rows()] == [
+            ("a", 0, "policy", 0.25), ("reference", 0, "reference", None)]
+        up = store.add_pending(0, [TrialSpec("a", {}, 5), TrialSpec("reference", {}, 5, role="reference")],
+                               rung=1, slots=[0, 1])
+        store.mark_done(up[0].id, 0.75, 1.0)
+        store.mark_done(up[1].id, 0.5, 1.0)
+        # Each rung pairs with its own reference; the top rung ranks first.
+        assert [(t.rung, t.paired) for t in store.best(2, by="paired")] == [(1, 0.25), (0, 0.25)]
+        assert [(t.rung, t.reward) for t in store.best(2)] == [(1, 0.75), (0, 0.5)]
 
 
 def test_reading_a_missing_store_creates_nothing(tmp_path: Path) -> None:
