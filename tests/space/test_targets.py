@@ -300,9 +300,11 @@ def test_targets_change_neither_the_images_nor_the_draws(augmenter, cifar_batch)
     images = cifar_batch[:16]
     g_plain, g_targets = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     plain = augmenter(images, g_plain)
-    out = augmenter(images, g_targets, masks=torch.ones(16, 32, 32, dtype=torch.long),
-                    boxes=[[(4.0, 4.0, 28.0, 28.0)]] * 16, keypoints=[[(16.0, 16.0)]] * 16)
+    masks = torch.ones(16, 32, 32, dtype=torch.long)
+    boxes = torch.tensor([[[4.0, 4.0, 28.0, 28.0]]] * 16)
+    out = augmenter(images, g_targets, masks=masks, boxes=boxes, keypoints=[[(16.0, 16.0)]] * 16)
     assert isinstance(plain, torch.Tensor) and torch.equal(out.images, plain)
+    assert (masks == 1).all() and (boxes == torch.tensor([4.0, 4.0, 28.0, 28.0])).all()  # the caller's stay
     assert torch.equal(torch.rand(4, generator=g_plain), torch.rand(4, generator=g_targets))
     assert out.masks.dtype == torch.long and out.masks.shape == (16, 32, 32)
 
