@@ -85,7 +85,8 @@ class TargetParams:
     bbox_format: str | None = None
     """An albumentations box format (`BBOX_FORMATS`); None: the export takes no boxes."""
     bbox_labels: tuple[str, ...] = ()
-    """The export's `label_fields`: names of the per-box label lists passed with bboxes=."""
+    """The export's `label_fields`: names of the per-box label lists passed with bboxes= (the torch
+    path needs none: `Augmented.box_index` says which input box each output box is)."""
     keypoint_format: str | None = None
     """An albumentations keypoint format (`KEYPOINT_FORMATS`); None: the export takes no keypoints."""
     keypoint_labels: tuple[str, ...] = ()
