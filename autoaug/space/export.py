@@ -10,25 +10,31 @@ transforms (`autoaug.space.albu`); a file holding them loads after `import autoa
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import albumentations as A
 import numpy as np
 import torch
 
-from autoaug.errors import PipelineError
+from autoaug.errors import PipelineError, TargetError
 from autoaug.files import atomic_write
 from autoaug.space.albu import ClippedCutout, SamplePairing, compose, load_pipeline, normalization, seed_pipeline, walk
 from autoaug.space.augment import Augmenter
+from autoaug.space.targets import TargetParams
 
 PIPELINES = ("policy", "train", "eval")
 
 
-def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
+def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None,
+                      targets: TargetParams | None = None) -> A.Compose:
     """An `A.Compose` that applies `policy` (a Policy, RandAugment or TrivialAugment) to one HWC
-    uint8 image per call. `image_pool` feeds SamplePairing (usually the training images)."""
-    return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
+    uint8 image per call. `image_pool` feeds SamplePairing (usually the training images);
+    `targets` the mask fills and the bbox / keypoint formats (`autoaug.space.targets`)."""
+    if targets is None:
+        return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
+    return compose(policy.to_albumentations_transforms(targets), image_pool=image_pool, seed=seed, targets=targets)
 
 
 def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
@@ -46,21 +52,29 @@ def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
     return note
 
 
+def pipeline_document(pipeline: A.BaseCompose) -> dict[str, Any]:
+    """What `A.save` writes for `pipeline`, and the top Compose's `strict` (albumentations 2.0.8
+    leaves it out, but `A.load` passes it back to `Compose`): a strict pipeline says
+    "keypoints_params must be specified" where a lax one fails on keypoints= with an
+    AttributeError (issue #25)."""
+    buffer = io.StringIO()
+    A.save(pipeline, buffer, data_format="json")
+    doc = json.loads(buffer.getvalue())
+    if isinstance(pipeline, A.Compose) and pipeline.strict:
+        doc["transform"]["strict"] = True
+    return doc
+
+
 def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
-    """Write `pipeline` as `A.save` does (JSON), through `files.atomic_write`: never half a file,
-    and a device or pipe as the target is written into, not replaced."""
-    def write(handle: IO[bytes]) -> None:
-        text = io.TextIOWrapper(handle, encoding="utf-8")
-        A.save(pipeline, text, data_format="json")
-        text.flush()
-        text.detach()  # the handle stays atomic_write's to close
-
-    return atomic_write(path, write, "albumentations pipeline")
+    """Write `pipeline` as `A.save` does (JSON, `pipeline_document`), through `files.atomic_write`:
+    never half a file, and a device or pipe as the target is written into, not replaced."""
+    text = json.dumps(pipeline_document(pipeline), indent=2).encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(text), "albumentations pipeline")
 
 
-def save_albumentations(policy: Augmenter, path: str | Path) -> Path:
-    """Write the albumentations JSON of `policy` with `A.save`."""
-    return save_pipeline(to_albumentations(policy), path)
+def save_albumentations(policy: Augmenter, path: str | Path, targets: TargetParams | None = None) -> Path:
+    """Write the albumentations JSON of `policy` with `A.save` (with `targets`' mask fills and formats)."""
+    return save_pipeline(to_albumentations(policy, targets=targets), path)
 
 
 def pipeline_path(native_path: str | Path, kind: str) -> Path:
@@ -94,10 +108,16 @@ class AlbumentationsFile:
     def summary(self) -> str:
         return "albumentations pipeline"
 
-    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+    def to_albumentations_transforms(self, targets: TargetParams | None = None) -> list[A.BasicTransform]:
+        if targets is not None and (targets.mask_fill, targets.cutout_mask_fill) != (0, None):
+            raise TargetError("an albumentations file keeps the mask fills written in it: expected no "
+                              "--mask-fill / --cutout-mask-fill with it")
         return list(self.pipeline.transforms)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, **targets: Any) -> torch.Tensor:
+        if targets:
+            raise TargetError("an albumentations file takes targets through albumentations: call its .pipeline "
+                              "with image=, mask=, bboxes=, keypoints=, not the batched call")
         seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator, device=generator.device)))
         hwc = images.permute(0, 2, 3, 1).cpu().numpy()
         outs = [self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc]
