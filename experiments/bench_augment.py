@@ -9,6 +9,11 @@ the ratios against the albumentations export measured in the same run:
 (a) autoaug batched torch on the CPU (and on the GPU when one is present: the batch is put on the
     device once, as in training), (b) the exported albumentations pipeline, one image per call,
 (c) torchvision v2 AutoAugment(CIFAR10) on uint8 tensors, when torchvision is importable.
+
+Then the cost of carrying targets (issue #25), in the same run: the albumentations export with
+the image alone, with a mask, and with a mask, a box and 4 keypoints (`autoaug show --targets`'s
+default target, bbox_params / keypoint_params as a detection dataset passes them); the batched
+torch path with and without the same targets.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from hostinfo import cpu_model
 from autoaug.training.data import load
 from autoaug.space.export import to_albumentations
 from autoaug.space.policy import published_policy
+from autoaug.space.render import default_targets, target_pipeline
 
 
 def _best_rate(fn, n_images: int, repeats: int) -> float:
@@ -89,6 +95,7 @@ def main() -> None:
     except Exception as err:  # torchvision absent, or not importable beside this torch build
         print(f"torchvision skipped: {type(err).__name__}: {str(err).splitlines()[0][:100]}")
 
+    carried = albumentations_targets(policy, x_np[:n_albu], args.repeats)
     albu_rate = dict(rows)["albumentations export, per image"]
     lines = [
         "# Augmentation throughput (AutoAugment CIFAR-10 policy, 32x32 images)",
@@ -101,6 +108,12 @@ def main() -> None:
         "|---|---|---|",
     ]
     lines += [f"| {name} | {rate:,.0f} | {rate / albu_rate:.2f} |" for name, rate in rows]
+    lines += ["", "Carrying targets (issue #25): one mask, one box and 4 keypoints per image, "
+              "the same images and policy, measured in the same run.", "",
+              "| execution | carries | images/s | time per image / image only |", "|---|---|---|---|"]
+    for execution, measured in (("albumentations export, per image", carried),):
+        alone = measured[0][1]
+        lines += [f"| {execution} | {what} | {rate:,.0f} | {alone / rate:.2f} |" for what, rate in measured]
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
@@ -112,6 +125,22 @@ def main() -> None:
     else:
         out.write_text(text)
 
+
+def albumentations_targets(policy, images: np.ndarray, repeats: int) -> list[tuple[str, float]]:
+    """Images/s of the policy's albumentations export, one image per call: the image alone and
+    with a mask (as a classification / segmentation dataset calls it, no bbox_params), then with
+    a mask, a box and keypoints (bbox_params pascal_voc, keypoint_params xy, as `show --targets`)."""
+    plain = to_albumentations(policy, seed=0)
+    detection = target_pipeline(list(to_albumentations(policy, seed=0).transforms))
+    t = default_targets(*images.shape[1:3])
+    calls = {
+        "image": lambda img: plain(image=img),
+        "image + mask": lambda img: plain(image=img, mask=t.mask),
+        f"image + mask + {len(t.boxes)} box + {len(t.keypoints)} keypoints":
+            lambda img: detection(image=img, mask=t.mask, bboxes=t.boxes, keypoints=t.keypoints),
+    }
+    return [(what, _best_rate(lambda: [call(img) for img in images], len(images), repeats))
+            for what, call in calls.items()]
 
 if __name__ == "__main__":
     main()
