@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from hostinfo import cpu_model
+from hostinfo import describe, load_average
 
 from autoaug.training.data import load
 from autoaug.space.export import to_albumentations
@@ -45,6 +45,20 @@ def _best_rate(fn, n_images: int, repeats: int) -> float:
     return n_images / best
 
 
+def _best_rates(calls: dict, n_images: int, repeats: int) -> list[tuple[str, float]]:
+    """`_best_rate` of each call, their repeats interleaved: a neighbour's job that slows the
+    shared machine for a while slows every call alike, so the ratios between them hold."""
+    best = dict.fromkeys(calls, float("inf"))
+    for fn in calls.values():
+        fn()  # warm-up
+    for _ in range(repeats):
+        for name, fn in calls.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return [(name, n_images / seconds) for name, seconds in best.items()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="CPU threads for every contestant")
@@ -55,6 +69,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    load_before = load_average()
     cv2.setNumThreads(args.threads)
     x_np, _ = load("cifar10-reduced", "train")
     x_np = np.resize(x_np, (args.images, 32, 32, 3))  # repeat the 4,000 images as needed
@@ -95,13 +110,15 @@ def main() -> None:
     except Exception as err:  # torchvision absent, or not importable beside this torch build
         print(f"torchvision skipped: {type(err).__name__}: {str(err).splitlines()[0][:100]}")
 
-    carried = albumentations_targets(policy, x_np[:n_albu], args.repeats)
+    carried = {"albumentations export, per image": albumentations_targets(policy, x_np[:n_albu], args.repeats),
+               f"autoaug batched torch, CPU, batch {args.batch}": torch_targets(policy, x, args.batch, args.repeats)}
     albu_rate = dict(rows)["albumentations export, per image"]
     lines = [
         "# Augmentation throughput (AutoAugment CIFAR-10 policy, 32x32 images)",
         "",
-        f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs{', GPU ' + gpu if gpu else ''}; "
-        f"{args.threads} CPU thread(s) for every contestant; torch {torch.__version__}. "
+        f"Machine: {describe()}, {os.cpu_count()} logical CPUs; {args.threads} CPU thread(s) for every "
+        f"contestant; load average before the run {load_before} (others' jobs on a shared machine slow "
+        f"every row alike; compare ratios within this run). "
         f"Command: `python experiments/bench_augment.py --threads {args.threads}`.",
         "",
         "| execution | images/s | ratio to albumentations |",
@@ -111,7 +128,7 @@ def main() -> None:
     lines += ["", "Carrying targets (issue #25): one mask, one box and 4 keypoints per image, "
               "the same images and policy, measured in the same run.", "",
               "| execution | carries | images/s | time per image / image only |", "|---|---|---|---|"]
-    for execution, measured in (("albumentations export, per image", carried),):
+    for execution, measured in carried.items():
         alone = measured[0][1]
         lines += [f"| {execution} | {what} | {rate:,.0f} | {alone / rate:.2f} |" for what, rate in measured]
     text = "\n".join(lines) + "\n"
@@ -139,8 +156,29 @@ def albumentations_targets(policy, images: np.ndarray, repeats: int) -> list[tup
         f"image + mask + {len(t.boxes)} box + {len(t.keypoints)} keypoints":
             lambda img: detection(image=img, mask=t.mask, bboxes=t.boxes, keypoints=t.keypoints),
     }
-    return [(what, _best_rate(lambda: [call(img) for img in images], len(images), repeats))
-            for what, call in calls.items()]
+    return _best_rates({what: (lambda call=call: [call(img) for img in images]) for what, call in calls.items()},
+                       len(images), repeats)
+
+
+def torch_targets(policy, x: torch.Tensor, batch: int, repeats: int) -> list[tuple[str, float]]:
+    """Images/s of the batched torch path on the CPU carrying nothing, a mask, and a mask + box +
+    keypoints (`policy(images, g, masks=..., boxes=..., keypoints=...)`), batch by batch."""
+    n, _, h, w = x.shape
+    t = default_targets(h, w)
+    masks = torch.from_numpy(t.mask).expand(n, h, w).contiguous()  # (N, H, W) uint8
+    boxes = torch.from_numpy(t.boxes).float().expand(n, *t.boxes.shape)  # (N, 1, 4) pascal_voc
+    keypoints = torch.from_numpy(t.keypoints).float().expand(n, *t.keypoints.shape)  # (N, 4, 2) xy
+
+    def run(**targets: torch.Tensor) -> None:
+        g = torch.Generator().manual_seed(0)
+        for i in range(0, n, batch):
+            policy(x[i : i + batch], g, **{k: v[i : i + batch] for k, v in targets.items()})
+
+    calls = {"image": lambda: run(), "image + mask": lambda: run(masks=masks),
+             f"image + mask + {len(t.boxes)} box + {len(t.keypoints)} keypoints":
+                 lambda: run(masks=masks, boxes=boxes, keypoints=keypoints)}
+    return _best_rates(calls, n, repeats)
+
 
 if __name__ == "__main__":
     main()
