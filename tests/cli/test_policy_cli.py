@@ -130,3 +130,18 @@ def test_show_targets_refuses_images_too_small_for_a_target(tmp_path, cli_fails)
     cli_fails(["show", "autoaugment-cifar10", "--targets", "--dataset", f"npz:{tiny}", "--out",
                str(tmp_path / "t.png")], "--targets: expected images of at least 8x8 pixels", "got 6x6")
     assert not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("policy", ["trivialaugment", "policies/autoaugment-cifar10.train.albumentations.json"])
+def test_show_targets_draws_five_draws_of_a_policy_without_sub_policies(tmp_path, policy):
+    """TrivialAugment, and the whole exported train pipeline (crop, flip and Cutout move or hide the
+    target too), whose normalised tensors are drawn back as pixels."""
+    from autoaug.space.render import BOX_COLOUR
+
+    out = tmp_path / "targets.png"
+    assert main(["show", policy, "--targets", "--out", str(out), "--samples", "2"]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (6 * (14 + 32 * 3), 2 * 32 * 3, 3)
+    for tiles in _tiles(img, [1] * 6, 2):
+        for tile in tiles:
+            assert _count(tile, BOX_COLOUR) > 50 and 30 < tile.mean() < 225  # pixels, not normalised values
