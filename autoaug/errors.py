@@ -26,6 +26,11 @@ class ConfigError(AutoaugError):
     """A configuration file, key or override that cannot be used."""
 
 
+class TargetError(AutoaugError):
+    """Targets handed with images (masks, boxes, keypoints, their formats) that cannot be used,
+    or a pipeline that cannot carry them (issue #25)."""
+
+
 class PipelineError(AutoaugError):
     """An albumentations pipeline (file) that cannot serve where it was handed, e.g. one that does
     not end in ToTensorV2 given to something that needs tensors."""

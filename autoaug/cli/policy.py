@@ -17,6 +17,7 @@ from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentat
 from autoaug.space.pipeline import PIPELINES, save_pipeline
 from autoaug.space.render import render_grid, render_targets
 from autoaug.space.specs import NAMES, resolve, resolve_policy
+from autoaug.space.targets import BBOX_FORMATS, KEYPOINT_FORMATS, TargetParams
 from autoaug.training.data import load
 from autoaug.training.pipelines import export_pipeline
 
@@ -66,6 +67,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export_albumentations(args: argparse.Namespace) -> int:
+    targets = target_params(args)
     resolved = resolve(args.policy)
     if isinstance(resolved.augmenter, AlbumentationsFile):
         raise AutoaugError(f"{args.policy} is already an albumentations export; expected a native policy file")
@@ -76,12 +78,12 @@ def cmd_export_albumentations(args: argparse.Namespace) -> int:
         if resolved.augmenter is None:
             raise AutoaugError(f"{args.policy} is a baseline without a policy; --pipeline train "
                                "writes its pad-crop / flip / Cutout")
-        pipeline = to_albumentations(resolved.augmenter)
+        pipeline = to_albumentations(resolved.augmenter, targets=targets)
     else:
         choice = choose_dataset(args, getattr(resolved.augmenter, "provenance", None), args.policy)
         if choice.warning:
             print(choice.warning, file=sys.stderr)
-        pipeline = export_pipeline(args.pipeline, resolved, choice.dataset, choice.image_size)
+        pipeline = export_pipeline(args.pipeline, resolved, choice.dataset, choice.image_size, targets)
     path = save_pipeline(pipeline, args.out)
     print(f"wrote {path} ({' > '.join(type(t).__name__ for t in pipeline.transforms)})")
     print_loading_note(pipeline)
@@ -93,6 +95,40 @@ def print_loading_note(exported: Any) -> None:
     note = loading_note(exported)
     if note:
         print(note)
+
+
+def target_params(args: argparse.Namespace) -> TargetParams | None:
+    """The TargetParams of the target flags (`add_target_arguments`), None when none is given:
+    the files are then what they were before targets existed."""
+    given = {"bbox_format": args.bbox_format, "keypoint_format": args.keypoint_format,
+             "mask_fill": args.mask_fill, "cutout_mask_fill": args.cutout_mask_fill,
+             "min_area": args.bbox_min_area, "min_visibility": args.bbox_min_visibility}
+    given = {key: value for key, value in given.items() if value is not None}
+    if args.bbox_labels is not None:
+        given["bbox_labels"] = tuple(name.strip() for name in args.bbox_labels.split(","))
+    return TargetParams(**given) if given else None
+
+
+def add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that make an exported pipeline carry masks, boxes and keypoints (issue #25),
+    shared by `export-albumentations` and `export`."""
+    group = parser.add_argument_group(
+        "targets", "masks, boxes and keypoints move with the image (A.Compose's bbox_params / keypoint_params "
+        "are written into the files; masks need no flag)")
+    group.add_argument("--bbox-format", metavar="FORMAT",
+                       help=f"boxes passed as bboxes= are in this format: {', '.join(BBOX_FORMATS)}")
+    group.add_argument("--bbox-labels", metavar="NAME[,NAME]",
+                       help="names of the per-box label lists passed beside bboxes= (label_fields), e.g. labels")
+    group.add_argument("--bbox-min-area", type=float, metavar="PIXELS",
+                       help="drop a box whose part inside the image is under this many pixels (default 0)")
+    group.add_argument("--bbox-min-visibility", type=float, metavar="FRACTION",
+                       help="drop a box with less than this fraction of it left inside the image (default 0)")
+    group.add_argument("--keypoint-format", metavar="FORMAT",
+                       help=f"keypoints passed as keypoints= are in this format: {', '.join(KEYPOINT_FORMATS)}")
+    group.add_argument("--mask-fill", type=int, metavar="VALUE",
+                       help="mask value where a geometric op or the pad uncovers pixels (default 0)")
+    group.add_argument("--cutout-mask-fill", type=int, metavar="VALUE",
+                       help="fill Cutout's hole in the mask with this value (default: Cutout leaves the mask alone)")
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, dataset_help: str) -> None:
@@ -135,4 +171,5 @@ def add_commands(subparsers) -> None:
     add_pipeline_arguments(p, "dataset whose training split gives Normalize's mean and std "
                            "(--pipeline train / eval; default: the dataset the policy file records it was "
                            f"searched on, else {DEFAULT_DATASET})")
+    add_target_arguments(p)
     p.set_defaults(func=cmd_export_albumentations)

@@ -13,7 +13,7 @@ from autoaug.search.export import ExportOptions, Reevaluation, export_policy
 from autoaug.search.store import Trial
 from autoaug.search.search import run_search
 from autoaug.cli.common import IMAGE_SIZE_HELP, choose_dataset
-from autoaug.cli.policy import print_loading_note
+from autoaug.cli.policy import add_target_arguments, print_loading_note, target_params
 from autoaug.cli.pool import RESUME_NOTE
 from autoaug.settings import to_toml
 
@@ -77,7 +77,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     exported = export_policy(args.run_dir, ExportOptions(
         top=args.top, out=args.out, dataset=args.dataset, image_size=args.image_size,
         reevaluate_top=args.reevaluate_top, reevaluate_seeds=args.reevaluate_seeds,
-        progress=not args.no_progress))
+        progress=not args.no_progress, targets=target_params(args)))
     if args.dataset is not None:
         warning = choose_dataset(args, exported.policy.provenance, str(args.run_dir)).warning
         if warning:
@@ -184,4 +184,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    "train and eval pipelines' Normalize (default: the run's dataset)")
     p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
                    help=IMAGE_SIZE_HELP + " (default: the run's image_size)")
+    add_target_arguments(p)
     p.set_defaults(func=cmd_export, on_interrupt=RESUME_NOTE)

@@ -29,6 +29,7 @@ from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.pipeline import pipeline_path, save_pipeline
 from autoaug.space.policy import Policy, provenance
 from autoaug.space.specs import POLICY_CUTOUT, PolicySpec
+from autoaug.space.targets import TargetParams
 from autoaug.training.pipelines import export_pipelines
 
 POLICY_FILENAME = "policy.json"
@@ -159,6 +160,9 @@ class ExportOptions:
     """Fresh seeds per re-evaluated policy (None: the run's export.reevaluate_seeds)."""
     progress: bool = True
     """A progress bar while children re-train."""
+    targets: TargetParams | None = None
+    """Mask fills and bbox / keypoint formats of the albumentations files (None: image only, the
+    defaults of `autoaug.space.targets.TargetParams`)."""
 
 
 def export_policy(run_dir: str | Path, options: ExportOptions = ExportOptions()) -> Export:
@@ -283,11 +287,11 @@ def export_from_store(
         if dataset is None and config is not None:
             dataset = config.dataset
             image_size = config.image_size if image_size is None else image_size
-        wholes = export_pipelines(resolved, dataset or "cifar10-reduced", image_size)
+        wholes = export_pipelines(resolved, dataset or "cifar10-reduced", image_size, targets=options.targets)
     try:
         policy.save(out)
         if albu_out is not None:
-            save_albumentations(policy, albu_out)
+            save_albumentations(policy, albu_out, options.targets)
         for kind, whole in wholes.items():
             save_pipeline(whole, pipeline_path(out, kind))
     except OSError as err:

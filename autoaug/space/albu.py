@@ -1,8 +1,10 @@
 """albumentations transforms for the ops albumentations 2.0.8 cannot express with our meaning.
 
-They subclass `ImageOnlyTransform`, so albumentations' serialisation registers them by class
-name the moment this module is imported (`import autoaug` does that): after it, a pipeline that
-contains them loads with plain `A.load`. Each mirrors the torch kernel of the same name in
+They subclass albumentations' transforms, so its serialisation registers them by class name the
+moment this module is imported (`import autoaug` does that): after it, a pipeline that contains
+them loads with plain `A.load`. Pixel ops are `ImageOnlyTransform`s (targets stay); Translate,
+and ClippedCutout are `DualTransform`s that treat masks, boxes and keypoints by the rules
+of `autoaug.space.targets` (issue #25). Each mirrors the torch kernel of the same name in
 `autoaug.space.ops` (AutoContrast, Equalize and Translate run that very kernel, from
 `autoaug.space.pil_kernels`, on the one image); `tests/space/test_parity.py` holds them together.
 Also here: `compose` and the helpers that walk a pipeline, and `load_pipeline`, which checks a file.
@@ -18,11 +20,15 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from albumentations.augmentations.dropout import functional as fdropout
+from albumentations.augmentations.geometric import functional as fgeometric
+from albumentations.core.bbox_utils import denormalize_bboxes, normalize_bboxes
 from albumentations.core.serialization import SERIALIZABLE_REGISTRY
 from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import AutoaugError, PolicyError, shown
 from autoaug.space import pil_kernels
+from autoaug.space.targets import DEFAULT_TARGETS, TargetParams
 
 _SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=np.float32) / 13  # PIL's SMOOTH filter
 
@@ -84,15 +90,24 @@ class Equalize(A.ImageOnlyTransform):
         return ()
 
 
-class Translate(A.ImageOnlyTransform):
+class Translate(A.DualTransform):
     """Move the image by `x` of its width and `y` of its height, rounded to whole pixels, grey fill.
 
-    albumentations' `Affine(translate_percent=...)` truncates the shift to whole pixels.
+    albumentations' `Affine(translate_percent=...)` truncates the shift to whole pixels. Masks move
+    by the same pixels (`fill_mask` where nothing moves in), boxes and keypoints by the same vector,
+    boxes then clipped or dropped as `A.Affine` does.
     """
 
-    def __init__(self, x: float = 0.0, y: float = 0.0, p: float = 0.5):
+    def __init__(self, x: float = 0.0, y: float = 0.0, fill_mask: float = 0.0, p: float = 0.5):
         super().__init__(p=p)
         self.x, self.y = float(x), float(y)
+        self.fill_mask = float(fill_mask)
+
+    def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        h, w = params["shape"][:2]
+        dx = int(pil_kernels.whole_pixels(torch.tensor([self.x], dtype=torch.float32), w))
+        dy = int(pil_kernels.whole_pixels(torch.tensor([self.y], dtype=torch.float32), h))
+        return {"dx": dx, "dy": dy}
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
         out = img
@@ -102,8 +117,31 @@ class Translate(A.ImageOnlyTransform):
             out = _run_kernel(pil_kernels.translate_x, out, self.x)
         return out
 
+    def apply_to_mask(self, mask: np.ndarray, dx: int = 0, dy: int = 0, **params: Any) -> np.ndarray:
+        return shift_array(mask, dx, dy, self.fill_mask)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, dx: int = 0, dy: int = 0, **params: Any) -> np.ndarray:
+        shape = params["shape"][:2]
+        matrix = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+        return fgeometric.bboxes_affine(bboxes, matrix, "largest_box", shape, cv2.BORDER_CONSTANT, shape)
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, dx: int = 0, dy: int = 0, **params: Any) -> np.ndarray:
+        out = keypoints.copy()
+        out[:, 0] += dx
+        out[:, 1] += dy
+        return out
+
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("x", "y")
+        return ("x", "y", "fill_mask")
+
+
+def shift_array(arr: np.ndarray, dx: int, dy: int, fill: float) -> np.ndarray:
+    """An (H, W, ...) array moved dx pixels right and dy down, `fill` where nothing moves in."""
+    h, w = arr.shape[:2]
+    out = np.full_like(arr, fill)
+    src = arr[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    out[max(dy, 0):max(dy, 0) + src.shape[0], max(dx, 0):max(dx, 0) + src.shape[1]] = src
+    return out
 
 
 class SamplePairing(A.ImageOnlyTransform):
@@ -145,7 +183,7 @@ class SamplePairing(A.ImageOnlyTransform):
         return ("weight",)
 
 
-class ClippedCutout(A.ImageOnlyTransform):
+class ClippedCutout(A.DualTransform):
     """Fill one `size` x `size` square with `fill`, its centre uniform over every pixel of the
     image and the square clipped at the borders (DeVries & Taylor 2017, the AutoAugment reference
     code's `cutout_numpy`): the Cutout of the training recipe (16 px on 32x32), `autoaug.training.loop.cutout`
@@ -154,14 +192,20 @@ class ClippedCutout(A.ImageOnlyTransform):
     albumentations' `CoarseDropout` keeps its holes wholly inside the image, which cuts out more
     pixels near the border than this. In the training pipeline it runs after `Normalize`, so
     `fill` 0.0 is the dataset's mean colour, as the zeros of the torch path are.
+
+    Targets follow albumentations' `CoarseDropout` (the policy's Cutout): the mask's square is
+    filled with `fill_mask`, or left alone when it is None (the default); boxes shrink to their
+    visible part and go when too little is left (the pipeline's min_area / min_visibility);
+    keypoints under the square go.
     """
 
-    def __init__(self, size: int = 16, fill: float = 0.0, p: float = 1.0):
+    def __init__(self, size: int = 16, fill: float = 0.0, fill_mask: float | None = None, p: float = 1.0):
         super().__init__(p=p)
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise AutoaugError(f"ClippedCutout size: expected an int >= 1 (pixels), got {size!r}")
         self.size = size
         self.fill = float(fill)
+        self.fill_mask = None if fill_mask is None else float(fill_mask)
 
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
         h, w = params["shape"][:2]
@@ -176,8 +220,36 @@ class ClippedCutout(A.ImageOnlyTransform):
         out[y0:y1, x0:x1] = self.fill
         return out
 
+    def apply_to_mask(self, mask: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0), **params: Any) -> np.ndarray:
+        if self.fill_mask is None:
+            return mask
+        y0, y1, x0, x1 = box
+        out = mask.copy()
+        out[y0:y1, x0:x1] = self.fill_mask
+        return out
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0),
+                        **params: Any) -> np.ndarray:
+        processor = self.get_processor("bboxes")
+        y0, y1, x0, x1 = box
+        if processor is None or y1 <= y0 or x1 <= x0:
+            return bboxes
+        shape = params["shape"][:2]
+        kept = fdropout.filter_bboxes_by_holes(denormalize_bboxes(bboxes, shape), np.array([[x0, y0, x1, y1]]), shape,
+                                               min_area=processor.params.min_area,
+                                               min_visibility=processor.params.min_visibility)
+        return normalize_bboxes(kept, shape)
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, box: tuple[int, int, int, int] = (0, 0, 0, 0),
+                           **params: Any) -> np.ndarray:
+        processor = self.get_processor("keypoints")
+        y0, y1, x0, x1 = box
+        if processor is None or not processor.params.remove_invisible or y1 <= y0 or x1 <= x0:
+            return keypoints
+        return fdropout.filter_keypoints_in_holes(keypoints, np.array([[x0, y0, x1, y1]]))
+
     def get_transform_init_args_names(self) -> tuple[str, ...]:
-        return ("size", "fill")
+        return ("size", "fill", "fill_mask")
 
 
 # Files exported before the package had layers (autoaug 0.1 up to the restructure of issue #9)
@@ -231,14 +303,16 @@ def seed_pipeline(pipeline: A.BaseCompose, seed: int) -> None:
 
 
 def compose(
-    transforms: list[A.BasicTransform], image_pool: np.ndarray | None = None, seed: int | None = None
+    transforms: list[A.BasicTransform], image_pool: np.ndarray | None = None, seed: int | None = None,
+    targets: TargetParams | None = None,
 ) -> A.Compose:
     """An `A.Compose` of an augmenter's transforms, applied to one HWC uint8 image per call.
 
     `image_pool` feeds SamplePairing (usually the training images); `seed` seeds the pipeline with
-    `seed_pipeline`.
+    `seed_pipeline`; `targets` gives it the bbox_params / keypoint_params its boxes and keypoints
+    are read with (masks need none).
     """
-    pipeline = A.Compose(transforms, p=1.0)
+    pipeline = A.Compose(transforms, p=1.0, **(targets or DEFAULT_TARGETS).compose_args())
     if seed is not None:
         seed_pipeline(pipeline, seed)
     if image_pool is not None:

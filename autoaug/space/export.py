@@ -17,18 +17,23 @@ import albumentations as A
 import numpy as np
 import torch
 
-from autoaug.errors import PipelineError
+from autoaug.errors import PipelineError, TargetError
 from autoaug.files import atomic_write
 from autoaug.space.albu import ClippedCutout, SamplePairing, compose, load_pipeline, normalization, seed_pipeline, walk
 from autoaug.space.augment import Augmenter
+from autoaug.space.targets import TargetParams
 
 PIPELINES = ("policy", "train", "eval")
 
 
-def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None) -> A.Compose:
+def to_albumentations(policy: Augmenter, image_pool: np.ndarray | None = None, seed: int | None = None,
+                      targets: TargetParams | None = None) -> A.Compose:
     """An `A.Compose` that applies `policy` (a Policy, RandAugment or TrivialAugment) to one HWC
-    uint8 image per call. `image_pool` feeds SamplePairing (usually the training images)."""
-    return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
+    uint8 image per call. `image_pool` feeds SamplePairing (usually the training images);
+    `targets` the mask fills and the bbox / keypoint formats (`autoaug.space.targets`)."""
+    if targets is None:
+        return compose(policy.to_albumentations_transforms(), image_pool=image_pool, seed=seed)
+    return compose(policy.to_albumentations_transforms(targets), image_pool=image_pool, seed=seed, targets=targets)
 
 
 def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
@@ -58,9 +63,9 @@ def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
     return atomic_write(path, write, "albumentations pipeline")
 
 
-def save_albumentations(policy: Augmenter, path: str | Path) -> Path:
-    """Write the albumentations JSON of `policy` with `A.save`."""
-    return save_pipeline(to_albumentations(policy), path)
+def save_albumentations(policy: Augmenter, path: str | Path, targets: TargetParams | None = None) -> Path:
+    """Write the albumentations JSON of `policy` with `A.save` (with `targets`' mask fills and formats)."""
+    return save_pipeline(to_albumentations(policy, targets=targets), path)
 
 
 def pipeline_path(native_path: str | Path, kind: str) -> Path:
@@ -94,10 +99,16 @@ class AlbumentationsFile:
     def summary(self) -> str:
         return "albumentations pipeline"
 
-    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+    def to_albumentations_transforms(self, targets: TargetParams | None = None) -> list[A.BasicTransform]:
+        if targets is not None and (targets.mask_fill, targets.cutout_mask_fill) != (0, None):
+            raise TargetError("an albumentations file keeps the mask fills written in it: expected no "
+                              "--mask-fill / --cutout-mask-fill with it")
         return list(self.pipeline.transforms)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, **targets: Any) -> torch.Tensor:
+        if targets:
+            raise TargetError("an albumentations file takes targets through albumentations: call its .pipeline "
+                              "with image=, mask=, bboxes=, keypoints=, not the batched call")
         seed_pipeline(self.pipeline, int(torch.randint(2**31, (1,), generator=generator, device=generator.device)))
         hwc = images.permute(0, 2, 3, 1).cpu().numpy()
         outs = [self.pipeline(image=np.ascontiguousarray(img))["image"] for img in hwc]

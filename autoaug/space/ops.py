@@ -23,6 +23,10 @@ Conventions shared by every row
   table of policies/README.md gives every measured difference, from `autoaug.space.op_notes`).
 - Geometric ops fill uncovered pixels with grey 128 (the reference fills with the dataset mean,
   the normalised zero; torchvision with 0).
+- Every row states what it does to the targets of its image (`OpSpec.targets`, issue #25; the
+  rules are `autoaug.space.targets`'): geometric rows give the forward 2x3 matrix their kernel
+  applies (`OpSpec.matrix`), which moves masks, boxes and keypoints in the torch path, and export
+  as albumentations `DualTransform`s that move them the same way.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import torch.nn.functional as F
 
 from autoaug.errors import PolicyError
 from autoaug.space import albu
-from autoaug.space.pil_kernels import FILL, auto_contrast, equalize, translate_x, translate_y
+from autoaug.space.pil_kernels import FILL, auto_contrast, equalize, translate_x, translate_y, whole_pixels
+from autoaug.space.targets import DEFAULT_TARGETS, EFFECTS, GEOMETRIC, IMAGE_ONLY, OCCLUDES, PIXEL, TargetParams
 
 MAGNITUDE_BINS = 10
 PROB_BINS = 11
@@ -60,6 +65,11 @@ class OpContext:
 
 Kernel = Callable[[torch.Tensor, torch.Tensor, OpContext], torch.Tensor]
 AlbuFactory = Callable[[float, float], A.BasicTransform]  # (signed magnitude, p) -> transform
+# (signed magnitudes (N,), H, W) -> the (N, 2, 3) forward matrices the kernel applies, in pixel
+# coordinates with pixel centres at integers (x right, y down)
+MatrixFn = Callable[[torch.Tensor, int, int], torch.Tensor]
+# (images, magnitudes, context) -> (N, H, W) bool: the pixels the kernel overwrites, drawn as it draws
+RegionFn = Callable[[torch.Tensor, torch.Tensor, OpContext], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,16 @@ class OpSpec:
     # children's batches gives it one child's images at a time (tests/space/test_policy.py
     # checks that every other kernel leaves the generator alone).
     draws: bool = False
+    targets: str = ""  # what it does to masks, boxes and keypoints: a key of targets.EFFECTS, stated per row
+    matrix: MatrixFn | None = None  # geometric rows: the matrix that moves their targets
+    region: RegionFn | None = None  # occluding rows: the region the kernel hides
+
+    def __post_init__(self) -> None:
+        # a row that forgot its effect, or a geometric row without the matrix to move targets by,
+        # would pass targets through unchanged: refused when the table is built
+        assert self.targets in EFFECTS, f"{self.name}: targets must be one of {sorted(EFFECTS)}"
+        assert (self.matrix is not None) == (self.targets == GEOMETRIC), f"{self.name}: matrix iff geometric"
+        assert (self.region is not None) == (self.targets == OCCLUDES), f"{self.name}: region iff occluding"
 
     @property
     def has_magnitude(self) -> bool:
@@ -132,18 +152,10 @@ def _affine(
     n, c, h, w = img.shape
     dev = img.device
     zero = torch.zeros(n, device=dev)
-    rot = torch.deg2rad(rotate if rotate is not None else zero)
-    shx = torch.tan(torch.deg2rad(-(shear_x if shear_x is not None else zero)))
-    shy = torch.tan(torch.deg2rad(-(shear_y if shear_y is not None else zero)))
     tx = translate_x if translate_x is not None else zero
     ty = translate_y if translate_y is not None else zero
     cx, cy = w / 2 - 0.5, h / 2 - 0.5
-    cos, sin = torch.cos(rot), torch.sin(rot)
-    # shear @ rotate, a (N, 2, 2) linear part
-    a = cos - shx * sin
-    b = sin + shx * cos
-    c_ = shy * cos - sin
-    d = shy * sin + cos
+    a, b, c_, d = _linear(n, dev, rotate, shear_x, shear_y)
     # forward: p' = L (p - c) + c + t  =>  inverse: p = L^-1 (p' - c - t) + c
     det = a * d - b * c_
     ia, ib, ic, id_ = d / det, -b / det, -c_ / det, a / det
@@ -160,6 +172,52 @@ def _affine(
     shifted = img.float() - FILL  # zero padding on this == FILL padding on the image
     out = F.grid_sample(shifted, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return _to_uint8(out + FILL)
+
+
+def _linear(n: int, dev: torch.device, rotate: torch.Tensor | None = None, shear_x: torch.Tensor | None = None,
+            shear_y: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """(a, b, c, d), each (N,): the linear part [[a, b], [c, d]] = shear @ rotate of `_affine`."""
+    zero = torch.zeros(n, device=dev)
+    rot = torch.deg2rad(rotate if rotate is not None else zero)
+    shx = torch.tan(torch.deg2rad(-(shear_x if shear_x is not None else zero)))
+    shy = torch.tan(torch.deg2rad(-(shear_y if shear_y is not None else zero)))
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    return cos - shx * sin, sin + shx * cos, shy * cos - sin, shy * sin + cos
+
+
+def _matrix(h: int, w: int, a, b, c_, d, tx=0.0, ty=0.0) -> torch.Tensor:
+    """The (N, 2, 3) forward matrix p' = L (p - c) + c + t of `_affine`, c the centre (W/2 - 0.5, H/2 - 0.5)."""
+    cx, cy = w / 2 - 0.5, h / 2 - 0.5
+    row0 = torch.stack((a, b, cx - a * cx - b * cy + tx), dim=-1)
+    row1 = torch.stack((c_, d, cy - c_ * cx - d * cy + ty), dim=-1)
+    return torch.stack((row0, row1), dim=-2)
+
+
+def _shear_degrees(m: torch.Tensor) -> torch.Tensor:
+    # magnitude is the shear factor; albumentations takes degrees: arctan(factor) in degrees
+    return torch.rad2deg(torch.atan(m))
+
+
+def shear_x_matrix(m, h, w):
+    return _matrix(h, w, *_linear(len(m), m.device, shear_x=_shear_degrees(m)))
+
+
+def shear_y_matrix(m, h, w):
+    return _matrix(h, w, *_linear(len(m), m.device, shear_y=_shear_degrees(m)))
+
+
+def rotate_matrix(m, h, w):
+    return _matrix(h, w, *_linear(len(m), m.device, rotate=m))
+
+
+def translate_x_matrix(m, h, w):
+    one, zero = torch.ones_like(m), torch.zeros_like(m)
+    return _matrix(h, w, one, zero, zero, one, tx=whole_pixels(m, w))
+
+
+def translate_y_matrix(m, h, w):
+    one, zero = torch.ones_like(m), torch.zeros_like(m)
+    return _matrix(h, w, one, zero, zero, one, ty=whole_pixels(m, h))
 
 
 def shear_x(img, m, ctx):
@@ -235,6 +293,17 @@ def sharpness(img, m, ctx):
 
 def cutout(img, m, ctx):
     """Fill one rectangle of (H * m, W * m) pixels (truncated) with grey, wholly inside the image."""
+    return fill_region(img, cutout_region(img, m, ctx))
+
+
+def fill_region(img: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+    """`img` with the pixels of `inside` (N, H, W) grey: what Cutout does with its region."""
+    return torch.where(inside[:, None], torch.full_like(img, FILL), img)
+
+
+def cutout_region(img, m, ctx):
+    """Cutout's rectangle, (N, H, W) bool: (H * m, W * m) pixels (truncated), its corner uniform
+    over the positions that keep it wholly inside the image."""
     n, c, h, w = img.shape
     hole_h = torch.trunc(m * h).long()  # (N,)
     hole_w = torch.trunc(m * w).long()
@@ -247,7 +316,7 @@ def cutout(img, m, ctx):
         (ys >= y0[:, None, None]) & (ys < (y0 + hole_h)[:, None, None])
         & (xs >= x0[:, None, None]) & (xs < (x0 + hole_w)[:, None, None])
     )  # (N, H, W)
-    return torch.where(inside[:, None], torch.full_like(img, FILL), img)
+    return inside
 
 
 def sample_pairing(img, m, ctx):
@@ -269,7 +338,9 @@ def sample_pairing(img, m, ctx):
 def _affine_albu(**kwargs) -> Callable[[float, float], A.BasicTransform]:
     def make(m: float, p: float) -> A.BasicTransform:
         args = {key: fn(m) for key, fn in kwargs.items()}
-        return A.Affine(**args, interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=FILL, p=p)
+        # masks: nearest neighbour (the fill_mask of the targets is set by op_to_albumentations)
+        return A.Affine(**args, interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
+                        border_mode=cv2.BORDER_CONSTANT, fill=FILL, p=p)
 
     return make
 
@@ -322,31 +393,36 @@ def identity(img, m, ctx):
 
 OPS: tuple[OpSpec, ...] = (
     OpSpec("ShearX", 0.0, 0.3, "shear factor", True, shear_x,
-           _affine_albu(shear=lambda m: {"x": _degrees_of_shear(m), "y": (0.0, 0.0)})),
+           _affine_albu(shear=lambda m: {"x": _degrees_of_shear(m), "y": (0.0, 0.0)}),
+           targets=GEOMETRIC, matrix=shear_x_matrix),
     OpSpec("ShearY", 0.0, 0.3, "shear factor", True, shear_y,
-           _affine_albu(shear=lambda m: {"x": (0.0, 0.0), "y": _degrees_of_shear(m)})),
+           _affine_albu(shear=lambda m: {"x": (0.0, 0.0), "y": _degrees_of_shear(m)}),
+           targets=GEOMETRIC, matrix=shear_y_matrix),
     OpSpec("TranslateX", 0.0, 150 / 331, "fraction of the width", True, translate_x,
-           lambda m, p: albu.Translate(x=m, p=p), reference_high=10 / 32),
+           lambda m, p: albu.Translate(x=m, p=p), reference_high=10 / 32, targets=GEOMETRIC, matrix=translate_x_matrix),
     OpSpec("TranslateY", 0.0, 150 / 331, "fraction of the height", True, translate_y,
-           lambda m, p: albu.Translate(y=m, p=p), reference_high=10 / 32),
-    OpSpec("Rotate", 0.0, 30.0, "degrees", True, rotate, _affine_albu(rotate=lambda m: (m, m))),
-    OpSpec("AutoContrast", None, None, "-", False, auto_contrast, lambda m, p: albu.AutoContrast(p=p)),
-    OpSpec("Invert", None, None, "-", False, invert, lambda m, p: A.InvertImg(p=p)),
-    OpSpec("Equalize", None, None, "-", False, equalize, lambda m, p: albu.Equalize(p=p)),
-    OpSpec("Solarize", 256.0, 0.0, "threshold", False, solarize, _solarize_albu, integer=True),
-    OpSpec("Posterize", 8.0, 4.0, "bits kept", False, posterize, _posterize_albu, integer=True),
-    OpSpec("Contrast", 0.1, 1.9, "factor", False, contrast, _jitter("contrast")),
-    OpSpec("Color", 0.1, 1.9, "factor", False, color, _jitter("saturation")),
-    OpSpec("Brightness", 0.1, 1.9, "factor", False, brightness, _jitter("brightness")),
-    OpSpec("Sharpness", 0.1, 1.9, "factor", False, sharpness, lambda m, p: albu.Sharpness(factor=m, p=p)),
-    OpSpec("Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu, draws=True),
+           lambda m, p: albu.Translate(y=m, p=p), reference_high=10 / 32, targets=GEOMETRIC, matrix=translate_y_matrix),
+    OpSpec("Rotate", 0.0, 30.0, "degrees", True, rotate, _affine_albu(rotate=lambda m: (m, m)),
+           targets=GEOMETRIC, matrix=rotate_matrix),
+    OpSpec("AutoContrast", None, None, "-", False, auto_contrast, lambda m, p: albu.AutoContrast(p=p), targets=PIXEL),
+    OpSpec("Invert", None, None, "-", False, invert, lambda m, p: A.InvertImg(p=p), targets=PIXEL),
+    OpSpec("Equalize", None, None, "-", False, equalize, lambda m, p: albu.Equalize(p=p), targets=PIXEL),
+    OpSpec("Solarize", 256.0, 0.0, "threshold", False, solarize, _solarize_albu, integer=True, targets=PIXEL),
+    OpSpec("Posterize", 8.0, 4.0, "bits kept", False, posterize, _posterize_albu, integer=True, targets=PIXEL),
+    OpSpec("Contrast", 0.1, 1.9, "factor", False, contrast, _jitter("contrast"), targets=PIXEL),
+    OpSpec("Color", 0.1, 1.9, "factor", False, color, _jitter("saturation"), targets=PIXEL),
+    OpSpec("Brightness", 0.1, 1.9, "factor", False, brightness, _jitter("brightness"), targets=PIXEL),
+    OpSpec("Sharpness", 0.1, 1.9, "factor", False, sharpness, lambda m, p: albu.Sharpness(factor=m, p=p),
+           targets=PIXEL),
+    OpSpec("Cutout", 0.0, 20 / 32, "fraction of the side", False, cutout, _cutout_albu, draws=True,
+           targets=OCCLUDES, region=cutout_region),
     OpSpec("SamplePairing", 0.0, 0.4, "weight of the other image", False, sample_pairing,
-           lambda m, p: albu.SamplePairing(weight=m, p=p), draws=True),
+           lambda m, p: albu.SamplePairing(weight=m, p=p), draws=True, targets=IMAGE_ONLY),
 )
 
 # The AutoAugment search space is the 16 rows above (a policy's op id is a position in OPS);
 # RandAugment and TrivialAugment may also draw this one, which their papers list.
-IDENTITY_OP = OpSpec("Identity", None, None, "-", False, identity, lambda m, p: A.NoOp(p=p))
+IDENTITY_OP = OpSpec("Identity", None, None, "-", False, identity, lambda m, p: A.NoOp(p=p), targets=PIXEL)
 TABLE: tuple[OpSpec, ...] = OPS + (IDENTITY_OP,)  # every row; `apply_ops` takes positions in TABLE
 TABLE_NAMES: tuple[str, ...] = tuple(op.name for op in TABLE)
 OP_NAMES: tuple[str, ...] = TABLE_NAMES[: len(OPS)]
@@ -361,10 +437,21 @@ def get_op(name: str) -> OpSpec:
         raise PolicyError(f"unknown op {name!r}; expected one of {', '.join(OP_NAMES)}") from None
 
 
-def op_to_albumentations(name: str, magnitude: float, prob: float) -> A.BasicTransform:
-    """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed."""
+def op_to_albumentations(name: str, magnitude: float, prob: float,
+                         targets: TargetParams = DEFAULT_TARGETS) -> A.BasicTransform:
+    """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed.
+    The mask fill of `targets` goes where the row's effect says: a geometric op's uncovered
+    pixels, Cutout's hole (None: its mask stays)."""
     spec = TABLE[TABLE_NAMES.index(name)]
+    fill = {GEOMETRIC: targets.mask_fill, OCCLUDES: targets.cutout_mask_fill}
+
+    def make(m: float, p: float) -> A.BasicTransform:
+        t = spec.albumentations(m, p)
+        if spec.targets in fill and hasattr(t, "fill_mask"):  # not the NoOp of Cutout at 0
+            value = fill[spec.targets]
+            t.fill_mask = None if value is None else float(value)  # albumentations' own type
+        return t
+
     if spec.signed and magnitude != 0:
-        both = [spec.albumentations(magnitude, 1.0), spec.albumentations(-magnitude, 1.0)]
-        return A.OneOf(both, p=prob)
-    return spec.albumentations(magnitude, prob)
+        return A.OneOf([make(magnitude, 1.0), make(-magnitude, 1.0)], p=prob)
+    return make(magnitude, prob)

@@ -30,7 +30,7 @@ def _shift(img: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor) -> torch.Tenso
     return torch.where(valid[:, None], out, torch.full_like(out, FILL))
 
 
-def _whole_pixels(fraction: torch.Tensor, size: int) -> torch.Tensor:
+def whole_pixels(fraction: torch.Tensor, size: int) -> torch.Tensor:
     """A fraction of the side -> whole pixels, rounded half away from zero (issue #8: truncating,
     as albumentations' `Affine` does, fell a pixel short on 5 of the 10 bins)."""
     px = fraction * size
@@ -39,11 +39,11 @@ def _whole_pixels(fraction: torch.Tensor, size: int) -> torch.Tensor:
 
 def translate_x(img, m, ctx):
     # m is a fraction of the width; a positive m moves the content right
-    return _shift(img, _whole_pixels(m, img.shape[-1]), torch.zeros_like(m))
+    return _shift(img, whole_pixels(m, img.shape[-1]), torch.zeros_like(m))
 
 
 def translate_y(img, m, ctx):
-    return _shift(img, torch.zeros_like(m), _whole_pixels(m, img.shape[-2]))
+    return _shift(img, torch.zeros_like(m), whole_pixels(m, img.shape[-2]))
 
 
 def _histograms(img: torch.Tensor) -> torch.Tensor:

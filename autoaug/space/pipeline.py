@@ -33,6 +33,7 @@ from autoaug.errors import PipelineError
 from autoaug.files import read_json
 from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
 from autoaug.space.export import PIPELINES, pipeline_path, save_pipeline, to_albumentations
+from autoaug.space.targets import DEFAULT_TARGETS, TargetParams
 
 __all__ = ["PIPELINES", "crop_pad", "cutout_side", "cutout_pixels", "CUTOUT_AUTO", "PipelineError", "normalization", "normalize", "train_pipeline",
            "eval_pipeline", "check_tensor_pipeline", "gives_tensors", "load_pipeline_file", "is_pipeline_document",
@@ -86,37 +87,42 @@ def train_pipeline(
     standard: bool = True,
     flip: bool = True,
     cutout: int | str = CUTOUT_AUTO,
+    targets: TargetParams | None = None,
 ) -> A.Compose:
     """The whole training pipeline of `policy` (a Policy, RandAugment, TrivialAugment, or None for
     the baselines): HWC uint8 image -> normalised float32 (C, H, W) tensor.
 
     `standard`: pad (`crop_pad`) + random crop, then a horizontal flip if `flip`; `cutout`: side
     of the Cutout square in pixels (0 = none) or 'auto' (`cutout_side`); `image_size`: (H, W) of
-    the training images, the size of the random crop.
+    the training images, the size of the random crop. `targets`: masks, boxes and keypoints go
+    through the whole pipeline with their image (`autoaug.space.targets`: the pad fills masks with
+    `mask_fill`, the Cutout square is filled in them only with `cutout_mask_fill`; the file
+    carries the bbox / keypoint formats).
     """
+    given, targets = targets, targets or DEFAULT_TARGETS
     transforms: list[A.BasicTransform] = []
     if policy is not None:
-        transforms += list(to_albumentations(policy).transforms)
+        transforms += list(to_albumentations(policy, targets=given).transforms)
     transforms.append(normalize(mean, std))
     if standard:
         h, w = image_size
         transforms += [
-            A.Pad(padding=crop_pad(min(h, w)), fill=0.0, border_mode=cv2.BORDER_CONSTANT),
+            A.Pad(padding=crop_pad(min(h, w)), fill=0.0, fill_mask=float(targets.mask_fill), border_mode=cv2.BORDER_CONSTANT),
             A.RandomCrop(height=h, width=w),
         ]
         if flip:
             transforms.append(A.HorizontalFlip(p=0.5))
     side = cutout_pixels(cutout, image_size)
     if side:
-        transforms.append(ClippedCutout(size=side, fill=0.0))
+        transforms.append(ClippedCutout(size=side, fill=0.0, fill_mask=targets.cutout_mask_fill))
     transforms.append(ToTensorV2())
-    return A.Compose(transforms, p=1.0)
+    return A.Compose(transforms, p=1.0, **targets.compose_args())
 
 
-def eval_pipeline(*, mean: Sequence[float], std: Sequence[float]) -> A.Compose:
+def eval_pipeline(*, mean: Sequence[float], std: Sequence[float], targets: TargetParams | None = None) -> A.Compose:
     """Normalise + ToTensorV2: HWC uint8 image -> the float32 (C, H, W) tensor `autoaug train`
-    evaluates on."""
-    return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0)
+    evaluates on (`targets`: the bbox / keypoint formats it reads, which it leaves alone)."""
+    return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0, **(targets or DEFAULT_TARGETS).compose_args())
 
 
 def gives_tensors(pipeline: A.BaseCompose) -> bool:

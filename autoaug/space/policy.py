@@ -24,11 +24,12 @@ import torch
 from autoaug.errors import PolicyError
 from autoaug.files import save_json
 from autoaug.space.albu import compose
-from autoaug.space.augment import apply_ops, signed_magnitudes
+from autoaug.space.augment import apply_ops, augment, signed_magnitudes
 from autoaug.space.ops import (
     MAGNITUDE_BINS, OP_NAMES, OPS_BY_NAME, PROB_BINS, RANGE_READINGS, get_op, op_to_albumentations,
 )
 from autoaug.space.published import PUBLISHED, RANGE_READING
+from autoaug.space.targets import Augmented, TargetParams
 
 FORMAT = "autoaug.policy"
 VERSION = 1
@@ -141,10 +142,22 @@ class Policy:
         object.__setattr__(self, "_probs", probs)
         object.__setattr__(self, "_magnitudes", magnitudes)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, *, masks: Any = None, boxes: Any = None,
+                 keypoints: Any = None, target_params: TargetParams | None = None) -> torch.Tensor | Augmented:
         """Batched execution: per image, a sub-policy drawn uniformly, then each of its ops in
-        order fires with its probability, signed ops with a random sign."""
-        return apply_ops(images, *self.choices(images.shape[0], generator), generator)
+        order fires with its probability, signed ops with a random sign.
+
+        Targets move with their image (issue #25; the rules: `autoaug.space.targets`): `masks`
+        (B, H, W) or (B, K, H, W) integer, `boxes` a list of B (N_i, 4) arrays (or a (B, N, 4)
+        tensor, all-NaN rows padding) in `target_params.bbox_format` (pascal_voc by default),
+        `keypoints` likewise (N_i, 2) (x, y) pixels. With any of them the result is an `Augmented`,
+        with the same images and the same draws as without:
+
+            out = policy(images, g, masks=masks, boxes=[boxes_0, boxes_1])
+            out.images, out.masks, out.boxes_of(0)
+        """
+        drawn = self.choices(images.shape[0], generator)
+        return augment(images, drawn, generator, masks, boxes, keypoints, target_params)
 
     def choices(self, b: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(op ids, signed magnitudes, whether each fires) of `b` images, (B, depth) CPU tensors:
@@ -220,18 +233,23 @@ class Policy:
     def save(self, path: str | Path) -> Path:
         return save_json(self.to_json(), path)
 
-    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+    def to_albumentations_transforms(self, targets: TargetParams | None = None) -> list[A.BasicTransform]:
         """`OneOf` over the sub-policies (weights all 1), each a `Sequential` of its ops. An op of
         probability 0 never fires and is left out; its sub-policy stays, empty if nothing is left,
-        so each sub-policy keeps its 1/K chance (issue #22)."""
-        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob) for op in sub if op.prob > 0],
-                             p=1.0)
+        so each sub-policy keeps its 1/K chance (issue #22). `targets`: the mask fills."""
+        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob, *_given(targets))
+                              for op in sub if op.prob > 0], p=1.0)
                 for sub in self.sub_policies]
         return [A.OneOf(subs, p=1.0)]
 
-    def to_albumentations(self, image_pool: Any = None) -> A.Compose:
-        """An `A.Compose` running this policy per image (see `autoaug.space.export`)."""
-        return compose(self.to_albumentations_transforms(), image_pool=image_pool)
+    def to_albumentations(self, image_pool: Any = None, targets: TargetParams | None = None) -> A.Compose:
+        """An `A.Compose` running this policy per image (see `autoaug.space.export`); with
+        `targets`, on masks, boxes and keypoints too:
+
+            pipeline = policy.to_albumentations(targets=TargetParams(bbox_format="coco", bbox_labels=("labels",)))
+            out = pipeline(image=img, mask=mask, bboxes=boxes, labels=labels)
+        """
+        return compose(self.to_albumentations_transforms(targets), image_pool=image_pool, targets=targets)
 
     def summary(self) -> str:
         return str(self.provenance.get("source") or f"policy of {len(self.sub_policies)} sub-policies")
@@ -242,6 +260,11 @@ class Policy:
         for i, sub in enumerate(self.sub_policies):
             lines.append(f"  {i:2d}: " + " -> ".join(op.describe(self.range_reading) for op in sub))
         return "\n".join(lines)
+
+
+def _given(targets: TargetParams | None) -> tuple[TargetParams, ...]:
+    """`targets` as the optional last argument of `op_to_albumentations`."""
+    return () if targets is None else (targets,)
 
 
 def _short(value: Any) -> str:

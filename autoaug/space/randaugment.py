@@ -51,10 +51,11 @@ import torch
 
 from autoaug.errors import ConfigError, PolicyError, shown
 from autoaug.files import save_json
-from autoaug.space.augment import apply_ops, signed_magnitudes
+from autoaug.space.augment import augment, signed_magnitudes
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import IDENTITY_OP, MAGNITUDE_BINS, OP_NAMES, TABLE, TABLE_NAMES, op_to_albumentations
-from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number, read_provenance
+from autoaug.space.policy import FORMAT, VERSION, _check_header, _given, _short, is_number, read_provenance
+from autoaug.space.targets import Augmented, TargetParams
 
 M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
 DEFAULT_M = 9.0  # torchvision's default and the paper's ResNet-50 value
@@ -119,9 +120,11 @@ class Draws:
 class _Drawn:
     """The batched call and `save` of RandAugment and TrivialAugment, on their `sample`."""
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, *, masks: Any = None, boxes: Any = None,
+                 keypoints: Any = None, target_params: TargetParams | None = None) -> torch.Tensor | Augmented:
+        """As `Policy.__call__`: the images, or an `Augmented` when targets come with them."""
         d = self.sample(images.shape[0], generator)
-        return apply_ops(images, d.op_ids, d.magnitudes, d.fire, generator)
+        return augment(images, (d.op_ids, d.magnitudes, d.fire), generator, masks, boxes, keypoints, target_params)
 
     def save(self, path: str | Path) -> Path:
         return save_json(self.to_json(), path)
@@ -158,14 +161,15 @@ class RandAugment(_Drawn):
         mags = signed_magnitudes(self._mags[choice], ids, generator)  # (B, N)
         return Draws(ids, mags, torch.ones(shape, dtype=torch.bool), choice)
 
-    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+    def to_albumentations_transforms(self, targets: TargetParams | None = None) -> list[A.BasicTransform]:
         """N `OneOf`s of the candidates at M, one after the other.
 
         Not `SomeOf(n=N, replace=True)`: albumentations sorts the indices it draws, which would
         apply the ops in candidate-list order instead of the order drawn.
         """
         return [
-            A.OneOf([op_to_albumentations(name, float(mag), 1.0) for name, mag in zip(self.ops, self._mags)], p=1.0)
+            A.OneOf([op_to_albumentations(name, float(mag), 1.0, *_given(targets))
+                     for name, mag in zip(self.ops, self._mags)], p=1.0)
             for _ in range(self.n)
         ]
 
@@ -212,15 +216,15 @@ class TrivialAugment(_Drawn):
         mags = signed_magnitudes(self._bin_mags[choice, bins], ids, generator)  # (B, 1)
         return Draws(ids, mags, torch.ones(shape, dtype=torch.bool), choice)
 
-    def to_albumentations_transforms(self) -> list[A.BasicTransform]:
+    def to_albumentations_transforms(self, targets: TargetParams | None = None) -> list[A.BasicTransform]:
         """`OneOf` over the candidates, each a `OneOf` over its 10 bins (one transform if it has
         no magnitude: its bins are all the same op)."""
         per_op: list[A.BasicTransform] = []
         for name, op_id, mags in zip(self.ops, self._ids.tolist(), self._bin_mags.tolist()):
             if not TABLE[op_id].has_magnitude:
-                per_op.append(op_to_albumentations(name, 0.0, 1.0))
+                per_op.append(op_to_albumentations(name, 0.0, 1.0, *_given(targets)))
             else:
-                per_op.append(A.OneOf([op_to_albumentations(name, m, 1.0) for m in mags], p=1.0))
+                per_op.append(A.OneOf([op_to_albumentations(name, m, 1.0, *_given(targets)) for m in mags], p=1.0))
         return [A.OneOf(per_op, p=1.0)]
 
     def to_json(self) -> dict[str, Any]:
@@ -359,8 +363,8 @@ class AdaptiveRandAugment:
     def m(self) -> float:
         return self.current.m
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.current(images, generator)
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, **targets: Any) -> torch.Tensor | Augmented:
+        return self.current(images, generator, **targets)
 
     def on_epoch_end(self, epoch: int, val_acc: float | None) -> None:
         if val_acc is None:

@@ -27,6 +27,7 @@ from autoaug.space.pipeline import (
     train_pipeline,
 )
 from autoaug.space.specs import PolicySpec
+from autoaug.space.targets import TargetParams
 from autoaug.training.config import TrainConfig
 from autoaug.training.data import load_splits
 from autoaug.training.device import DeviceData, prepare
@@ -158,14 +159,17 @@ def albumentations_file(
     return AlbumentationsAugment(pipeline, workers), warning
 
 
-def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int | None = None) -> A.Compose:
+def export_pipeline(kind: str, spec: PolicySpec, dataset: str, image_size: int | None = None,
+                    targets: TargetParams | None = None) -> A.Compose:
     """The `--pipeline train` or `eval` albumentations pipeline of `spec`, normalised with the
-    statistics of `dataset`'s training split as `autoaug train` computes them."""
-    return export_pipelines(spec, dataset, image_size, (kind,))[kind]
+    statistics of `dataset`'s training split as `autoaug train` computes them; `targets`: its mask
+    fills and bbox / keypoint formats (`autoaug.space.targets`)."""
+    return export_pipelines(spec, dataset, image_size, (kind,), targets)[kind]
 
 
 def export_pipelines(
-    spec: PolicySpec, dataset: str, image_size: int | None = None, kinds: tuple[str, ...] = PIPELINES[1:]
+    spec: PolicySpec, dataset: str, image_size: int | None = None, kinds: tuple[str, ...] = PIPELINES[1:],
+    targets: TargetParams | None = None,
 ) -> dict[str, A.Compose]:
     """`export_pipeline` of each of `kinds` (train and eval), the dataset's statistics computed once."""
     for kind in kinds:
@@ -174,9 +178,9 @@ def export_pipelines(
     if spec.pipeline_file is not None:
         raise PipelineError(f"{spec.spec} is already an albumentations pipeline; expected a policy")
     mean, std, size = dataset_stats(dataset, image_size)
-    return {kind: eval_pipeline(mean=mean, std=std) if kind == "eval" else train_pipeline(
+    return {kind: eval_pipeline(mean=mean, std=std, targets=targets) if kind == "eval" else train_pipeline(
         spec.augmenter, mean=mean, std=std, image_size=size, standard=spec.standard, flip=spec.flip,
-        cutout=spec.cutout,
+        cutout=spec.cutout, targets=targets,
     ) for kind in kinds}
 
 
