@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import albumentations as A
@@ -10,11 +11,12 @@ import cv2
 import numpy as np
 import torch
 
-from autoaug.errors import DataError
+from autoaug.errors import TargetError
 from autoaug.space.albu import normalization, seed_pipeline
 from autoaug.space.augment import Augmenter
 from autoaug.space.export import AlbumentationsFile, to_albumentations
 from autoaug.space.policy import Policy
+from autoaug.space.targets import TargetParams
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
@@ -82,7 +84,7 @@ def default_targets(height: int, width: int) -> Targets:
     """A tilted filled ellipse around the image centre, its tight box and four keypoints on its
     outline, unevenly spaced: a flip, a rotation or a shear each moves them in a way one can see."""
     if min(height, width) < MIN_TARGET_SIDE:
-        raise DataError(f"--targets: expected images of at least {MIN_TARGET_SIDE}x{MIN_TARGET_SIDE} pixels to "
+        raise TargetError(f"--targets: expected images of at least {MIN_TARGET_SIDE}x{MIN_TARGET_SIDE} pixels to "
                         f"draw a target on, got {width}x{height}")
     cx, cy, ax, ay, tilt = width / 2, height / 2, 0.32 * width, 0.2 * height, np.deg2rad(25)
     mask = np.zeros((height, width), np.uint8)
@@ -95,13 +97,23 @@ def default_targets(height: int, width: int) -> Targets:
     return Targets(mask, box, keypoints)
 
 
+SHOW_TARGETS = TargetParams(bbox_format="pascal_voc", keypoint_format="xy")  # `Targets`' formats
+
+
+@contextmanager
+def _no_idle_processor_warning():
+    """albumentations warns of a bbox / keypoint processor with no transform that moves them: a
+    sub-policy of colour ops alone, which rightly leaves them where they are."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Got processor for", UserWarning)
+        yield
+
+
 def target_pipeline(transforms: list[A.BasicTransform]) -> A.Compose:
     """`transforms` in a Compose that carries a mask, pascal_voc boxes and xy keypoints along
     with the image, as a user's detection or pose dataset would."""
-    with warnings.catch_warnings():  # a sub-policy of colour ops alone has nothing to move boxes: fine
-        warnings.filterwarnings("ignore", "Got processor for", UserWarning)
-        return A.Compose(transforms, p=1.0, bbox_params=A.BboxParams(format="pascal_voc"),
-                         keypoint_params=A.KeypointParams(format="xy"))
+    with _no_idle_processor_warning():
+        return A.Compose(transforms, p=1.0, **SHOW_TARGETS.compose_args())
 
 
 def draw_targets(image: np.ndarray, targets: Targets, scale: int = 3) -> np.ndarray:
@@ -138,14 +150,17 @@ def augment_targets(pipeline: A.Compose, image: np.ndarray, targets: Targets) ->
 
 def _row_transforms(policy: Augmenter | AlbumentationsFile, images: np.ndarray):
     """(label, transforms) per row of `render_targets`: a Policy's sub-policies alone, else five
-    draws of the whole pipeline."""
+    draws of the whole pipeline; each exported as `autoaug export-albumentations` would."""
+    def export(augmenter) -> list[A.BasicTransform]:
+        if isinstance(augmenter, AlbumentationsFile):
+            return augmenter.to_albumentations_transforms(SHOW_TARGETS)
+        with _no_idle_processor_warning():
+            return list(to_albumentations(augmenter, image_pool=images, targets=SHOW_TARGETS).transforms)
+
     if isinstance(policy, Policy):
-        return [(sub_policy_label(i, sub, policy.range_reading),
-                 list(to_albumentations(Policy((sub,), range_reading=policy.range_reading), image_pool=images).transforms))
+        return [(sub_policy_label(i, sub, policy.range_reading), export(Policy((sub,), range_reading=policy.range_reading)))
                 for i, sub in enumerate(policy.sub_policies)]
-    transforms = list(to_albumentations(policy, image_pool=images).transforms) if not isinstance(
-        policy, AlbumentationsFile) else policy.to_albumentations_transforms()
-    return [(f"draw {i}", transforms) for i in range(5)]
+    return [(f"draw {i}", export(policy)) for i in range(5)]
 
 
 def render_targets(policy: Augmenter | AlbumentationsFile, images: np.ndarray, seed: int = 0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from autoaug.errors import DataError
+from autoaug.errors import TargetError
 from autoaug.space.export import to_albumentations
 from autoaug.space.policy import Policy
 from autoaug.space.render import (BOX_COLOUR, KEYPOINT_COLOUR, MASK_COLOUR, Targets, augment_targets,
@@ -29,7 +29,7 @@ def test_the_default_target_is_an_ellipse_with_its_tight_box_and_keypoints_on_it
     for x, y in t.keypoints:  # on the outline: inside and outside within a pixel and a half
         near = t.mask[max(int(y) - 1, 0): int(y) + 2, max(int(x) - 1, 0): int(x) + 2]
         assert near.min() == 0 and near.max() == 1
-    with pytest.raises(DataError, match="at least 8x8 pixels"):
+    with pytest.raises(TargetError, match="at least 8x8 pixels"):
         default_targets(6, 32)
 
 
