@@ -312,7 +312,9 @@ def compose(
     `seed_pipeline`; `targets` gives it the bbox_params / keypoint_params its boxes and keypoints
     are read with (masks need none).
     """
-    pipeline = A.Compose(transforms, p=1.0, **(targets or DEFAULT_TARGETS).compose_args())
+    # strict: albumentations' own one-line error for keypoints= or bboxes= without their params, or
+    # an unknown key, where a lax Compose fails deep inside (issue #25)
+    pipeline = A.Compose(transforms, p=1.0, strict=True, **(targets or DEFAULT_TARGETS).compose_args())
     if seed is not None:
         seed_pipeline(pipeline, seed)
     if image_pool is not None:

@@ -10,8 +10,9 @@ transforms (`autoaug.space.albu`); a file holding them loads after `import autoa
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import albumentations as A
 import numpy as np
@@ -51,16 +52,24 @@ def loading_note(policy: Augmenter | A.BaseCompose) -> str | None:
     return note
 
 
-def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
-    """Write `pipeline` as `A.save` does (JSON), through `files.atomic_write`: never half a file,
-    and a device or pipe as the target is written into, not replaced."""
-    def write(handle: IO[bytes]) -> None:
-        text = io.TextIOWrapper(handle, encoding="utf-8")
-        A.save(pipeline, text, data_format="json")
-        text.flush()
-        text.detach()  # the handle stays atomic_write's to close
+def pipeline_document(pipeline: A.BaseCompose) -> dict[str, Any]:
+    """What `A.save` writes for `pipeline`, and the top Compose's `strict` (albumentations 2.0.8
+    leaves it out, but `A.load` passes it back to `Compose`): a strict pipeline says
+    "keypoints_params must be specified" where a lax one fails on keypoints= with an
+    AttributeError (issue #25)."""
+    buffer = io.StringIO()
+    A.save(pipeline, buffer, data_format="json")
+    doc = json.loads(buffer.getvalue())
+    if isinstance(pipeline, A.Compose) and pipeline.strict:
+        doc["transform"]["strict"] = True
+    return doc
 
-    return atomic_write(path, write, "albumentations pipeline")
+
+def save_pipeline(pipeline: A.BaseCompose, path: str | Path) -> Path:
+    """Write `pipeline` as `A.save` does (JSON, `pipeline_document`), through `files.atomic_write`:
+    never half a file, and a device or pipe as the target is written into, not replaced."""
+    text = json.dumps(pipeline_document(pipeline), indent=2).encode("utf-8")
+    return atomic_write(path, lambda handle: handle.write(text), "albumentations pipeline")
 
 
 def save_albumentations(policy: Augmenter, path: str | Path, targets: TargetParams | None = None) -> Path:

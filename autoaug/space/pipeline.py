@@ -116,13 +116,14 @@ def train_pipeline(
     if side:
         transforms.append(ClippedCutout(size=side, fill=0.0, fill_mask=targets.cutout_mask_fill))
     transforms.append(ToTensorV2())
-    return A.Compose(transforms, p=1.0, **targets.compose_args())
+    return A.Compose(transforms, p=1.0, strict=True, **targets.compose_args())  # strict: see albu.compose
 
 
 def eval_pipeline(*, mean: Sequence[float], std: Sequence[float], targets: TargetParams | None = None) -> A.Compose:
     """Normalise + ToTensorV2: HWC uint8 image -> the float32 (C, H, W) tensor `autoaug train`
     evaluates on (`targets`: the bbox / keypoint formats it reads, which it leaves alone)."""
-    return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0, **(targets or DEFAULT_TARGETS).compose_args())
+    return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0, strict=True,
+                     **(targets or DEFAULT_TARGETS).compose_args())
 
 
 def gives_tensors(pipeline: A.BaseCompose) -> bool:

@@ -11,7 +11,9 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from autoaug.space.export import albumentations_path, loading_note, save_albumentations, seed_pipeline, to_albumentations
+from autoaug.space.export import (
+    albumentations_path, loading_note, pipeline_document, save_albumentations, seed_pipeline, to_albumentations,
+)
 from autoaug.space.policy import Operation, Policy, published_policy
 from autoaug.space.specs import load_policy
 from autoaug.space.published import PUBLISHED
@@ -119,9 +121,10 @@ def test_policies_folder_holds_the_published_policies_in_sync(name):
     native = ROOT / "policies" / f"{name}.json"
     assert load_policy(native) == published_policy(name)
     # the albumentations file is exactly what the exporter writes today
-    expected = to_albumentations(published_policy(name)).to_dict()
+    expected = pipeline_document(to_albumentations(published_policy(name)))
     on_disk = json.loads(albumentations_path(native).read_text())
-    assert on_disk["transform"] == json.loads(json.dumps(expected["transform"]))
+    assert on_disk["transform"] == expected["transform"]
+    assert on_disk["transform"]["strict"] is True  # A.load gives albumentations' clear errors (issue #25)
 
 
 def test_a_seeded_pipeline_draws_its_ops_independently():
