@@ -93,4 +93,15 @@ def test_readme_target_examples_run_as_written(targets_workdir, name, printed):
 def test_readme_shows_the_committed_targets_picture():
     picture = re.search(r"!\[[^]]*\]\((experiments/results/show_targets\.png)\)", README)
     assert picture and (ROOT / picture.group(1)).is_file()
-    assert "autoaug show autoaugment-cifar10 --targets --out experiments/results/show_targets.png" in README
+    command = ("autoaug show policies/autoaugment-cifar10.train.albumentations.json --targets "
+               "--out experiments/results/show_targets.png")
+    assert command in README
+
+
+def test_readme_batched_targets_example_runs_as_written(capsys, one_thread):
+    exec(compile(example("targets torch"), "README.md example", "exec"), {})
+    printed = capsys.readouterr().out
+    found = re.fullmatch(r"\(4, 3, 32, 32\) \(4, 32, 32\) (\[.*\])\n", printed)
+    assert found, printed
+    boxes = json.loads(found.group(1))
+    assert len(boxes) <= 1 and all(0 <= v <= 32 for box in boxes for v in box)
