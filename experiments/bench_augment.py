@@ -13,7 +13,8 @@ the ratios against the albumentations export measured in the same run:
 Then the cost of carrying targets (issue #25), in the same run: the albumentations export with
 the image alone, with a mask, and with a mask, a box and 4 keypoints (`autoaug show --targets`'s
 default target, bbox_params / keypoint_params as a detection dataset passes them); the batched
-torch path with and without the same targets.
+torch path with and without the same targets. Each is timed right after the image alone on the
+same images, round after round (`--rounds`), and the ratio is the median of those pairs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from hostinfo import describe, load_average
 from autoaug.training.data import load
 from autoaug.space.export import to_albumentations
 from autoaug.space.policy import published_policy
-from autoaug.space.render import default_targets, target_pipeline
+from autoaug.space.render import default_targets
+from autoaug.space.targets import TargetParams
 
 
 def _best_rate(fn, n_images: int, repeats: int) -> float:
@@ -45,18 +47,23 @@ def _best_rate(fn, n_images: int, repeats: int) -> float:
     return n_images / best
 
 
-def _best_rates(calls: dict, n_images: int, repeats: int) -> list[tuple[str, float]]:
-    """`_best_rate` of each call, their repeats interleaved: a neighbour's job that slows the
-    shared machine for a while slows every call alike, so the ratios between them hold."""
-    best = dict.fromkeys(calls, float("inf"))
+def _paired_rates(calls: dict, chunks: list, rounds: int) -> list[tuple[str, float, float]]:
+    """(name, images/s, time / the first call's time) for each of `calls`, each taking one chunk.
+
+    Every round times each call on the same chunk, one after another, so a neighbour's job on
+    the shared machine slows a round's calls alike: the ratio is the median over rounds of the
+    paired time ratios, the rate the fastest round (as `_best_rate`)."""
     for fn in calls.values():
-        fn()  # warm-up
-    for _ in range(repeats):
+        fn(chunks[0])  # warm-up
+    seconds = {name: [] for name in calls}
+    for r in range(rounds):
+        chunk = chunks[r % len(chunks)]
         for name, fn in calls.items():
             t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return [(name, n_images / seconds) for name, seconds in best.items()]
+            fn(chunk)
+            seconds[name].append((time.perf_counter() - t0) / len(chunk))
+    first = np.array(seconds[next(iter(calls))])
+    return [(name, 1 / min(times), float(np.median(np.array(times) / first))) for name, times in seconds.items()]
 
 
 def main() -> None:
@@ -65,6 +72,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10_000)
     ap.add_argument("--batch", type=int, default=1000, help="batch size of the torch execution")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=25, help="paired rounds of the targets table (200 images "
+                    "per albumentations call, one batch per torch call)")
     ap.add_argument("--out", default="experiments/results/bench_augment.md")
     args = ap.parse_args()
 
@@ -110,8 +119,8 @@ def main() -> None:
     except Exception as err:  # torchvision absent, or not importable beside this torch build
         print(f"torchvision skipped: {type(err).__name__}: {str(err).splitlines()[0][:100]}")
 
-    carried = {"albumentations export, per image": albumentations_targets(policy, x_np[:n_albu], args.repeats),
-               f"autoaug batched torch, CPU, batch {args.batch}": torch_targets(policy, x, args.batch, args.repeats)}
+    carried = {"albumentations export, per image": albumentations_targets(policy, x_np[:n_albu], args.rounds),
+               f"autoaug batched torch, CPU, batch {args.batch}": torch_targets(policy, x, args.batch, args.rounds)}
     albu_rate = dict(rows)["albumentations export, per image"]
     lines = [
         "# Augmentation throughput (AutoAugment CIFAR-10 policy, 32x32 images)",
@@ -125,12 +134,14 @@ def main() -> None:
         "|---|---|---|",
     ]
     lines += [f"| {name} | {rate:,.0f} | {rate / albu_rate:.2f} |" for name, rate in rows]
-    lines += ["", "Carrying targets (issue #25): one mask, one box and 4 keypoints per image, "
-              "the same images and policy, measured in the same run.", "",
+    lines += ["", "Carrying targets (issue #25), in the same run: one mask, one box and 4 keypoints per image "
+              f"(`autoaug show --targets`'s ellipse), the same images and policy. {args.rounds} rounds, each timing "
+              "the three on the same images one after another (200 images per albumentations round, a batch per "
+              "torch round); images/s from the fastest round, the ratio the median over rounds of the paired "
+              "ratios, so a neighbour's load slows both sides of it alike.", "",
               "| execution | carries | images/s | time per image / image only |", "|---|---|---|---|"]
     for execution, measured in carried.items():
-        alone = measured[0][1]
-        lines += [f"| {execution} | {what} | {rate:,.0f} | {alone / rate:.2f} |" for what, rate in measured]
+        lines += [f"| {execution} | {what} | {rate:,.0f} | {ratio:.2f} |" for what, rate, ratio in measured]
     text = "\n".join(lines) + "\n"
     print(text)
     out = Path(args.out)
@@ -143,42 +154,38 @@ def main() -> None:
         out.write_text(text)
 
 
-def albumentations_targets(policy, images: np.ndarray, repeats: int) -> list[tuple[str, float]]:
-    """Images/s of the policy's albumentations export, one image per call: the image alone and
-    with a mask (as a classification / segmentation dataset calls it, no bbox_params), then with
-    a mask, a box and keypoints (bbox_params pascal_voc, keypoint_params xy, as `show --targets`)."""
+def albumentations_targets(policy, images: np.ndarray, rounds: int) -> list[tuple[str, float, float]]:
+    """The policy's albumentations export, one image per call: the image alone and with a mask
+    (as a classification / segmentation dataset calls it, no bbox_params), then with a mask, a
+    box and keypoints (exported with bbox_params pascal_voc and keypoint_params xy)."""
     plain = to_albumentations(policy, seed=0)
-    detection = target_pipeline(list(to_albumentations(policy, seed=0).transforms))
+    detection = to_albumentations(policy, seed=0, targets=TargetParams(bbox_format="pascal_voc", keypoint_format="xy"))
     t = default_targets(*images.shape[1:3])
     calls = {
-        "image": lambda img: plain(image=img),
-        "image + mask": lambda img: plain(image=img, mask=t.mask),
+        "image": lambda chunk: [plain(image=img) for img in chunk],
+        "image + mask": lambda chunk: [plain(image=img, mask=t.mask) for img in chunk],
         f"image + mask + {len(t.boxes)} box + {len(t.keypoints)} keypoints":
-            lambda img: detection(image=img, mask=t.mask, bboxes=t.boxes, keypoints=t.keypoints),
+            lambda chunk: [detection(image=img, mask=t.mask, bboxes=t.boxes, keypoints=t.keypoints) for img in chunk],
     }
-    return _best_rates({what: (lambda call=call: [call(img) for img in images]) for what, call in calls.items()},
-                       len(images), repeats)
+    return _paired_rates(calls, [images[i : i + 200] for i in range(0, len(images), 200)], rounds)
 
 
-def torch_targets(policy, x: torch.Tensor, batch: int, repeats: int) -> list[tuple[str, float]]:
-    """Images/s of the batched torch path on the CPU carrying nothing, a mask, and a mask + box +
-    keypoints (`policy(images, g, masks=..., boxes=..., keypoints=...)`), batch by batch."""
+def torch_targets(policy, x: torch.Tensor, batch: int, rounds: int) -> list[tuple[str, float, float]]:
+    """The batched torch path on the CPU carrying nothing, a mask, and a mask + box + keypoints
+    (`policy(images, g, masks=..., boxes=..., keypoints=...)`), one batch per call."""
     n, _, h, w = x.shape
     t = default_targets(h, w)
-    masks = torch.from_numpy(t.mask).expand(n, h, w).contiguous()  # (N, H, W) uint8
-    boxes = torch.from_numpy(t.boxes).float().expand(n, *t.boxes.shape)  # (N, 1, 4) pascal_voc
-    keypoints = torch.from_numpy(t.keypoints).float().expand(n, *t.keypoints.shape)  # (N, 4, 2) xy
-
-    def run(**targets: torch.Tensor) -> None:
-        g = torch.Generator().manual_seed(0)
-        for i in range(0, n, batch):
-            policy(x[i : i + batch], g, **{k: v[i : i + batch] for k, v in targets.items()})
-
-    calls = {"image": lambda: run(), "image + mask": lambda: run(masks=masks),
-             f"image + mask + {len(t.boxes)} box + {len(t.keypoints)} keypoints":
-                 lambda: run(masks=masks, boxes=boxes, keypoints=keypoints)}
-    return _best_rates(calls, n, repeats)
-
+    masks = torch.from_numpy(t.mask).expand(batch, h, w).contiguous()  # (B, H, W) uint8
+    boxes = torch.from_numpy(t.boxes).float().expand(batch, *t.boxes.shape)  # (B, 1, 4) pascal_voc
+    keypoints = torch.from_numpy(t.keypoints).float().expand(batch, *t.keypoints.shape)  # (B, 4, 2) xy
+    g = torch.Generator().manual_seed(0)
+    calls = {
+        "image": lambda chunk: policy(chunk, g),
+        "image + mask": lambda chunk: policy(chunk, g, masks=masks),
+        f"image + mask + {len(t.boxes)} box + {len(t.keypoints)} keypoints":
+            lambda chunk: policy(chunk, g, masks=masks, boxes=boxes, keypoints=keypoints),
+    }
+    return _paired_rates(calls, [x[i : i + batch] for i in range(0, n - batch + 1, batch)], rounds)
 
 if __name__ == "__main__":
     main()
