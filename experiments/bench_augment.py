@@ -20,7 +20,6 @@ same images, round after round (`--rounds`), and the ratio is the median of thos
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -125,7 +124,7 @@ def main() -> None:
     lines = [
         "# Augmentation throughput (AutoAugment CIFAR-10 policy, 32x32 images)",
         "",
-        f"Machine: {describe()}, {os.cpu_count()} logical CPUs; {args.threads} CPU thread(s) for every "
+        f"Machine: {describe()}; {args.threads} CPU thread(s) for every "
         f"contestant; load average before the run {load_before} (others' jobs on a shared machine slow "
         f"every row alike; compare ratios within this run). "
         f"Command: `python experiments/bench_augment.py --threads {args.threads}`.",
