@@ -1,4 +1,5 @@
-"""Pictures of what an augmenter does to real images (`autoaug show`, the search's TensorBoard)."""
+"""Pictures of what an augmenter does to real images (`autoaug show`, the search's TensorBoard),
+and to a mask, a box and keypoints that come with them (`autoaug show --targets`, issue #25)."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def default_targets(height: int, width: int) -> Targets:
     outline, unevenly spaced: a flip, a rotation or a shear each moves them in a way one can see."""
     if min(height, width) < MIN_TARGET_SIDE:
         raise TargetError(f"--targets: expected images of at least {MIN_TARGET_SIDE}x{MIN_TARGET_SIDE} pixels to "
-                        f"draw a target on, got {width}x{height}")
+                          f"draw a target on, got {width}x{height}")
     cx, cy, ax, ay, tilt = width / 2, height / 2, 0.32 * width, 0.2 * height, np.deg2rad(25)
     mask = np.zeros((height, width), np.uint8)
     cv2.ellipse(mask, (round(cx), round(cy)), (round(ax), round(ay)), float(np.rad2deg(tilt)), 0, 360, 1, -1)
@@ -123,9 +124,9 @@ def draw_targets(image: np.ndarray, targets: Targets, scale: int = 3) -> np.ndar
     mask = cv2.resize(targets.mask.astype(np.uint8), None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(big, contours, -1, MASK_COLOUR, 1)
-    for x0, y0, x1, y1 in np.asarray(targets.boxes, np.float64).reshape(-1, 4)[:, :4] * scale:
+    for x0, y0, x1, y1 in np.asarray(targets.boxes, np.float64).reshape(-1, 4) * scale:
         cv2.rectangle(big, (round(x0), round(y0)), (round(x1) - 1, round(y1) - 1), BOX_COLOUR, 1)
-    for x, y in np.asarray(targets.keypoints, np.float64).reshape(-1, 2)[:, :2] * scale:
+    for x, y in np.asarray(targets.keypoints, np.float64).reshape(-1, 2) * scale:
         cv2.circle(big, (round(x), round(y)), max(2, scale), KEYPOINT_COLOUR, -1)
     return big
 
