@@ -105,8 +105,9 @@ def target_params(args: argparse.Namespace) -> TargetParams | None:
              "mask_fill": args.mask_fill, "cutout_mask_fill": args.cutout_mask_fill,
              "min_area": args.bbox_min_area, "min_visibility": args.bbox_min_visibility}
     given = {key: value for key, value in given.items() if value is not None}
-    if args.bbox_labels is not None:
-        given["bbox_labels"] = tuple(name.strip() for name in args.bbox_labels.split(","))
+    for kind in ("bbox_labels", "keypoint_labels"):
+        if getattr(args, kind) is not None:
+            given[kind] = tuple(name.strip() for name in getattr(args, kind).split(","))
     return TargetParams(**given) if given else None
 
 
@@ -126,6 +127,8 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
                        help="drop a box with less than this fraction of it left inside the image (default 0)")
     group.add_argument("--keypoint-format", metavar="FORMAT",
                        help=f"keypoints passed as keypoints= are in this format: {', '.join(KEYPOINT_FORMATS)}")
+    group.add_argument("--keypoint-labels", metavar="NAME[,NAME]",
+                       help="names of the per-keypoint label lists passed beside keypoints= (which ones stayed)")
     group.add_argument("--mask-fill", type=int, metavar="VALUE",
                        help="mask value where a geometric op or the pad uncovers pixels (default 0)")
     group.add_argument("--cutout-mask-fill", type=int, metavar="VALUE",

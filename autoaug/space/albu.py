@@ -24,6 +24,7 @@ from albumentations.augmentations.dropout import functional as fdropout
 from albumentations.augmentations.geometric import functional as fgeometric
 from albumentations.core.bbox_utils import denormalize_bboxes, normalize_bboxes
 from albumentations.core.serialization import SERIALIZABLE_REGISTRY
+from albumentations.core.type_definitions import Targets
 from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import AutoaugError, PolicyError, shown
@@ -90,6 +91,10 @@ class Equalize(A.ImageOnlyTransform):
         return ()
 
 
+# The targets autoaug's DualTransforms move (albumentations' declaration, read by `check_targets`)
+_MOVES = (Targets.IMAGE, Targets.MASK, Targets.BBOXES, Targets.KEYPOINTS)
+
+
 class Translate(A.DualTransform):
     """Move the image by `x` of its width and `y` of its height, rounded to whole pixels, grey fill.
 
@@ -97,6 +102,8 @@ class Translate(A.DualTransform):
     by the same pixels (`fill_mask` where nothing moves in), boxes and keypoints by the same vector,
     boxes then clipped or dropped as `A.Affine` does.
     """
+
+    _targets = _MOVES
 
     def __init__(self, x: float = 0.0, y: float = 0.0, fill_mask: float = 0.0, p: float = 0.5):
         super().__init__(p=p)
@@ -198,6 +205,8 @@ class ClippedCutout(A.DualTransform):
     visible part and go when too little is left (the pipeline's min_area / min_visibility);
     keypoints under the square go.
     """
+
+    _targets = _MOVES
 
     def __init__(self, size: int = 16, fill: float = 0.0, fill_mask: float | None = None, p: float = 1.0):
         super().__init__(p=p)
@@ -347,6 +356,7 @@ def load_pipeline(doc: Any, where: str, size: tuple[int, int] | None = None) -> 
             raise PolicyError(f"{where}: {_first_line(text)}")
     if not isinstance(pipeline, A.BaseCompose):
         raise PolicyError(f"{where}: expected a Compose pipeline, got a {type(pipeline).__name__}")
+    check_targets(pipeline, where)
     for t in walk(pipeline):
         if isinstance(t.p, bool) or not isinstance(t.p, (int, float)) or not 0 <= t.p <= 1:  # NaN too
             raise PolicyError(f"{where}: {type(t).__name__} has p = {t.p!r}; expected a number in [0, 1]")
@@ -357,6 +367,26 @@ def load_pipeline(doc: Any, where: str, size: tuple[int, int] | None = None) -> 
         notes.append(f"{where}: no transform in this pipeline can ever fire (all p = 0, NoOp or "
                      "empty): it never changes an image")
     return pipeline, notes
+
+
+def check_targets(pipeline: A.BaseCompose, where: str) -> None:
+    """PolicyError for a file whose Compose takes boxes or keypoints (its bbox_params /
+    keypoint_params) but holds a transform that moves pixels and cannot move them (issue #25):
+    refused when read, not found out mid-training or, worse, passed through unmoved. Image-only
+    transforms change pixel values only and leave every target where it is, rightly."""
+    processors = getattr(pipeline, "processors", {}) or {}
+    wanted = [(Targets.BBOXES, "bboxes", "boxes", "bbox_params"),
+              (Targets.KEYPOINTS, "keypoints", "keypoints", "keypoint_params")]
+    for t in walk(pipeline):
+        if not isinstance(t, A.DualTransform):
+            continue
+        declared = getattr(t, "_targets", ())
+        declared = declared if isinstance(declared, tuple) else (declared,)
+        for target, key, words, params in wanted:
+            if key in processors and target not in declared:
+                raise PolicyError(f"{where}: {type(t).__name__} moves pixels but cannot move {words}, and the "
+                                  f"pipeline takes {words} (its {params}); expected only transforms that move "
+                                  f"{words} with the image")
 
 
 def _try_each(pipeline: Any, where: str) -> None:

@@ -437,21 +437,23 @@ def get_op(name: str) -> OpSpec:
         raise PolicyError(f"unknown op {name!r}; expected one of {', '.join(OP_NAMES)}") from None
 
 
+def op_transform(name: str, magnitude: float, prob: float, targets: TargetParams = DEFAULT_TARGETS) -> A.BasicTransform:
+    """One op's albumentations transform at a signed physical magnitude, firing with `prob`. The
+    mask fill of `targets` goes where the row's effect says: a geometric op's uncovered pixels,
+    Cutout's hole (None: its mask stays)."""
+    spec = TABLE[TABLE_NAMES.index(name)]
+    t = spec.albumentations(magnitude, prob)
+    fill = {GEOMETRIC: targets.mask_fill, OCCLUDES: targets.cutout_mask_fill}
+    if spec.targets in fill and hasattr(t, "fill_mask"):  # not the NoOp of Cutout at 0
+        value = fill[spec.targets]
+        t.fill_mask = None if value is None else float(value)  # albumentations' own type
+    return t
+
+
 def op_to_albumentations(name: str, magnitude: float, prob: float,
                          targets: TargetParams = DEFAULT_TARGETS) -> A.BasicTransform:
-    """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed.
-    The mask fill of `targets` goes where the row's effect says: a geometric op's uncovered
-    pixels, Cutout's hole (None: its mask stays)."""
-    spec = TABLE[TABLE_NAMES.index(name)]
-    fill = {GEOMETRIC: targets.mask_fill, OCCLUDES: targets.cutout_mask_fill}
-
-    def make(m: float, p: float) -> A.BasicTransform:
-        t = spec.albumentations(m, p)
-        if spec.targets in fill and hasattr(t, "fill_mask"):  # not the NoOp of Cutout at 0
-            value = fill[spec.targets]
-            t.fill_mask = None if value is None else float(value)  # albumentations' own type
-        return t
-
-    if spec.signed and magnitude != 0:
-        return A.OneOf([make(magnitude, 1.0), make(-magnitude, 1.0)], p=prob)
-    return make(magnitude, prob)
+    """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed."""
+    if TABLE[TABLE_NAMES.index(name)].signed and magnitude != 0:
+        both = [op_transform(name, magnitude, 1.0, targets), op_transform(name, -magnitude, 1.0, targets)]
+        return A.OneOf(both, p=prob)
+    return op_transform(name, magnitude, prob, targets)

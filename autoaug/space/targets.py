@@ -88,6 +88,9 @@ class TargetParams:
     """The export's `label_fields`: names of the per-box label lists passed with bboxes=."""
     keypoint_format: str | None = None
     """An albumentations keypoint format (`KEYPOINT_FORMATS`); None: the export takes no keypoints."""
+    keypoint_labels: tuple[str, ...] = ()
+    """The export's keypoint `label_fields` (which keypoints stayed: the torch path says it with
+    `Augmented.keypoint_index`)."""
     min_area: float = 0.0
     """A box whose clipped area falls under this many pixels is dropped (albumentations' min_area)."""
     min_visibility: float = 0.0
@@ -101,12 +104,17 @@ class TargetParams:
         if self.keypoint_format is not None and self.keypoint_format not in KEYPOINT_FORMATS:
             raise TargetError(f"keypoint format: expected one of {', '.join(KEYPOINT_FORMATS)}, "
                               f"got {shown(self.keypoint_format)}")
-        labels = tuple(self.bbox_labels)
-        if any(not isinstance(name, str) or not name.isidentifier() for name in labels) or len(set(labels)) < len(labels):
-            raise TargetError(f"bbox labels: expected distinct names (letters, digits, _), got {shown(list(labels))}")
-        if labels and self.bbox_format is None:
-            raise TargetError("bbox labels name the label lists of boxes: expected a bbox format with them")
-        object.__setattr__(self, "bbox_labels", labels)
+        for kind, fmt in (("bbox", self.bbox_format), ("keypoint", self.keypoint_format)):
+            labels = tuple(getattr(self, f"{kind}_labels"))
+            if any(not isinstance(name, str) or not name.isidentifier() for name in labels) or \
+                    len(set(labels)) < len(labels):
+                raise TargetError(f"{kind} labels: expected distinct names (letters, digits, _), got {shown(list(labels))}")
+            if labels and fmt is None:
+                raise TargetError(f"{kind} labels name the label lists of {kind}s: expected a {kind} format with them")
+            object.__setattr__(self, f"{kind}_labels", labels)
+        if set(self.bbox_labels) & set(self.keypoint_labels):
+            raise TargetError(f"bbox and keypoint labels share {sorted(set(self.bbox_labels) & set(self.keypoint_labels))}: "
+                              "expected a name for each list")
         for name, value, top in (("min_area", self.min_area, math.inf), ("min_visibility", self.min_visibility, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= top:
                 raise TargetError(f"{name}: expected a number in [0, {top}], got {shown(value)}")
@@ -122,7 +130,8 @@ class TargetParams:
         """The `A.Compose(keypoint_params=...)` of the export (keypoints leaving the image are removed)."""
         if self.keypoint_format is None:
             return None
-        return A.KeypointParams(format=self.keypoint_format, remove_invisible=True)
+        return A.KeypointParams(format=self.keypoint_format, label_fields=list(self.keypoint_labels),
+                                remove_invisible=True)
 
     def compose_args(self) -> dict[str, Any]:
         """bbox_params / keypoint_params for `A.Compose`, only those that are set."""
