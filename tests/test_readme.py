@@ -105,3 +105,14 @@ def test_readme_batched_targets_example_runs_as_written(capsys, one_thread):
     assert found, printed
     boxes = json.loads(found.group(1))
     assert len(boxes) <= 1 and all(0 <= v <= 32 for box in boxes for v in box)
+
+
+def test_every_flag_the_section_names_is_a_flag_of_the_commands_it_names():
+    section = README[README.index("### Segmentation and detection"):]
+    parser = build_parser()
+    subcommands = next(a for a in parser._actions if a.dest == "command").choices
+    known = {flag for name in ("export-albumentations", "export", "show")
+             for action in subcommands[name]._actions for flag in action.option_strings}
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", section))
+    assert {"--bbox-format", "--mask-fill", "--cutout-mask-fill", "--keypoint-format", "--targets"} <= named
+    assert named <= known, sorted(named - known)
