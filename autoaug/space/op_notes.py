@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoaug.space.ops import TABLE, OpSpec
+from autoaug.space.targets import EFFECTS
 
 
 @dataclass(frozen=True)
@@ -169,17 +170,19 @@ def _range(op: OpSpec) -> str:
 
 
 def op_table() -> str:
-    """The op table of policies/README.md: one row per op of `TABLE`, its range, unit and sign from
-    the row, how it differs and by how much from `NOTES`."""
+    """The op table of policies/README.md: one row per op of `TABLE`, its range, unit, sign and
+    effect on targets (`autoaug.space.targets`) from the row, how it differs and by how much from `NOTES`."""
     lines = [
-        "| op | bin 0 .. bin 9 | unit | sign | how it differs from the paper, the reference code, torchvision | measured | source |",
-        "|---|---|---|---|---|---|---|",
+        "| op | bin 0 .. bin 9 | unit | sign | masks, boxes, keypoints | how it differs from the paper, the reference code, "
+        "torchvision | measured | source |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for op in TABLE:
         note = NOTES[op.name]
         unit = op.unit + (", whole numbers" if op.integer else "")
         sign = "random" if op.signed else "-"
-        lines.append(f"| {op.name} | {_range(op)} | {unit} | {sign} | {note.deviation} | {note.measured} | {note.source} |")
+        lines.append(f"| {op.name} | {_range(op)} | {unit} | {sign} | {EFFECTS[op.targets]} | {note.deviation} | "
+                     f"{note.measured} | {note.source} |")
     return "\n".join(lines)
 
 

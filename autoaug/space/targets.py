@@ -171,7 +171,7 @@ def _flatten(items: Any, b: int, width: int, what: str, device: torch.device) ->
 
     `items`: a sequence of B (N_i, width) arrays / tensors / lists, or one (B, N, width) tensor
     whose all-NaN rows are padding."""
-    if isinstance(items, (torch.Tensor, np.ndarray)) and np.ndim(items) == 3:
+    if isinstance(items, (torch.Tensor, np.ndarray)) and items.ndim == 3:
         items = torch.as_tensor(items)
         if items.shape[0] != b or items.shape[2] != width:
             raise TargetError(f"{what}: expected a (B={b}, N, {width}) tensor or a list of {b} (N, {width}) "
@@ -209,10 +209,13 @@ def warp_masks(masks: torch.Tensor, matrix: torch.Tensor, fill: int) -> torch.Te
     coordinates, each output pixel copying the source pixel nearest its inverse-mapped position
     (half-way rounds up, as OpenCV's INTER_NEAREST does); `fill` where that falls outside."""
     n, k, h, w = masks.shape
-    lin, t = matrix[:, :, :2].double(), matrix[:, :, 2].double()
+    # double precision where the device has it (MPS has not): a half-way source position then
+    # rounds as OpenCV's does, up to its own 1/1024 px quantisation
+    dtype = torch.float32 if masks.device.type == "mps" else torch.float64
+    lin, t = matrix[:, :, :2].to(dtype), matrix[:, :, 2].to(dtype)
     inv = torch.linalg.inv(lin)  # (n, 2, 2)
-    ys, xs = torch.meshgrid(torch.arange(h, device=masks.device, dtype=torch.float64),
-                            torch.arange(w, device=masks.device, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, device=masks.device, dtype=dtype),
+                            torch.arange(w, device=masks.device, dtype=dtype), indexing="ij")
     dst = torch.stack((xs, ys), dim=-1).reshape(1, h * w, 2) - t[:, None, :]  # (n, HW, 2)
     src = torch.einsum("nij,npj->npi", inv, dst)  # (n, HW, 2) source x, y
     sx, sy = torch.floor(src[..., 0] + 0.5).long(), torch.floor(src[..., 1] + 0.5).long()
@@ -259,13 +262,15 @@ class Augmented:
     keypoint_index: torch.Tensor | None  # (P, 2) long
 
     def boxes_of(self, i: int) -> torch.Tensor:
-        """The boxes of image i, (N_i, 4), in their input order."""
-        assert self.boxes is not None and self.box_index is not None, "no boxes were given"
+        """The boxes of image i that stayed, (N_i, 4), in their input order."""
+        if self.boxes is None or self.box_index is None:
+            raise TargetError("boxes_of: no boxes were given with the images")
         return self.boxes[self.box_index[:, 0] == i]
 
     def keypoints_of(self, i: int) -> torch.Tensor:
         """The keypoints of image i still inside it, (N_i, 2), in their input order."""
-        assert self.keypoints is not None and self.keypoint_index is not None, "no keypoints were given"
+        if self.keypoints is None or self.keypoint_index is None:
+            raise TargetError("keypoints_of: no keypoints were given with the images")
         return self.keypoints[self.keypoint_index[:, 0] == i]
 
 
@@ -309,7 +314,7 @@ class TargetBatch:
             raise TargetError(f"masks: expected an integer or bool tensor of shape (B={b}, H={self.h}, W={self.w}) "
                               f"or (B, K, H, W), got {got}")
         self.mask_shape = masks.shape
-        return masks.reshape(b, -1, self.h, self.w).to(dev)
+        return masks.reshape(b, -1, self.h, self.w).to(dev).clone()  # moved in place: never the caller's
 
     def _check_boxes(self, rows: torch.Tensor, fmt: str) -> None:
         """albumentations' check of boxes as they come: inside the image, non-empty."""

@@ -67,6 +67,25 @@ def test_export_top_defaults_to_the_runs_export_top(tmp_path: Path) -> None:
     assert cli.main(["export", str(tmp_path), "--out", str(out), "--top", "3"]) == 0
     assert len(load_policy(out).provenance["trials"]) == 3
 
+def test_export_writes_pipelines_that_move_boxes_and_keypoints(tmp_path: Path, capsys) -> None:
+    """`autoaug export --bbox-format / --keypoint-format` (issue #25): every albumentations file it
+    writes carries them, and plain A.load of each takes bboxes= and keypoints= with the image."""
+    _store_with(tmp_path, [0.5, 0.7])
+    out = tmp_path / "best.json"
+    assert cli.main(["export", str(tmp_path), "--out", str(out), "--top", "2", "--bbox-format", "yolo",
+                     "--bbox-labels", "labels", "--keypoint-format", "xy", "--mask-fill", "9"]) == 0
+    capsys.readouterr()
+    image, mask = np.full((32, 32, 3), 128, np.uint8), np.ones((32, 32), np.uint8)
+    for name in ("best.albumentations.json", "best.train.albumentations.json", "best.eval.albumentations.json"):
+        pipeline = A.load(str(tmp_path / name), data_format="json")
+        from autoaug.space.albu import set_image_pool
+
+        set_image_pool(pipeline, image[None])
+        got = pipeline(image=image, mask=mask, bboxes=[(0.5, 0.5, 0.25, 0.25)], labels=[4], keypoints=[(16.0, 16.0)])
+        assert len(got["bboxes"]) == len(got["labels"]) <= 1 and len(got["keypoints"]) <= 1, name
+        assert pipeline.processors["bboxes"].params.format == "yolo", name
+
+
 def test_export_errors(tmp_path: Path) -> None:
     with pytest.raises(AutoaugError, match="not a search run directory"):
         export_policy(tmp_path)

@@ -165,6 +165,24 @@ def test_geometric_op_moves_targets_with_the_image_on_both_paths_every_bin_and_s
                 assert list(theirs["labels"]) == [7] * len(boxes)
 
 
+@pytest.mark.parametrize("name", GEOMETRIC_OPS)
+def test_several_masks_per_image_move_as_one_mask_does(name, backgrounds):
+    red, _, mask = _scene(backgrounds)
+    m = -TABLE[TABLE_NAMES.index(name)].magnitude(8)
+    params = TargetParams(mask_fill=7)
+    one = _run_torch(name, m, red, mask, params, kps=[]).masks  # (2, H, W)
+    drawn = (torch.full((2, 1), TABLE_NAMES.index(name)), torch.full((2, 1), m), torch.ones(2, 1, dtype=torch.bool))
+    stacked = torch.from_numpy(np.stack([np.stack([mask, 3 * mask])] * 2))  # (2, 2, H, W)
+    two = augment(_nchw(red), drawn, torch.Generator(), stacked, target_params=params).masks
+    assert torch.equal(two[:, 0], one) and (one == 7).any()  # 7: the fill where nothing moved in
+    assert torch.equal(two[:, 1], torch.where(one == 7, 7, 3 * one))
+    pipeline = A.Compose([op_transform(name, m, 1.0, params)], strict=True)
+    single = pipeline(image=red[0], mask=mask)["mask"]
+    several = pipeline(image=red[0], masks=[mask, 3 * mask])["masks"]
+    assert np.array_equal(several[0], single) and (single == 7).any()
+    assert (np.asarray(several[0]) != one[0].numpy()).mean() <= 0.01
+
+
 def test_a_box_moved_out_of_the_image_is_dropped_on_both_paths(backgrounds):
     box, kps = (2.0, 20.0, 12.0, 30.0), [(5.0, 25.0), (40.0, 25.0)]
     red, _, mask = _scene(backgrounds, box, kps)
@@ -300,9 +318,11 @@ def test_targets_change_neither_the_images_nor_the_draws(augmenter, cifar_batch)
     images = cifar_batch[:16]
     g_plain, g_targets = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     plain = augmenter(images, g_plain)
-    out = augmenter(images, g_targets, masks=torch.ones(16, 32, 32, dtype=torch.long),
-                    boxes=[[(4.0, 4.0, 28.0, 28.0)]] * 16, keypoints=[[(16.0, 16.0)]] * 16)
+    masks = torch.ones(16, 32, 32, dtype=torch.long)
+    boxes = torch.tensor([[[4.0, 4.0, 28.0, 28.0]]] * 16)
+    out = augmenter(images, g_targets, masks=masks, boxes=boxes, keypoints=[[(16.0, 16.0)]] * 16)
     assert isinstance(plain, torch.Tensor) and torch.equal(out.images, plain)
+    assert (masks == 1).all() and (boxes == torch.tensor([4.0, 4.0, 28.0, 28.0])).all()  # the caller's stay
     assert torch.equal(torch.rand(4, generator=g_plain), torch.rand(4, generator=g_targets))
     assert out.masks.dtype == torch.long and out.masks.shape == (16, 32, 32)
 
@@ -464,6 +484,28 @@ def test_an_albumentations_file_refuses_the_batched_call_with_targets(tmp_path, 
     augmenter = AlbumentationsFile(json.loads(path.read_text()), str(path))
     with pytest.raises(TargetError, match="call its .pipeline with image=, mask="):
         augmenter(cifar_batch[:2], torch.Generator(), masks=torch.zeros(2, 32, 32, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("augmenter", [RandAugment(n=2, m=25), TrivialAugment()], ids=["randaugment", "trivialaugment"])
+def test_randaugment_and_trivialaugment_exports_move_targets(augmenter, backgrounds):
+    from autoaug.space.export import to_albumentations
+
+    params = TargetParams(bbox_format="pascal_voc", keypoint_format="xy", cutout_mask_fill=255)
+    pipeline = to_albumentations(augmenter, targets=params)
+    red, _, mask = _scene(backgrounds)
+    moved = 0
+    for seed in range(16):
+        seed_pipeline(pipeline, seed)
+        r = pipeline(image=red[0], mask=mask, bboxes=[BOX], keypoints=KEYPOINTS)
+        moved += not np.array_equal(np.isin(r["mask"], (0, 255)), np.isin(mask, (0, 255)))
+        rect = _rect((r["mask"] >= 1) & (r["mask"] <= 5))
+        boxes = np.array(r["bboxes"]).reshape(-1, 4)
+        if rect is None:  # moved out or hidden whole
+            continue
+        assert len(boxes) == 1, f"seed {seed}: the box went while the object shows"
+        # after up to two geometric ops the box holds the object, each side at most 1 px inside it
+        assert (np.array([1, 1, -1, -1]) * (boxes[0] - rect)).max() <= 1.0, f"seed {seed}"
+    assert moved >= 3  # some draws moved the object
 
 
 def test_every_row_states_its_effect_on_targets_and_geometric_rows_their_matrix():
