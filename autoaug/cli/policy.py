@@ -15,7 +15,7 @@ from autoaug.files import atomic_write, shown_path
 from autoaug.space.albu import DEFAULT_SIZE, check_runs, set_image_pool
 from autoaug.space.export import AlbumentationsFile, loading_note, to_albumentations
 from autoaug.space.pipeline import PIPELINES, save_pipeline
-from autoaug.space.render import render_grid
+from autoaug.space.render import render_grid, render_targets
 from autoaug.space.specs import NAMES, resolve, resolve_policy
 from autoaug.space.targets import BBOX_FORMATS, KEYPOINT_FORMATS, TargetParams
 from autoaug.training.data import load
@@ -55,9 +55,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if isinstance(policy, AlbumentationsFile):
         set_image_pool(policy.pipeline, images)  # SamplePairing's partners, if it holds one
         check_runs(policy.pipeline, args.policy, images.shape[1:3])
-    grid = render_grid(policy, images[: args.samples], seed=args.seed)
+    draw = render_targets if args.targets else render_grid
+    grid = draw(policy, images[: args.samples], seed=args.seed)
     out = Path(args.out)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    # zlib's strongest level: a third of the default's bytes, in milliseconds for a grid this size
+    ok, png = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise AutoaugError(f"{shown_path(out)}: could not encode the grid as PNG")
     atomic_write(out, lambda handle: handle.write(png.tobytes()), "image")
@@ -161,6 +163,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--samples", type=int, default=8, help="images per row (default 8)")
     add_dataset_arguments(p, from_policy=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--targets", action="store_true",
+                   help="give each image a mask (an ellipse), its box and keypoints, run them through the "
+                   "albumentations export with the image and draw them over the augmented image")
     p.set_defaults(func=cmd_show)
 
     p = subparsers.add_parser("export-albumentations", help="write a policy as albumentations JSON (A.load reads it)")
