@@ -134,9 +134,11 @@ def searched_with(runs: Path, algo: str, seed: int) -> str:
 
 
 def searched_policies(runs: Path, algo: str, seed: int) -> list:
-    """The search phase's evaluated policies (store rows), in the order they were proposed."""
+    """The search phase's evaluated policies (store rows), in the order they were proposed, at the
+    cheapest rung: with [fidelity] every policy is trained there and only some above it, so the
+    rung-0 rewards are the ones a round's policies all have (one rung: every policy trial)."""
     with TrialStore(search_dir(runs, algo, seed) / STORE_FILENAME, read_only=True) as store:
-        return store.rows(phase="search", role="policy", status="done")
+        return store.rows(phase="search", role="policy", status="done", rung=0)
 
 
 def curves(trials: list) -> dict[str, list[float]]:
