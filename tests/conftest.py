@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -22,14 +24,26 @@ def cifar_batch(cifar_images) -> torch.Tensor:
     return torch.from_numpy(cifar_images).permute(0, 3, 1, 2).contiguous()  # (64, 3, 32, 32)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to n inside the block. A module fixture that trains children
+    runs before the function-scoped `one_thread`, so it sets this itself: a 2-thread child sums
+    in another order than a worker's 1-thread child, and rewards a test reproduces to the bit
+    (or to a few val images on a tiny child) must come from the same thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def one_thread():
     """Run a test single-threaded: its tensors are tiny, and on a busy machine intra-op thread
     hand-offs cost more than the arithmetic (10x on the controller's 32 x 100 steps)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

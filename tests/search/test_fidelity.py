@@ -29,6 +29,7 @@ from autoaug.search.search import batch_seed, plan, run_search
 from autoaug.search.store import STORE_FILENAME, Trial, TrialStore
 from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.policy import Policy
+from tests.conftest import torch_threads
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["child.epochs=2", "child.batch_size=32", "train_subset=160", "val_subset=200", "export.reevaluate_top=0"]
@@ -70,7 +71,7 @@ LEARNED: list[list[float]] = []  # what PPO learned from in the `two_rungs` sear
 def two_rungs(tmp_path_factory) -> Path:
     """An uninterrupted search of 2 rounds of 4 policies in 2 rungs, promote 1/2, paired."""
     run = tmp_path_factory.mktemp("fidelity") / "clean"
-    with pytest.MonkeyPatch.context() as patch:
+    with pytest.MonkeyPatch.context() as patch, torch_threads(1):  # as the tests that retrain its children
         LEARNED[:] = []
         learned = _spy_on_ppo(patch)
         run_search(_config(run, *BUDGET, *RUNGS), progress=False)

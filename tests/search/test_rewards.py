@@ -25,6 +25,7 @@ from autoaug.search.rewards import REFERENCE_KEY
 from autoaug.search.search import Sampler, batch_seed, run_search
 from autoaug.search.rundir import CHECKPOINT_FILENAME
 from autoaug.search.store import STORE_FILENAME, TrialStore
+from tests.conftest import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,15 +47,8 @@ def _search_rows(run: Path) -> list[tuple]:
 def paired_run(tmp_path_factory) -> Path:
     """A finished paired search: 2 rounds of 3 policies + a reference each, no re-evaluation."""
     run = tmp_path_factory.mktemp("paired") / "run"
-    # One thread, like the tests that compare against it (a module fixture runs before the
-    # function-scoped `one_thread`): a 2-thread child sums in another order, and its rewards
-    # differ from a 1-thread run's in the last bits, which a resumed run must reproduce exactly.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):  # as the tests that compare against it (tests/conftest.py)
         run_search(_config(run, "budget=6", "export.reevaluate_top=0"), progress=False)
-    finally:
-        torch.set_num_threads(threads)
     return run
 
 
