@@ -457,6 +457,13 @@ def test_padded_box_tensors_are_read_like_lists(cifar_batch):
     b = policy(cifar_batch[:2], torch.Generator().manual_seed(1),
                boxes=[[(4.0, 4.0, 20.0, 20.0)], [(2.0, 3.0, 9.0, 9.0), (10.0, 10.0, 30.0, 30.0)]])
     assert torch.equal(a.boxes, b.boxes) and a.box_index.tolist() == [[0, 0], [1, 0], [1, 1]]
+    # padding anywhere in an image's rows; a row half NaN is no padding but a mistake
+    padded[0] = padded[0].flip(0)
+    again = policy(cifar_batch[:2], torch.Generator().manual_seed(1), boxes=padded)
+    assert torch.equal(again.boxes, b.boxes) and again.box_index.tolist() == [[0, 0], [1, 0], [1, 1]]
+    padded[1, 1, 2] = float("nan")
+    with pytest.raises(TargetError, match=r"boxes: expected finite numbers in every row that is not padding"):
+        policy(cifar_batch[:2], torch.Generator().manual_seed(1), boxes=padded)
 
 
 def test_a_target_no_transform_can_move_is_refused_when_the_file_is_read():
