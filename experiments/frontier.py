@@ -229,44 +229,54 @@ def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: 
     return values, cost
 
 
-def paired_difference(truth: Sequence[float], a: Sequence[float], b: Sequence[float],
-                      draws: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of Spearman(a, truth) - Spearman(b, truth), the policies resampled
-    together, so that a proxy is compared with today's child on the same draws."""
-    truth, a, b = (np.asarray(v, dtype=float) for v in (truth, a, b))
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(draws):
-        i = rng.integers(0, len(truth), len(truth))
-        if min(np.ptp(truth[i]), np.ptp(a[i]), np.ptp(b[i])) == 0:
-            continue
-        diffs.append(ruler.spearman(a[i], truth[i]) - ruler.spearman(b[i], truth[i]))
-    lo, hi = np.quantile(diffs, [0.025, 0.975])
+def average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis, ties sharing their mean rank (as `regimes.spearman`)."""
+    below = (v[..., :, None] > v[..., None, :]).sum(-1)
+    tied = (v[..., :, None] == v[..., None, :]).sum(-1)
+    return below + (tied - 1) / 2
+
+
+def bootstrap_rhos(truth: Sequence[float], values: np.ndarray, draws: int = 4000, seed: int = 0) -> np.ndarray:
+    """(draws, P) Spearman's rho of each row of values (P, n) with truth (n,) on the same
+    bootstrap resamples of the n policies: the draws of `ruler.bootstrap_spearman` (same
+    generator, same seed), vectorised, so that its intervals come out the same and a proxy can
+    be compared with another on the same resamples."""
+    truth, values = np.asarray(truth, dtype=float), np.asarray(values, dtype=float)
+    index = np.random.default_rng(seed).integers(0, len(truth), (draws, len(truth)))  # (D, n)
+    rt = average_ranks(truth[index])  # (D, n)
+    rv = average_ranks(values[:, index])  # (P, D, n)
+    rt, rv = rt - rt.mean(-1, keepdims=True), rv - rv.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-tied draw: nan, dropped below
+        return ((rv * rt).sum(-1) / np.sqrt((rv**2).sum(-1) * (rt**2).sum(-1))).T  # (D, P)
+
+
+def interval_of(rhos: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.nanquantile(rhos, [0.025, 0.975])
     return float(lo), float(hi)
 
 
 def score(seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
-    """proxy -> cost, Spearman [interval] over all policies and over the search-space ones, for
-    every proxy whose children on `seeds` are all cached."""
+    """proxy -> cost, Spearman [95% interval] over all policies and over the search-space ones,
+    and the interval of its difference from today's child on the same resamples, for every
+    proxy whose children on `seeds` are all cached."""
     specs = ruler.policy_specs()
     truth = {n: statistics.mean(v) for n, v in ruler.load_ruler().items()}
     rows = load_cache(CACHE)
-    groups = {"all": list(specs), "space": ruler.searchable(list(specs))}
     out = {}
     for proxy in [*PROXIES, *DENSITY]:
         got = proxy_values(rows, specs, proxy, seeds)
-        if got is None:
-            continue
-        values, cost = got
-        out[proxy] = {"cost": cost, "values": values}
-        for group, names in groups.items():
-            out[proxy][group] = ruler.bootstrap_spearman([values[n] for n in names], [truth[n] for n in names])
-    if "today" in out:
-        for proxy, entry in out.items():
-            for group, names in groups.items():
-                entry[group + "_vs_today"] = paired_difference(
-                    [truth[n] for n in names], [entry["values"][n] for n in names],
-                    [out["today"]["values"][n] for n in names])
+        if got is not None:
+            out[proxy] = {"values": got[0], "cost": got[1]}
+    for group, names in {"all": list(specs), "space": ruler.searchable(list(specs))}.items():
+        if not out:
+            break
+        values = np.array([[out[p]["values"][n] for n in names] for p in out])  # (P, n)
+        rhos = bootstrap_rhos([truth[n] for n in names], values)  # (D, P)
+        for j, proxy in enumerate(out):
+            rho = ruler.spearman(values[j], [truth[n] for n in names])
+            out[proxy][group] = (rho, *interval_of(rhos[:, j]))
+            if "today" in out:
+                out[proxy][group + "_vs_today"] = interval_of(rhos[:, j] - rhos[:, list(out).index("today")])
     return out
 
 
@@ -324,22 +334,29 @@ def plot(scores: dict[str, dict[str, Any]], label: str, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
     ceiling = ruler_agreement()
+    shown = spread(scores)
     for ax, group, title in zip(axes, ("space", "all"), ("24 search-space policies", "all 30 policies")):
-        for proxy, e in scores.items():
+        for n, (proxy, e) in enumerate(sorted(scores.items(), key=lambda kv: kv[1]["cost"])):
             rho, lo, hi = e[group]
             colour = "C3" if proxy == "today" else "C2" if proxy.startswith("density") else \
                 "C1" if "@" in proxy else "C0"
-            ax.errorbar(e["cost"], rho, yerr=[[rho - lo], [hi - rho]], fmt="o", color=colour, capsize=3)
-            ax.annotate(proxy, (e["cost"], rho), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.errorbar(shown[proxy], rho, yerr=[[rho - lo], [hi - rho]], fmt="o", color=colour, capsize=3)
+            ax.annotate(proxy, (shown[proxy], rho), textcoords="offset points", xytext=(5, 4 if n % 2 else -11),
+                        fontsize=8, color=colour)
         if "today" in scores:
             ax.axvline(scores["today"]["cost"] / 4, color="grey", ls=":", lw=1)
             ax.axhline(scores["today"][group][0], color="C3", ls="--", lw=0.8)
         ax.axhline(ceiling[group], color="black", ls="-.", lw=0.8)
         ax.set_xscale("log")
-        ax.set_xlabel("CPU seconds per policy (log; reference child's share included)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([1, 2, 4, 8, 16, 32])
+        ax.set_xlabel("CPU seconds per policy (log; reference child's share included;\n"
+                      "points within 6% of each other's cost drawn apart)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Spearman with the final regime (ruler, 2 seeds)")
@@ -350,6 +367,15 @@ def plot(scores: dict[str, dict[str, Any]], label: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def spread(scores: dict[str, dict[str, Any]], gap: float = 1.06) -> dict[str, float]:
+    """proxy -> the x it is drawn at: its cost, nudged right until it is `gap` times the
+    previous point's, so that proxies of (nearly) the same cost do not hide each other."""
+    shown, last = {}, 0.0
+    for proxy, e in sorted(scores.items(), key=lambda kv: kv[1]["cost"]):
+        shown[proxy] = last = max(e["cost"], last * gap)
+    return shown
 
 
 def ruler_agreement() -> dict[str, float]:
