@@ -35,7 +35,7 @@ Every child and density score is cached in experiments/results/frontier/children
 line each, committed): a killed run resumes, and `--report` rewrites frontier.md and frontier.png
 from the cache alone.
 
-    nice -n 10 python experiments/frontier.py [--parallel 2] [--seeds 1|2] [--report]
+    nice -n 10 python experiments/frontier.py [--parallel 2] [--rounds 0 1] [--only PROXY ...] [--report]
 """
 
 from __future__ import annotations
@@ -115,6 +115,9 @@ PROXIES: dict[str, tuple[dict[str, Any], int | None, str]] = {
     "tiny-half-20ep": ({"model": "tiny-half", "epochs": 20}, None, "tiny at half width, 20 ep, 1,000 img"),
     "16px": ({"image_size": 16}, None, "16x16 images, 40 ep, 1,000 img"),
     "16px-20ep": ({"image_size": 16, "epochs": 20}, None, "16x16 images, 20 ep, 1,000 img"),
+    "250img": ({"train_subset": 250}, None, "40 ep, 250 img"),
+    "16px-500img": ({"image_size": 16, "train_subset": 500}, None, "16x16 images, 40 ep, 500 img"),
+    "tiny-half-16px": ({"model": "tiny-half", "image_size": 16}, None, "tiny at half width, 16x16 images, 40 ep, 1,000 img"),
     **{f"today@{e}": ({"readings": READINGS}, e, f"today's child read after epoch {e} of 40")
        for e in READINGS},
 }
@@ -427,27 +430,41 @@ def report(started: float | None = None) -> str:
     return "\n".join(lines)
 
 
+def train(proxies: Sequence[str], rounds: Sequence[int], parallel: int) -> None:
+    """Train (or score) `proxies` in the order given on each round's seed, round by round:
+    consecutive child proxies share one pool of workers, a density proxy runs in this process."""
+    specs = ruler.policy_specs()
+    for r in rounds:
+        seed = CHILD_SEEDS[r]
+        pending: dict[str, Child] = {}
+        for proxy in [*proxies, None]:
+            if proxy in PROXIES:
+                pending.update({(c := proxy_child(proxy, spec, seed)).key: c for spec in specs.values()})
+                continue
+            if pending:
+                run_jobs(list(pending.values()), CACHE, parallel, train=train_child)
+                pending = {}
+            if proxy in DENSITY:
+                density_scores(specs, [seed])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parallel", type=int, default=2, help="children at a time (one torch thread each)")
-    ap.add_argument("--seeds", type=int, default=2, choices=(1, 2), help="child seeds to train (rounds 0..)")
-    ap.add_argument("--only", nargs="*", help="train only these proxies (default: all)")
+    ap.add_argument("--rounds", type=int, nargs="+", default=[0, 1], choices=range(len(CHILD_SEEDS)),
+                    help="the controller rounds whose seeds to train, in this order (default 0 1)")
+    ap.add_argument("--only", nargs="+", metavar="PROXY",
+                    help="train only these proxies, in this order (default: all, in the table's order)")
     ap.add_argument("--report", action="store_true", help="only rewrite frontier.md and frontier.png from the cache")
     args = ap.parse_args()
     started = None
     if not args.report:
-        started = time.time()
-        specs = ruler.policy_specs()
         proxies = args.only or [*PROXIES, *DENSITY]
         unknown = sorted(set(proxies) - set(PROXIES) - set(DENSITY))
         if unknown:
             ap.error(f"unknown proxies {', '.join(unknown)}; expected any of {', '.join([*PROXIES, *DENSITY])}")
-        for seed in CHILD_SEEDS[: args.seeds]:  # every proxy on the first seed before any on the second
-            jobs = list({(c := proxy_child(p, spec, seed)).key: c
-                         for p in proxies if p in PROXIES for spec in specs.values()}.values())
-            run_jobs(jobs, CACHE, args.parallel, train=train_child)
-            if any(p in DENSITY for p in proxies):
-                density_scores(specs, [seed])
+        started = time.time()
+        train(proxies, args.rounds, args.parallel)
     text = report(started)
     (HERE / "results" / "frontier.md").write_text(text)
     print(text)
