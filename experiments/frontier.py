@@ -455,16 +455,35 @@ def report(started: float | None = None) -> str:
         if not scores:
             continue
         lines += [f"## {label[0].upper() + label[1:]}", "", *table(scores), "", *verdict(scores, label), ""]
+        if scores is one and (other := score(CHILD_SEEDS[1:2])):
+            lines += ["How much one seed moves it: on round 1's seed alone, Spearman over the 24 (over 30) is "
+                      + ", ".join(f"`{p}` {e['space'][0]:+.2f} ({e['all'][0]:+.2f})"
+                                  for p, e in sorted(other.items(), key=lambda kv: kv[1]["cost"])) + ".", ""]
     lines += [
         "![frontier](frontier.png)",
         "",
         "What it means for successive halving: a first rung is worth having only if it ranks policies no "
         "worse than today's child for a fraction of its cost; the verdicts above say which proxy, if any, "
         "does at <= 1/4 of the cost. `today@E` is exactly such a rung's reading (the same run continues for "
-        "the policies that survive it), so its cost counts only the epochs before the reading.",
+        "the policies that survive it), so its cost counts only the epochs before the reading."
+        + readings_note(two if "today@5" in two else one),
         "",
     ]
     return "\n".join(lines)
+
+
+def readings_note(scores: dict[str, dict[str, Any]]) -> str:
+    """One sentence on what the early readings rank, from the numbers."""
+    early = [p for p in PROXIES if "@" in p and p in scores]
+    if not early:
+        return ""
+    text = (" Read early, today's child ranks the 24 at " + ", ".join(
+        f"{scores[p]['space'][0]:+.2f} (`{p}`, `none` ranked {none_rank(scores[p]['values'])} of 30)" for p in early)
+        + (f", against {scores['today']['space'][0]:+.2f} after its 40 epochs" if "today" in scores else ""))
+    if all(none_rank(scores[p]["values"]) <= 5 for p in early):
+        text += (": early in training the weakest augmentation leads, so a rung that reads the child early "
+                 "would keep the policies that learn fastest, not those that pay off by the end")
+    return text + "."
 
 
 def train(proxies: Sequence[str], rounds: Sequence[int], parallel: int) -> None:
