@@ -75,6 +75,9 @@ BATCH = 16  # policies per controller batch: one reference child each
 BUDGET = 64  # policies of a default search, over which the density fold models are spread
 FOLDS = 5
 READINGS = (5, 10, 20)
+# Where the committed cache came from (update it when the cache is retrained).
+RUN_NOTE = ("trained 7 December 2026 in about 70 min wall, two children at a time under `nice`, while three "
+            "other jobs shared the two cores: load averages 1.3 to 5.2 during the run")
 
 
 @dataclass(frozen=True)
@@ -325,6 +328,11 @@ def verdict(scores: dict[str, dict[str, Any]], label: str) -> list[str]:
                      + (f"; the best over 24, `{best}`, is {cheap[best]['space'][0] - today['space'][0]:+.2f} "
                         f"from it (95% paired interval {cheap[best]['space_vs_today'][0]:+.2f} to "
                         f"{cheap[best]['space_vs_today'][1]:+.2f})." if best else "."))
+    close = [p for p, e in scores.items() if p != "today" and e["space_vs_today"][0] <= 0 <= e["space_vs_today"][1]]
+    lines.append("Not distinguishable from today's child over the 24 (paired 95% interval of the difference "
+                 "includes 0): " + (", ".join(f"`{p}` at {scores[p]['cost'] / today['cost']:.2f} of its cost "
+                                              f"({scores[p]['space'][0] - today['space'][0]:+.2f})" for p in
+                                              sorted(close, key=lambda p: scores[p]["cost"])) or "none") + ".")
     return lines
 
 
@@ -359,7 +367,7 @@ def plot(one: dict[str, dict[str, Any]], two: dict[str, dict[str, Any]], path: P
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(16, 7.5), sharey=True)
     ceiling = ruler_agreement()
     shown = spread(one)
     line = two if "today" in two else one
@@ -376,7 +384,7 @@ def plot(one: dict[str, dict[str, Any]], two: dict[str, dict[str, Any]], path: P
                 rho, lo, hi = two[proxy][group]
                 ax.errorbar(x * 1.025, rho, yerr=[[rho - lo], [hi - rho]], fmt="o", color=colour, capsize=3)
                 top = rho
-            ax.annotate(proxy, (x, top), textcoords="offset points", xytext=(6, 4 if n % 2 else -11),
+            ax.annotate(proxy, (x, top), textcoords="offset points", xytext=(6, (4, -11, 14)[n % 3]),
                         fontsize=8, color=colour)
         if "today" in line:
             ax.axvline(line["today"]["cost"] / 4, color="grey", ls=":", lw=1)
@@ -426,9 +434,10 @@ def report(started: float | None = None) -> str:
     lines = [
         "# The proxy frontier: rank agreement with the ruler against CPU seconds (issue #21, item 2)",
         "",
-        f"`python experiments/frontier.py` on {describe('cpu')}; load average at the end {load_average()}"
-        + (f"; {(time.time() - started) / 60:.0f} min wall for what was not cached" if started else "")
-        + f"; {len(rows)} cached rows in `experiments/results/frontier/children.jsonl`. CPU seconds are each "
+        f"`python experiments/frontier.py` on {describe('cpu')}"
+        + (f"; load average at the end {load_average()}, {(time.time() - started) / 60:.0f} min wall for what "
+           "was not cached" if started else "")
+        + f"; {len(rows)} cached rows in `experiments/results/frontier/children.jsonl` ({RUN_NOTE}). CPU seconds are each "
         "training process's own (one torch thread, data loading excluded), with other jobs sharing the two "
         "cores: compare them with each other.",
         "",
