@@ -50,9 +50,9 @@ from autoaug.search.density import Fold, density_reward, fold_data, fold_seed
 from autoaug.search.search import uniform_tokens
 from autoaug.space.policy import Policy
 from autoaug.space.pipeline import cutout_pixels
-from autoaug.space.specs import resolve
+from autoaug.space.specs import PolicySpec, resolve
 from autoaug.training.config import TrainConfig
-from autoaug.training.loop import cutout, pad_crop_flip, train_model
+from autoaug.training.loop import Augment, cutout, pad_crop_flip, train_model
 from autoaug.training.subsets import device_data
 
 NAMED = ["none", "standard", "cutout", "autoaugment-cifar10", "autoaugment-svhn", "trivialaugment",
@@ -98,22 +98,28 @@ def density_scores(specs: dict[str, str], log) -> tuple[dict[str, float], float]
     log("density: 5 fold models trained")
     scores, started = {}, time.process_time()
     for name, spec in specs.items():
-        resolved = resolve(spec)
-
-        def augment(x: torch.Tensor, g: torch.Generator, r=resolved) -> torch.Tensor:
-            if r.augmenter is not None:
-                x = r.augmenter(x, g)
-            # Training pads and cuts out after normalising, so its fill is the mean pixel, not
-            # black: centre on the mean here too (evaluate() normalises float pixels the same).
-            mean = data.mean.view(1, -1, 1, 1)
-            x = x.float() - mean
-            if r.standard:
-                x = pad_crop_flip(x, g)
-            side = cutout_pixels(r.cutout, x.shape[2:])
-            return (cutout(x, side, g) if side else x) + mean
-
-        scores[name] = density_reward(augment, folds, data, draws=1, seed=0)
+        scores[name] = density_reward(whole_recipe(resolve(spec), data.mean), folds, data, draws=1, seed=0)
     return scores, (time.process_time() - started) / len(specs)
+
+
+def whole_recipe(resolved: PolicySpec, mean: torch.Tensor) -> Augment:
+    """The spec's whole training augmentation as one batched function of uint8 images: the
+    policy, then pad-crop + flip and Cutout where the spec trains with them (density matching
+    scored on what the child would train on, not on the policy alone)."""
+
+    def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if resolved.augmenter is not None:
+            x = resolved.augmenter(x, g)
+        # Training pads and cuts out after normalising, so its fill is the mean pixel, not
+        # black: centre on the mean here too (evaluate() normalises float pixels the same).
+        centre = mean.view(1, -1, 1, 1)
+        x = x.float() - centre
+        if resolved.standard:
+            x = pad_crop_flip(x, g)
+        side = cutout_pixels(resolved.cutout, x.shape[2:])
+        return (cutout(x, side, g) if side else x) + centre
+
+    return augment
 
 
 def main() -> None:

@@ -104,9 +104,14 @@ def load_cache(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def run_jobs(
-    jobs: Sequence[Job], cache: Path, parallel: int = 2, log: Callable[[str], None] = print
+    jobs: Sequence[Any], cache: Path, parallel: int = 2, log: Callable[[str], None] = print,
+    train: Callable[[Any], dict[str, Any]] = train_job,
 ) -> dict[str, dict[str, Any]]:
-    """Train the jobs missing from `cache`; returns {job.key: row} for all of `jobs`."""
+    """Train the jobs missing from `cache`; returns {job.key: row} for all of `jobs`.
+
+    A job is a `Job` trained by `train_job`, or anything with the same `key`, `spec` and `seed`
+    (a key that is JSON with a "recipe") and a top-level `train` function for it (frontier.py's
+    children)."""
     cache.parent.mkdir(parents=True, exist_ok=True)
     done = load_cache(cache)
     todo = list({job.key: job for job in jobs if job.key not in done}.values())
@@ -116,7 +121,7 @@ def run_jobs(
         os.environ.update(env_threads)
         context = multiprocessing.get_context("spawn")  # no fork of a process that imported torch
         with cf.ProcessPoolExecutor(parallel, mp_context=context, initializer=_init_worker) as pool, cache.open("a") as out:
-            futures = {pool.submit(train_job, job): job for job in todo}
+            futures = {pool.submit(train, job): job for job in todo}
             for n, future in enumerate(cf.as_completed(futures), 1):
                 job = futures[future]
                 row = {"key": job.key, **future.result()}

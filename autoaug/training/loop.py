@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,8 +231,9 @@ def train_model(
     config: TrainConfig,
     seed: int,
     *,
-    on_epoch_end: Callable[[int, float], None] | None = None,
+    on_epoch_end: Callable[[int, float | None], None] | None = None,
     logger: Any | None = None,
+    val_epochs: Collection[int] | None = None,
 ) -> tuple[nn.Module, list[EpochStats]]:
     """Train a fresh `config.model` on data's train split; returns (model in eval mode, history).
 
@@ -240,7 +241,11 @@ def train_model(
     `seed` fixes the initial weights, the batch order and every augmentation draw (on the CPU the
     same seed gives the same weights); all but the policy draws do not depend on `augment`
     (`stream_generators`). Validation accuracy is measured after every epoch only if
-    `on_epoch_end(epoch, val_acc)` or `logger` (a TensorBoard `SummaryWriter`) is given.
+    `on_epoch_end(epoch, val_acc)` or `logger` (a TensorBoard `SummaryWriter`) is given, or
+    after the epochs in `val_epochs` alone (counted from 1: {5, 10} reads it after the 5th and
+    the 10th) if that is given: early readings of one run, the rungs of a successive halving,
+    without paying for a validation every epoch. A reading draws no random numbers and leaves
+    the weights and BatchNorm statistics as they were, so the run trains as it would without it.
     """
     if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
         raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
@@ -253,7 +258,11 @@ def train_model(
     else:
         epoch_batches = device_batches(augment, data, config, order_gen, augment_gen, standard_gen)
     optimizer, scheduler = make_optimizer(model.parameters(), config, len(data.train_x))
-    want_val = on_epoch_end is not None or logger is not None
+    if val_epochs is None:
+        val_epochs = range(1, config.epochs + 1) if on_epoch_end is not None or logger is not None else ()
+    elif not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= config.epochs for e in val_epochs):
+        raise ConfigError(f"val_epochs must be epoch counts in 1..{config.epochs}, got {sorted(val_epochs, key=str)}")
+    val_epochs = frozenset(val_epochs)
     history: list[EpochStats] = []
     for epoch in range(config.epochs):
         started = time.perf_counter()
@@ -275,7 +284,7 @@ def train_model(
             seen += len(labels)
             if logger is not None and epoch == 0 and step == 0:
                 _log_images(logger, x, data)
-        val_acc = val_accuracy(model, data, config) if want_val else None
+        val_acc = val_accuracy(model, data, config) if epoch + 1 in val_epochs else None
         stats = EpochStats(
             epoch=epoch,
             train_loss=float(loss_sum) / seen,

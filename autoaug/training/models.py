@@ -184,6 +184,14 @@ MODELS: Mapping[str, ModelSpec] = MappingProxyType(
                 lambda k: WideResNet(k, depth=28, widen_factor=10),
                 MappingProxyType(dict(_WRN_RECIPE, epochs=200)),
             ),
+            # Half of tiny's width at every layer (about a quarter of its arithmetic), the same
+            # recipe: a cheaper child for ranking policies (experiments/frontier.py, issue #21).
+            ModelSpec(
+                "tiny-half",
+                "tiny at half width: stride-2 stem 12, blocks 16/32/64",
+                lambda k: FastCNN(k, stem_width=12, widths=(16, 32, 64), stem_stride=2),
+                MappingProxyType({}),
+            ),
         )
     }
 )

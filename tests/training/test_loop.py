@@ -320,6 +320,30 @@ def test_no_hook_no_validation(data) -> None:
     assert history[0].val_acc is None and history[0].train_loss > 0
 
 
+def test_val_epochs_reads_only_those_epochs_and_leaves_training_alone(data) -> None:
+    # Early readings of one run (issue #21's proxy frontier): val accuracy after epochs 1 and 3
+    # of 3, none after epoch 2, and the same network as a run that reads nothing.
+    config = quick(epochs=3, batch_size=500)
+    read, read_history = train_model(None, data, config, 0, val_epochs={1, 3})
+    plain, plain_history = train_model(None, data, config, 0)
+    assert [h.val_acc is None for h in read_history] == [False, True, False]
+    assert all(h.val_acc is None for h in plain_history)
+    for a, b in zip(read.state_dict().values(), plain.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert read_history[-1].val_acc == evaluate(plain, data.val_x, data.val_y, mean=data.mean, std=data.std)
+    # With a hook, only the chosen epochs are validated; the hook still hears every epoch.
+    heard = []
+    train_model(None, data, quick(epochs=2, batch_size=500), 0, val_epochs=[2],
+                on_epoch_end=lambda epoch, acc: heard.append((epoch, acc is None)))
+    assert heard == [(0, True), (1, False)]
+
+
+@pytest.mark.parametrize("bad", [{0}, {4}, {True}, {1.5}])
+def test_val_epochs_outside_the_run_are_refused(data, bad) -> None:
+    with pytest.raises(ConfigError, match=r"val_epochs must be epoch counts in 1\.\.3"):
+        train_model(None, data, quick(epochs=3), 0, val_epochs=bad)
+
+
 def test_predict_proba_matches_evaluate(data) -> None:
     model, _ = train_model(None, data, quick(epochs=1), 0)
     proba = predict_proba(model, data.test_x, mean=data.mean, std=data.std, batch_size=128)

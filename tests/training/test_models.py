@@ -23,7 +23,7 @@ def test_logits_shape(name: str, size: int) -> None:
 
 
 def test_every_name_has_a_row_and_a_valid_recipe() -> None:
-    assert set(MODEL_NAMES) == {"tiny", "small", "wrn-40-2", "wrn-28-10"}
+    assert set(MODEL_NAMES) == {"tiny", "small", "wrn-40-2", "wrn-28-10", "tiny-half"}
     for name in MODEL_NAMES:
         config = TrainConfig.for_model(name)
         assert config.model == name
@@ -38,8 +38,17 @@ def test_wide_resnet_sizes_match_the_paper(name: str, millions: float) -> None:
 
 
 def test_presets_ordered_by_size() -> None:
-    sizes = {n: sum(p.numel() for p in build_model(n, 10).parameters()) for n in ("tiny", "small")}
-    assert sizes["tiny"] < sizes["small"]
+    sizes = {n: sum(p.numel() for p in build_model(n, 10).parameters()) for n in ("tiny-half", "tiny", "small")}
+    assert sizes["tiny-half"] < sizes["tiny"] < sizes["small"]
+
+
+def test_tiny_half_is_tiny_at_half_width() -> None:
+    # Every convolution of tiny-half has half of tiny's output channels (the head: half its inputs).
+    def widths(name: str) -> list[int]:
+        return [m.weight.shape[0] for m in build_model(name, 10).modules() if isinstance(m, torch.nn.Conv2d)]
+
+    assert widths("tiny-half") == [w // 2 for w in widths("tiny")]
+    assert build_model("tiny-half", 10).head.in_features == build_model("tiny", 10).head.in_features // 2
 
 
 def test_unknown_model_lists_valid_names() -> None:
