@@ -125,8 +125,9 @@ def pick_best(values: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def pick_halving(cheap: np.ndarray, today: np.ndarray, truth: np.ndarray, m: int) -> np.ndarray:
-    """The ruler score of the policy kept when the best m by `cheap` go on to today's child."""
-    up = order(cheap)[:, :m]
+    """The ruler score of the policy kept when the best m by `cheap` go on to today's child; ties
+    at today's child go to the lower slot, as in `pick_best` (so m = 16 is `today`)."""
+    up = np.sort(order(cheap)[:, :m], axis=-1)
     return take(truth, take(up, order(take(today, up))[:, :1]))[:, 0]
 
 
@@ -348,7 +349,7 @@ def conclusion(plan: list[Strategy], res: dict[str, np.ndarray]) -> list[str]:
         "",
         f"**Throughput at today's regret.** `today` keeps a policy {t_reg:.2f} points below its batch's best "
         f"(random: {reg[1]:.2f}). The cheapest halving schedule with a mean regret no higher than today's: "
-        f"{cheapest(no_worse)}. The cheapest whose regret the bootstrap cannot tell from today's: "
+        f"{cheapest(no_worse)}. The cheapest that the bootstrap over policies does not separate as worse than today's: "
         f"{cheapest(not_sep)}. The issue's target is 4x (a cost of 0.25 per batch); "
         + ("no schedule here reaches it with a regret no higher than today's."
            if not [j for j in no_worse if plan[j].cost <= t_cost / 4] else "reached by some schedule above.")
