@@ -477,6 +477,11 @@ def report(started: float | None = None) -> str:
         "the policies that survive it), so its cost counts only the epochs before the reading."
         + readings_note(two if "today@5" in two else one),
         "",
+        "Spearman over all policies is not what a search needs; whether the policy it keeps from a batch is "
+        "good, per CPU second, is: [halving.md](halving.md) (`experiments/halving.py`) replays controller "
+        "batches on these caches, a cheap rung promoting a few to today's child against today's child on an "
+        "equal-cost random subset.",
+        "",
     ]
     return "\n".join(lines)
 
