@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoaug.errors import AutoaugError, ConfigError
+from autoaug.errors import AutoaugError, ConfigError, shown
 from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs, is_reference
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
@@ -311,6 +311,7 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
 def _rungs_text(config: SearchConfig) -> str:
     """', each round in 3 rungs of successive halving: 16 at 10 epochs on 250 images, 4 at ...'."""
     steps = [f"{n} at {rung['epochs']} epoch{'s' if rung['epochs'] > 1 else ''} on {rung['train_subset'] or 'all'} images"
+             + (f" of {rung['image_size']}x{rung['image_size']}" if "image_size" in rung else "")
              for n, rung in zip(rung_sizes(config.batch_size, config), config.rung_settings)]
     seeds = "the round's seed" if config.reward.paired else "each policy's own seed"
     return (f", each round in {config.fidelity.rungs} rungs of successive halving on {seeds}: "
@@ -445,6 +446,15 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
     epoch has no full batch to train on, and every reward would be chance)."""
     model = build_model(config.child.model, splits.num_classes)
     check_image_size(model, config.child.model, *splits.image_shape, where=config.dataset)
+    sizes = config.fidelity.size_list
+    if sizes and tuple(splits.image_shape) != (sizes[-1], sizes[-1]):
+        height, width = splits.image_shape
+        fix = f"end it at {height}" if height == width else "set image_size to make them square and end it there"
+        raise ConfigError(f"fidelity.image_size = {shown(config.fidelity.image_size)} must end at the side of the "
+                          f"search's images, which are {height}x{width} ({config.dataset}): {fix}; the top rung is "
+                          "the search's own child")
+    if sizes:
+        check_image_size(model, config.child.model, sizes[0], sizes[0], where=f"fidelity.image_size rung 0 of {config.dataset}")
     train_images = len(splits.train_y)
     if config.child.batch_size > train_images:
         raise ConfigError(f"child.batch_size = {config.child.batch_size} is larger than the child's training "

@@ -94,7 +94,15 @@ def two_rungs(tmp_path_factory) -> Path:
     (["fidelity.promote=0"], r"fidelity.promote must be a fraction in \(0, 1\]"),
     (["fidelity.promote=1.5"], r"fidelity.promote must be a fraction in \(0, 1\]"),
     (["fidelity.rungs=3"], r"unknown key 'fidelity.rungs'.*valid keys: fidelity.epochs, fidelity.train_subset, "
-                           r"fidelity.promote"),
+                           r"fidelity.image_size, fidelity.promote"),
+    (["fidelity.image_size=32,16"], r"rung 1 \(image_size 16\) does not cost more than rung 0 \(image_size 32\)"),
+    (["fidelity.image_size=16,32", "fidelity.epochs=40,20"],
+     r"rung 1 \(epochs 20, image_size 32\) does not cost more than rung 0 \(epochs 40, image_size 16\)"),
+    (["fidelity.image_size=16,24", "image_size=32"], r"fidelity.image_size = '16,24' must end at image_size = 32"),
+    (["fidelity.image_size=16,x"], r"fidelity.image_size must be integers >= 1 separated by commas"),
+    (["fidelity.image_size=16,32", "fidelity.epochs=10,20,40"],
+     r"fidelity.epochs \(3 rungs\) and fidelity.image_size \(2 rungs\) must name the same number of rungs"),
+    (["fidelity.image_size=16,32", "reward.kind=density"], r"reward.kind 'density' trains none per trial"),
     (["fidelity.train_subset=16,1000"], r"starts below child.batch_size = 128"),
     (["fidelity.epochs=10,40", "reward.kind=density"], r"reward.kind 'density' trains none per trial"),
 ])
@@ -102,6 +110,24 @@ def test_bad_fidelity_config_is_one_line(overrides: list[str], message: str) -> 
     with pytest.raises(ConfigError, match=message) as err:
         load_config(None, overrides)
     assert "\n" not in str(err.value)
+
+
+def test_image_size_rungs_from_the_config_scale_the_cutout() -> None:
+    config = load_config(None, ["fidelity.image_size=16,32", "fidelity.train_subset=500,1000"])
+    assert config.fidelity.rungs == 2
+    # The 16px rung cuts out 8 px ('auto' at 16), before and after run_search turns 'auto' into pixels.
+    expected = ({"epochs": 40, "train_subset": 500, "image_size": 16, "cutout": 8},
+                {"epochs": 40, "train_subset": 1000, "image_size": 32, "cutout": 16})
+    assert config.rung_settings == expected == config.for_images((32, 32)).rung_settings
+    assert [r["cutout"] for r in load_config(None, ["fidelity.image_size=16,32", "child.cutout=0"]).rung_settings] == [0, 0]
+    assert [r["cutout"] for r in load_config(None, ["fidelity.image_size=14,28", "child.cutout=10"]).rung_settings] == [5, 10]
+
+
+def test_image_size_rungs_must_end_at_the_datasets_side(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fidelity.image_size = '16,24' must end at the side of the search's "
+                                          r"images, which are 32x32 \(cifar10-reduced\): end it at 32") as err:
+        run_search(_config(tmp_path / "run", "fidelity.image_size=16,24"), progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
 
 
 def test_rungs_from_the_config() -> None:
