@@ -9,6 +9,7 @@ scored on 200 val images); nothing is stubbed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -29,6 +30,8 @@ from autoaug.search.search import batch_seed, plan, run_search
 from autoaug.search.store import STORE_FILENAME, Trial, TrialStore
 from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.policy import Policy
+from autoaug.training.loop import train_child
+from autoaug.training.subsets import device_data
 from tests.conftest import torch_threads
 
 REPO = Path(__file__).resolve().parents[2]
@@ -243,6 +246,53 @@ def test_a_fused_group_of_a_rung_trains_at_that_rung(two_rungs: Path) -> None:
             trials = store.rows(round=0, phase="search", rung=rung)
             fused = evaluate_policy(task, {FUSED: [[t.payload, t.seed] for t in trials]}, 0, "cpu")
             assert fused == pytest.approx([t.reward for t in trials], abs=(6 + 0.01) / 200)
+
+
+# --- a rung at a smaller image side (fidelity.image_size) ---------------------------------------
+
+
+SMALL_RUNG = ["fidelity.image_size=16,32", "fidelity.promote=0.5"]
+
+
+@pytest.fixture(scope="module")
+def small_images(tmp_path_factory) -> Path:
+    """One round of 4 policies in 2 rungs: all at 16x16, the best half at the search's 32x32."""
+    run = tmp_path_factory.mktemp("fidelity") / "16px"
+    with torch_threads(1):
+        run_search(_config(run, "budget=4", "batch_size=4", *SMALL_RUNG), progress=False)
+    return run
+
+
+def test_a_16px_rung_promotes_on_the_same_seed(small_images: Path) -> None:
+    with TrialStore(small_images / STORE_FILENAME, read_only=True) as store:
+        rung0, rung1 = (store.rows(round=0, phase="search", rung=r) for r in (0, 1))
+    assert [t.slot for t in rung0] == [0, 1, 2, 3, 4] and rung0[-1].key == REFERENCE_KEY
+    best_two = sorted(sorted(rung0[:-1], key=lambda t: (-t.reward, t.slot))[:2], key=lambda t: t.slot)
+    assert [t.key for t in rung1] == [t.key for t in best_two] + [REFERENCE_KEY]
+    assert {t.seed for t in rung0 + rung1} == {batch_seed(0, 0)}
+    # Rung 0 at 16x16 with the Cutout of 16x16 ('auto': 8 px); the top rung's payload as a one-rung search's.
+    assert all(t.payload[RUNG_KEY] == {"image_size": 16, "cutout": 8} for t in rung0)
+    assert all(RUNG_KEY not in t.payload for t in rung1)
+
+
+def test_a_16px_rung_trains_frontiers_16px_child(small_images: Path) -> None:
+    """The stored reward of a 16x16 rung is the child experiments/frontier.py's `16px` proxy
+    trains: the data loaded at 16x16, the recipe's Cutout 'auto' (8 px) and pad (2 px) at that
+    side, the same seed."""
+    config = _config(small_images, "budget=4", "batch_size=4", *SMALL_RUNG).for_images((32, 32))
+    task = ChildTask.from_config(config)
+    with TrialStore(small_images / STORE_FILENAME, read_only=True) as store:
+        cheap = store.rows(round=0, phase="search", rung=0)  # 4 policies and the reference child
+    stored = [t.reward for t in cheap]
+    assert [evaluate_policy(task, t.payload, t.seed, "cpu") for t in cheap] == stored
+    data = device_data(config.dataset, "cpu", config.train_subset, config.val_subset, 16)
+    recipe = dataclasses.replace(config.child, device="cpu", cutout="auto")
+    policies = [None if t.payload["policy"] is None else Policy.from_json(t.payload["policy"]) for t in cheap]
+    assert [train_child(p, data, recipe, t.seed) for p, t in zip(policies, cheap)] == stored
+    # Near chance (2 epochs on 160 images) a child may tie another: the 5 rewards tell them apart.
+    assert [evaluate_policy(task, without_rung(t.payload), t.seed, "cpu") for t in cheap] != stored  # at 32x32
+    unscaled = [{**t.payload, RUNG_KEY: {"image_size": 16}} for t in cheap]  # the top's 16 px Cutout at 16x16
+    assert [evaluate_policy(task, p, t.seed, "cpu") for p, t in zip(unscaled, cheap)] != stored
 
 
 def test_export_ranks_the_highest_rung_first_and_reevaluates_the_search_child(two_rungs: Path) -> None:
