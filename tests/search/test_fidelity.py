@@ -295,6 +295,14 @@ def test_a_16px_rung_trains_frontiers_16px_child(small_images: Path) -> None:
     assert [evaluate_policy(task, p, t.seed, "cpu") for p, t in zip(unscaled, cheap)] != stored
 
 
+def test_a_fused_group_of_two_image_sizes_trains_one_by_one(small_images: Path) -> None:
+    """A group with a 16x16 and a 32x32 member has no one recipe to fuse: each trains as it was stored."""
+    task = ChildTask.from_config(_config(small_images, "budget=4", "batch_size=4", *SMALL_RUNG).for_images((32, 32)))
+    with TrialStore(small_images / STORE_FILENAME, read_only=True) as store:
+        group = [store.rows(round=0, phase="search", rung=r)[-1] for r in (0, 1)]  # the reference of each rung
+    assert evaluate_policy(task, {FUSED: [[t.payload, t.seed] for t in group]}, 0, "cpu") == [t.reward for t in group]
+
+
 def test_export_ranks_the_highest_rung_first_and_reevaluates_the_search_child(two_rungs: Path) -> None:
     with TrialStore(two_rungs / STORE_FILENAME, read_only=True) as store:
         ranked = distinct_best(store, 8, "paired")
