@@ -379,7 +379,10 @@ class SearchConfig:
     def rung_settings(self) -> tuple[dict[str, int | None], ...]:
         """{"epochs": E, "train_subset": N} of each rung, cheapest first (the last is the child's),
         with {"image_size": S, "cutout": C} when fidelity.image_size names the sides: a rung's
-        Cutout scales with its side as the pad does (`_rung_cutout`)."""
+        Cutout scales with its side as the pad does (`_rung_cutout`). A 16x16 rung of the default
+        CIFAR child is the child experiments/frontier.py measured as its `16px` proxy (`16px-500img`
+        with train_subset 500): tiny, 40 epochs, bf16 where native, pad 2 px, Cutout 8 px ('auto'
+        at 16), the data loaded at 16x16 by `device_data`, so the frontier's figures apply to it."""
         epochs = self.fidelity.epoch_list or (self.child.epochs,) * self.fidelity.rungs
         subsets = self.fidelity.subset_list or (self.train_subset,) * self.fidelity.rungs
         settings = tuple({"epochs": e, "train_subset": t} for e, t in zip(epochs, subsets))

@@ -16,7 +16,8 @@ Multi-fidelity rounds (issue #21, `[fidelity]`, `autoaug.search.fidelity`): a ro
 train at rung 0, the best fraction of them again at each rung above on the same seed (each rung
 of each policy one trial, each rung with its own reference child when rewards are paired), and PPO
 learns from `fidelity.ppo_rewards`: the reward at the highest rung each policy reached, chained
-onto the cheapest rung's scale. The budget counts policies sampled (rung-0 trials).
+onto the cheapest rung's scale. The budget counts policies sampled (rung-0 trials). A rung's
+epochs, images and image side go into its trials' payloads (`fidelity.rung_payload`).
 
 Resume: the checkpoint is written after each controller update, and the round after it is
 sampled from the checkpointed controller with the checkpointed generator, so a restarted search
