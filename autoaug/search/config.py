@@ -29,6 +29,7 @@ from autoaug.files import save_text
 from autoaug.search.ppo import PPOConfig
 from autoaug.search.workers import BACKENDS
 from autoaug.settings import check_int, flat_values, load_settings, to_toml, toml_value
+from autoaug.space.pipeline import CUTOUT_AUTO, cutout_side
 from autoaug.space.specs import resolve
 from autoaug.training.config import TrainConfig
 from autoaug.training.device import DEVICE_NAME
@@ -126,21 +127,27 @@ class FidelityConfig:
     """Child-train images per rung, cheapest first ("250,500,1000"); the last is train_subset (a
     smaller rung trains on the first N of those images, balanced the same way). "" = train_subset
     at every rung."""
+    image_size: str = ""
+    """Image side per rung, cheapest first ("16,32"): a rung below the top trains on the images
+    resized to N x N, its pad and Cutout scaled with them; the last is the search's own side
+    (image_size, else the dataset's square images). "" = the search's images at every rung."""
     promote: float = 0.25
     """Fraction of a rung's policies trained again at the next rung: the best max(1, floor(n x
     promote)) of its n by their reward at that rung (1/4: 16 -> 4 -> 1 over three rungs)."""
 
     def __post_init__(self) -> None:
-        epochs, subsets = self.epoch_list, self.subset_list
-        if epochs and subsets and len(epochs) != len(subsets):
-            raise ConfigError(f"fidelity.epochs ({len(epochs)} rungs) and fidelity.train_subset ({len(subsets)} "
-                              "rungs) must name the same number of rungs, or one of them none (\"\")")
-        pairs = [(e, t) for e, t in zip(epochs or [0] * len(subsets), subsets or [0] * len(epochs))]
-        for rung, (before, after) in enumerate(zip(pairs, pairs[1:]), start=1):
-            if not (after[0] >= before[0] and after[1] >= before[1] and after != before):
+        lists = {name: values for name, values in self.named_lists.items() if values}
+        if len({len(values) for values in lists.values()}) > 1:
+            counts = " and ".join(f"fidelity.{name} ({len(values)} rungs)" for name, values in lists.items())
+            raise ConfigError(f"{counts} must name the same number of rungs, or some of them none (\"\")")
+        # A rung costs more than the one below when none of its epochs, images or image side is
+        # fewer and one is more (a list left empty is the same at every rung).
+        rungs = list(zip(*lists.values()))
+        for rung, (before, after) in enumerate(zip(rungs, rungs[1:]), start=1):
+            if not (all(a >= b for a, b in zip(after, before)) and after != before):
                 raise ConfigError(f"fidelity: rung {rung} ({_rung_text(self, rung)}) does not cost more than rung "
                                   f"{rung - 1} ({_rung_text(self, rung - 1)}); rungs go cheapest first, each with "
-                                  "more epochs or images and none fewer")
+                                  "more epochs, images or pixels and none fewer")
         if isinstance(self.promote, bool) or not isinstance(self.promote, (int, float)) or not 0 < self.promote <= 1:
             raise ConfigError(f"fidelity.promote must be a fraction in (0, 1] of a rung's policies to train at the "
                               f"next rung, got {shown(self.promote)}")
@@ -154,9 +161,18 @@ class FidelityConfig:
         return _int_list("fidelity.train_subset", self.train_subset, "250,500,1000")
 
     @property
+    def size_list(self) -> tuple[int, ...]:
+        return _int_list("fidelity.image_size", self.image_size, "16,32")
+
+    @property
+    def named_lists(self) -> dict[str, tuple[int, ...]]:
+        """Each per-rung list by its key, in the order the config names them."""
+        return {"epochs": self.epoch_list, "train_subset": self.subset_list, "image_size": self.size_list}
+
+    @property
     def rungs(self) -> int:
         """How many rungs: 1 unless a list names more."""
-        return max(len(self.epoch_list), len(self.subset_list), 1)
+        return max(*(len(values) for values in self.named_lists.values()), 1)
 
 
 def _int_list(name: str, text: Any, example: str) -> tuple[int, ...]:
@@ -173,12 +189,16 @@ def _int_list(name: str, text: Any, example: str) -> tuple[int, ...]:
 
 
 def _rung_text(fidelity: FidelityConfig, rung: int) -> str:
-    parts = []
-    if fidelity.epoch_list:
-        parts.append(f"epochs {fidelity.epoch_list[rung]}")
-    if fidelity.subset_list:
-        parts.append(f"train_subset {fidelity.subset_list[rung]}")
-    return ", ".join(parts)
+    return ", ".join(f"{name} {values[rung]}" for name, values in fidelity.named_lists.items() if values)
+
+
+def _rung_cutout(cutout: int | str, side: int, top: int) -> int:
+    """The Cutout side in pixels of a rung on side x side images when the search's child cuts
+    `cutout` (pixels, or 'auto') on top x top: 'auto' is half the rung's side; pixels scale with the
+    side (`run_search` has turned 'auto' into pixels, 16 at 32: 8 at 16, as 'auto' there)."""
+    if cutout == CUTOUT_AUTO:
+        return cutout_side(side)
+    return max(1, int(cutout * side / top + 0.5)) if cutout else 0
 
 
 def _cpu_quick_child() -> TrainConfig:
@@ -266,7 +286,8 @@ class SearchConfig:
     # before may lack them, and their defaults mean what those runs did (issue #20: child.flip, true
     # as before it existed; export.free, the verdict's extra free alternatives, none by default).
     added_later: ClassVar[frozenset[str]] = frozenset({
-        "child.flip", "export.free", "image_size", "fidelity.epochs", "fidelity.train_subset", "fidelity.promote"})
+        "child.flip", "export.free", "image_size", "fidelity.epochs", "fidelity.train_subset", "fidelity.promote",
+        "fidelity.image_size"})
     # Keys a run directory's config.toml written by an older autoaug still uses: issue #24 made the
     # export count one key of [export], so a run started before resumes as it was.
     renamed_keys: ClassVar[dict[str, str]] = {"export_top": "export.top"}
@@ -326,9 +347,15 @@ class SearchConfig:
         if fidelity.subset_list and fidelity.subset_list[0] < self.child.batch_size:
             raise ConfigError(f"fidelity.train_subset = {shown(fidelity.train_subset)} starts below child.batch_size = "
                               f"{self.child.batch_size}: a rung's child must have a full batch to train on")
+        sizes = fidelity.size_list
+        if sizes and self.image_size is not None and sizes[-1] != self.image_size:
+            raise ConfigError(f"fidelity.image_size = {shown(fidelity.image_size)} must end at image_size = "
+                              f"{self.image_size}: the top rung is the search's own child, which the "
+                              "re-evaluation trains again")
         if fidelity.rungs > 1 and self.reward.kind != "child":
             raise ConfigError(f"[fidelity] trains children in rungs; reward.kind {shown(self.reward.kind)} trains "
-                              "none per trial: leave fidelity.epochs and fidelity.train_subset empty")
+                              "none per trial: leave fidelity.epochs, fidelity.train_subset and "
+                              "fidelity.image_size empty")
 
     def for_images(self, image_size: tuple[int, int]) -> SearchConfig:
         """This search on (H, W) images: the child's Cutout 'auto' in pixels (16 on CIFAR), what
@@ -350,10 +377,19 @@ class SearchConfig:
 
     @property
     def rung_settings(self) -> tuple[dict[str, int | None], ...]:
-        """{"epochs": E, "train_subset": N} of each rung, cheapest first (the last is the child's)."""
+        """{"epochs": E, "train_subset": N} of each rung, cheapest first (the last is the child's),
+        with {"image_size": S, "cutout": C} when fidelity.image_size names the sides: a rung's
+        Cutout scales with its side as the pad does (`_rung_cutout`). A 16x16 rung of the default
+        CIFAR child is the child experiments/frontier.py measured as its `16px` proxy (`16px-500img`
+        with train_subset 500): tiny, 40 epochs, bf16 where native, pad 2 px, Cutout 8 px ('auto'
+        at 16), the data loaded at 16x16 by `device_data`, so the frontier's figures apply to it."""
         epochs = self.fidelity.epoch_list or (self.child.epochs,) * self.fidelity.rungs
         subsets = self.fidelity.subset_list or (self.train_subset,) * self.fidelity.rungs
-        return tuple({"epochs": e, "train_subset": t} for e, t in zip(epochs, subsets))
+        settings = tuple({"epochs": e, "train_subset": t} for e, t in zip(epochs, subsets))
+        sizes = self.fidelity.size_list
+        for rung, side in zip(settings, sizes):
+            rung.update(image_size=side, cutout=_rung_cutout(self.child.cutout, side, sizes[-1]))
+        return settings
 
     @property
     def rounds(self) -> int:

@@ -34,8 +34,8 @@ from autoaug.search.store import Trial
 
 RUNG_KEY = "rung"
 """Payload key of the child settings a rung below the top trains with ({"epochs": E,
-"train_subset": N}, only those that differ from the search's child); the top rung's payload has
-none, so its trials look like a one-rung search's."""
+"train_subset": N, "image_size": S, "cutout": C}, only those that differ from the search's
+child); the top rung's payload has none, so its trials look like a one-rung search's."""
 
 
 def rung_payload(config: SearchConfig, rung: int, payload: dict[str, Any]) -> dict[str, Any]:

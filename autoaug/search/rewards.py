@@ -28,7 +28,7 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
     """A trial: train one child with the payload's policy (None: the reference child, no
     policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
     `trials.FUSED`): their children trained as one network, a reward each. A payload's
-    `fidelity.RUNG_KEY` trains it at a cheaper rung (fewer epochs, fewer images). Top level so
+    `fidelity.RUNG_KEY` trains it at a cheaper rung (fewer epochs, fewer or smaller images). Top level so
     worker processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     config = dataclasses.replace(task.child, device=device)
     if FUSED in payload:
@@ -48,19 +48,19 @@ alternative's pad-crop / flip / Cutout, `autoaug.search.alternatives`)."""
 
 
 def _recipe(config: Any, payload: dict[str, Any]) -> Any:
-    """The child recipe a payload trains with: the search's, a free alternative's, or a rung's epochs."""
+    """The child recipe a payload trains with: the search's, a free alternative's, or a rung's
+    epochs and Cutout (the pad follows the rung's image side by itself)."""
     if CHILD_KEY in payload:
         config = dataclasses.replace(config, **payload[CHILD_KEY])
-    if "epochs" in payload.get(RUNG_KEY, {}):
-        config = dataclasses.replace(config, epochs=payload[RUNG_KEY]["epochs"])
-    return config
+    rung = payload.get(RUNG_KEY, {})
+    return dataclasses.replace(config, **{k: rung[k] for k in ("epochs", "cutout") if k in rung})
 
 
 def _data(task: ChildTask, payload: dict[str, Any], device: str) -> Any:
-    """The data a payload trains on: the search's, or a rung's first N child-train images of them."""
-    if "train_subset" in payload.get(RUNG_KEY, {}):
-        task = dataclasses.replace(task, train_subset=payload[RUNG_KEY]["train_subset"])
-    return task.data(device)
+    """The data a payload trains on: the search's, or a rung's first N child-train images of
+    them and/or all of them resized to its side (as `device_data` resizes for `image_size`)."""
+    rung = payload.get(RUNG_KEY, {})
+    return dataclasses.replace(task, **{k: rung[k] for k in ("train_subset", "image_size") if k in rung}).data(device)
 
 
 def _policy(payload: dict[str, Any]) -> Augmenter | None:

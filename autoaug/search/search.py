@@ -16,7 +16,8 @@ Multi-fidelity rounds (issue #21, `[fidelity]`, `autoaug.search.fidelity`): a ro
 train at rung 0, the best fraction of them again at each rung above on the same seed (each rung
 of each policy one trial, each rung with its own reference child when rewards are paired), and PPO
 learns from `fidelity.ppo_rewards`: the reward at the highest rung each policy reached, chained
-onto the cheapest rung's scale. The budget counts policies sampled (rung-0 trials).
+onto the cheapest rung's scale. The budget counts policies sampled (rung-0 trials). A rung's
+epochs, images and image side go into its trials' payloads (`fidelity.rung_payload`).
 
 Resume: the checkpoint is written after each controller update, and the round after it is
 sampled from the checkpointed controller with the checkpointed generator, so a restarted search
@@ -45,7 +46,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from autoaug.errors import AutoaugError, ConfigError
+from autoaug.errors import AutoaugError, ConfigError, shown
 from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs, is_reference
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
@@ -311,6 +312,7 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
 def _rungs_text(config: SearchConfig) -> str:
     """', each round in 3 rungs of successive halving: 16 at 10 epochs on 250 images, 4 at ...'."""
     steps = [f"{n} at {rung['epochs']} epoch{'s' if rung['epochs'] > 1 else ''} on {rung['train_subset'] or 'all'} images"
+             + (f" of {rung['image_size']}x{rung['image_size']}" if "image_size" in rung else "")
              for n, rung in zip(rung_sizes(config.batch_size, config), config.rung_settings)]
     seeds = "the round's seed" if config.reward.paired else "each policy's own seed"
     return (f", each round in {config.fidelity.rungs} rungs of successive halving on {seeds}: "
@@ -445,6 +447,15 @@ def check_child_fits(config: SearchConfig, splits: Any) -> None:
     epoch has no full batch to train on, and every reward would be chance)."""
     model = build_model(config.child.model, splits.num_classes)
     check_image_size(model, config.child.model, *splits.image_shape, where=config.dataset)
+    sizes = config.fidelity.size_list
+    if sizes and tuple(splits.image_shape) != (sizes[-1], sizes[-1]):
+        height, width = splits.image_shape
+        fix = f"end it at {height}" if height == width else "set image_size to make them square and end it there"
+        raise ConfigError(f"fidelity.image_size = {shown(config.fidelity.image_size)} must end at the side of the "
+                          f"search's images, which are {height}x{width} ({config.dataset}): {fix}; the top rung is "
+                          "the search's own child")
+    if sizes:
+        check_image_size(model, config.child.model, sizes[0], sizes[0], where=f"fidelity.image_size rung 0 of {config.dataset}")
     train_images = len(splits.train_y)
     if config.child.batch_size > train_images:
         raise ConfigError(f"child.batch_size = {config.child.batch_size} is larger than the child's training "

@@ -9,6 +9,7 @@ scored on 200 val images); nothing is stubbed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -29,6 +30,8 @@ from autoaug.search.search import batch_seed, plan, run_search
 from autoaug.search.store import STORE_FILENAME, Trial, TrialStore
 from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.policy import Policy
+from autoaug.training.loop import train_child
+from autoaug.training.subsets import device_data
 from tests.conftest import torch_threads
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,7 +97,15 @@ def two_rungs(tmp_path_factory) -> Path:
     (["fidelity.promote=0"], r"fidelity.promote must be a fraction in \(0, 1\]"),
     (["fidelity.promote=1.5"], r"fidelity.promote must be a fraction in \(0, 1\]"),
     (["fidelity.rungs=3"], r"unknown key 'fidelity.rungs'.*valid keys: fidelity.epochs, fidelity.train_subset, "
-                           r"fidelity.promote"),
+                           r"fidelity.image_size, fidelity.promote"),
+    (["fidelity.image_size=32,16"], r"rung 1 \(image_size 16\) does not cost more than rung 0 \(image_size 32\)"),
+    (["fidelity.image_size=16,32", "fidelity.epochs=40,20"],
+     r"rung 1 \(epochs 20, image_size 32\) does not cost more than rung 0 \(epochs 40, image_size 16\)"),
+    (["fidelity.image_size=16,24", "image_size=32"], r"fidelity.image_size = '16,24' must end at image_size = 32"),
+    (["fidelity.image_size=16,x"], r"fidelity.image_size must be integers >= 1 separated by commas"),
+    (["fidelity.image_size=16,32", "fidelity.epochs=10,20,40"],
+     r"fidelity.epochs \(3 rungs\) and fidelity.image_size \(2 rungs\) must name the same number of rungs"),
+    (["fidelity.image_size=16,32", "reward.kind=density"], r"reward.kind 'density' trains none per trial"),
     (["fidelity.train_subset=16,1000"], r"starts below child.batch_size = 128"),
     (["fidelity.epochs=10,40", "reward.kind=density"], r"reward.kind 'density' trains none per trial"),
 ])
@@ -102,6 +113,24 @@ def test_bad_fidelity_config_is_one_line(overrides: list[str], message: str) -> 
     with pytest.raises(ConfigError, match=message) as err:
         load_config(None, overrides)
     assert "\n" not in str(err.value)
+
+
+def test_image_size_rungs_from_the_config_scale_the_cutout() -> None:
+    config = load_config(None, ["fidelity.image_size=16,32", "fidelity.train_subset=500,1000"])
+    assert config.fidelity.rungs == 2
+    # The 16px rung cuts out 8 px ('auto' at 16), before and after run_search turns 'auto' into pixels.
+    expected = ({"epochs": 40, "train_subset": 500, "image_size": 16, "cutout": 8},
+                {"epochs": 40, "train_subset": 1000, "image_size": 32, "cutout": 16})
+    assert config.rung_settings == expected == config.for_images((32, 32)).rung_settings
+    assert [r["cutout"] for r in load_config(None, ["fidelity.image_size=16,32", "child.cutout=0"]).rung_settings] == [0, 0]
+    assert [r["cutout"] for r in load_config(None, ["fidelity.image_size=14,28", "child.cutout=10"]).rung_settings] == [5, 10]
+
+
+def test_image_size_rungs_must_end_at_the_datasets_side(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fidelity.image_size = '16,24' must end at the side of the search's "
+                                          r"images, which are 32x32 \(cifar10-reduced\): end it at 32") as err:
+        run_search(_config(tmp_path / "run", "fidelity.image_size=16,24"), progress=False)
+    assert "\n" not in str(err.value) and not (tmp_path / "run").exists()
 
 
 def test_rungs_from_the_config() -> None:
@@ -217,6 +246,61 @@ def test_a_fused_group_of_a_rung_trains_at_that_rung(two_rungs: Path) -> None:
             trials = store.rows(round=0, phase="search", rung=rung)
             fused = evaluate_policy(task, {FUSED: [[t.payload, t.seed] for t in trials]}, 0, "cpu")
             assert fused == pytest.approx([t.reward for t in trials], abs=(6 + 0.01) / 200)
+
+
+# --- a rung at a smaller image side (fidelity.image_size) ---------------------------------------
+
+
+SMALL_RUNG = ["fidelity.image_size=16,32", "fidelity.promote=0.5"]
+
+
+@pytest.fixture(scope="module")
+def small_images(tmp_path_factory) -> Path:
+    """One round of 4 policies in 2 rungs: all at 16x16, the best half at the search's 32x32."""
+    run = tmp_path_factory.mktemp("fidelity") / "16px"
+    with torch_threads(1):
+        run_search(_config(run, "budget=4", "batch_size=4", *SMALL_RUNG), progress=False)
+    return run
+
+
+def test_a_16px_rung_promotes_on_the_same_seed(small_images: Path) -> None:
+    with TrialStore(small_images / STORE_FILENAME, read_only=True) as store:
+        rung0, rung1 = (store.rows(round=0, phase="search", rung=r) for r in (0, 1))
+    assert [t.slot for t in rung0] == [0, 1, 2, 3, 4] and rung0[-1].key == REFERENCE_KEY
+    best_two = sorted(sorted(rung0[:-1], key=lambda t: (-t.reward, t.slot))[:2], key=lambda t: t.slot)
+    assert [t.key for t in rung1] == [t.key for t in best_two] + [REFERENCE_KEY]
+    assert {t.seed for t in rung0 + rung1} == {batch_seed(0, 0)}
+    # Rung 0 at 16x16 with the Cutout of 16x16 ('auto': 8 px); the top rung's payload as a one-rung search's.
+    assert all(t.payload[RUNG_KEY] == {"image_size": 16, "cutout": 8} for t in rung0)
+    assert all(RUNG_KEY not in t.payload for t in rung1)
+
+
+def test_a_16px_rung_trains_frontiers_16px_child(small_images: Path) -> None:
+    """The stored reward of a 16x16 rung is the child experiments/frontier.py's `16px` proxy
+    trains: the data loaded at 16x16, the recipe's Cutout 'auto' (8 px) and pad (2 px) at that
+    side, the same seed."""
+    config = _config(small_images, "budget=4", "batch_size=4", *SMALL_RUNG).for_images((32, 32))
+    task = ChildTask.from_config(config)
+    with TrialStore(small_images / STORE_FILENAME, read_only=True) as store:
+        cheap = store.rows(round=0, phase="search", rung=0)  # 4 policies and the reference child
+    stored = [t.reward for t in cheap]
+    assert [evaluate_policy(task, t.payload, t.seed, "cpu") for t in cheap] == stored
+    data = device_data(config.dataset, "cpu", config.train_subset, config.val_subset, 16)
+    recipe = dataclasses.replace(config.child, device="cpu", cutout="auto")
+    policies = [None if t.payload["policy"] is None else Policy.from_json(t.payload["policy"]) for t in cheap]
+    assert [train_child(p, data, recipe, t.seed) for p, t in zip(policies, cheap)] == stored
+    # Near chance (2 epochs on 160 images) a child may tie another: the 5 rewards tell them apart.
+    assert [evaluate_policy(task, without_rung(t.payload), t.seed, "cpu") for t in cheap] != stored  # at 32x32
+    unscaled = [{**t.payload, RUNG_KEY: {"image_size": 16}} for t in cheap]  # the top's 16 px Cutout at 16x16
+    assert [evaluate_policy(task, p, t.seed, "cpu") for p, t in zip(unscaled, cheap)] != stored
+
+
+def test_a_fused_group_of_two_image_sizes_trains_one_by_one(small_images: Path) -> None:
+    """A group with a 16x16 and a 32x32 member has no one recipe to fuse: each trains as it was stored."""
+    task = ChildTask.from_config(_config(small_images, "budget=4", "batch_size=4", *SMALL_RUNG).for_images((32, 32)))
+    with TrialStore(small_images / STORE_FILENAME, read_only=True) as store:
+        group = [store.rows(round=0, phase="search", rung=r)[-1] for r in (0, 1)]  # the reference of each rung
+    assert evaluate_policy(task, {FUSED: [[t.payload, t.seed] for t in group]}, 0, "cpu") == [t.reward for t in group]
 
 
 def test_export_ranks_the_highest_rung_first_and_reevaluates_the_search_child(two_rungs: Path) -> None:
