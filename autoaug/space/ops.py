@@ -221,12 +221,11 @@ def translate_y_matrix(m, h, w):
 
 
 def shear_x(img, m, ctx):
-    # magnitude is the shear factor; albumentations takes degrees: arctan(factor) in degrees
-    return _affine(img, shear_x=torch.rad2deg(torch.atan(m)))
+    return _affine(img, shear_x=_shear_degrees(m))
 
 
 def shear_y(img, m, ctx):
-    return _affine(img, shear_y=torch.rad2deg(torch.atan(m)))
+    return _affine(img, shear_y=_shear_degrees(m))
 
 
 def rotate(img, m, ctx):
@@ -437,12 +436,13 @@ def get_op(name: str) -> OpSpec:
         raise PolicyError(f"unknown op {name!r}; expected one of {', '.join(OP_NAMES)}") from None
 
 
-def op_transform(name: str, magnitude: float, prob: float, targets: TargetParams = DEFAULT_TARGETS) -> A.BasicTransform:
+def op_transform(name: str, magnitude: float, prob: float, targets: TargetParams | None = None) -> A.BasicTransform:
     """One op's albumentations transform at a signed physical magnitude, firing with `prob`. The
-    mask fill of `targets` goes where the row's effect says: a geometric op's uncovered pixels,
-    Cutout's hole (None: its mask stays)."""
+    mask fill of `targets` (None: `DEFAULT_TARGETS`) goes where the row's effect says: a
+    geometric op's uncovered pixels, Cutout's hole (None: its mask stays)."""
     spec = TABLE[TABLE_NAMES.index(name)]
     t = spec.albumentations(magnitude, prob)
+    targets = targets or DEFAULT_TARGETS
     fill = {GEOMETRIC: targets.mask_fill, OCCLUDES: targets.cutout_mask_fill}
     if spec.targets in fill and hasattr(t, "fill_mask"):  # not the NoOp of Cutout at 0
         value = fill[spec.targets]
@@ -451,7 +451,7 @@ def op_transform(name: str, magnitude: float, prob: float, targets: TargetParams
 
 
 def op_to_albumentations(name: str, magnitude: float, prob: float,
-                         targets: TargetParams = DEFAULT_TARGETS) -> A.BasicTransform:
+                         targets: TargetParams | None = None) -> A.BasicTransform:
     """One op at a physical magnitude, firing with `prob`; a random sign where the op is signed."""
     if TABLE[TABLE_NAMES.index(name)].signed and magnitude != 0:
         both = [op_transform(name, magnitude, 1.0, targets), op_transform(name, -magnitude, 1.0, targets)]

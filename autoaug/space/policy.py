@@ -237,7 +237,7 @@ class Policy:
         """`OneOf` over the sub-policies (weights all 1), each a `Sequential` of its ops. An op of
         probability 0 never fires and is left out; its sub-policy stays, empty if nothing is left,
         so each sub-policy keeps its 1/K chance (issue #22). `targets`: the mask fills."""
-        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob, *_given(targets))
+        subs = [A.Sequential([op_to_albumentations(op.name, self.magnitude(op), op.prob, targets)
                               for op in sub if op.prob > 0], p=1.0)
                 for sub in self.sub_policies]
         return [A.OneOf(subs, p=1.0)]
@@ -260,11 +260,6 @@ class Policy:
         for i, sub in enumerate(self.sub_policies):
             lines.append(f"  {i:2d}: " + " -> ".join(op.describe(self.range_reading) for op in sub))
         return "\n".join(lines)
-
-
-def _given(targets: TargetParams | None) -> tuple[TargetParams, ...]:
-    """`targets` as the optional last argument of `op_to_albumentations`."""
-    return () if targets is None else (targets,)
 
 
 def _short(value: Any) -> str:

@@ -54,7 +54,7 @@ from autoaug.files import save_json
 from autoaug.space.augment import augment, signed_magnitudes
 from autoaug.space.export import albumentations_path, save_albumentations
 from autoaug.space.ops import IDENTITY_OP, MAGNITUDE_BINS, OP_NAMES, TABLE, TABLE_NAMES, op_to_albumentations
-from autoaug.space.policy import FORMAT, VERSION, _check_header, _given, _short, is_number, read_provenance
+from autoaug.space.policy import FORMAT, VERSION, _check_header, _short, is_number, read_provenance
 from autoaug.space.targets import Augmented, TargetParams
 
 M_MAX = 30.0  # top of RandAugment's magnitude scale (0..30); physical magnitude = table top bin
@@ -168,7 +168,7 @@ class RandAugment(_Drawn):
         apply the ops in candidate-list order instead of the order drawn.
         """
         return [
-            A.OneOf([op_to_albumentations(name, float(mag), 1.0, *_given(targets))
+            A.OneOf([op_to_albumentations(name, float(mag), 1.0, targets)
                      for name, mag in zip(self.ops, self._mags)], p=1.0)
             for _ in range(self.n)
         ]
@@ -222,9 +222,9 @@ class TrivialAugment(_Drawn):
         per_op: list[A.BasicTransform] = []
         for name, op_id, mags in zip(self.ops, self._ids.tolist(), self._bin_mags.tolist()):
             if not TABLE[op_id].has_magnitude:
-                per_op.append(op_to_albumentations(name, 0.0, 1.0, *_given(targets)))
+                per_op.append(op_to_albumentations(name, 0.0, 1.0, targets))
             else:
-                per_op.append(A.OneOf([op_to_albumentations(name, m, 1.0, *_given(targets)) for m in mags], p=1.0))
+                per_op.append(A.OneOf([op_to_albumentations(name, m, 1.0, targets) for m in mags], p=1.0))
         return [A.OneOf(per_op, p=1.0)]
 
     def to_json(self) -> dict[str, Any]:

@@ -353,11 +353,7 @@ class TargetBatch:
                 after = torch.cat((moved.amin(dim=1), moved.amax(dim=1)), dim=1)  # (S, 4) enclosing rectangle
                 keep = keep_boxes(after, self.h, self.w, self.params)
                 self.boxes[sel] = clip_boxes(after, self.h, self.w)
-                drop = sel[~keep]
-                if len(drop):
-                    alive = torch.ones(len(self.boxes), dtype=torch.bool, device=self.boxes.device)
-                    alive[drop] = False
-                    self.boxes, self.box_index = self.boxes[alive], self.box_index[alive]
+                self.boxes, self.box_index = _kept(self.boxes, self.box_index, sel, keep)
         if self.keypoints is not None:
             sel = torch.nonzero(torch.isin(self.keypoint_index[:, 0], idx)).flatten()
             if len(sel):
@@ -387,9 +383,8 @@ class TargetBatch:
             if len(sel):
                 hx0, hy0, hx1, hy1 = holes(self.keypoint_index[sel, 0])[:, 0].unbind(-1)
                 x, y = self.keypoints[sel].unbind(-1)
-                alive = torch.ones(len(self.keypoints), dtype=torch.bool, device=self.keypoints.device)
-                alive[sel] = ~((x >= hx0) & (x < hx1) & (y >= hy0) & (y < hy1))
-                self.keypoints, self.keypoint_index = self.keypoints[alive], self.keypoint_index[alive]
+                under = (x >= hx0) & (x < hx1) & (y >= hy0) & (y < hy1)
+                self.keypoints, self.keypoint_index = _kept(self.keypoints, self.keypoint_index, sel, ~under)
 
     def _shrink_boxes(self, sel: torch.Tensor, hole: torch.Tensor) -> None:
         """albumentations 2.0.8's `filter_bboxes_by_holes` for one rectangular hole (S, 4) per box:
@@ -411,9 +406,7 @@ class TargetBatch:
             torch.where(full_w & (hy1 >= by1) & (hy0 < by1), hy0, by1),
         ), dim=-1)
         self.boxes[sel] = new
-        alive = torch.ones(len(self.boxes), dtype=torch.bool, device=self.boxes.device)
-        alive[sel] = keep
-        self.boxes, self.box_index = self.boxes[alive], self.box_index[alive]
+        self.boxes, self.box_index = _kept(self.boxes, self.box_index, sel, keep)
 
     @property
     def occlusion_matters(self) -> bool:
@@ -430,6 +423,14 @@ class TargetBatch:
             boxes = _from_pascal_voc(self.boxes, fmt, self.h, self.w)
         masks = self.masks.reshape(self.mask_shape) if self.masks is not None else None
         return Augmented(images, masks, boxes, self.box_index, self.keypoints, self.keypoint_index)
+
+
+def _kept(rows: torch.Tensor, index: torch.Tensor, sel: torch.Tensor,
+          keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`rows` and their `index` without the rows `sel` whose `keep` is False (the others stay)."""
+    alive = torch.ones(len(rows), dtype=torch.bool, device=rows.device)
+    alive[sel] = keep
+    return rows[alive], index[alive]
 
 
 def _per_image(idx: torch.Tensor, values: torch.Tensor):
