@@ -31,7 +31,7 @@ from albumentations.pytorch import ToTensorV2
 
 from autoaug.errors import PipelineError
 from autoaug.files import read_json
-from autoaug.space.albu import ClippedCutout, load_pipeline, normalization, seed_pipeline
+from autoaug.space.albu import ClippedCutout, compose, load_pipeline, normalization, seed_pipeline
 from autoaug.space.export import PIPELINES, pipeline_path, save_pipeline, to_albumentations
 from autoaug.space.targets import DEFAULT_TARGETS, TargetParams
 
@@ -116,14 +116,13 @@ def train_pipeline(
     if side:
         transforms.append(ClippedCutout(size=side, fill=0.0, fill_mask=targets.cutout_mask_fill))
     transforms.append(ToTensorV2())
-    return A.Compose(transforms, p=1.0, strict=True, **targets.compose_args())  # strict: see albu.compose
+    return compose(transforms, targets=targets)
 
 
 def eval_pipeline(*, mean: Sequence[float], std: Sequence[float], targets: TargetParams | None = None) -> A.Compose:
     """Normalise + ToTensorV2: HWC uint8 image -> the float32 (C, H, W) tensor `autoaug train`
     evaluates on (`targets`: the bbox / keypoint formats it reads, which it leaves alone)."""
-    return A.Compose([normalize(mean, std), ToTensorV2()], p=1.0, strict=True,
-                     **(targets or DEFAULT_TARGETS).compose_args())
+    return compose([normalize(mean, std), ToTensorV2()], targets=targets)
 
 
 def gives_tensors(pipeline: A.BaseCompose) -> bool:
