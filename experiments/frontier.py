@@ -235,32 +235,6 @@ def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: 
     return values, cost
 
 
-def average_ranks(v: np.ndarray) -> np.ndarray:
-    """Ranks along the last axis, ties sharing their mean rank (as `regimes.spearman`)."""
-    below = (v[..., :, None] > v[..., None, :]).sum(-1)
-    tied = (v[..., :, None] == v[..., None, :]).sum(-1)
-    return below + (tied - 1) / 2
-
-
-def bootstrap_rhos(truth: Sequence[float], values: np.ndarray, draws: int = 4000, seed: int = 0) -> np.ndarray:
-    """(draws, P) Spearman's rho of each row of values (P, n) with truth (n,) on the same
-    bootstrap resamples of the n policies: the draws of `ruler.bootstrap_spearman` (same
-    generator, same seed), vectorised, so that its intervals come out the same and a proxy can
-    be compared with another on the same resamples."""
-    truth, values = np.asarray(truth, dtype=float), np.asarray(values, dtype=float)
-    index = np.random.default_rng(seed).integers(0, len(truth), (draws, len(truth)))  # (D, n)
-    rt = average_ranks(truth[index])  # (D, n)
-    rv = average_ranks(values[:, index])  # (P, D, n)
-    rt, rv = rt - rt.mean(-1, keepdims=True), rv - rv.mean(-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):  # an all-tied draw: nan, dropped below
-        return ((rv * rt).sum(-1) / np.sqrt((rv**2).sum(-1) * (rt**2).sum(-1))).T  # (D, P)
-
-
-def interval_of(rhos: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.nanquantile(rhos, [0.025, 0.975])
-    return float(lo), float(hi)
-
-
 def kept_by_halving(values: dict[str, float], truth: dict[str, float], names: Sequence[str]) -> int:
     """Of the ruler's best quarter of `names` (6 of 24), how many are in the proxy's better half:
     what a successive-halving rung that keeps half of the policies would not lose."""
@@ -288,12 +262,12 @@ def score(seeds: Sequence[int]) -> dict[str, dict[str, Any]]:
         if not out:
             break
         values = np.array([[out[p]["values"][n] for n in names] for p in out])  # (P, n)
-        rhos = bootstrap_rhos([truth[n] for n in names], values)  # (D, P)
+        rhos = ruler.bootstrap_rhos([truth[n] for n in names], values)  # (D, P)
         for j, proxy in enumerate(out):
             rho = ruler.spearman(values[j], [truth[n] for n in names])
-            out[proxy][group] = (rho, *interval_of(rhos[:, j]))
+            out[proxy][group] = (rho, *ruler.interval_of(rhos[:, j]))
             if "today" in out:
-                out[proxy][group + "_vs_today"] = interval_of(rhos[:, j] - rhos[:, list(out).index("today")])
+                out[proxy][group + "_vs_today"] = ruler.interval_of(rhos[:, j] - rhos[:, list(out).index("today")])
     return out
 
 

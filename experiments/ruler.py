@@ -83,21 +83,40 @@ def load_ruler(seeds: Sequence[int] = SEEDS) -> dict[str, list[float]]:
     return ruler
 
 
+def average_ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks along the last axis, ties sharing their mean rank (as `regimes.spearman`)."""
+    below = (v[..., :, None] > v[..., None, :]).sum(-1)
+    tied = (v[..., :, None] == v[..., None, :]).sum(-1)
+    return below + (tied - 1) / 2
+
+
+def bootstrap_rhos(truth: Sequence[float], values: np.ndarray, draws: int = 4000, seed: int = 0) -> np.ndarray:
+    """(draws, P) Spearman's rho of each row of values (P, n) with truth (n,) on the same
+    bootstrap resamples of the n policies (drawn with replacement), vectorised, so that a proxy
+    can be compared with another on the same resamples; a resample whose values are all tied
+    gives NaN."""
+    truth, values = np.asarray(truth, dtype=float), np.asarray(values, dtype=float)
+    index = np.random.default_rng(seed).integers(0, len(truth), (draws, len(truth)))  # (D, n)
+    rt = average_ranks(truth[index])  # (D, n)
+    rv = average_ranks(values[:, index])  # (P, D, n)
+    rt, rv = rt - rt.mean(-1, keepdims=True), rv - rv.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # an all-tied draw: nan, dropped below
+        return ((rv * rt).sum(-1) / np.sqrt((rv**2).sum(-1) * (rt**2).sum(-1))).T  # (D, P)
+
+
+def interval_of(rhos: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of bootstrap rhos, the NaN of all-tied resamples left out."""
+    lo, hi = np.nanquantile(rhos, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def bootstrap_spearman(
     a: Sequence[float], b: Sequence[float], draws: int = 4000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
     """Spearman's rho of a and b, and a percentile bootstrap interval over the paired items
     (policies resampled with replacement; a draw whose values are all tied is skipped)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    rng = np.random.default_rng(seed)
-    rhos = []
-    for _ in range(draws):
-        i = rng.integers(0, len(a), len(a))
-        if np.ptp(a[i]) == 0 or np.ptp(b[i]) == 0:
-            continue
-        rhos.append(spearman(a[i], b[i]))
-    lo, hi = np.quantile(rhos, [(1 - level) / 2, (1 + level) / 2])
-    return spearman(a, b), float(lo), float(hi)
+    rhos = bootstrap_rhos(a, np.asarray([b], dtype=float), draws, seed)[:, 0]
+    return (spearman(a, b), *interval_of(rhos, level))
 
 
 def report(started: float | None = None) -> str:
