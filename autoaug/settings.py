@@ -10,7 +10,8 @@ One reader for every command: `autoaug search` reads its `SearchConfig`, `autoau
   type with the key, the expected type and the value.
 - A class may list keys that cannot be set, with why, in a ClassVar `owned_keys`
   ({"child.device": "..."}), keys a `complete` file may lack (added to autoaug after the
-  file was written) in a ClassVar `added_later`, and the new names of keys a file written by an
+  file was written) in a ClassVar `added_later` (with, in a ClassVar `meant_before`, the value
+  such a file meant where the key's default has changed since), and the new names of keys a file written by an
   older autoaug may still use in a ClassVar `renamed_keys` (files only: `--set` knows one name), and a table may rebuild itself from its values with a method
   `with_table(values)` (a new `child.model` starts from that network's recipe).
 - `to_toml` writes a settings object as a document `load_settings` reads back to an equal one.
@@ -257,6 +258,9 @@ def load_settings(
                 "writes it whole; restore it, or delete it and rerun with the options the search "
                 "was started with (its trial store checks them)"
             )
+        if complete:  # a key added later whose default has changed since: what the file meant
+            for key, value in getattr(cls, "meant_before", {}).items():
+                raw.setdefault(key, (value, f"{path} (written before {key} existed)"))
     for item in overrides:
         key, value = _parse_override(item)
         label = item if item.isprintable() and len(item) <= 80 else shown(item)

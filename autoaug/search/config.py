@@ -117,20 +117,27 @@ class ExportConfig:
 class FidelityConfig:
     """Successive halving inside each controller batch (table [fidelity], issue #21): every policy
     of a batch trains at the cheapest rung, the best `promote` of them again at the next rung on
-    the same seed, and so on up to the search's own child (`autoaug.search.fidelity`). Opt-in: the
-    default is one rung, the search as it was, until measurements choose the rungs."""
+    the same seed, and so on up to the search's own child (`autoaug.search.fidelity`).
+
+    Each list names its rungs either in units ("16,32") or as fractions of the search's own
+    value, ending at 1 ("0.5,1"): `SearchConfig.for_images` turns fractions into units once the
+    images are known, and drops a rung the data cannot take (a side the child network does not
+    take, images that are not square). The default is the schedule experiments/results/halving.md
+    measured on CIFAR: half the side on half the images, the best quarter promoted to the search's
+    child (16x16 on 500 -> 32x32 on 1,000 there)."""
 
     epochs: str = ""
     """Child epochs per rung, cheapest first, separated by commas ("10,20,40"); the last is
     child.epochs. "" = child.epochs at every rung."""
-    train_subset: str = ""
-    """Child-train images per rung, cheapest first ("250,500,1000"); the last is train_subset (a
-    smaller rung trains on the first N of those images, balanced the same way). "" = train_subset
-    at every rung."""
-    image_size: str = ""
-    """Image side per rung, cheapest first ("16,32"): a rung below the top trains on the images
-    resized to N x N, its pad and Cutout scaled with them; the last is the search's own side
-    (image_size, else the dataset's square images). "" = the search's images at every rung."""
+    train_subset: str = "0.5,1"
+    """Child-train images per rung, cheapest first ("250,500,1000", or "0.5,1": fractions of
+    train_subset); the last is train_subset (a smaller rung trains on the first N of those images,
+    balanced the same way). "" = train_subset at every rung."""
+    image_size: str = "0.5,1"
+    """Image side per rung, cheapest first ("16,32", or "0.5,1": fractions of the search's side): a
+    rung below the top trains on the images resized to N x N, its pad and Cutout scaled with them;
+    the last is the search's own side (image_size, else the dataset's square images). "" = the
+    search's images at every rung."""
     promote: float = 0.25
     """Fraction of a rung's policies trained again at the next rung: the best max(1, floor(n x
     promote)) of its n by their reward at that rung (1/4: 16 -> 4 -> 1 over three rungs)."""
@@ -154,20 +161,27 @@ class FidelityConfig:
 
     @property
     def epoch_list(self) -> tuple[int, ...]:
-        return _int_list("fidelity.epochs", self.epochs, "10,20,40")
+        return _units("fidelity.epochs", _rung_list("fidelity.epochs", self.epochs, "10,20,40"))
 
     @property
     def subset_list(self) -> tuple[int, ...]:
-        return _int_list("fidelity.train_subset", self.train_subset, "250,500,1000")
+        return _units("fidelity.train_subset", _rung_list("fidelity.train_subset", self.train_subset, "250,500,1000"))
 
     @property
     def size_list(self) -> tuple[int, ...]:
-        return _int_list("fidelity.image_size", self.image_size, "16,32")
+        return _units("fidelity.image_size", _rung_list("fidelity.image_size", self.image_size, "16,32"))
 
     @property
-    def named_lists(self) -> dict[str, tuple[int, ...]]:
-        """Each per-rung list by its key, in the order the config names them."""
-        return {"epochs": self.epoch_list, "train_subset": self.subset_list, "image_size": self.size_list}
+    def named_lists(self) -> dict[str, tuple[float, ...]]:
+        """Each per-rung list by its key, in the order the config names them (units or fractions)."""
+        return {"epochs": _rung_list("fidelity.epochs", self.epochs, "10,20,40"),
+                "train_subset": _rung_list("fidelity.train_subset", self.train_subset, "250,500,1000"),
+                "image_size": _rung_list("fidelity.image_size", self.image_size, "16,32")}
+
+    @property
+    def fractional(self) -> bool:
+        """Whether a list names its rungs as fractions, which `SearchConfig.for_images` resolves."""
+        return any(_is_fraction_list(values) for values in self.named_lists.values())
 
     @property
     def rungs(self) -> int:
@@ -175,17 +189,89 @@ class FidelityConfig:
         return max(*(len(values) for values in self.named_lists.values()), 1)
 
 
-def _int_list(name: str, text: Any, example: str) -> tuple[int, ...]:
-    """ "10, 20,40" -> (10, 20, 40); "" -> (); ConfigError naming `name` for anything else."""
+def _rung_list(name: str, text: Any, example: str) -> tuple[int, ...] | tuple[float, ...]:
+    """ "10, 20,40" -> (10, 20, 40); "0.5,1" -> (0.5, 1.0), fractions of the top rung's value (a
+    list with a decimal point is one); "" -> (); ConfigError naming `name` for anything else."""
     if not isinstance(text, str):
         raise ConfigError(f"{name} must be a string of integers separated by commas (\"{example}\"), got {shown(text)}")
     if not text.strip():
         return ()
     parts = [part.strip() for part in text.split(",")]
+    if any("." in part for part in parts):
+        try:
+            fractions = tuple(float(part) for part in parts)
+        except ValueError:
+            fractions = ()
+        if not (fractions and all(0 < f <= 1 for f in fractions) and fractions[-1] == 1):
+            raise ConfigError(f"{name} as fractions of the search's own value must lie in (0, 1] and end at 1, "
+                              f"cheapest rung first (\"0.5,1\"), got {shown(text)}")
+        return fractions
     if not all(part.isascii() and part.isdigit() and int(part) >= 1 for part in parts):
         raise ConfigError(f"{name} must be integers >= 1 separated by commas, cheapest rung first "
-                          f"(\"{example}\"), got {shown(text)}")
+                          f"(\"{example}\", or fractions: \"0.5,1\"), got {shown(text)}")
     return tuple(int(part) for part in parts)
+
+
+def _is_fraction_list(values: tuple[float, ...]) -> bool:
+    return any(isinstance(v, float) for v in values)
+
+
+def _units(name: str, values: tuple[float, ...]) -> tuple[int, ...]:
+    """A list in units; fractions are only known in units once the search has its images."""
+    if _is_fraction_list(values):
+        raise ConfigError(f"{name} names fractions: SearchConfig.for_images turns them into units")
+    return values  # type: ignore[return-value]
+
+
+def _fidelity_in_units(config: SearchConfig, image_size: tuple[int, int], train_images: int | None) -> FidelityConfig:
+    """config.fidelity with its fractions in units on these images: epochs and images rounded (a
+    rung keeps at least one epoch and a full child batch), a side rounded up to the smallest the
+    child network takes, but no further than halfway to the top's. A rung without such a side
+    (images too small for the network at a smaller side, or not square) is dropped, and so is one
+    no cheaper than the rung above; one rung left is the search's child alone (every list ""), as
+    it is under a reward that trains no child per trial (reward.kind 'density')."""
+    from autoaug.training.models import build_model, takes_size  # torch: only when fractions are resolved
+
+    fidelity, child = config.fidelity, config.child
+    height, width = image_size
+    images = config.train_subset if train_images is None else min(train_images, config.train_subset or train_images)
+    tops = {"epochs": child.epochs, "train_subset": images, "image_size": height}
+    model = None
+
+    def side(fraction: float) -> int | None:
+        nonlocal model
+        if height != width:
+            return None
+        model = model or build_model(child.model, 10)
+        wanted = max(1, round(fraction * height))
+        # No further than halfway up to the top's side: a rung barely cheaper than the top is none.
+        return next((s for s in range(wanted, (wanted + height) // 2 + 1) if s < height and takes_size(model, s, s)), None)
+
+    def in_units(name: str, value: float, last: bool) -> int | None:
+        if not isinstance(value, float):  # a list in units stays as written (check_child_fits checks it)
+            return value
+        if last:
+            return tops[name]
+        if name == "epochs":
+            return max(1, round(value * child.epochs))
+        if name == "train_subset":
+            return min(images, max(child.batch_size, round(value * images)))
+        return side(value)
+
+    lists = {name: values for name, values in fidelity.named_lists.items() if values}
+    if config.reward.kind != "child" or (images is not None and images < child.batch_size):
+        lists = {}  # no child per trial to train in rungs, or none trains at all (check_child_fits says why)
+    rungs = []
+    for rung in range(fidelity.rungs):
+        units = {name: in_units(name, values[rung], rung == fidelity.rungs - 1) for name, values in lists.items()}
+        if None not in units.values():
+            rungs.append(units)
+    kept = [r for r, above in zip(rungs, rungs[1:]) if any(r[k] < above[k] for k in r)] + rungs[-1:]
+    if len(kept) < 2 or not lists:
+        return dataclasses.replace(fidelity, epochs="", train_subset="", image_size="")
+    if _is_fraction_list(lists.get("train_subset", ())) and config.train_subset:
+        kept[-1]["train_subset"] = config.train_subset  # the top rung is the search's child: its setting
+    return dataclasses.replace(fidelity, **{name: ",".join(str(r[name]) for r in kept) for name in lists})
 
 
 def _rung_text(fidelity: FidelityConfig, rung: int) -> str:
@@ -235,9 +321,10 @@ class SearchConfig:
     out: str = "runs/search"
     """Run directory: trial store, checkpoint, TensorBoard logs, exported policy. Running the same
     command again with the same directory resumes the search."""
-    budget: int = 64
-    """Policies to evaluate in total (failed trials count: they were spent). 64 take 12-16 minutes on
-    2 CPU cores (issue #10 asks for 15) (experiments/results/search_quality.md)."""
+    budget: int = 144
+    """Policies to evaluate in total (failed trials count: they were spent). 144 in two rungs of
+    [fidelity] take about as long on 2 CPU cores as the 64 of one rung did before (issue #10 asks for
+    15 minutes; experiments/results/search_quality.md, experiments/results/search_quality-cpu-64.md)."""
     batch_size: int = 16
     """Policies sampled per controller update (the last round may be smaller)."""
     algo: str = "ppo"
@@ -277,8 +364,8 @@ class SearchConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     """How the final policy is chosen (table [export]): re-evaluation on fresh seeds."""
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
-    """Successive halving over the child's epochs and images within each batch (table
-    [fidelity], issue #21); one rung by default."""
+    """Successive halving over the child's epochs, images and image side within each batch (table
+    [fidelity], issue #21): by default half the side on half the images, then the search's child."""
 
     # Keys of the nested dataclasses that the search sets itself; one way to set each thing.
     owned_keys: ClassVar[dict[str, str]] = {"child.device": "each worker's device comes from `devices`"}
@@ -291,6 +378,10 @@ class SearchConfig:
     # Keys a run directory's config.toml written by an older autoaug still uses: issue #24 made the
     # export count one key of [export], so a run started before resumes as it was.
     renamed_keys: ClassVar[dict[str, str]] = {"export_top": "export.top"}
+    # What a run directory's config.toml or a trial store's record without these keys meant: the
+    # search had one rung then, and the default has changed since (issue #21).
+    meant_before: ClassVar[dict[str, Any]] = {"fidelity.epochs": "", "fidelity.train_subset": "",
+                                              "fidelity.image_size": ""}
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size"):
@@ -337,31 +428,38 @@ class SearchConfig:
         """The top rung is the search's own child, which the re-evaluation and the export train
         again: a list must end at child.epochs / train_subset, and only a child trains in rungs."""
         fidelity = self.fidelity
-        for name, values, top in (("epochs", fidelity.epoch_list, self.child.epochs),
-                                  ("train_subset", fidelity.subset_list, self.train_subset)):
-            if values and values[-1] != top:
+        lists = fidelity.named_lists
+        in_units = any(values and not _is_fraction_list(values) for values in lists.values())
+        if fidelity.rungs > 1 and self.reward.kind != "child" and in_units:  # fractions adapt: one rung
+            raise ConfigError(f"[fidelity] trains children in rungs; reward.kind {shown(self.reward.kind)} trains "
+                              "none per trial: set fidelity.epochs, fidelity.train_subset and "
+                              "fidelity.image_size to \"\"")
+        for name, values, top in (("epochs", lists["epochs"], self.child.epochs),
+                                  ("train_subset", lists["train_subset"], self.train_subset)):
+            if values and not _is_fraction_list(values) and top is not None and values[-1] != top:
                 source = "child.epochs" if name == "epochs" else "train_subset"
                 raise ConfigError(f"fidelity.{name} = {shown(getattr(fidelity, name))} must end at {source} = "
                                   f"{toml_value(top)}: the top rung is the search's own child, which the "
                                   "re-evaluation trains again")
-        if fidelity.subset_list and fidelity.subset_list[0] < self.child.batch_size:
+        subsets = lists["train_subset"]
+        if subsets and not _is_fraction_list(subsets) and subsets[0] < self.child.batch_size:
             raise ConfigError(f"fidelity.train_subset = {shown(fidelity.train_subset)} starts below child.batch_size = "
                               f"{self.child.batch_size}: a rung's child must have a full batch to train on")
-        sizes = fidelity.size_list
-        if sizes and self.image_size is not None and sizes[-1] != self.image_size:
+        sizes = lists["image_size"]
+        if sizes and not _is_fraction_list(sizes) and self.image_size is not None and sizes[-1] != self.image_size:
             raise ConfigError(f"fidelity.image_size = {shown(fidelity.image_size)} must end at image_size = "
                               f"{self.image_size}: the top rung is the search's own child, which the "
                               "re-evaluation trains again")
-        if fidelity.rungs > 1 and self.reward.kind != "child":
-            raise ConfigError(f"[fidelity] trains children in rungs; reward.kind {shown(self.reward.kind)} trains "
-                              "none per trial: leave fidelity.epochs, fidelity.train_subset and "
-                              "fidelity.image_size empty")
 
-    def for_images(self, image_size: tuple[int, int]) -> SearchConfig:
-        """This search on (H, W) images: the child's Cutout 'auto' in pixels (16 on CIFAR), what
-        config.toml and the trial store record, so a search's identity does not depend on how its
-        Cutout was asked for (`run_search` applies it once it has the data)."""
-        return dataclasses.replace(self, child=self.child.for_images(image_size))
+    def for_images(self, image_size: tuple[int, int], train_images: int | None = None) -> SearchConfig:
+        """This search on (H, W) images, `train_images` of them for the child (None: unknown, taken
+        as train_subset): the child's Cutout 'auto' in pixels (16 on CIFAR) and the [fidelity]
+        fractions in units, what config.toml and the trial store record, so a search's identity
+        does not depend on how they were asked for (`run_search` applies it once it has the data)."""
+        config = dataclasses.replace(self, child=self.child.for_images(image_size))
+        if self.fidelity.fractional:
+            config = dataclasses.replace(config, fidelity=_fidelity_in_units(config, image_size, train_images))
+        return config
 
     @property
     def device_list(self) -> tuple[str, ...]:
@@ -458,7 +556,8 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
     """ConfigError if `config` differs from the `search_identity` recorded in a trial store (or,
     `holder` "checkpoint", in a checkpoint: one copied from another search, issue #23).
 
-    A key the record lacks (one added to autoaug after the run started) counts as its default.
+    A key the record lacks (one added to autoaug after the run started) counts as its default, or
+    as what a search without it did (`SearchConfig.meant_before`).
     """
     try:
         old = json.loads(recorded)
@@ -468,7 +567,7 @@ def check_identity(recorded: str, config: SearchConfig, store_path: str | os.Pat
         raise ConfigError(f"{holder} {store_path}: its record of the search's config is not "
                           f"readable JSON; the {holder} is damaged or not from autoaug") from None
     new = json.loads(search_identity(config))
-    default = flat_values(SearchConfig())
+    default = {**flat_values(SearchConfig()), **SearchConfig.meant_before}
     changed = [k for k in new if old.get(k, default.get(k)) != new[k]]
     if changed:
         key = changed[0]

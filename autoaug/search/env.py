@@ -39,7 +39,7 @@ def child_reward(config: SearchConfig | None = None, *, seed: int = 0, device: s
     The data are loaded now: a bad dataset fails here, not at the first step."""
     config = config or SearchConfig()
     splits = load_data(config.dataset, config.train_subset, config.val_subset, config.image_size)
-    task = ChildTask.from_config(config.for_images(splits.image_shape))
+    task = ChildTask.from_config(config.for_images(splits.image_shape, len(splits.train_y)))
 
     def reward(policy: Policy) -> float:
         return float(evaluate_policy(task, {"policy": policy.to_json()}, seed, device))

@@ -325,7 +325,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
     run_dir = Path(config.out)
     # A bad dataset fails here, before any directory or worker.
     splits = load_data(config.dataset, config.train_subset, config.val_subset, config.image_size)
-    config = config.for_images(splits.image_shape)  # the child's Cutout 'auto' in pixels
+    config = config.for_images(splits.image_shape, len(splits.train_y))  # Cutout 'auto' in pixels, [fidelity] fractions in units
     task = ChildTask.from_config(config)
     check_child_fits(config, splits)
     with open_search(config, splits) as (store, state, next_round, requeued, identity):

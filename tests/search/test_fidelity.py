@@ -36,8 +36,10 @@ from tests.conftest import torch_threads
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["child.epochs=2", "child.batch_size=32", "train_subset=160", "val_subset=200", "export.reevaluate_top=0"]
+# No rungs but the ones a test names (the default's fractions left out).
+ONE_RUNG = ["fidelity.train_subset=", "fidelity.image_size="]
 # Two rungs: every policy at 1 epoch on 80 images, the best half at the search's own child.
-RUNGS = ["fidelity.epochs=1,2", "fidelity.train_subset=80,160", "fidelity.promote=0.5"]
+RUNGS = [*ONE_RUNG, "fidelity.epochs=1,2", "fidelity.train_subset=80,160", "fidelity.promote=0.5"]
 BUDGET = ["budget=8", "batch_size=4"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -108,11 +110,18 @@ def two_rungs(tmp_path_factory) -> Path:
     (["fidelity.image_size=16,32", "reward.kind=density"], r"reward.kind 'density' trains none per trial"),
     (["fidelity.train_subset=16,1000"], r"starts below child.batch_size = 128"),
     (["fidelity.epochs=10,40", "reward.kind=density"], r"reward.kind 'density' trains none per trial"),
+    (["fidelity.image_size=0.5,0.9"], r"fidelity.image_size as fractions of the search's own value must lie in \(0, 1\] and end at 1"),
+    (["fidelity.train_subset=0,1.0"], r"fidelity.train_subset as fractions"),
+    (["fidelity.epochs=0.5,x"], r"fidelity.epochs as fractions"),
 ])
 def test_bad_fidelity_config_is_one_line(overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
-        load_config(None, overrides)
+        load_config(None, [*ONE_RUNG, *overrides])
     assert "\n" not in str(err.value)
+    # Rungs in units next to the default's fractions: the same error, as the fractions do not adapt them away.
+    if "reward.kind=density" in overrides:
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides)
 
 
 def test_image_size_rungs_from_the_config_scale_the_cutout() -> None:
@@ -122,8 +131,8 @@ def test_image_size_rungs_from_the_config_scale_the_cutout() -> None:
     expected = ({"epochs": 40, "train_subset": 500, "image_size": 16, "cutout": 8},
                 {"epochs": 40, "train_subset": 1000, "image_size": 32, "cutout": 16})
     assert config.rung_settings == expected == config.for_images((32, 32)).rung_settings
-    assert [r["cutout"] for r in load_config(None, ["fidelity.image_size=16,32", "child.cutout=0"]).rung_settings] == [0, 0]
-    assert [r["cutout"] for r in load_config(None, ["fidelity.image_size=14,28", "child.cutout=10"]).rung_settings] == [5, 10]
+    assert [r["cutout"] for r in load_config(None, [*ONE_RUNG, "fidelity.image_size=16,32", "child.cutout=0"]).rung_settings] == [0, 0]
+    assert [r["cutout"] for r in load_config(None, [*ONE_RUNG, "fidelity.image_size=14,28", "child.cutout=10"]).rung_settings] == [5, 10]
 
 
 def test_image_size_rungs_must_end_at_the_datasets_side(tmp_path: Path) -> None:
@@ -134,13 +143,55 @@ def test_image_size_rungs_must_end_at_the_datasets_side(tmp_path: Path) -> None:
 
 
 def test_rungs_from_the_config() -> None:
-    assert load_config(None, []).rung_settings == ({"epochs": 40, "train_subset": 1000},)  # the default: one rung
-    config = load_config(None, ["fidelity.epochs=10, 20,40", "fidelity.train_subset=250,500,1000"])
+    assert load_config(None, ONE_RUNG).rung_settings == ({"epochs": 40, "train_subset": 1000},)
+    config = load_config(None, [*ONE_RUNG, "fidelity.epochs=10, 20,40", "fidelity.train_subset=250,500,1000"])
     assert config.fidelity.rungs == 3
     assert [r["epochs"] for r in config.rung_settings] == [10, 20, 40]
     assert [r["train_subset"] for r in config.rung_settings] == [250, 500, 1000]
-    only_images = load_config(None, ["fidelity.train_subset=250,1000"])
+    only_images = load_config(None, [*ONE_RUNG, "fidelity.train_subset=250,1000"])
     assert only_images.rung_settings == ({"epochs": 40, "train_subset": 250}, {"epochs": 40, "train_subset": 1000})
+
+
+def test_the_default_halves_side_and_images_where_the_data_allow() -> None:
+    config = load_config(None, [])
+    assert config.budget == 144 and config.fidelity.fractional and config.fidelity.promote == 0.25
+    # CIFAR: the schedule experiments/results/halving.md measured, in the units config.toml records.
+    cifar = config.for_images((32, 32), 4000)
+    assert (cifar.fidelity.train_subset, cifar.fidelity.image_size) == ("500,1000", "16,32")
+    assert cifar.rung_settings == ({"epochs": 40, "train_subset": 500, "image_size": 16, "cutout": 8},
+                                   {"epochs": 40, "train_subset": 1000, "image_size": 32, "cutout": 16})
+    assert cifar.for_images((32, 32), 4000) == cifar  # units stay units
+    # 28x28 digits: tiny does not take 14x14; 15x15 is the smallest side it takes.
+    assert config.for_images((28, 28), 2000).fidelity.image_size == "15,28"
+    assert config.for_images((32, 32), 600).fidelity.train_subset == "300,1000"  # half the images there are
+    assert load_config(None, ["fidelity.epochs=0.25,1.0"]).for_images((32, 32), 4000).fidelity.epochs == "10,40"
+    # One rung where the data cannot take the cheaper one: no smaller side tiny takes within half-way to
+    # 16 px, images not square, fewer images than a batch, or a reward that trains no child.
+    for shape, images, overrides in [((16, 16), 1000, []), ((32, 48), 1000, []), ((32, 32), 100, []),
+                                     ((32, 32), 1000, ["reward.kind=density"])]:
+        resolved = load_config(None, overrides).for_images(shape, images).fidelity
+        assert (resolved.rungs, resolved.train_subset, resolved.image_size) == (1, "", "")
+    with pytest.raises(ConfigError, match=r"fidelity.epochs \(3 rungs\) and fidelity.train_subset \(2 rungs\) and "
+                                          r"fidelity.image_size \(2 rungs\) must name the same number of rungs, or some "
+                                          r'of them none \(""\)'):
+        load_config(None, ["fidelity.epochs=10,20,40"])
+    with pytest.raises(ConfigError, match=r"names fractions: SearchConfig.for_images turns them into units"):
+        config.rung_settings
+
+
+def test_a_default_search_records_its_rungs_in_units_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "default"
+    config = _config(run, "budget=4", "batch_size=4")
+    result = run_search(config, progress=False)
+    saved = load_config(run / CONFIG_FILENAME, complete=True)
+    assert (saved.fidelity.train_subset, saved.fidelity.image_size) == ("80,160", "16,32")
+    with TrialStore(run / STORE_FILENAME, read_only=True) as store:
+        assert [(t.rung, t.role) for t in store.rows(phase="search")] == [(0, "policy")] * 4 + [(0, "reference"), (1, "policy"), (1, "reference")]
+        done = len(store.rows())
+    again = run_search(config, progress=False)  # the same command: fractions resolve to the same units
+    assert again.resumed and again.policy == result.policy
+    with TrialStore(run / STORE_FILENAME, read_only=True) as store:
+        assert len(store.rows()) == done
 
 
 # --- promotion and the PPO rule: known answers ------------------------------------------------
@@ -251,7 +302,7 @@ def test_a_fused_group_of_a_rung_trains_at_that_rung(two_rungs: Path) -> None:
 # --- a rung at a smaller image side (fidelity.image_size) ---------------------------------------
 
 
-SMALL_RUNG = ["fidelity.image_size=16,32", "fidelity.promote=0.5"]
+SMALL_RUNG = [*ONE_RUNG, "fidelity.image_size=16,32", "fidelity.promote=0.5"]
 
 
 @pytest.fixture(scope="module")
@@ -376,16 +427,16 @@ def test_a_resume_keeps_the_rungs_and_an_old_config_means_one_rung(two_rungs: Pa
     saved = (two_rungs / CONFIG_FILENAME).read_text()
     old = tmp_path / CONFIG_FILENAME
     old.write_text(saved[:saved.index("[fidelity]")])
-    assert load_config(old, complete=True).fidelity == FidelityConfig()
+    assert load_config(old, complete=True).fidelity == FidelityConfig(train_subset="", image_size="")
 
 
-# --- the default: one rung, as before ---------------------------------------------------------
+# --- one rung: the search as before rungs existed ----------------------------------------------
 
 
-def test_one_rung_default_keeps_the_search_as_it_was(tmp_path: Path, monkeypatch) -> None:
+def test_one_rung_keeps_the_search_as_it_was(tmp_path: Path, monkeypatch) -> None:
     learned = _spy_on_ppo(monkeypatch)
     run = tmp_path / "default"
-    config = _config(run, "budget=4", "batch_size=2")
+    config = _config(run, "budget=4", "batch_size=2", *ONE_RUNG)
     assert config.fidelity.rungs == 1
     run_search(config, progress=False)
     with TrialStore(run / STORE_FILENAME, read_only=True) as store:

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # the fused and the plain search whatever the children's rounding (PPO's second round follows the
 # first round's rewards, and those differ by a few val images: below). The trial loop, the groups
 # and the store are the same for both algorithms.
-TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "algo=random",
+# One rung (fidelity lists emptied): these tests count a one-rung search's trials; the default's
+# halving has its own tests in test_fidelity.py.
+TINY = ["fidelity.train_subset=", "fidelity.image_size=", "child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "algo=random",
         "backend=inline", "batch_size=3", "export.reevaluate_top=2", "export.reevaluate_seeds=1",
         "export.top=2"]
 # Val images (of 200) whose prediction may differ between a fused and a plain child of TINY: float

@@ -27,7 +27,9 @@ from autoaug.search.ray_pool import RayOptions  # noqa: E402
 from autoaug.search.workers import WorkerPool  # noqa: E402
 
 # The paper's per-trial seeds and no re-evaluation before export: every row a search policy.
-TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "batch_size=2",
+# One rung (fidelity lists emptied): these tests count a one-rung search's trials; the default's
+# halving has its own tests in test_fidelity.py.
+TINY = ["fidelity.train_subset=", "fidelity.image_size=", "child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200", "batch_size=2",
         "reward.paired=false", "export.reevaluate_top=0"]
 
 

@@ -29,7 +29,9 @@ from tests.conftest import torch_threads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
+# One rung (fidelity lists emptied): these tests count a one-rung search's trials; the default's
+# halving has its own tests in test_fidelity.py.
+TINY = ["fidelity.train_subset=", "fidelity.image_size=", "child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
         "backend=inline", "batch_size=3"]
 
 

@@ -31,8 +31,8 @@ from autoaug.search.store import STORE_FILENAME, TrialStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-# The paper's per-trial seeds and no re-evaluation before export: every row is a search policy.
-SETTINGS = ["budget=4", "batch_size=2", "backend=inline", "child.epochs=1", "child.batch_size=32",
+# The paper's per-trial seeds, one rung and no re-evaluation before export: every row is a search policy.
+SETTINGS = ["fidelity.train_subset=", "fidelity.image_size=", "budget=4", "batch_size=2", "backend=inline", "child.epochs=1", "child.batch_size=32",
             "train_subset=none", "val_subset=none", "reward.paired=false", "export.reevaluate_top=0"]
 
 

@@ -36,7 +36,9 @@ REPO = Path(__file__).resolve().parents[2]
 # The smallest real child: one epoch of 5 steps on 160 images, scored on 200. These tests keep
 # the paper's per-trial seeds and export by the search's rewards; the paired rewards and the
 # re-evaluation before export are tested in test_rewards.py.
-TINY = ["child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
+# One rung (fidelity lists emptied): these tests count a one-rung search's trials; the default's
+# halving has its own tests in test_fidelity.py.
+TINY = ["fidelity.train_subset=", "fidelity.image_size=", "child.epochs=1", "child.batch_size=32", "train_subset=160", "val_subset=200",
         "reward.paired=false", "export.reevaluate_top=0"]
 
 
