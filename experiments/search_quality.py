@@ -314,7 +314,7 @@ def final_regime(specs: dict[str, str], seeds: list[int], minor_seeds: int, reci
     if not report:
         for group, k in groups:
             if group:
-                run_compare(CompareSpec(DATASET, tuple(group.values()), free=False, seeds=k, train=train), out,
+                run_compare(CompareSpec(DATASET, policies=tuple(group.values()), free=False, seeds=k, train=train), out,
                             devices=[device], workers=parallel, progress=True)
     if not (out / STORE_FILENAME).is_file():
         return {}
