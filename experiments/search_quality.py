@@ -168,13 +168,19 @@ def rounds(trials: list) -> dict[int, list[float]]:
     return by_round
 
 
+def round_differences(runs: Path, seed: int) -> list[float]:
+    """PPO's round mean minus random search's, round by round, for one search seed (a round's
+    children share one child seed in both searches, `batch_seed`)."""
+    ppo, rnd = (rounds(searched_policies(runs, algo, seed)) for algo in ("ppo", "random"))
+    return [statistics.mean(ppo[r]) - statistics.mean(rnd[r]) for r in sorted(ppo) if r in rnd]
+
+
 def ppo_gains(runs: Path, search_seeds: list[int]) -> list[tuple[float, float]]:
-    """Per search seed: PPO's round mean minus random search's on the same child seed, mean and SE
-    over the rounds after PPO's first update (the round table of `proxy_learning`)."""
+    """Per search seed: `round_differences` after PPO's first update, their mean and SE (the round
+    table of `proxy_learning`)."""
     gains = []
     for seed in search_seeds:
-        ppo, rnd = (rounds(searched_policies(runs, algo, seed)) for algo in ("ppo", "random"))
-        later = [statistics.mean(ppo[r]) - statistics.mean(rnd[r]) for r in sorted(ppo) if r in rnd][1:]
+        later = round_differences(runs, seed)[1:]
         if len(later) >= 2:
             gains.append((statistics.mean(later), statistics.stdev(later) / math.sqrt(len(later))))
     return gains
@@ -190,8 +196,7 @@ def proxy_learning(runs: Path, search_seeds: list[int]) -> list[str]:
              "| search seed | round 1 (PPO not yet updated) | rounds 2-last, mean +/- SE over rounds | last round |",
              "|---|---|---|---|"]
     for seed in search_seeds:
-        ppo, rnd = (rounds(searched_policies(runs, algo, seed)) for algo in ("ppo", "random"))
-        diffs = [statistics.mean(ppo[r]) - statistics.mean(rnd[r]) for r in sorted(ppo) if r in rnd]
+        diffs = round_differences(runs, seed)
         if len(diffs) < 3:
             continue
         later = diffs[1:]
