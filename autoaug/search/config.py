@@ -161,15 +161,15 @@ class FidelityConfig:
 
     @property
     def epoch_list(self) -> tuple[int, ...]:
-        return _units("fidelity.epochs", _rung_list("fidelity.epochs", self.epochs, "10,20,40"))
+        return _units("fidelity.epochs", self.named_lists["epochs"])
 
     @property
     def subset_list(self) -> tuple[int, ...]:
-        return _units("fidelity.train_subset", _rung_list("fidelity.train_subset", self.train_subset, "250,500,1000"))
+        return _units("fidelity.train_subset", self.named_lists["train_subset"])
 
     @property
     def size_list(self) -> tuple[int, ...]:
-        return _units("fidelity.image_size", _rung_list("fidelity.image_size", self.image_size, "16,32"))
+        return _units("fidelity.image_size", self.named_lists["image_size"])
 
     @property
     def named_lists(self) -> dict[str, tuple[float, ...]]:

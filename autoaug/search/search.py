@@ -51,7 +51,7 @@ from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs,
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
-from autoaug.search.fidelity import ppo_rewards, promote, rung_payload, rung_sizes
+from autoaug.search.fidelity import ppo_rewards, promote, rung_costs, rung_payload, rung_sizes
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
@@ -260,10 +260,18 @@ class Plan:
     verdict: int
     """The exported policy and the free alternatives on the re-evaluation's seeds (the cutout
     alternative is the reference child, already trained)."""
+    search_cost: float
+    """The search phase's children in children of the search's own size (`fidelity.rung_costs`):
+    `search` without rungs, far less with them."""
 
     @property
     def total(self) -> int:
         return self.search + self.reevaluation + self.verdict
+
+    @property
+    def total_cost(self) -> float:
+        """Every child in children of the search's own size (re-evaluation and verdict train that size)."""
+        return self.search_cost + self.reevaluation + self.verdict
 
 
 def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
@@ -275,8 +283,12 @@ def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
                     for spec in free_specs(config))
         verdict = seeds * (1 + extra)
     rounds = [config.batch_size] * (config.rounds - 1) + [config.budget - config.batch_size * (config.rounds - 1)]
-    search = sum(n + (1 if paired else 0) for size in rounds for n in rung_sizes(size, config))
-    return Plan(search, top * seeds + (seeds if paired and top else 0), verdict)
+    search, search_cost = 0, 0.0
+    for size in rounds:
+        for n, cost in zip(rung_sizes(size, config), rung_costs(config)):
+            search += n + (1 if paired else 0)
+            search_cost += (n + (1 if paired else 0)) * cost
+    return Plan(search, top * seeds + (seeds if paired and top else 0), verdict, search_cost)
 
 
 def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
@@ -353,7 +365,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
         pool = LazyPool(config, task, run_dir)
-        finished_before, loop_started = _finished(store), time.perf_counter()
+        costs = rung_costs(config)
+        finished_before, loop_started = _finished(store, costs), time.perf_counter()
         try:
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
@@ -407,7 +420,8 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                 above = [store.rows(round=round_, phase="search", role="policy", rung=r)
                          for r in range(1, config.fidelity.rungs)]
                 tqdm.write(_round_line(round_, config, trials, stats, above)
-                           + _time_to_go(children.total, _finished(store), finished_before, loop_started), file=sys.stderr)
+                           + _time_to_go(children, _finished(store, costs), finished_before, loop_started),
+                           file=sys.stderr)
                 if not ok:
                     raise AutoaugError(
                         f"every trial of round {round_} failed; first error: {trials[0].error} "
@@ -476,21 +490,30 @@ def _finished_policies(store: TrialStore) -> int:
     return counts["done"] + counts["failed"]
 
 
-def _finished(store: TrialStore) -> int:
-    """Children of every phase that finished (done or failed)."""
-    return sum(n for phase in ("search", "reeval") for status, n in store.counts(phase, None).items()
-               if status in ("done", "failed"))
+def _finished(store: TrialStore, costs: Sequence[float]) -> tuple[int, float]:
+    """Children of every phase that finished (done or failed), and what they cost in children of
+    the search's own size (`costs`: each rung's, `fidelity.rung_costs`; re-evaluation and verdict
+    children are the top rung's)."""
+    def finished(phase: str, rung: int | None) -> int:
+        return sum(n for status, n in store.counts(phase, None, rung).items() if status in ("done", "failed"))
+
+    by_rung = [finished("search", rung) for rung in range(len(costs))]
+    reeval = finished("reeval", None)
+    return sum(by_rung) + reeval, sum(n * cost for n, cost in zip(by_rung, costs)) + reeval
 
 
-def _time_to_go(total: int, finished: int, finished_before: int, started: float) -> str:
-    """'; about N min to go ...': the children left at this run's measured wall time per child."""
-    now = finished - finished_before
-    if now <= 0:
+def _time_to_go(children: Plan, finished: tuple[int, float], finished_before: tuple[int, float],
+                started: float) -> str:
+    """'; about N min to go ...': the work left at this run's measured wall time per unit of work,
+    a child of the search's own size (a cheap rung's child counts as its share of one, so a
+    search in rungs is not timed by its cheapest, most numerous children)."""
+    (count, cost), (_, cost_before) = finished, finished_before
+    if cost - cost_before <= 0:
         return ""
-    per_child = (time.perf_counter() - started) / now
-    left = max(0, total - finished)
-    return (f"; about {left * per_child / 60:.0f} min to go in all ({left} children left, re-evaluation and "
-            f"verdict included, at {per_child:.1f} s each so far)")
+    per_child = (time.perf_counter() - started) / (cost - cost_before)
+    left = max(0, children.total - count)
+    return (f"; about {max(0.0, children.total_cost - cost) * per_child / 60:.0f} min to go in all ({left} children "
+            f"left, re-evaluation and verdict included, at {per_child:.1f} s per child of the search's size so far)")
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float],

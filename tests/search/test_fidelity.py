@@ -24,7 +24,7 @@ from autoaug.errors import ConfigError
 from autoaug.search import search as search_module
 from autoaug.search.config import CONFIG_FILENAME, FidelityConfig, load_config
 from autoaug.search.export import ExportOptions, distinct_best, export_policy
-from autoaug.search.fidelity import RUNG_KEY, ppo_rewards, promote, promoted_count, without_rung
+from autoaug.search.fidelity import RUNG_KEY, ppo_rewards, promote, promoted_count, rung_costs, without_rung
 from autoaug.search.rewards import REFERENCE_KEY, evaluate_policy
 from autoaug.search.search import batch_seed, plan, run_search
 from autoaug.search.store import STORE_FILENAME, Trial, TrialStore
@@ -150,6 +150,27 @@ def test_rungs_from_the_config() -> None:
     assert [r["train_subset"] for r in config.rung_settings] == [250, 500, 1000]
     only_images = load_config(None, [*ONE_RUNG, "fidelity.train_subset=250,1000"])
     assert only_images.rung_settings == ({"epochs": 40, "train_subset": 250}, {"epochs": 40, "train_subset": 1000})
+
+
+def test_the_time_to_go_weighs_each_child_by_its_rungs_work() -> None:
+    # The default on CIFAR: 16x16 on 500 images (3 batches of 128 an epoch) against 32x32 on 1,000 (7).
+    cifar = load_config(None, []).for_images((32, 32), 4000)
+    assert rung_costs(cifar) == pytest.approx((3 * 16**2 / (7 * 32**2), 1.0))
+    children = plan(cifar, (32, 32))
+    # 9 rounds of 16 policies + a reference at rung 0, 4 + a reference at rung 1.
+    assert children.search == 9 * (17 + 5)
+    assert children.search_cost == pytest.approx(9 * (17 * rung_costs(cifar)[0] + 5))
+    assert children.total_cost == pytest.approx(children.search_cost + children.reevaluation + children.verdict)
+    one_rung = load_config(None, ONE_RUNG)
+    assert rung_costs(one_rung) == (1.0,) and plan(one_rung, (32, 32)).search_cost == plan(one_rung, (32, 32)).search
+    # Round 0 took 60 s: 17 cheap children and 5 of the search's size, 6.8 children of its size in all.
+    started = time.perf_counter() - 60
+    done = (22, 17 * rung_costs(cifar)[0] + 5)
+    line = search_module._time_to_go(children, done, (0, 0.0), started)
+    minutes = (children.total_cost - done[1]) * 60 / done[1] / 60
+    assert f"about {minutes:.0f} min to go in all ({children.total - 22} children left" in line
+    assert round(minutes) > round((children.total - 22) * 60 / 22 / 60)  # more than counting children as equal
+    assert search_module._time_to_go(children, done, done, started) == ""  # nothing finished in this run yet
 
 
 def test_the_default_halves_side_and_images_where_the_data_allow() -> None:
