@@ -22,6 +22,13 @@ The proxies (today's child: 40 epochs on 1,000 train images, 100 per class):
 - `today@E`: today's child's val accuracy after epoch E of its 40 (`train_model`'s
   `val_epochs`), what a successive-halving rung reads before training on; its cost is the CPU
   time up to that reading;
+- `late-E`, `aws-E` (weight sharing, the route issue #21 names "reuse of child training across
+  policies"): today's child with the policy (and its recipe) only in its last E epochs. The
+  epochs before are a trunk every policy of a batch shares, trained once per batch on the
+  reference child's recipe (`late`) or on every sub-policy of the space alike (`aws`, the shared
+  stage of Tian et al., "Improving Auto-Augment via Augmentation-Wise Weight Sharing", NeurIPS
+  2020). Each child here trains its own copy of the trunk (same seed, same draws, so the same
+  weights a shared one would give); its cost counts the tail, plus the trunk once per batch;
 - `density`: the search's density reward (`reward.kind = "density"`): 5 fold models trained
   once per search with today's child recipe on the 1,000 child-train images, a policy's score
   their accuracy on their held-out folds augmented by the policy; `density-recipe` the same
@@ -59,7 +66,8 @@ from proxy_rank import whole_recipe
 from regimes import DATASET, load_cache, run_jobs
 
 from autoaug.search.density import Fold, density_reward, fold_data, fold_seed
-from autoaug.search.search import batch_seed
+from autoaug.search.search import batch_seed, uniform_tokens
+from autoaug.space.policy import Policy
 from autoaug.space.specs import resolve
 from autoaug.training.config import TrainConfig
 from autoaug.training.loop import train_model
@@ -77,7 +85,9 @@ FOLDS = 5
 READINGS = (5, 10, 20)
 # Where the committed cache came from (update it when the cache is retrained).
 RUN_NOTE = ("trained 7 December 2026 in about 70 min wall, two children at a time under `nice`, while three "
-            "other jobs shared the two cores: load averages 1.3 to 5.2 during the run")
+            "other jobs shared the two cores: load averages 1.3 to 5.2 during the run; the weight-sharing rows "
+            "(`late-*`, `aws-10`, `16px*-late-20`) the same day in a later session, about 35 min wall, two "
+            "children at a time with little else running")
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,12 @@ class Child:
     image_size: int | None = None
     readings: tuple[int, ...] = ()
     """Epochs after which val accuracy is also read (early readings of this one run)."""
+    late: int = 0
+    """If > 0: the policy and its recipe only in the last `late` epochs, after a trunk that every
+    policy of a batch shares (weight sharing: the trunk is trained once per batch)."""
+    trunk: str = "cutout"
+    """The trunk's augmentation (a late child's): `cutout` (the reference child's recipe) or
+    `uniform` (every sub-policy of the search space alike, `uniform_trunk`, then that recipe)."""
 
     @property
     def key(self) -> str:
@@ -101,8 +117,9 @@ class Child:
             spec = "sha1:" + hashlib.sha1(Path(spec).read_bytes()).hexdigest()[:12]
         recipe = {"epochs": self.epochs, "model": self.model, "image_size": self.image_size,
                   "precision": "native"}
+        late = {"late": self.late, "trunk": self.trunk} if self.late else {}  # the keys cached before stay
         return json.dumps({"spec": spec, "seed": self.seed, "train_subset": self.train_subset,
-                           "val_subset": VAL_SUBSET, "recipe": recipe, "readings": list(self.readings)},
+                           "val_subset": VAL_SUBSET, "recipe": recipe, "readings": list(self.readings), **late},
                           sort_keys=True)
 
 
@@ -123,6 +140,13 @@ PROXIES: dict[str, tuple[dict[str, Any], int | None, str]] = {
     "tiny-half-16px": ({"model": "tiny-half", "image_size": 16}, None, "tiny at half width, 16x16 images, 40 ep, 1,000 img"),
     **{f"today@{e}": ({"readings": READINGS}, e, f"today's child read after epoch {e} of 40")
        for e in READINGS},
+    "late-10": ({"late": 10}, None, "today's child, the policy only in its last 10 epochs (a shared 30-epoch trunk)"),
+    "late-20": ({"late": 20}, None, "today's child, the policy only in its last 20 epochs (a shared 20-epoch trunk)"),
+    "aws-10": ({"late": 10, "trunk": "uniform"}, None,
+               "late-10 with a trunk on every sub-policy of the space alike (Tian et al. 2020's AWS)"),
+    "16px-late-20": ({"image_size": 16, "late": 20}, None, "late-20 at 16x16 images"),
+    "16px-500img-late-20": ({"image_size": 16, "train_subset": 500, "late": 20}, None,
+                            "late-20 at 16x16 images on 500 img"),
 }
 DENSITY = {"density": "the search's density reward (policy alone)",
            "density-recipe": "density reward, policy + pad-crop + flip + Cutout"}
@@ -131,6 +155,34 @@ REFERENCE = "cutout"  # the search's reference child: no policy, pad-crop + flip
 
 def proxy_child(proxy: str, spec: str, seed: int) -> Child:
     return Child(spec, seed, **PROXIES[proxy][0])
+
+
+UNIFORM_TRUNK = OUT_DIR / "uniform-trunk.json"
+UNIFORM_POLICIES, UNIFORM_SEED = 20, 2027
+
+
+def uniform_trunk() -> str:
+    """The `uniform` trunk's policy file: 20 uniformly random policies of the search space as one
+    of 100 sub-policies, one drawn per image: about every op, probability and magnitude alike."""
+    if not UNIFORM_TRUNK.is_file():
+        tokens = uniform_tokens(UNIFORM_POLICIES, torch.Generator().manual_seed(UNIFORM_SEED))  # (20, T)
+        meta = {"source": f"experiments/frontier.py uniform trunk ({UNIFORM_POLICIES} x uniform_tokens, "
+                          f"seed {UNIFORM_SEED})"}
+        Policy.from_tokens(tokens.flatten().tolist(), meta).save(UNIFORM_TRUNK)
+    return str(UNIFORM_TRUNK)
+
+
+class LateAugment:
+    """`trunk` for the first `trunk_steps` batches of a run, then `tail`: one run that trains
+    exactly as a shared trunk continued by each policy would (the trunk's batches are the same
+    for every policy: same seed, same draws)."""
+
+    def __init__(self, trunk: Callable, tail: Callable, trunk_steps: int) -> None:
+        self.trunk, self.tail, self.trunk_steps, self.steps = trunk, tail, trunk_steps, 0
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        self.steps += 1
+        return (self.trunk if self.steps <= self.trunk_steps else self.tail)(images, generator)
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -147,19 +199,29 @@ def train_child(child: Child) -> dict[str, Any]:
     resolved = resolve(child.spec)
     data = device_data(DATASET, "cpu", child.train_subset, VAL_SUBSET, child.image_size)
     config = child_config(child, resolved.standard, resolved.cutout)
+    augment = resolved.augmenter
+    trunk_epochs = child.epochs - child.late if child.late else 0
+    if child.late:
+        # The recipe switches with the policy (`none` trains its tail bare), so the whole recipe is the
+        # augmentation and the config adds none.
+        trunk = resolve(uniform_trunk() if child.trunk == "uniform" else REFERENCE)
+        steps = len(data.train_x) // min(config.batch_size, len(data.train_x))
+        augment = LateAugment(whole_recipe(trunk, data.mean), whole_recipe(resolved, data.mean), trunk_epochs * steps)
+        config = child_config(child, False, 0)
     started, wall = time.process_time(), time.perf_counter()
     cpu_at: dict[str, float] = {}
 
     def note(epoch: int, acc: float | None) -> None:
-        if acc is not None:
+        if acc is not None or epoch + 1 == trunk_epochs:
             cpu_at[str(epoch + 1)] = time.process_time() - started
 
-    _, history = train_model(resolved.augmenter, data, config, child.seed,
+    _, history = train_model(augment, data, config, child.seed,
                              val_epochs={*child.readings, child.epochs}, on_epoch_end=note)
     readings = {str(e): history[e - 1].val_acc for e in child.readings}
+    late = {"trunk_cpu_s": cpu_at[str(trunk_epochs)]} if child.late else {}
     return {"acc": history[-1].val_acc, "cpu_s": time.process_time() - started,
             "wall_s": time.perf_counter() - wall, "readings": readings,
-            "reading_cpu_s": {e: cpu_at[e] for e in readings}}
+            "reading_cpu_s": {e: cpu_at[e] for e in readings}, **late}
 
 
 def density_key(spec: str, seed: int, kind: str) -> str:
@@ -209,7 +271,7 @@ def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: 
                  seeds: Sequence[int]) -> tuple[dict[str, float], float] | None:
     """(policy -> the proxy's value averaged over `seeds`, CPU s per policy with the reference
     child's share), or None while some child is missing."""
-    values, costs, reference = {}, [], []
+    values, costs, reference, trunks = {}, [], [], []
     for name, spec in specs.items():
         accs = []
         for seed in seeds:
@@ -221,6 +283,9 @@ def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: 
                 reading = PROXIES[proxy][1]
                 acc, cpu = ((None, None) if row is None else (row["acc"], row["cpu_s"]) if reading is None
                             else (row["readings"][str(reading)], row["reading_cpu_s"][str(reading)]))
+                if row is not None and "trunk_cpu_s" in row:  # a late child: its tail; the trunk once a batch
+                    cpu -= row["trunk_cpu_s"]
+                    trunks.append(row["trunk_cpu_s"])
             if acc is None:
                 return None
             accs.append(acc)
@@ -229,6 +294,8 @@ def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: 
                 reference.append(cpu)
         values[name] = statistics.mean(accs)
     cost = statistics.mean(costs) + statistics.mean(reference) / BATCH
+    if trunks:
+        cost += statistics.mean(trunks) / BATCH
     if proxy in DENSITY:
         folds = [rows[fold_key(k)]["cpu_s"] for k in range(FOLDS)]
         cost += sum(folds) / BUDGET
@@ -348,7 +415,7 @@ def plot(one: dict[str, dict[str, Any]], two: dict[str, dict[str, Any]], path: P
     for ax, group, title in zip(axes, ("space", "all"), ("24 search-space policies", "all 30 policies")):
         for n, (proxy, e) in enumerate(sorted(one.items(), key=lambda kv: kv[1]["cost"])):
             colour = "C3" if proxy == "today" else "C2" if proxy.startswith("density") else \
-                "C1" if "@" in proxy else "C0"
+                "C1" if "@" in proxy else "C4" if PROXIES.get(proxy, ({},))[0].get("late") else "C0"
             x = shown[proxy]
             rho, lo, hi = e[group]
             ax.errorbar(x, rho, yerr=[[rho - lo], [hi - rho]], fmt="o", mfc="white", color=colour, capsize=2,
@@ -376,7 +443,8 @@ def plot(one: dict[str, dict[str, Any]], two: dict[str, dict[str, Any]], path: P
     fig.suptitle("Proxy frontier: open = 1 seed, filled = mean of 2 seeds (bars: 95% bootstrap over policies); "
                  "red dashed = today's child" + (" (2 seeds)" if line is two else "") + ", dotted = 1/4 of its cost, "
                  "dash-dot = the ruler's seed-vs-seed agreement\n"
-                 "blue: smaller or shorter children, orange: early readings of today's child, green: density reward",
+                 "blue: smaller or shorter children, orange: early readings of today's child, green: density reward, "
+                 "purple: the policy in the last epochs of a shared trunk",
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -451,6 +519,7 @@ def report(started: float | None = None) -> str:
         "the policies that survive it), so its cost counts only the epochs before the reading."
         + readings_note(two if "today@5" in two else one),
         "",
+        *late_note(two if "today" in two else one),
         "Spearman over all policies is not what a search needs; whether the policy it keeps from a batch is "
         "good, per CPU second, is: [halving.md](halving.md) (`experiments/halving.py`) replays controller "
         "batches on these caches, a cheap rung promoting a few to today's child against today's child on an "
@@ -472,6 +541,22 @@ def readings_note(scores: dict[str, dict[str, Any]]) -> str:
         text += (": early in training the weakest augmentation leads, so a rung that reads the child early "
                  "would keep the policies that learn fastest, not those that pay off by the end")
     return text + "."
+
+
+def late_note(scores: dict[str, dict[str, Any]]) -> list[str]:
+    """What weight sharing buys, from the numbers: each late proxy against today's child."""
+    late = [p for p in PROXIES if PROXIES[p][0].get("late") and p in scores]
+    if not late or "today" not in scores:
+        return []
+    today = scores["today"]
+    return ["Weight sharing (`late-E`, `aws-E`: the policy only in the last E epochs of a trunk the batch "
+            "trains once): " + ", ".join(
+                f"`{p}` ranks the 24 at {scores[p]['space'][0]:+.2f} (minus today's child "
+                f"{scores[p]['space'][0] - today['space'][0]:+.2f}, 95% paired interval "
+                f"{scores[p]['space_vs_today'][0]:+.2f} to {scores[p]['space_vs_today'][1]:+.2f}) at "
+                f"{scores[p]['cost'] / today['cost']:.2f} of its cost, `none` ranked {none_rank(scores[p]['values'])} "
+                "of 30" for p in late) + ". A shared trunk keeps the search's own child (its images, side and 40 "
+            "epochs) and pays per policy only for the epochs where the policies differ.", ""]
 
 
 def train(proxies: Sequence[str], rounds: Sequence[int], parallel: int) -> None:
@@ -501,6 +586,7 @@ def main() -> None:
                     help="train only these proxies, in this order (default: all, in the table's order)")
     ap.add_argument("--report", action="store_true", help="only rewrite frontier.md and frontier.png from the cache")
     args = ap.parse_args()
+    torch.set_num_threads(1)  # as every child (the machine line reports it), --report too
     started = None
     if not args.report:
         proxies = args.only or [*PROXIES, *DENSITY]
