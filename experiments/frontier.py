@@ -86,7 +86,7 @@ READINGS = (5, 10, 20)
 # Where the committed cache came from (update it when the cache is retrained).
 RUN_NOTE = ("trained 7 December 2026 in about 70 min wall, two children at a time under `nice`, while three "
             "other jobs shared the two cores: load averages 1.3 to 5.2 during the run; the weight-sharing rows "
-            "(`late-*`, `aws-10`, `16px*-late-20`) the same day in a later session, about 35 min wall, two "
+            "(`late-*`, `aws-10`, `16px*-late-*`) the same day in a later session, about 35 min wall, two "
             "children at a time with little else running")
 
 
@@ -144,7 +144,9 @@ PROXIES: dict[str, tuple[dict[str, Any], int | None, str]] = {
     "late-20": ({"late": 20}, None, "today's child, the policy only in its last 20 epochs (a shared 20-epoch trunk)"),
     "aws-10": ({"late": 10, "trunk": "uniform"}, None,
                "late-10 with a trunk on every sub-policy of the space alike (Tian et al. 2020's AWS)"),
+    "16px-late-10": ({"image_size": 16, "late": 10}, None, "late-10 at 16x16 images"),
     "16px-late-20": ({"image_size": 16, "late": 20}, None, "late-20 at 16x16 images"),
+    "16px-late-30": ({"image_size": 16, "late": 30}, None, "the policy in the last 30 epochs, at 16x16 images"),
     "16px-500img-late-20": ({"image_size": 16, "train_subset": 500, "late": 20}, None,
                             "late-20 at 16x16 images on 500 img"),
 }

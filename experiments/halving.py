@@ -62,7 +62,7 @@ PROXIES = ("16px", "tiny-half", "tiny-half-16px", "16px-500img", "10ep", "today@
 PROMOTED = (2, 4, 8)
 # Weight sharing (frontier.py's `late-E`, `aws-E`): as the search's child on its own, and as the
 # top rung above a cheap rung (itself with or without a shared trunk).
-LATE = ("late-10", "aws-10", "late-20", "16px-late-20")
+LATE = ("late-10", "aws-10", "late-20", "16px-late-10", "16px-late-20", "16px-late-30")
 LATE_HALVING = (("16px-500img", "late-10"), ("16px-500img", "late-20"), ("16px-500img-late-20", "late-20"),
                 ("16px-late-20", "late-20"))
 
