@@ -257,6 +257,8 @@ def main() -> None:
     ap.add_argument("--runs", default=None, help="run directory (default runs/search_quality[-gpu])")
     ap.add_argument("--final-cache", default=None, help="proxy_rank.py's cache, where the best RandAugment point "
                     "is read (default runs/final/children.jsonl, cpu)")
+    ap.add_argument("--ra", default=None, metavar="SPEC", help="the RandAugment point to train where proxy_rank.py's "
+                    "cache is not on this machine (the one experiments/results/proxy_rank.md found best on seed 0)")
     ap.add_argument("--out", default=None, help="default experiments/results/search_quality[-gpu].md")
     ap.add_argument("--peer-seeds", type=int, default=1, help="PPO searches of the former default after the "
                     "searches, their cost's peer on this machine (scale cpu)")
@@ -293,7 +295,7 @@ def main() -> None:
             peers[seed] = json.loads(cost_file.read_text())
 
     specs = {name: name for name in FREE}
-    ra = best_randaugment(final_cache) if device == "cpu" else "randaugment:N=2,M=14"
+    ra = args.ra or (best_randaugment(final_cache) if device == "cpu" else "randaugment:N=2,M=14")
     if ra is None and not args.report:
         print(f"no RandAugment point in {final_cache} (experiments/proxy_rank.py's cache): the report has no RA row")
     if ra is not None:
@@ -523,14 +525,16 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
         f"# Does the search beat the free alternatives? (issue #10: {TITLES[args.scale]})",
         "",
         f"`python experiments/search_quality.py --scale {args.scale} --algos {args.algos} --search-seeds {args.search_seeds} "
-        f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}` on {describe('cpu' if SCALES[args.scale][3] == 'cpu' else None)}; "
+        f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}" + (f" --ra {args.ra}" if args.ra else "")
+        + f"` on {describe('cpu' if SCALES[args.scale][3] == 'cpu' else None)}; "
         f"load average at the end {load_average()}.",
         "",
         f"Final regime: `{recipe}` on the `tiny` recipe, the 4,000 reduced CIFAR-10 train images with the "
         "policy, pad-crop + flip and Cutout 16 (what `autoaug train` gives every policy), test accuracy (%) "
         f"on the 10,000 test images, seeds {seeds[0]}..{seeds[-1]} (the same seeds in every row; none and "
         f"standard on the first {args.minor_seeds}; a row with fewer had not finished). "
-        + ("The best RandAugment point was chosen on its seed-0 test accuracy (experiments/proxy_rank.py), which "
+        + ("The best RandAugment point was chosen on its seed-0 test accuracy (experiments/proxy_rank.py"
+           + (", named with --ra from experiments/results/proxy_rank.md" if args.ra else "") + "), which "
            "favours it slightly." if any(n.endswith("(best RA point)") for n in acc) else
            "No RandAugment row: experiments/proxy_rank.py's final-regime cache, where its best point is chosen, "
            "was not on this machine."),
