@@ -283,11 +283,11 @@ def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
                     for spec in free_specs(config))
         verdict = seeds * (1 + extra)
     rounds = [config.batch_size] * (config.rounds - 1) + [config.budget - config.batch_size * (config.rounds - 1)]
-    search, search_cost = 0, 0.0
+    costs, search, search_cost = rung_costs(config), 0, 0.0
     for size in rounds:
-        for n, cost in zip(rung_sizes(size, config), rung_costs(config)):
-            search += n + (1 if paired else 0)
-            search_cost += (n + (1 if paired else 0)) * cost
+        for n, cost in zip(rung_sizes(size, config), costs):
+            children = n + (1 if paired else 0)
+            search, search_cost = search + children, search_cost + children * cost
     return Plan(search, top * seeds + (seeds if paired and top else 0), verdict, search_cost)
 
 
