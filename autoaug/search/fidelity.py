@@ -64,22 +64,6 @@ def rung_sizes(n: int, config: SearchConfig) -> list[int]:
     return sizes
 
 
-def rung_costs(config: SearchConfig) -> tuple[float, ...]:
-    """Each rung's child as a fraction of the search's own (the top rung's, 1.0): epochs x steps
-    per epoch (whole batches) x pixels. A measure of work, not of seconds: on CIFAR the 16x16 rung
-    on 500 images is 0.11 of the child by it, and took 0.18 of its wall time (issue #21). A time to
-    go that weighs children by it errs little, since every round mixes the rungs alike; one that
-    counts children as equal reads the cheap rung's many as typical."""
-    settings, batch = config.rung_settings, config.child.batch_size
-
-    def work(rung: dict[str, Any]) -> float:
-        images = rung["train_subset"] or settings[-1]["train_subset"] or batch
-        return rung["epochs"] * max(1, images // batch) * rung.get("image_size", 1) ** 2
-
-    top = work(settings[-1])
-    return tuple(work(rung) / top for rung in settings)
-
-
 def promote(trials: Sequence[Trial], promote: float) -> list[int]:
     """The slots of the policies of one rung that go to the next: the best `promoted_count` of the
     rung's policies by their raw reward among the done ones (a failed one has no reward to rank),

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +52,7 @@ from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs,
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
-from autoaug.search.fidelity import ppo_rewards, promote, rung_costs, rung_payload, rung_sizes
+from autoaug.search.fidelity import ppo_rewards, promote, rung_payload, rung_sizes
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
@@ -260,18 +261,18 @@ class Plan:
     verdict: int
     """The exported policy and the free alternatives on the re-evaluation's seeds (the cutout
     alternative is the reference child, already trained)."""
-    search_cost: float
-    """The search phase's children in children of the search's own size (`fidelity.rung_costs`):
-    `search` without rungs, far less with them."""
+    search_by_rung: tuple[int, ...]
+    """`search` by rung, cheapest first (one rung: `search` alone)."""
 
     @property
     def total(self) -> int:
         return self.search + self.reevaluation + self.verdict
 
     @property
-    def total_cost(self) -> float:
-        """Every child in children of the search's own size (re-evaluation and verdict train that size)."""
-        return self.search_cost + self.reevaluation + self.verdict
+    def by_rung(self) -> tuple[int, ...]:
+        """Every child by the rung it trains at: re-evaluation and verdict train the top rung's child."""
+        *below, top = self.search_by_rung
+        return (*below, top + self.reevaluation + self.verdict)
 
 
 def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
@@ -283,12 +284,11 @@ def plan(config: SearchConfig, image_size: tuple[int, int]) -> Plan:
                     for spec in free_specs(config))
         verdict = seeds * (1 + extra)
     rounds = [config.batch_size] * (config.rounds - 1) + [config.budget - config.batch_size * (config.rounds - 1)]
-    costs, search, search_cost = rung_costs(config), 0, 0.0
+    by_rung = [0] * config.fidelity.rungs
     for size in rounds:
-        for n, cost in zip(rung_sizes(size, config), costs):
-            children = n + (1 if paired else 0)
-            search, search_cost = search + children, search_cost + children * cost
-    return Plan(search, top * seeds + (seeds if paired and top else 0), verdict, search_cost)
+        for rung, n in enumerate(rung_sizes(size, config)):
+            by_rung[rung] += n + (1 if paired else 0)
+    return Plan(sum(by_rung), top * seeds + (seeds if paired and top else 0), verdict, tuple(by_rung))
 
 
 def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
@@ -365,8 +365,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)
         pool = LazyPool(config, task, run_dir)
-        costs = rung_costs(config)
-        finished_before, loop_started = _finished(store, costs), time.perf_counter()
+        loop_started = time.time()  # the store's clock
         try:
             for round_ in itertools.count(next_round):
                 # 1. The round's policies: re-drawn identically if the round was started before.
@@ -420,7 +419,7 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
                 above = [store.rows(round=round_, phase="search", role="policy", rung=r)
                          for r in range(1, config.fidelity.rungs)]
                 tqdm.write(_round_line(round_, config, trials, stats, above)
-                           + _time_to_go(children, _finished(store, costs), finished_before, loop_started),
+                           + _time_to_go(children, *_child_seconds(store, config.fidelity.rungs, loop_started)),
                            file=sys.stderr)
                 if not ok:
                     raise AutoaugError(
@@ -490,30 +489,32 @@ def _finished_policies(store: TrialStore) -> int:
     return counts["done"] + counts["failed"]
 
 
-def _finished(store: TrialStore, costs: Sequence[float]) -> tuple[int, float]:
-    """Children of every phase that finished (done or failed), and what they cost in children of
-    the search's own size (`costs`: each rung's, `fidelity.rung_costs`; re-evaluation and verdict
-    children are the top rung's)."""
-    def finished(phase: str, rung: int | None) -> int:
-        return sum(n for status, n in store.counts(phase, None, rung).items() if status in ("done", "failed"))
+def _child_seconds(store: TrialStore, rungs: int, since: float) -> tuple[dict[int, list[float]], float]:
+    """The compute seconds of every finished child (done or failed) by the rung it trained at
+    (re-evaluation and verdict: the top rung's child), and how many seconds of children a wall
+    second has finished since `since` (time.time() when this run's loop started): the workers
+    at work at once, measured."""
+    seconds: dict[int, list[float]] = {}
+    busy = 0.0
+    for t in store.rows(phase="search") + store.rows(phase="reeval"):
+        if t.status in ("done", "failed") and t.duration is not None:
+            seconds.setdefault(t.rung if t.phase == "search" else rungs - 1, []).append(t.duration)
+            busy += t.duration if t.finished is not None and t.finished >= since else 0.0
+    return seconds, busy / max(time.time() - since, 1e-9)
 
-    by_rung = [finished("search", rung) for rung in range(len(costs))]
-    reeval = finished("reeval", None)
-    return sum(by_rung) + reeval, sum(n * cost for n, cost in zip(by_rung, costs)) + reeval
 
-
-def _time_to_go(children: Plan, finished: tuple[int, float], finished_before: tuple[int, float],
-                started: float) -> str:
-    """'; about N min to go ...': the work left at this run's measured wall time per unit of work,
-    a child of the search's own size (a cheap rung's child counts as its share of one, so a
-    search in rungs is not timed by its cheapest, most numerous children)."""
-    (count, cost), (_, cost_before) = finished, finished_before
-    if cost - cost_before <= 0:
+def _time_to_go(children: Plan, seconds: dict[int, list[float]], at_once: float) -> str:
+    """'; about N min to go ...': each child left at its rung's mean seconds so far, `at_once` at a
+    time. A rung's own mean, not one for all: with rungs, a child of the search's size takes 5 or
+    6 times a cheap one, and counting them as equal reads the cheap ones' many as typical."""
+    finished = [len(seconds.get(rung, ())) for rung in range(len(children.by_rung))]
+    if not sum(finished) or at_once <= 0:
         return ""
-    per_child = (time.perf_counter() - started) / (cost - cost_before)
-    left = max(0, children.total - count)
-    return (f"; about {max(0.0, children.total_cost - cost) * per_child / 60:.0f} min to go in all ({left} children "
-            f"left, re-evaluation and verdict included, at {per_child:.1f} s per child of the search's size so far)")
+    everyone = [s for values in seconds.values() for s in values]  # a rung not yet measured
+    left = [max(0, planned - done) for planned, done in zip(children.by_rung, finished)]
+    work = sum(n * statistics.fmean(seconds.get(rung) or everyone) for rung, n in enumerate(left))
+    return (f"; about {work / at_once / 60:.0f} min to go in all ({sum(left)} children left, re-evaluation and "
+            f"verdict included, each at its rung's mean time so far, {at_once:.1f} at a time)")
 
 
 def _round_line(round_: int, config: SearchConfig, trials: list[Trial], stats: dict[str, float],

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from autoaug.errors import ConfigError
 from autoaug.search import search as search_module
 from autoaug.search.config import CONFIG_FILENAME, FidelityConfig, load_config
 from autoaug.search.export import ExportOptions, distinct_best, export_policy
-from autoaug.search.fidelity import RUNG_KEY, ppo_rewards, promote, promoted_count, rung_costs, without_rung
+from autoaug.search.fidelity import RUNG_KEY, ppo_rewards, promote, promoted_count, without_rung
 from autoaug.search.rewards import REFERENCE_KEY, evaluate_policy
 from autoaug.search.search import batch_seed, plan, run_search
 from autoaug.search.store import STORE_FILENAME, Trial, TrialStore
@@ -152,25 +153,27 @@ def test_rungs_from_the_config() -> None:
     assert only_images.rung_settings == ({"epochs": 40, "train_subset": 250}, {"epochs": 40, "train_subset": 1000})
 
 
-def test_the_time_to_go_weighs_each_child_by_its_rungs_work() -> None:
-    # The default on CIFAR: 16x16 on 500 images (3 batches of 128 an epoch) against 32x32 on 1,000 (7).
+def test_the_time_to_go_counts_each_child_at_its_rungs_time() -> None:
     cifar = load_config(None, []).for_images((32, 32), 4000)
-    assert rung_costs(cifar) == pytest.approx((3 * 16**2 / (7 * 32**2), 1.0))
     children = plan(cifar, (32, 32))
-    # 9 rounds of 16 policies + a reference at rung 0, 4 + a reference at rung 1.
-    assert children.search == 9 * (17 + 5)
-    assert children.search_cost == pytest.approx(9 * (17 * rung_costs(cifar)[0] + 5))
-    assert children.total_cost == pytest.approx(children.search_cost + children.reevaluation + children.verdict)
+    # 9 rounds of 16 policies + a reference at rung 0, 4 + a reference at rung 1; the re-evaluation and
+    # the verdict train the search's own child, the top rung's.
+    assert children.search_by_rung == (9 * 17, 9 * 5) and children.search == 9 * 22
+    assert children.by_rung == (9 * 17, 9 * 5 + children.reevaluation + children.verdict)
     one_rung = load_config(None, ONE_RUNG)
-    assert rung_costs(one_rung) == (1.0,) and plan(one_rung, (32, 32)).search_cost == plan(one_rung, (32, 32)).search
-    # Round 0 took 60 s: 17 cheap children and 5 of the search's size, 6.8 children of its size in all.
-    started = time.perf_counter() - 60
-    done = (22, 17 * rung_costs(cifar)[0] + 5)
-    line = search_module._time_to_go(children, done, (0, 0.0), started)
-    minutes = (children.total_cost - done[1]) * 60 / done[1] / 60
-    assert f"about {minutes:.0f} min to go in all ({children.total - 22} children left" in line
-    assert round(minutes) > round((children.total - 22) * 60 / 22 / 60)  # more than counting children as equal
-    assert search_module._time_to_go(children, done, done, started) == ""  # nothing finished in this run yet
+    assert plan(one_rung, (32, 32)).search_by_rung == (plan(one_rung, (32, 32)).search,)
+    # After round 0 of the default: 17 cheap children of 2.4 s and 5 of 13.4 s, two at a time.
+    seconds = {0: [2.4] * 17, 1: [13.4] * 5}
+    left = (9 * 17 - 17) * 2.4 + (children.by_rung[1] - 5) * 13.4
+    line = search_module._time_to_go(children, seconds, 2.0)
+    assert f"about {left / 2 / 60:.0f} min to go in all ({children.total - 22} children left" in line
+    assert "2.0 at a time" in line
+    # Counted as equal, the cheap children's many would read as typical: far less time.
+    assert round(left / 2 / 60) > round((children.total - 22) * statistics.fmean([2.4] * 17 + [13.4] * 5) / 2 / 60)
+    # A rung not measured yet counts at the mean of every child measured.
+    only_cheap = search_module._time_to_go(children, {0: [2.4] * 17}, 2.0)
+    assert f"about {(136 * 2.4 + children.by_rung[1] * 2.4) / 2 / 60:.0f} min" in only_cheap
+    assert search_module._time_to_go(children, {}, 2.0) == ""  # nothing finished yet
 
 
 def test_the_default_halves_side_and_images_where_the_data_allow() -> None:
