@@ -269,6 +269,17 @@ def density_scores(specs: dict[str, str], seeds: Sequence[int], log: Callable[[s
 # --- scoring ----------------------------------------------------------------------------------
 
 
+def child_reading(row: dict[str, Any], proxy: str) -> tuple[float, float, float]:
+    """(val accuracy, CPU s, trunk CPU s) of one cached child as `proxy` reads it: for `today@E`
+    the reading after epoch E and the CPU time up to it; for a late child its tail's CPU time,
+    the trunk's apart (0 for every other child)."""
+    reading = PROXIES[proxy][1]
+    if reading is not None:
+        return row["readings"][str(reading)], row["reading_cpu_s"][str(reading)], 0.0
+    trunk = row.get("trunk_cpu_s", 0.0)
+    return row["acc"], row["cpu_s"] - trunk, trunk
+
+
 def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: str,
                  seeds: Sequence[int]) -> tuple[dict[str, float], float] | None:
     """(policy -> the proxy's value averaged over `seeds`, CPU s per policy with the reference
@@ -282,12 +293,9 @@ def proxy_values(rows: dict[str, dict[str, Any]], specs: dict[str, str], proxy: 
                 acc, cpu = (None, None) if row is None else (row["acc"], row["cpu_s"])
             else:
                 row = rows.get(proxy_child(proxy, spec, seed).key)
-                reading = PROXIES[proxy][1]
-                acc, cpu = ((None, None) if row is None else (row["acc"], row["cpu_s"]) if reading is None
-                            else (row["readings"][str(reading)], row["reading_cpu_s"][str(reading)]))
-                if row is not None and "trunk_cpu_s" in row:  # a late child: its tail; the trunk once a batch
-                    cpu -= row["trunk_cpu_s"]
-                    trunks.append(row["trunk_cpu_s"])
+                acc, cpu, trunk = (None, None, 0.0) if row is None else child_reading(row, proxy)
+                if trunk:  # a late child: its tail in `cpu`; the trunk once a batch
+                    trunks.append(trunk)
             if acc is None:
                 return None
             accs.append(acc)

@@ -94,11 +94,7 @@ class Cost:
 def child_value(rows: dict, proxy: str, spec: str, seed: int) -> tuple[float, float]:
     """(val accuracy, CPU s) of one cached child (a `late` child's tail alone), or of the reading
     of today's run for `today@E`."""
-    row = rows[frontier.proxy_child(proxy, spec, seed).key]
-    reading = frontier.PROXIES[proxy][1]
-    if reading is None:
-        return row["acc"], row["cpu_s"] - row.get("trunk_cpu_s", 0.0)
-    return row["readings"][str(reading)], row["reading_cpu_s"][str(reading)]
+    return frontier.child_reading(rows[frontier.proxy_child(proxy, spec, seed).key], proxy)[:2]
 
 
 def proxy_cost(rows: dict, specs: dict[str, str], proxy: str) -> Cost:
@@ -106,7 +102,7 @@ def proxy_cost(rows: dict, specs: dict[str, str], proxy: str) -> Cost:
     seeds = frontier.CHILD_SEEDS
     policy = statistics.mean(child_value(rows, proxy, spec, s)[1] for spec in specs.values() for s in seeds)
     reference = statistics.mean(child_value(rows, proxy, specs[frontier.REFERENCE], s)[1] for s in seeds)
-    trunks = [rows[frontier.proxy_child(proxy, spec, s).key].get("trunk_cpu_s", 0.0)
+    trunks = [frontier.child_reading(rows[frontier.proxy_child(proxy, spec, s).key], proxy)[2]
               for spec in specs.values() for s in seeds]
     return Cost(policy, reference, statistics.mean(trunks))
 

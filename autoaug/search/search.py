@@ -496,10 +496,11 @@ def _child_seconds(store: TrialStore, rungs: int, since: float) -> tuple[dict[in
     at work at once, measured."""
     seconds: dict[int, list[float]] = {}
     busy = 0.0
-    for t in store.rows(phase="search") + store.rows(phase="reeval"):
+    for t in store.rows():  # every phase
         if t.status in ("done", "failed") and t.duration is not None:
             seconds.setdefault(t.rung if t.phase == "search" else rungs - 1, []).append(t.duration)
-            busy += t.duration if t.finished is not None and t.finished >= since else 0.0
+            if t.finished is not None and t.finished >= since:
+                busy += t.duration
     return seconds, busy / max(time.time() - since, 1e-9)
 
 
