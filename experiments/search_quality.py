@@ -66,6 +66,9 @@ SCALES = {
     # of fp32 children ('auto' is fp32 on the CPU), 35 minutes; the final regime is the cpu scale's.
     "cpu-35min": (["--budget", "112", "--set", "child.precision=auto"], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
     "gpu": (["--config", "experiments/gpu.toml"], {"model": "small", "epochs": 80}, 4, "cuda", "final-gpu"),
+    # Issue #21's shared trunk: the default's rungs, the top one from a 20-epoch trunk shared by the
+    # round (halving.md's `16px-500img -> late-20, m = 4`), 256 policies (4x the former default's 64).
+    "cpu-trunk": (["--budget", "256", "--set", "fidelity.trunk=0,20"], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
 }
 
 
@@ -74,12 +77,13 @@ TITLES = {
     "cpu-64": "the former default, 64 policies of one rung",
     "cpu-35min": "the former default, 112 policies of fp32 children (35 minutes)",
     "gpu": "experiments/gpu.toml on a GPU",
+    "cpu-trunk": "256 policies, the top rung from a shared 20-epoch trunk",
 }
 
 
 PEER = "peer"
 """The algo name of a cost peer: a PPO search of PEERS[scale], run in the same protocol on the same machine."""
-PEERS = {"cpu": "cpu-64"}
+PEERS = {"cpu": "cpu-64", "cpu-trunk": "cpu-64"}
 """Scales whose searches get a peer for their cost: the former default (issue #21's 64 policies)."""
 
 

@@ -141,6 +141,13 @@ class FidelityConfig:
     promote: float = 0.25
     """Fraction of a rung's policies trained again at the next rung: the best max(1, floor(n x
     promote)) of its n by their reward at that rung (1/4: 16 -> 4 -> 1 over three rungs)."""
+    trunk: str = ""
+    """Epochs of each rung's child that its children share, cheapest rung first ("0,20"; one value
+    for a search of one rung): trained once per batch and rung on the batch's seed with the
+    reference child's recipe (no policy), each policy then training only the epochs after it, from
+    there (a shared trunk, `autoaug.training.loop.train_trunk`; experiments/results/frontier.md's
+    `late-E` children). 0 or "" = none: each child trains every epoch with its policy. The
+    re-evaluation and the verdict train whole children, as without a trunk."""
 
     def __post_init__(self) -> None:
         lists = {name: values for name, values in self.named_lists.items() if values}
@@ -155,6 +162,10 @@ class FidelityConfig:
                 raise ConfigError(f"fidelity: rung {rung} ({_rung_text(self, rung)}) does not cost more than rung "
                                   f"{rung - 1} ({_rung_text(self, rung - 1)}); rungs go cheapest first, each with "
                                   "more epochs, images or pixels and none fewer")
+        trunk = self.trunk_list
+        if trunk and len(trunk) != self.rungs:
+            raise ConfigError(f"fidelity.trunk = {shown(self.trunk)} names {len(trunk)} rungs, the other lists "
+                              f"{self.rungs}: one trunk length per rung, 0 for a rung without one")
         if isinstance(self.promote, bool) or not isinstance(self.promote, (int, float)) or not 0 < self.promote <= 1:
             raise ConfigError(f"fidelity.promote must be a fraction in (0, 1] of a rung's policies to train at the "
                               f"next rung, got {shown(self.promote)}")
@@ -170,6 +181,22 @@ class FidelityConfig:
     @property
     def size_list(self) -> tuple[int, ...]:
         return _units("fidelity.image_size", self.named_lists["image_size"])
+
+    @property
+    def trunk_list(self) -> tuple[int, ...]:
+        """fidelity.trunk by rung ((): no rung has a trunk)."""
+        text = self.trunk
+        if not isinstance(text, str):
+            raise ConfigError(f"fidelity.trunk must be a string of epoch counts separated by commas (\"0,20\"), "
+                              f"got {shown(text)}")
+        if not text.strip():
+            return ()
+        parts = [part.strip() for part in text.split(",")]
+        if not all(part.isascii() and part.isdigit() for part in parts):
+            raise ConfigError(f"fidelity.trunk must be epoch counts >= 0 separated by commas, cheapest rung first "
+                              f"(\"0,20\"), got {shown(text)}")
+        values = tuple(int(part) for part in parts)
+        return values if any(values) else ()
 
     @property
     def named_lists(self) -> dict[str, tuple[float, ...]]:
@@ -261,17 +288,20 @@ def _fidelity_in_units(config: SearchConfig, image_size: tuple[int, int], train_
     lists = {name: values for name, values in fidelity.named_lists.items() if values}
     if config.reward.kind != "child" or (images is not None and images < child.batch_size):
         lists = {}  # no child per trial to train in rungs, or none trains at all (check_child_fits says why)
+    trunk = fidelity.trunk_list or (0,) * fidelity.rungs
     rungs = []
     for rung in range(fidelity.rungs):
         units = {name: in_units(name, values[rung], rung == fidelity.rungs - 1) for name, values in lists.items()}
         if None not in units.values():
-            rungs.append(units)
-    kept = [r for r, above in zip(rungs, rungs[1:]) if any(r[k] < above[k] for k in r)] + rungs[-1:]
-    if len(kept) < 2 or not lists:
-        return dataclasses.replace(fidelity, epochs="", train_subset="", image_size="")
+            rungs.append((units, trunk[rung]))
+    kept = [(r, t) for (r, t), (above, _) in zip(rungs, rungs[1:]) if any(r[k] < above[k] for k in r)] + rungs[-1:]
+    if len(kept) < 2 or not lists:  # the search's child alone, with the top rung's trunk
+        return dataclasses.replace(fidelity, epochs="", train_subset="", image_size="",
+                                   trunk=str(trunk[-1]) if fidelity.trunk_list else "")
     if _is_fraction_list(lists.get("train_subset", ())) and config.train_subset:
-        kept[-1]["train_subset"] = config.train_subset  # the top rung is the search's child: its setting
-    return dataclasses.replace(fidelity, **{name: ",".join(str(r[name]) for r in kept) for name in lists})
+        kept[-1][0]["train_subset"] = config.train_subset  # the top rung is the search's child: its setting
+    return dataclasses.replace(fidelity, **{name: ",".join(str(r[name]) for r, _ in kept) for name in lists},
+                               trunk=",".join(str(t) for _, t in kept) if fidelity.trunk_list else "")
 
 
 def _rung_text(fidelity: FidelityConfig, rung: int) -> str:
@@ -374,7 +404,7 @@ class SearchConfig:
     # as before it existed; export.free, the verdict's extra free alternatives, none by default).
     added_later: ClassVar[frozenset[str]] = frozenset({
         "child.flip", "export.free", "image_size", "fidelity.epochs", "fidelity.train_subset", "fidelity.promote",
-        "fidelity.image_size"})
+        "fidelity.image_size", "fidelity.trunk"})
     # Keys a run directory's config.toml written by an older autoaug still uses: issue #24 made the
     # export count one key of [export], so a run started before resumes as it was.
     renamed_keys: ClassVar[dict[str, str]] = {"export_top": "export.top"}
@@ -441,6 +471,19 @@ class SearchConfig:
                 raise ConfigError(f"fidelity.{name} = {shown(getattr(fidelity, name))} must end at {source} = "
                                   f"{toml_value(top)}: the top rung is the search's own child, which the "
                                   "re-evaluation trains again")
+        trunk = fidelity.trunk_list
+        if trunk and self.reward.kind != "child":
+            raise ConfigError(f"fidelity.trunk shares the first epochs of a batch's children; reward.kind "
+                              f"{shown(self.reward.kind)} trains none per trial: set fidelity.trunk to \"\"")
+        if trunk and not self.reward.paired:
+            raise ConfigError("fidelity.trunk shares a round's first epochs among children of one seed: it needs "
+                              "reward.paired = true (without it each policy has a seed, and a trunk, of its own)")
+        epochs = lists["epochs"] if lists["epochs"] and not _is_fraction_list(lists["epochs"]) else None
+        for rung, length in enumerate(trunk):
+            top = epochs[rung] if epochs else self.child.epochs
+            if length >= top:
+                raise ConfigError(f"fidelity.trunk = {shown(fidelity.trunk)}: rung {rung}'s trunk of {length} epochs "
+                                  f"leaves none of its {top} to the policy; a trunk is shorter than its rung's child")
         subsets = lists["train_subset"]
         if subsets and not _is_fraction_list(subsets) and subsets[0] < self.child.batch_size:
             raise ConfigError(f"fidelity.train_subset = {shown(fidelity.train_subset)} starts below child.batch_size = "
@@ -476,7 +519,8 @@ class SearchConfig:
     @property
     def rung_settings(self) -> tuple[dict[str, int | None], ...]:
         """{"epochs": E, "train_subset": N} of each rung, cheapest first (the last is the child's),
-        with {"image_size": S, "cutout": C} when fidelity.image_size names the sides: a rung's
+        with {"image_size": S, "cutout": C} when fidelity.image_size names the sides and {"trunk": T}
+        where fidelity.trunk gives the rung one: a rung's
         Cutout scales with its side as the pad does (`_rung_cutout`). A 16x16 rung of the default
         CIFAR child is the child experiments/frontier.py measured as its `16px` proxy (`16px-500img`
         with train_subset 500): tiny, 40 epochs, bf16 where native, pad 2 px, Cutout 8 px ('auto'
@@ -487,6 +531,9 @@ class SearchConfig:
         sizes = self.fidelity.size_list
         for rung, side in zip(settings, sizes):
             rung.update(image_size=side, cutout=_rung_cutout(self.child.cutout, side, sizes[-1]))
+        for rung, length in zip(settings, self.fidelity.trunk_list):
+            if length:
+                rung["trunk"] = length
         return settings
 
     @property

@@ -35,19 +35,38 @@ from autoaug.search.store import Trial
 RUNG_KEY = "rung"
 """Payload key of the child settings a rung below the top trains with ({"epochs": E,
 "train_subset": N, "image_size": S, "cutout": C}, only those that differ from the search's
-child); the top rung's payload has none, so its trials look like a one-rung search's."""
+child) and of a rung's shared trunk ({"trunk": T}, `FidelityConfig.trunk`); the top rung's payload
+has none without a trunk, so its trials look like a one-rung search's."""
 
 
 def rung_payload(config: SearchConfig, rung: int, payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` as trained at `rung`: with the rung's settings where they differ from the top's."""
+    """`payload` as trained at `rung`: with the rung's settings where they differ from the top's,
+    and its shared trunk's length where it has one (the top rung's too: `without_rung`, the
+    re-evaluation's child, trains whole)."""
     settings = config.rung_settings
-    changed = {k: v for k, v in settings[rung].items() if v != settings[-1][k]}
+    changed = {k: v for k, v in settings[rung].items() if k != "trunk" and v != settings[-1][k]}
+    if "trunk" in settings[rung]:
+        changed["trunk"] = settings[rung]["trunk"]
     return {**payload, RUNG_KEY: changed} if changed else payload
+
+
+AHEAD_KEY = "trunks_ahead"
+"""Payload key of the shared trunks of the rungs above that a round's first rung-0 trial trains
+before its own child ([{"trunk": T, ...}, ...], each a rung's `RUNG_KEY` settings): they depend on
+the round's seed alone, so they train while rung 0 runs and the promoted children find them
+ready instead of one worker training the trunk while the other waits for it."""
+
+
+def ahead_payload(config: SearchConfig, payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` (a round's first at rung 0) with the trunks of the rungs above it to train first."""
+    ahead = [rung_payload(config, rung, {})[RUNG_KEY] for rung in range(1, config.fidelity.rungs)
+             if "trunk" in config.rung_settings[rung]]
+    return {**payload, AHEAD_KEY: ahead} if ahead else payload
 
 
 def without_rung(payload: dict[str, Any]) -> dict[str, Any]:
     """`payload` as the search's own child trains it (the re-evaluation's)."""
-    return {k: v for k, v in payload.items() if k != RUNG_KEY}
+    return {k: v for k, v in payload.items() if k not in (RUNG_KEY, AHEAD_KEY)}
 
 
 def promoted_count(n: int, promote: float) -> int:

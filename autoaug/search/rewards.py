@@ -13,13 +13,14 @@ from typing import Any
 
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, evaluate_density
-from autoaug.search.fidelity import RUNG_KEY
+from autoaug.search.fidelity import AHEAD_KEY, RUNG_KEY
 from autoaug.search.store import TrialSpec
 from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.augment import Augmenter
 from autoaug.space.specs import policy_from_json
 from autoaug.training.fused import train_children
-from autoaug.training.loop import train_child
+from autoaug.search.trunks import TRUNK_DIRNAME, shared_trunk, trunk_key
+from autoaug.training.loop import TrainState, train_child, train_trunk
 
 REFERENCE_KEY = "reference"
 
@@ -28,18 +29,49 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
     """A trial: train one child with the payload's policy (None: the reference child, no
     policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
     `trials.FUSED`): their children trained as one network, a reward each. A payload's
-    `fidelity.RUNG_KEY` trains it at a cheaper rung (fewer epochs, fewer or smaller images). Top level so
+    `fidelity.RUNG_KEY` trains it at a cheaper rung (fewer epochs, fewer or smaller images), or from
+    the batch's shared trunk (`autoaug.search.trunks`, in `task.trunk_dir`); a payload's
+    `fidelity.AHEAD_KEY` trains the trunks of the rungs above first. Top level so
     worker processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     config = dataclasses.replace(task.child, device=device)
+    for p, s in payload[FUSED] if FUSED in payload else [(payload, seed)]:
+        for rung in p.get(AHEAD_KEY, ()):  # a rung above's trunk, trained while this rung runs
+            _trunk(task, {RUNG_KEY: rung}, s, config)
     if FUSED in payload:
         members = payload[FUSED]
         rungs = {json.dumps(p.get(RUNG_KEY), sort_keys=True) for p, _ in members}
         if any(CHILD_KEY in p for p, _ in members) or len(rungs) > 1:  # recipes of their own: one by one
-            return [train_child(_policy(p), _data(task, p, device), _recipe(config, p), s) for p, s in members]
+            return [_train_one(task, p, s, config) for p, s in members]
         first = members[0][0]
+        starts = {s: _trunk(task, p, s, config) for p, s in members} if _trunk_epochs(first) else None
         return train_children([_policy(p) for p, _ in members], _data(task, first, device), _recipe(config, first),
-                              [s for _, s in members])
-    return train_child(_policy(payload), _data(task, payload, device), _recipe(config, payload), seed)
+                              [s for _, s in members], starts=starts)
+    return _train_one(task, payload, seed, config)
+
+
+def _train_one(task: ChildTask, payload: dict[str, Any], seed: int, config: Any) -> float:
+    """One trial's child: from the batch's shared trunk where its rung has one (`autoaug.search.trunks`)."""
+    data, recipe = _data(task, payload, config.device), _recipe(config, payload)
+    return train_child(_policy(payload), data, recipe, seed, _trunk(task, payload, seed, config))
+
+
+def _trunk(task: ChildTask, payload: dict[str, Any], seed: int, config: Any) -> TrainState | None:
+    """The shared trunk a payload's child goes on from (None: its rung has none), from the run
+    directory's trunks/ or trained (and kept there) now."""
+    epochs = _trunk_epochs(payload)
+    if not epochs:
+        return None
+    data, recipe = _data(task, payload, config.device), _recipe(config, payload)
+    rung = payload.get(RUNG_KEY, {})
+    where = {"dataset": task.dataset, "val_subset": task.val_subset,
+             **{k: rung.get(k, getattr(task, k)) for k in ("train_subset", "image_size")}}
+    return shared_trunk(task.trunk_dir, trunk_key(seed, epochs, recipe, where),
+                        lambda: train_trunk(data, recipe, seed, epochs))
+
+
+def _trunk_epochs(payload: dict[str, Any]) -> int:
+    """The epochs of the shared trunk a payload's child goes on from (0: none)."""
+    return payload.get(RUNG_KEY, {}).get("trunk", 0)
 
 
 CHILD_KEY = "child"
@@ -107,4 +139,4 @@ def evaluator(config: SearchConfig, task: ChildTask, run_dir: Path) -> Callable[
                               config.reward.folds, config.reward.draws,
                               str((run_dir / FOLD_DIRNAME).resolve()), image_size=config.image_size)
         return functools.partial(evaluate_density, density)
-    return functools.partial(evaluate_policy, task)
+    return functools.partial(evaluate_policy, dataclasses.replace(task, trunk_dir=str((run_dir / TRUNK_DIRNAME).resolve())))

@@ -10,6 +10,7 @@ A run directory holds:
     tensorboard/          rewards, baseline, entropy, approx KL, clip fraction, op frequencies,
                           a picture of the best policy so far
     policy.json           the exported final policy (+ policy.albumentations.json)
+    trunks/               [fidelity] trunk only: the shared trunks of each round (autoaug.search.trunks)
     density/              reward.kind "density" only: the fold models (autoaug.search.density)
 
 Multi-fidelity rounds (issue #21, `[fidelity]`, `autoaug.search.fidelity`): a round's policies
@@ -52,7 +53,7 @@ from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs,
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
-from autoaug.search.fidelity import ppo_rewards, promote, rung_payload, rung_sizes
+from autoaug.search.fidelity import ahead_payload, ppo_rewards, promote, rung_payload, rung_sizes
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
@@ -100,6 +101,8 @@ def round_specs(
                   tokens=tokens[slot].tolist())
         for slot in slots
     ]
+    if rung == 0 and paired and specs:  # the trunks of the rungs above train while this one runs
+        specs[0] = dataclasses.replace(specs[0], payload=ahead_payload(config, specs[0].payload))
     if paired:
         reference = reference_spec(batch_seed(config.seed, round))
         specs.append(dataclasses.replace(reference, payload=rung_payload(config, rung, reference.payload)))
@@ -309,6 +312,8 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
         f"  1. search: {config.budget} policies in {config.rounds} rounds of {config.batch_size}"
         + (_rungs_text(config) if config.fidelity.rungs > 1 else
            f" + {config.rounds} reference children (one per round: the paired reward)" if paired else "")
+        + (f"; each round's children share their first {config.fidelity.trunk_list[0]} epochs (a trunk "
+           "trained once per round, without a policy)" if config.fidelity.rungs == 1 and config.fidelity.trunk_list else "")
         + f" = {children.search} children",
     ]
     if top:
@@ -325,6 +330,7 @@ def _rungs_text(config: SearchConfig) -> str:
     """', each round in 3 rungs of successive halving: 16 at 10 epochs on 250 images, 4 at ...'."""
     steps = [f"{n} at {rung['epochs']} epoch{'s' if rung['epochs'] > 1 else ''} on {rung['train_subset'] or 'all'} images"
              + (f" of {rung['image_size']}x{rung['image_size']}" if "image_size" in rung else "")
+             + (f" (the first {rung['trunk']} epoch{'s' if rung['trunk'] > 1 else ''} shared)" if "trunk" in rung else "")
              for n, rung in zip(rung_sizes(config.batch_size, config), config.rung_settings)]
     seeds = "the round's seed" if config.reward.paired else "each policy's own seed"
     return (f", each round in {config.fidelity.rungs} rungs of successive halving on {seeds}: "

@@ -171,6 +171,9 @@ class ChildTask:
     child: TrainConfig
     image_size: int | None = field(default=None, kw_only=True)
     """The side every image is resized to (SearchConfig.image_size); None keeps the source size."""
+    trunk_dir: str | None = field(default=None, kw_only=True)
+    """Where the workers keep the shared trunks of rungs that have one (`autoaug.search.trunks`,
+    the run directory's trunks/); None: each worker trains them for itself."""
 
     @classmethod
     def from_config(cls, config: SearchConfig) -> ChildTask:

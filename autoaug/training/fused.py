@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -34,6 +35,7 @@ from autoaug.training.config import TrainConfig
 from autoaug.training.device import DeviceData, autocast
 from autoaug.training.loop import (
     Augment,
+    TrainState,
     check_device,
     device_batches,
     init_model,
@@ -165,15 +167,20 @@ def _seed_groups(seeds: Sequence[int]) -> list[list[int]]:
 
 
 def _fused_batches(
-    augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, groups: list[list[int]], seeds: Sequence[int]
+    augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, groups: list[list[int]], seeds: Sequence[int],
+    starts: Mapping[int, TrainState],
 ) -> Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
     """A function giving one epoch of (fused input float32 (B, K * C, H, W), labels (B, K)),
     children in the order of `groups`: one `loop.device_batches` per seed group (its batch order
-    and standard draws from the seed's streams, each child's policy draws from its own)."""
+    and standard draws from the seed's streams, where its trunk in `starts` left them; each
+    child's policy draws from its own)."""
     c = data.train_x.shape[1]
     per_group = []
     for group in groups:
         order_gen, _, standard_gen = stream_generators(seeds[group[0]], data.device)
+        if seeds[group[0]] in starts:
+            order_gen.set_state(starts[seeds[group[0]]].order)
+            standard_gen.set_state(starts[seeds[group[0]]].standard)
         # Every child its own policy-draw generator, though children of a group share the seed.
         augment_gens = [stream_generators(seeds[i], data.device)[1] for i in group]
         stacked = dataclasses.replace(data, mean=data.mean.repeat(len(group)), std=data.std.repeat(len(group)))
@@ -191,29 +198,43 @@ def _fused_batches(
 
 def train_fused(
     augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, seeds: Sequence[int],
-    *, compile: bool = False,
+    *, compile: bool = False, starts: Mapping[int, TrainState] | None = None,
 ) -> FusedNetwork:
     """Train K = len(seeds) children of `config` at once, child k with augmentation
     `augments[k]` (a policy, any `Augment`, or None) and seed `seeds[k]`, as
     `loop.train_model(augments[k], data, config, seeds[k])` would; returns the fused network in
     eval mode, its child k (`.child(k)`) being child k. `compile`: run the training forward
-    through `torch.compile` (for a GPU, where a step is bound by kernel launches)."""
+    through `torch.compile` (for a GPU, where a step is bound by kernel launches). `starts`: a
+    shared trunk per seed (`loop.train_trunk`, one for every seed, all of one length), each child
+    going on from its seed's as `train_model(..., start=starts[seed])` would."""
     if len(augments) != len(seeds) or not seeds:
         raise ConfigError(f"expected one augmentation per seed, got {len(augments)} and {len(seeds)} seeds")
     for a in augments:
         if a is not None and not callable(a):
             raise ConfigError(f"fused children take batched torch augmentations or None, got {type(a).__name__}")
     check_device(data, config)
+    starts = dict(starts or {})
+    if starts and (set(seeds) - set(starts) or len({s.epochs for s in starts.values()}) > 1):
+        raise ConfigError("fused children from shared trunks need one trunk per seed, all of one length")
+    done = next(iter(starts.values())).epochs if starts else 0
+    if starts and not 1 <= done < config.epochs:
+        raise ConfigError(f"a trunk of {done} epochs cannot start a child of {config.epochs}")
     groups = _seed_groups(seeds)
     order = [i for group in groups for i in group]  # fused position -> child index
     # children of one seed start from the same weights: built once per seed
     first = {seeds[g[0]]: init_model(config, data, seeds[g[0]]) for g in groups}
+    for seed, model in first.items():
+        if seed in starts:
+            model.load_state_dict(starts[seed].model)
     net = fuse_models([first[seeds[i]] for i in order])
-    epoch_batches = _fused_batches(augments, data, config, groups, seeds)
+    epoch_batches = _fused_batches(augments, data, config, groups, seeds, starts)
     optimizer, scheduler = make_optimizer(net.parameters(), config, len(data.train_x))
+    if starts:
+        optimizer.load_state_dict(_fused_sgd_state([starts[seeds[i]] for i in order], first[seeds[0]], net))
+        scheduler.load_state_dict(starts[seeds[0]].scheduler)
     forward = torch.compile(net) if compile else net
     k = len(seeds)
-    for _ in range(config.epochs):
+    for _ in range(done, config.epochs):
         net.train()
         for x, labels in epoch_batches():  # (B, K * C, H, W) float32, (B, K)
             with autocast(data.device, config.precision):
@@ -229,6 +250,24 @@ def train_fused(
     net.eval()
     net.order = [order.index(i) for i in range(k)]
     return net
+
+
+def _fused_sgd_state(states: Sequence[TrainState], like: nn.Module, net: FusedNetwork) -> dict:
+    """The SGD state of the fused network whose child at fused position k went on from
+    `states[k]`: each momentum buffer stacked along dim 0, as `FusedNetwork` stacks the weights
+    (the fused network's parameters come in its children's order, `_fuse_layer`)."""
+    names = [name for name, _ in like.named_parameters()]
+    assert [name.removeprefix("net.") for name, _ in net.named_parameters()] == names, "fused parameter order"
+    first = states[0].optimizer
+
+    def stacked(index: int, key: str, value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.ndim:
+            return torch.cat([s.optimizer["state"][index][key] for s in states])
+        return copy.deepcopy(value)
+
+    return {"state": {index: {key: stacked(index, key, value) for key, value in entry.items()}
+                      for index, entry in first["state"].items()},
+            "param_groups": copy.deepcopy(first["param_groups"])}
 
 
 def evaluate_fused(net: FusedNetwork, x: torch.Tensor, y: torch.Tensor, *, mean: torch.Tensor, std: torch.Tensor,
@@ -256,8 +295,9 @@ class _Repeat(nn.Module):
 
 def train_children(
     augments: Sequence[Augment | None], data: DeviceData, config: TrainConfig, seeds: Sequence[int],
-    *, compile: bool = False,
+    *, compile: bool = False, starts: Mapping[int, TrainState] | None = None,
 ) -> list[float]:
-    """`loop.train_child` for K children at once: their validation accuracies, in the order given."""
-    net = train_fused(augments, data, config, seeds, compile=compile)
+    """`loop.train_child` for K children at once (from their seed's trunk in `starts`, if given):
+    their validation accuracies, in the order given."""
+    net = train_fused(augments, data, config, seeds, compile=compile, starts=starts)
     return evaluate_fused(net, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)

@@ -23,6 +23,8 @@ and filling with zeros does the same here. The policy sees uint8 pixels, as PIL 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -34,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from autoaug.errors import ConfigError, DataError, PolicyError
+from autoaug.errors import ConfigError, DataError, PolicyError, shown
 from autoaug.space.pipeline import crop_pad, cutout_pixels
 from autoaug.training.config import TrainConfig
 from autoaug.training.device import DeviceData, autocast, resolve_device
@@ -225,6 +227,33 @@ def make_optimizer(
     return optimizer, scheduler
 
 
+@dataclass(frozen=True)
+class TrainState:
+    """A run of `train_model(None, data, config, seed)` stopped after its first `epochs` epochs:
+    what `train_model(..., start=state)` needs to go on as if it had never stopped (the weights,
+    BatchNorm statistics, SGD momentum, the schedule's step and the batch-order and pad-crop /
+    flip / Cutout streams). The policy stream is not in it: no policy drew from it, so a run that
+    goes on from a state with a policy draws what the same policy would in a run of its own
+    (a shared trunk, issue #21: `train_trunk`)."""
+
+    epochs: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    order: torch.Tensor
+    """Batch-order generator state (uint8, as `torch.Generator.get_state` gives it)."""
+    standard: torch.Tensor
+    """Pad-crop / flip / Cutout generator state."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain containers and tensors, for `torch.save` (and `torch.load(weights_only=True)`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TrainState:
+        return cls(**state)
+
+
 def train_model(
     augment: Augment | AlbumentationsAugment | None,
     data: DeviceData,
@@ -234,6 +263,7 @@ def train_model(
     on_epoch_end: Callable[[int, float | None], None] | None = None,
     logger: Any | None = None,
     val_epochs: Collection[int] | None = None,
+    start: TrainState | None = None,
 ) -> tuple[nn.Module, list[EpochStats]]:
     """Train a fresh `config.model` on data's train split; returns (model in eval mode, history).
 
@@ -246,64 +276,117 @@ def train_model(
     the 10th) if that is given: early readings of one run, the rungs of a successive halving,
     without paying for a validation every epoch. A reading draws no random numbers and leaves
     the weights and BatchNorm statistics as they were, so the run trains as it would without it.
+
+    `start`: go on from `train_trunk(data, config, seed, E)` instead of a fresh network, with
+    `augment` in epochs E + 1 .. config.epochs only (the history holds those); without a policy
+    that is the run `train_model(None, data, config, seed)` exactly.
     """
     if augment is not None and not callable(augment) and not isinstance(augment, AlbumentationsAugment):
         raise PolicyError(f"expected a Policy, an augmentation callable or None, got {type(augment).__name__}")
-    check_device(data, config)
-    device = data.device
-    model = init_model(config, data, seed)
-    order_gen, augment_gen, standard_gen = stream_generators(seed, device)
-    if isinstance(augment, AlbumentationsAugment):
-        epoch_batches = loader_batches(augment, data, config, seed)
-    else:
-        epoch_batches = device_batches(augment, data, config, order_gen, augment_gen, standard_gen)
-    optimizer, scheduler = make_optimizer(model.parameters(), config, len(data.train_x))
+    if start is not None and isinstance(augment, AlbumentationsAugment):
+        raise ConfigError("a run from a shared trunk takes a batched torch augmentation or None, not a "
+                          "DataLoader pipeline (AlbumentationsAugment)")
+    run = _Run(augment, data, config, seed, start)
     if val_epochs is None:
         val_epochs = range(1, config.epochs + 1) if on_epoch_end is not None or logger is not None else ()
     elif not all(isinstance(e, int) and not isinstance(e, bool) and 1 <= e <= config.epochs for e in val_epochs):
         raise ConfigError(f"val_epochs must be epoch counts in 1..{config.epochs}, got {sorted(val_epochs, key=str)}")
     val_epochs = frozenset(val_epochs)
     history: list[EpochStats] = []
-    for epoch in range(config.epochs):
-        started = time.perf_counter()
-        model.train()
-        # Sums stay on the device: no host sync per step.
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        for step, (x, labels) in enumerate(epoch_batches()):  # (B, C, H, W) float32, (B,)
-            with autocast(device, config.precision):
-                logits = model(x)  # (B, K)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.detach() * len(labels)
-            correct += (logits.argmax(dim=1) == labels).sum()
-            seen += len(labels)
-            if logger is not None and epoch == 0 and step == 0:
-                _log_images(logger, x, data)
-        val_acc = val_accuracy(model, data, config) if epoch + 1 in val_epochs else None
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=float(loss_sum) / seen,
-            train_acc=float(correct) / seen,
-            lr=optimizer.param_groups[0]["lr"],
-            val_acc=val_acc,
-            seconds=time.perf_counter() - started,
-        )
+    for epoch in range(run.done, config.epochs):
+        stats = run.epoch(epoch, epoch + 1 in val_epochs, logger)
         history.append(stats)
         if logger is not None:
             logger.add_scalar("train/loss", stats.train_loss, epoch)
             logger.add_scalar("train/acc", stats.train_acc, epoch)
             logger.add_scalar("train/lr", stats.lr, epoch)
-            if val_acc is not None:
-                logger.add_scalar("val/acc", val_acc, epoch)
+            if stats.val_acc is not None:
+                logger.add_scalar("val/acc", stats.val_acc, epoch)
         if on_epoch_end is not None:
-            on_epoch_end(epoch, val_acc)
-    model.eval()
-    return model, history
+            on_epoch_end(epoch, stats.val_acc)
+    run.model.eval()
+    return run.model, history
+
+
+def train_trunk(data: DeviceData, config: TrainConfig, seed: int, epochs: int) -> TrainState:
+    """The first `epochs` epochs of `train_model(None, data, config, seed)`, as a state that
+    `train_model(augment, data, config, seed, start=state)` goes on from: a trunk that every
+    child of one seed and recipe shares, each child adding its own policy in the epochs after it
+    (issue #21; Tian et al., "Improving Auto-Augment via Augmentation-Wise Weight Sharing",
+    NeurIPS 2020, share a trunk the same way, trained on every policy alike)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or not 1 <= epochs < config.epochs:
+        raise ConfigError(f"a trunk trains 1..{config.epochs - 1} of the child's {config.epochs} epochs, "
+                          f"got {shown(epochs)}")
+    run = _Run(None, data, config, seed, None)
+    for epoch in range(epochs):
+        run.epoch(epoch, False, None)
+    return TrainState(
+        epochs=epochs,
+        model={k: v.detach().clone() for k, v in run.model.state_dict().items()},
+        optimizer=copy.deepcopy(run.optimizer.state_dict()),
+        scheduler=run.scheduler.state_dict(),
+        order=run.order_gen.get_state(),
+        standard=run.standard_gen.get_state(),
+    )
+
+
+class _Run:
+    """One training run of `train_model`: the network, its optimiser and schedule, the random
+    streams and the batches, fresh for `seed` or as `start` left them."""
+
+    def __init__(self, augment: Augment | AlbumentationsAugment | None, data: DeviceData, config: TrainConfig,
+                 seed: int, start: TrainState | None) -> None:
+        check_device(data, config)
+        self.data, self.config = data, config
+        self.model = init_model(config, data, seed)
+        self.order_gen, augment_gen, self.standard_gen = stream_generators(seed, data.device)
+        self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config, len(data.train_x))
+        self.done = 0
+        if start is not None:
+            if not 1 <= start.epochs < config.epochs:
+                raise ConfigError(f"a trunk of {start.epochs} epochs cannot start a child of {config.epochs}")
+            self.model.load_state_dict(start.model)
+            # a copy: SGD would step the state's own momentum buffers, which the next child shares
+            self.optimizer.load_state_dict(copy.deepcopy(start.optimizer))
+            self.scheduler.load_state_dict(start.scheduler)
+            self.order_gen.set_state(start.order)
+            self.standard_gen.set_state(start.standard)
+            self.done = start.epochs
+        if isinstance(augment, AlbumentationsAugment):
+            self.batches = loader_batches(augment, data, config, seed)
+        else:
+            self.batches = device_batches(augment, data, config, self.order_gen, augment_gen, self.standard_gen)
+
+    def epoch(self, epoch: int, validate: bool, logger: Any | None) -> EpochStats:
+        """Train epoch `epoch` (0-based); validate after it if `validate`."""
+        started = time.perf_counter()
+        model, data, config, device = self.model, self.data, self.config, self.data.device
+        model.train()
+        # Sums stay on the device: no host sync per step.
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for step, (x, labels) in enumerate(self.batches()):  # (B, C, H, W) float32, (B,)
+            with autocast(device, config.precision):
+                logits = model(x)  # (B, K)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach() * len(labels)
+            correct += (logits.argmax(dim=1) == labels).sum()
+            seen += len(labels)
+            if logger is not None and epoch == 0 and step == 0:
+                _log_images(logger, x, data)
+        return EpochStats(
+            epoch=epoch,
+            train_loss=float(loss_sum) / seen,
+            train_acc=float(correct) / seen,
+            lr=self.optimizer.param_groups[0]["lr"],
+            val_acc=val_accuracy(model, data, config) if validate else None,
+            seconds=time.perf_counter() - started,
+        )
 
 
 def _log_images(logger: Any, x: torch.Tensor, data: DeviceData) -> None:
@@ -370,7 +453,9 @@ def val_accuracy(model: nn.Module, data: DeviceData, config: TrainConfig) -> flo
     return evaluate(model, data.val_x, data.val_y, mean=data.mean, std=data.std, batch_size=config.eval_batch_size)
 
 
-def train_child(augment: Augment | None, data: DeviceData, config: TrainConfig, seed: int) -> float:
-    """Train one child with `augment` (a policy, any other augmenter, or None) and return its
-    validation accuracy in [0, 1]: the search's reward."""
-    return val_accuracy(train_model(augment, data, config, seed)[0], data, config)
+def train_child(
+    augment: Augment | None, data: DeviceData, config: TrainConfig, seed: int, start: TrainState | None = None
+) -> float:
+    """Train one child with `augment` (a policy, any other augmenter, or None), from a shared
+    trunk `start` if given, and return its validation accuracy in [0, 1]: the search's reward."""
+    return val_accuracy(train_model(augment, data, config, seed, start=start)[0], data, config)

@@ -15,7 +15,7 @@ from autoaug.training.data import load_splits
 from autoaug.training.fused import evaluate_fused, fuse_models, train_children, train_fused
 from autoaug.training.config import TrainConfig
 from autoaug.training.device import prepare
-from autoaug.training.loop import evaluate, init_model, train_child, train_model
+from autoaug.training.loop import evaluate, init_model, train_child, train_model, train_trunk
 from autoaug.training.models import build_model
 
 # Every token of a sub-policy in range: ops 0..15, prob bins 0..10, magnitude bins 0..9.
@@ -100,3 +100,20 @@ def test_bad_input(data) -> None:
         train_fused([None], data, config(), [0, 1])
     with pytest.raises(ConfigError, match="cannot fuse networks of different"):
         fuse_models([build_model("tiny", 10), build_model("small", 10)])
+
+
+def test_fused_children_from_shared_trunks_equal_separate_ones(data) -> None:
+    """A trunk per seed (issue #21): the fused tail is each child's tail from its seed's trunk."""
+    cfg = config(epochs=2, cutout=8)
+    seeds = [3, 4, 3]
+    augments = [Policy.from_tokens(TOKENS[0]), Policy.from_tokens(TOKENS[1]), None]
+    starts = {s: train_trunk(data, cfg, s, 1) for s in set(seeds)}
+    before = {s: [t.clone() for t in starts[s].optimizer["state"][0].values()] for s in starts}
+    fused = train_fused(augments, data, cfg, seeds, starts=starts)
+    separate = [train_model(a, data, cfg, s, start=starts[s])[0] for a, s in zip(augments, seeds)]
+    assert_same_children(fused, separate)  # one step after the trunk: one step's rounding
+    # the fused tail did step from the trunk, and left the trunk's own state as it was
+    assert not torch.equal(fused.child(2).state_dict()["head.weight"], starts[3].model["head.weight"])
+    assert all(torch.equal(a, b) for s in starts for a, b in zip(starts[s].optimizer["state"][0].values(), before[s]))
+    with pytest.raises(ConfigError, match="one trunk per seed"):
+        train_fused(augments, data, cfg, seeds, starts={3: starts[3]})
