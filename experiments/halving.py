@@ -316,8 +316,10 @@ def report(plan: list[Strategy], res: dict[str, np.ndarray], costs: dict[str, Co
         f"Weight sharing (frontier.md's `late-E`, `aws-E`: the policy in the last E epochs of a trunk the batch "
         f"shares): `L alone` is L as the search's child, {N} p_L + r_L + t_L (t_L: the trunk, trained once "
         f"per batch; p_L and r_L the tails); `P -> L, m` promotes to L instead of today's child, "
-        f"{N} p_P + r_P + t_P + m p_L + r_L + t_L (t_P: P's own trunk where it has one). None of these is a "
-        "`[fidelity]` schedule: the search has no shared trunk yet. "
+        f"{N} p_P + r_P + t_P + m p_L + r_L + t_L (t_P: P's own trunk where it has one). The search runs "
+        "`16px-500img -> late-E, m` as `--set fidelity.trunk=0,E` (autoaug.search.trunks, "
+        "experiments/results/search_quality-cpu-trunk.md); `L alone` is no `[fidelity]` schedule, whose top rung "
+        "is the search's own child. "
         "`today on k` is the equal-cost control: today's child on a random k of the batch (a fractional k "
         "mixes the two neighbouring sizes, its expectation computed exactly). *policies per CPU h* is the "
         "number of policies of a batch that some child scores, per CPU second, relative to `today`.",
