@@ -59,8 +59,8 @@ ready instead of one worker training the trunk while the other waits for it."""
 
 def ahead_payload(config: SearchConfig, payload: dict[str, Any]) -> dict[str, Any]:
     """`payload` (a round's first at rung 0) with the trunks of the rungs above it to train first."""
-    ahead = [rung_payload(config, rung, {})[RUNG_KEY] for rung in range(1, config.fidelity.rungs)
-             if "trunk" in config.rung_settings[rung]]
+    settings = config.rung_settings
+    ahead = [rung_payload(config, rung, {})[RUNG_KEY] for rung in range(1, len(settings)) if "trunk" in settings[rung]]
     return {**payload, AHEAD_KEY: ahead} if ahead else payload
 
 

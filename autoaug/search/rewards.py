@@ -61,12 +61,10 @@ def _trunk(task: ChildTask, payload: dict[str, Any], seed: int, config: Any) -> 
     epochs = _trunk_epochs(payload)
     if not epochs:
         return None
-    data, recipe = _data(task, payload, config.device), _recipe(config, payload)
-    rung = payload.get(RUNG_KEY, {})
-    where = {"dataset": task.dataset, "val_subset": task.val_subset,
-             **{k: rung.get(k, getattr(task, k)) for k in ("train_subset", "image_size")}}
+    at_rung, recipe = _rung_task(task, payload), _recipe(config, payload)
+    where = {k: getattr(at_rung, k) for k in ("dataset", "val_subset", "train_subset", "image_size")}
     return shared_trunk(task.trunk_dir, trunk_key(seed, epochs, recipe, where),
-                        lambda: train_trunk(data, recipe, seed, epochs))
+                        lambda: train_trunk(at_rung.data(config.device), recipe, seed, epochs))
 
 
 def _trunk_epochs(payload: dict[str, Any]) -> int:
@@ -91,8 +89,13 @@ def _recipe(config: Any, payload: dict[str, Any]) -> Any:
 def _data(task: ChildTask, payload: dict[str, Any], device: str) -> Any:
     """The data a payload trains on: the search's, or a rung's first N child-train images of
     them and/or all of them resized to its side (as `device_data` resizes for `image_size`)."""
+    return _rung_task(task, payload).data(device)
+
+
+def _rung_task(task: ChildTask, payload: dict[str, Any]) -> ChildTask:
+    """`task` with the train_subset and image_size of the payload's rung."""
     rung = payload.get(RUNG_KEY, {})
-    return dataclasses.replace(task, **{k: rung[k] for k in ("train_subset", "image_size") if k in rung}).data(device)
+    return dataclasses.replace(task, **{k: rung[k] for k in ("train_subset", "image_size") if k in rung})
 
 
 def _policy(payload: dict[str, Any]) -> Augmenter | None:

@@ -101,7 +101,7 @@ def round_specs(
                   tokens=tokens[slot].tolist())
         for slot in slots
     ]
-    if rung == 0 and paired and specs:  # the trunks of the rungs above train while this one runs
+    if rung == 0 and specs:  # the trunks of the rungs above train while this one runs
         specs[0] = dataclasses.replace(specs[0], payload=ahead_payload(config, specs[0].payload))
     if paired:
         reference = reference_spec(batch_seed(config.seed, round))

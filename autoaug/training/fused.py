@@ -37,6 +37,7 @@ from autoaug.training.loop import (
     Augment,
     TrainState,
     check_device,
+    check_start,
     device_batches,
     init_model,
     logit_batches,
@@ -217,8 +218,8 @@ def train_fused(
     if starts and (set(seeds) - set(starts) or len({s.epochs for s in starts.values()}) > 1):
         raise ConfigError("fused children from shared trunks need one trunk per seed, all of one length")
     done = next(iter(starts.values())).epochs if starts else 0
-    if starts and not 1 <= done < config.epochs:
-        raise ConfigError(f"a trunk of {done} epochs cannot start a child of {config.epochs}")
+    if starts:
+        check_start(done, config)
     groups = _seed_groups(seeds)
     order = [i for group in groups for i in group]  # fused position -> child index
     # children of one seed start from the same weights: built once per seed

@@ -246,8 +246,9 @@ class TrainState:
     """Pad-crop / flip / Cutout generator state."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain containers and tensors, for `torch.save` (and `torch.load(weights_only=True)`)."""
-        return dataclasses.asdict(self)
+        """Plain containers and tensors, for `torch.save` (and `torch.load(weights_only=True)`):
+        the state's own, not copies (`asdict` would deep-copy every tensor)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> TrainState:
@@ -330,6 +331,12 @@ def train_trunk(data: DeviceData, config: TrainConfig, seed: int, epochs: int) -
     )
 
 
+def check_start(epochs: int, config: TrainConfig) -> None:
+    """ConfigError unless a trunk of `epochs` epochs leaves some of `config.epochs` to go on with."""
+    if not 1 <= epochs < config.epochs:
+        raise ConfigError(f"a trunk of {epochs} epochs cannot start a child of {config.epochs}")
+
+
 class _Run:
     """One training run of `train_model`: the network, its optimiser and schedule, the random
     streams and the batches, fresh for `seed` or as `start` left them."""
@@ -343,8 +350,7 @@ class _Run:
         self.optimizer, self.scheduler = make_optimizer(self.model.parameters(), config, len(data.train_x))
         self.done = 0
         if start is not None:
-            if not 1 <= start.epochs < config.epochs:
-                raise ConfigError(f"a trunk of {start.epochs} epochs cannot start a child of {config.epochs}")
+            check_start(start.epochs, config)
             self.model.load_state_dict(start.model)
             # a copy: SGD would step the state's own momentum buffers, which the next child shares
             self.optimizer.load_state_dict(copy.deepcopy(start.optimizer))

@@ -34,13 +34,11 @@ from autoaug.search.trunks import TRUNK_DIRNAME, _last, shared_trunk, trunk_key
 from autoaug.space.specs import policy_from_json
 from autoaug.training.loop import TrainState, train_child, train_trunk
 from tests.conftest import torch_threads
+from tests.search.test_fidelity import BUDGET, ONE_RUNG, _done_at_rung_1, _env
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["child.epochs=3", "child.batch_size=32", "train_subset=160", "val_subset=200"]
-ONE_RUNG = ["fidelity.train_subset=", "fidelity.image_size="]
 # every policy at 1 epoch on 80 images, the best half at the search's child from a 2-epoch trunk
 TRUNK = [*ONE_RUNG, "fidelity.epochs=1,3", "fidelity.train_subset=80,160", "fidelity.promote=0.5", "fidelity.trunk=0,2"]
-BUDGET = ["budget=8", "batch_size=4"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -164,21 +162,11 @@ def test_a_fused_group_goes_on_from_its_trunk(trunk_run: Path) -> None:
     assert fused == pytest.approx([t.reward for t in top], abs=(6 + 0.01) / 200)
 
 
-def _done_at_rung_1(run: Path) -> int:
-    if not (run / STORE_FILENAME).exists():
-        return 0
-    try:
-        with TrialStore(run / STORE_FILENAME, read_only=True) as store:
-            return sum(t.status == "done" for t in store.rows(rung=1))
-    except Exception:  # the schema is being created right now
-        return 0
-
-
 def test_resume_after_sigkill_in_the_trunk_rung_gives_the_uninterrupted_store(trunk_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "killed"
     args = [sys.executable, "-m", "autoaug", "search", "--out", str(run), "--no-progress", "--set", "backend=inline",
             *TINY, *BUDGET, *TRUNK, "export.reevaluate_top=2", "export.top=2", "export.reevaluate_seeds=1"]
-    env = dict(os.environ, PYTHONPATH=str(REPO), NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1")
+    env = _env()
     proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while _done_at_rung_1(run) < 1:  # round 0's trunk is trained and a child of it done
