@@ -141,13 +141,20 @@ class FidelityConfig:
     promote: float = 0.25
     """Fraction of a rung's policies trained again at the next rung: the best max(1, floor(n x
     promote)) of its n by their reward at that rung (1/4: 16 -> 4 -> 1 over three rungs)."""
-    trunk: str = ""
+    trunk: str = "0,0.5"
     """Epochs of each rung's child that its children share, cheapest rung first ("0,20"; one value
-    for a search of one rung): trained once per batch and rung on the batch's seed with the
+    for a search of one rung), or fractions of each rung's epochs ("0,0.5"), which name the rungs
+    from the top (a search of one rung gets the top rung's): trained once per batch and rung on
+    the batch's seed with the
     reference child's recipe (no policy), each policy then training only the epochs after it, from
     there (a shared trunk, `autoaug.training.loop.train_trunk`; experiments/results/frontier.md's
     `late-E` children). 0 or "" = none: each child trains every epoch with its policy. The
-    re-evaluation and the verdict train whole children, as without a trunk."""
+    re-evaluation trains its children as the top rung does, from a trunk per fresh seed; the
+    verdict trains whole children. Fractions adapt like the lists above (a search whose reward
+    trains no child per trial, or whose rewards are not paired, trains no trunk). The default: the
+    top rung's first half shared, 20 of 40 epochs on CIFAR, halving.md's `16px-500img -> late-20,
+    m = 4` (its regret: today's child's), which pays for 256 policies in the 15 minutes
+    (experiments/results/search_quality.md)."""
 
     def __post_init__(self) -> None:
         lists = {name: values for name, values in self.named_lists.items() if values}
@@ -162,8 +169,8 @@ class FidelityConfig:
                 raise ConfigError(f"fidelity: rung {rung} ({_rung_text(self, rung)}) does not cost more than rung "
                                   f"{rung - 1} ({_rung_text(self, rung - 1)}); rungs go cheapest first, each with "
                                   "more epochs, images or pixels and none fewer")
-        trunk = self.trunk_list
-        if trunk and len(trunk) != self.rungs:
+        trunk = self.trunk_values
+        if trunk and not _is_fraction_list(trunk) and len(trunk) != self.rungs:
             raise ConfigError(f"fidelity.trunk = {shown(self.trunk)} names {len(trunk)} rungs, the other lists "
                               f"{self.rungs}: one trunk length per rung, 0 for a rung without one")
         if isinstance(self.promote, bool) or not isinstance(self.promote, (int, float)) or not 0 < self.promote <= 1:
@@ -184,7 +191,22 @@ class FidelityConfig:
 
     @property
     def trunk_list(self) -> tuple[int, ...]:
-        """fidelity.trunk by rung ((): no rung has a trunk)."""
+        """fidelity.trunk by rung in epochs ((): no rung has a trunk)."""
+        return _units("fidelity.trunk", self.trunk_values)
+
+    @property
+    def trunk_by_rung(self) -> tuple[float, ...]:
+        """fidelity.trunk_values with one value per rung: fractions name the rungs from the top, so
+        "0,0.5" gives a search of one rung the top rung's 0.5 (a rung below them none)."""
+        values = self.trunk_values
+        if not values or not _is_fraction_list(values):
+            return values
+        return ((0.0,) * self.rungs + values)[-self.rungs:]
+
+    @property
+    def trunk_values(self) -> tuple[float, ...]:
+        """fidelity.trunk by rung as written: epochs, or fractions of each rung's epochs (a list
+        with a decimal point is one); (): no rung has a trunk."""
         text = self.trunk
         if not isinstance(text, str):
             raise ConfigError(f"fidelity.trunk must be a string of epoch counts separated by commas (\"0,20\"), "
@@ -192,10 +214,19 @@ class FidelityConfig:
         if not text.strip():
             return ()
         parts = [part.strip() for part in text.split(",")]
-        if not all(part.isascii() and part.isdigit() for part in parts):
+        if any("." in part for part in parts):
+            try:
+                values: tuple[float, ...] = tuple(float(part) for part in parts)
+            except ValueError:
+                values = ()
+            if not (values and all(0 <= v < 1 for v in values)):
+                raise ConfigError(f"fidelity.trunk as fractions of each rung's epochs must lie in [0, 1), cheapest "
+                                  f"rung first (\"0,0.5\"), got {shown(text)}")
+        elif all(part.isascii() and part.isdigit() for part in parts):
+            values = tuple(int(part) for part in parts)
+        else:
             raise ConfigError(f"fidelity.trunk must be epoch counts >= 0 separated by commas, cheapest rung first "
-                              f"(\"0,20\"), got {shown(text)}")
-        values = tuple(int(part) for part in parts)
+                              f"(\"0,20\", or fractions of each rung's epochs: \"0,0.5\"), got {shown(text)}")
         return values if any(values) else ()
 
     @property
@@ -208,7 +239,7 @@ class FidelityConfig:
     @property
     def fractional(self) -> bool:
         """Whether a list names its rungs as fractions, which `SearchConfig.for_images` resolves."""
-        return any(_is_fraction_list(values) for values in self.named_lists.values())
+        return any(_is_fraction_list(values) for values in (*self.named_lists.values(), self.trunk_values))
 
     @property
     def rungs(self) -> int:
@@ -288,7 +319,21 @@ def _fidelity_in_units(config: SearchConfig, image_size: tuple[int, int], train_
     lists = {name: values for name, values in fidelity.named_lists.items() if values}
     if config.reward.kind != "child" or (images is not None and images < child.batch_size):
         lists = {}  # no child per trial to train in rungs, or none trains at all (check_child_fits says why)
-    trunk = fidelity.trunk_list or (0,) * fidelity.rungs
+    trunk = fidelity.trunk_by_rung or (0,) * fidelity.rungs
+    if _is_fraction_list(trunk) and (config.reward.kind != "child" or not config.reward.paired):
+        trunk = (0,) * fidelity.rungs  # no child per trial, or a seed per policy: no trunk to share
+
+    def trunk_in_units(length: float, rung: dict[str, int]) -> int:
+        """A rung's trunk in epochs: a fraction of its epochs, rounded, leaving the policy one."""
+        if not isinstance(length, float):
+            return length
+        epochs = rung.get("epochs") or child.epochs
+        return min(epochs - 1, round(length * epochs))
+
+    def trunk_text(lengths: list[float], rungs: list[dict[str, int]]) -> str:
+        units = [trunk_in_units(t, r) for t, r in zip(lengths, rungs)]
+        return ",".join(map(str, units)) if any(units) else ""
+
     rungs = []
     for rung in range(fidelity.rungs):
         units = {name: in_units(name, values[rung], rung == fidelity.rungs - 1) for name, values in lists.items()}
@@ -297,11 +342,11 @@ def _fidelity_in_units(config: SearchConfig, image_size: tuple[int, int], train_
     kept = [(r, t) for (r, t), (above, _) in zip(rungs, rungs[1:]) if any(r[k] < above[k] for k in r)] + rungs[-1:]
     if len(kept) < 2 or not lists:  # the search's child alone, with the top rung's trunk
         return dataclasses.replace(fidelity, epochs="", train_subset="", image_size="",
-                                   trunk=str(trunk[-1]) if fidelity.trunk_list else "")
+                                   trunk=trunk_text([trunk[-1]], [{}]))
     if _is_fraction_list(lists.get("train_subset", ())) and config.train_subset:
         kept[-1][0]["train_subset"] = config.train_subset  # the top rung is the search's child: its setting
     return dataclasses.replace(fidelity, **{name: ",".join(str(r[name]) for r, _ in kept) for name in lists},
-                               trunk=",".join(str(t) for _, t in kept) if fidelity.trunk_list else "")
+                               trunk=trunk_text([t for _, t in kept], [r for r, _ in kept]))
 
 
 def _rung_text(fidelity: FidelityConfig, rung: int) -> str:
@@ -351,10 +396,11 @@ class SearchConfig:
     out: str = "runs/search"
     """Run directory: trial store, checkpoint, TensorBoard logs, exported policy. Running the same
     command again with the same directory resumes the search."""
-    budget: int = 144
-    """Policies to evaluate in total (failed trials count: they were spent). 144 in two rungs of
-    [fidelity] take about as long on 2 CPU cores as the 64 of one rung did before (issue #10 asks for
-    15 minutes; experiments/results/search_quality.md, experiments/results/search_quality-cpu-64.md)."""
+    budget: int = 256
+    """Policies to evaluate in total (failed trials count: they were spent). 256 in two rungs of
+    [fidelity], the top one from a shared trunk, take at most issue #10's 15 minutes on 2 CPU cores,
+    where 64 of one rung took 12-16 before (issue #21; experiments/results/search_quality.md,
+    experiments/results/search_quality-cpu-64.md)."""
     batch_size: int = 16
     """Policies sampled per controller update (the last round may be smaller)."""
     algo: str = "ppo"
@@ -411,7 +457,7 @@ class SearchConfig:
     # What a run directory's config.toml or a trial store's record without these keys meant: the
     # search had one rung then, and the default has changed since (issue #21).
     meant_before: ClassVar[dict[str, Any]] = {"fidelity.epochs": "", "fidelity.train_subset": "",
-                                              "fidelity.image_size": ""}
+                                              "fidelity.image_size": "", "fidelity.trunk": ""}
 
     def __post_init__(self) -> None:
         for name in ("budget", "batch_size"):
@@ -471,7 +517,7 @@ class SearchConfig:
                 raise ConfigError(f"fidelity.{name} = {shown(getattr(fidelity, name))} must end at {source} = "
                                   f"{toml_value(top)}: the top rung is the search's own child, which the "
                                   "re-evaluation trains again")
-        trunk = fidelity.trunk_list
+        trunk = () if _is_fraction_list(fidelity.trunk_values) else fidelity.trunk_list  # fractions adapt
         if trunk and self.reward.kind != "child":
             raise ConfigError(f"fidelity.trunk shares the first epochs of a batch's children; reward.kind "
                               f"{shown(self.reward.kind)} trains none per trial: set fidelity.trunk to \"\"")

@@ -20,7 +20,7 @@ from autoaug.errors import AutoaugError
 from autoaug.files import is_stream
 from autoaug.search.alternatives import SearchVerdict, search_verdict
 from autoaug.search.config import CONFIG_FILENAME, ExportConfig, SearchConfig, load_config
-from autoaug.search.fidelity import without_rung
+from autoaug.search.fidelity import top_payload
 from autoaug.settings import to_dict
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.rewards import REFERENCE_KEY, rank_by, reference_spec
@@ -114,16 +114,20 @@ def reevaluate(
     held = {(t.key, t.seed) for t in store.rows(phase="reeval")}
     next_round = max(store.rounds("reeval"), default=-1) + 1
     for seed in fresh:
-        # A candidate from a rung below the top trains as the search's own child here.
-        specs = [TrialSpec(key=c.key, payload=without_rung(c.payload), seed=seed, tokens=c.tokens)
+        # Each child as the search's top rung trains it (from a trunk of this seed where it has one).
+        specs = [TrialSpec(key=c.key, payload=top_payload(config, c.payload), seed=seed, tokens=c.tokens)
                  for c in candidates if (c.key, seed) not in held]
         if specs and config.reward.paired and (REFERENCE_KEY, seed) not in held:
-            specs.append(reference_spec(seed))
+            reference = reference_spec(seed)
+            specs.append(dataclasses.replace(reference, payload=top_payload(config, reference.payload)))
         if specs:
             store.add_pending(next_round, specs, phase="reeval")
             next_round += 1
     wanted = {(c.key, s) for c in candidates for s in fresh} | {(REFERENCE_KEY, s) for s in fresh}
-    trials = [t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted]
+    # The references first: one per seed, each trains its seed's trunk where the top rung has one,
+    # so two workers start on two trunks instead of one waiting for the other's.
+    trials = sorted((t for t in store.rows(phase="reeval") if (t.key, t.seed) in wanted),
+                    key=lambda t: t.role != "reference")
     todo = sum(t.status in UNFINISHED for t in trials)
     references = sum(t.key == REFERENCE_KEY for t in trials)  # the bar's count says why it is more
     bar = tqdm(total=len(trials), initial=len(trials) - todo, unit="child",

@@ -41,8 +41,7 @@ has none without a trunk, so its trials look like a one-rung search's."""
 
 def rung_payload(config: SearchConfig, rung: int, payload: dict[str, Any]) -> dict[str, Any]:
     """`payload` as trained at `rung`: with the rung's settings where they differ from the top's,
-    and its shared trunk's length where it has one (the top rung's too: `without_rung`, the
-    re-evaluation's child, trains whole)."""
+    and its shared trunk's length where it has one (the top rung's too)."""
     settings = config.rung_settings
     changed = {k: v for k, v in settings[rung].items() if k != "trunk" and v != settings[-1][k]}
     if "trunk" in settings[rung]:
@@ -50,23 +49,17 @@ def rung_payload(config: SearchConfig, rung: int, payload: dict[str, Any]) -> di
     return {**payload, RUNG_KEY: changed} if changed else payload
 
 
-AHEAD_KEY = "trunks_ahead"
-"""Payload key of the shared trunks of the rungs above that a round's first rung-0 trial trains
-before its own child ([{"trunk": T, ...}, ...], each a rung's `RUNG_KEY` settings): they depend on
-the round's seed alone, so they train while rung 0 runs and the promoted children find them
-ready instead of one worker training the trunk while the other waits for it."""
-
-
-def ahead_payload(config: SearchConfig, payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` (a round's first at rung 0) with the trunks of the rungs above it to train first."""
-    settings = config.rung_settings
-    ahead = [rung_payload(config, rung, {})[RUNG_KEY] for rung in range(1, len(settings)) if "trunk" in settings[rung]]
-    return {**payload, AHEAD_KEY: ahead} if ahead else payload
-
-
 def without_rung(payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` as the search's own child trains it (the re-evaluation's)."""
-    return {k: v for k, v in payload.items() if k not in (RUNG_KEY, AHEAD_KEY)}
+    """`payload` as the search's own child trains it, whole (the verdict's)."""
+    return {k: v for k, v in payload.items() if k != RUNG_KEY}
+
+
+def top_payload(config: SearchConfig, payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` as the search's top rung trains it: the re-evaluation's child. A candidate from a
+    rung below loses that rung's settings; where the top rung has a shared trunk, the child goes
+    on from a trunk of the re-evaluation's seed, so the re-evaluation measures on fresh seeds the
+    reward the search ranked its policies by (at about half a whole child's cost)."""
+    return rung_payload(config, config.fidelity.rungs - 1, without_rung(payload))
 
 
 def promoted_count(n: int, promote: float) -> int:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import ensure_fold_models
 from autoaug.search.ray_pool import RayOptions
-from autoaug.search.rewards import evaluator
+from autoaug.search.rewards import evaluator, recipe_of
 from autoaug.search.store import UNFINISHED, Trial, TrialStore
 from autoaug.search.tasks import EvalFn, Result
 from autoaug.search.trials import ChildTask, run_trials
@@ -145,4 +145,5 @@ def evaluate_trials(
     by_id = {t.id: t for t in trials}
     if any(t.status in UNFINISHED for t in trials):
         run_trials(store, pool.get(), trials,
-                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse)
+                   None if after is None else lambda result: after(by_id[result.task_id], result), fuse=pool.fuse,
+                   recipe=recipe_of)

@@ -13,7 +13,7 @@ from typing import Any
 
 from autoaug.search.config import SearchConfig
 from autoaug.search.density import FOLD_DIRNAME, DensityTask, evaluate_density
-from autoaug.search.fidelity import AHEAD_KEY, RUNG_KEY
+from autoaug.search.fidelity import RUNG_KEY
 from autoaug.search.store import TrialSpec
 from autoaug.search.trials import FUSED, ChildTask
 from autoaug.space.augment import Augmenter
@@ -30,13 +30,9 @@ def evaluate_policy(task: ChildTask, payload: dict[str, Any], seed: int, device:
     policy) on `device`; its val accuracy is the reward. A fused group of trials (payload
     `trials.FUSED`): their children trained as one network, a reward each. A payload's
     `fidelity.RUNG_KEY` trains it at a cheaper rung (fewer epochs, fewer or smaller images), or from
-    the batch's shared trunk (`autoaug.search.trunks`, in `task.trunk_dir`); a payload's
-    `fidelity.AHEAD_KEY` trains the trunks of the rungs above first. Top level so
+    the batch's shared trunk (`autoaug.search.trunks`, in `task.trunk_dir`). Top level so
     worker processes can unpickle it (as `functools.partial(evaluate_policy, task)`)."""
     config = dataclasses.replace(task.child, device=device)
-    for p, s in payload[FUSED] if FUSED in payload else [(payload, seed)]:
-        for rung in p.get(AHEAD_KEY, ()):  # a rung above's trunk, trained while this rung runs
-            _trunk(task, {RUNG_KEY: rung}, s, config)
     if FUSED in payload:
         members = payload[FUSED]
         rungs = {json.dumps(p.get(RUNG_KEY), sort_keys=True) for p, _ in members}
@@ -75,6 +71,13 @@ def _trunk_epochs(payload: dict[str, Any]) -> int:
 CHILD_KEY = "child"
 """Payload key of the child settings a trial trains with instead of the search's (a free
 alternative's pad-crop / flip / Cutout, `autoaug.search.alternatives`)."""
+
+
+def recipe_of(payload: dict[str, Any]) -> str:
+    """What a trial trains with besides its policy and seed (its rung's settings, a free
+    alternative's child settings), as text: trials alike in it fuse into one network
+    (`autoaug.search.trials.run_trials`)."""
+    return json.dumps({key: payload.get(key) for key in (RUNG_KEY, CHILD_KEY)}, sort_keys=True)
 
 
 def _recipe(config: Any, payload: dict[str, Any]) -> Any:

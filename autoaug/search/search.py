@@ -10,7 +10,8 @@ A run directory holds:
     tensorboard/          rewards, baseline, entropy, approx KL, clip fraction, op frequencies,
                           a picture of the best policy so far
     policy.json           the exported final policy (+ policy.albumentations.json)
-    trunks/               [fidelity] trunk only: the shared trunks of each round (autoaug.search.trunks)
+    trunks/               the shared trunks of each round and re-evaluation seed (fidelity.trunk,
+                          autoaug.search.trunks)
     density/              reward.kind "density" only: the fold models (autoaug.search.density)
 
 Multi-fidelity rounds (issue #21, `[fidelity]`, `autoaug.search.fidelity`): a round's policies
@@ -18,7 +19,8 @@ train at rung 0, the best fraction of them again at each rung above on the same 
 of each policy one trial, each rung with its own reference child when rewards are paired), and PPO
 learns from `fidelity.ppo_rewards`: the reward at the highest rung each policy reached, chained
 onto the cheapest rung's scale. The budget counts policies sampled (rung-0 trials). A rung's
-epochs, images and image side go into its trials' payloads (`fidelity.rung_payload`).
+epochs, images, image side and shared trunk go into its trials' payloads (`fidelity.rung_payload`).
+A rung's reference child trains with rung 0 (`evaluate_round`), the rung then holds the promoted.
 
 Resume: the checkpoint is written after each controller update, and the round after it is
 sampled from the checkpointed controller with the checkpointed generator, so a restarted search
@@ -53,7 +55,7 @@ from autoaug.search.alternatives import SearchVerdict, free_payload, free_specs,
 from autoaug.search.config import SearchConfig
 from autoaug.search.controller import Controller
 from autoaug.search.export import ExportOptions, Reevaluation, export_from_store
-from autoaug.search.fidelity import ahead_payload, ppo_rewards, promote, rung_payload, rung_sizes
+from autoaug.search.fidelity import ppo_rewards, promote, rung_payload, rung_sizes
 from autoaug.search.pool import LazyPool, evaluate_trials
 from autoaug.search.ppo import make_optimizer, ppo_update
 from autoaug.search.rewards import rank_by, reference_spec, small_val_warning, trial_key
@@ -101,8 +103,6 @@ def round_specs(
                   tokens=tokens[slot].tolist())
         for slot in slots
     ]
-    if rung == 0 and specs:  # the trunks of the rungs above train while this one runs
-        specs[0] = dataclasses.replace(specs[0], payload=ahead_payload(config, specs[0].payload))
     if paired:
         reference = reference_spec(batch_seed(config.seed, round))
         specs.append(dataclasses.replace(reference, payload=rung_payload(config, rung, reference.payload)))
@@ -117,7 +117,17 @@ def evaluate_round(
     """Train the round's policies rung by rung (one rung without [fidelity]): all of them at rung
     0, then the best `fidelity.promote` of each rung's at the next, on the same seeds (issue #21).
     Already stored rungs are returned by `add_pending` as they are, so a resumed round trains only
-    what is unfinished and promotes what it promoted before."""
+    what is unfinished and promotes what it promoted before.
+
+    The reference child of a rung above 0 depends on the round's seed alone, so it trains with
+    rung 0, first (with its rung's shared trunk, which it trains, it is the round's longest
+    child); its rung then holds just the promoted policies, and their trunk is ready. With 16
+    policies and promote 0.25 on two workers, the top rung is 4 children instead of 5: no worker
+    waits through a fifth alone."""
+    early: list[Trial] = []  # the references of the rungs above, which need no promotion
+    for rung in range(1, config.fidelity.rungs if config.reward.paired else 1):
+        slots, [reference] = round_specs(config, round, tokens, rung, [])
+        early += store.add_pending(round, [reference], rung=rung, slots=slots, partial=True)
     slots = None
     for rung in range(config.fidelity.rungs):
         if rung:
@@ -126,7 +136,8 @@ def evaluate_round(
             if not slots:  # every policy of the rung below failed
                 return
         slots, specs = round_specs(config, round, tokens, rung, slots)
-        evaluate_trials(store, pool, store.add_pending(round, specs, rung=rung, slots=slots), after)
+        trials = store.add_pending(round, specs, rung=rung, slots=slots, partial=rung > 0)
+        evaluate_trials(store, pool, early + trials if rung == 0 else trials, after)
 
 
 def round_rewards(store: TrialStore, round: int) -> tuple[list[int], list[float]]:
@@ -317,8 +328,11 @@ def start_header(config: SearchConfig, splits: Any, children: Plan) -> str:
         + f" = {children.search} children",
     ]
     if top:
+        trunk = config.rung_settings[-1].get("trunk")
         lines.append(f"  2. re-evaluation: the best {top} policies x {seeds} fresh seeds"
-                     + (f" + {seeds} reference children" if paired else "") + f" = {children.reevaluation} children")
+                     + (f" + {seeds} reference children" if paired else "")
+                     + (f" (each seed's first {trunk} epochs shared, as at the search's top rung)" if trunk else "")
+                     + f" = {children.reevaluation} children")
     if children.verdict:
         lines.append(f"  3. verdict: the exported policy and the free alternatives on those seeds = "
                      f"{children.verdict} children")
@@ -361,12 +375,12 @@ def run_search(config: SearchConfig, *, progress: bool = True) -> SearchResult:
         warning = small_val_warning(len(splits.val_y)) if config.reward.kind == "child" else None
         if warning:
             tqdm.write(warning, file=sys.stderr)
-        if resumed:
-            tqdm.write(f"resuming {run_dir}: {step} of {config.budget} policies evaluated"
+        sampled = _finished_policies(store)
+        if resumed:  # the budget's policies: each counts once, whatever rungs it reached
+            tqdm.write(f"resuming {run_dir}: {sampled} of {config.budget} policies evaluated"
                        + (f", {requeued} interrupted trials to redo" if requeued else ""),
                        file=sys.stderr)
 
-        sampled = _finished_policies(store)
         bar = tqdm(total=config.budget, initial=min(sampled, config.budget), unit="policy",
                    desc=f"search {config.algo}", disable=not progress, dynamic_ncols=True,
                    file=sys.stderr)

@@ -275,7 +275,7 @@ class TrialStore:
 
     def add_pending(
         self, round: int, specs: Sequence[TrialSpec], phase: str = "search", *, rung: int = 0,
-        slots: Sequence[int] | None = None,
+        slots: Sequence[int] | None = None, partial: bool = False,
     ) -> list[Trial]:
         """Insert a whole batch as `round` of `phase` at `rung`, slot slots[i] (default i) =
         specs[i], in one transaction. A rung above 0 holds the policies promoted from the rung
@@ -286,6 +286,11 @@ class TrialStore:
         untouched, whatever their status. A different batch under the same round raises
         `AutoaugError`: the run directory belongs to another search or its checkpoint does
         not match its store.
+
+        `partial`: the batch may be added in parts (a rung's reference child before the
+        policies promoted to it, `autoaug.search.search.evaluate_round`). The slots stored and
+        wanted must then agree on every slot both hold; the wanted ones missing are inserted, and
+        the rows of the wanted slots are returned.
         """
         _check_int("round", round)
         _check_int("rung", rung)
@@ -296,33 +301,35 @@ class TrialStore:
         if len(slots) != len(specs) or len(set(slots)) != len(slots) or any(
                 isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in slots):
             raise ValueError(f"add_pending needs a distinct slot >= 0 per trial, got {slots} for {len(specs)} trials")
-        encoded = [_encode_spec(slot, spec) for slot, spec in zip(slots, specs)]
+        encoded = {slot: (_encode_spec(slot, spec), spec.role) for slot, spec in zip(slots, specs)}
         where = ("WHERE phase = ? AND round = ? AND rung = ? ORDER BY slot", (phase, round, rung))
         with self._transaction():
             existing = self._select(*where)
-            if existing:
-                stored = [(t.slot, t.key, t.seed) for t in existing]
-                wanted = sorted((slot, spec.key, spec.seed) for slot, spec in zip(slots, specs))
-                if stored != wanted:
-                    first = next(
-                        (min(s[0], w[0]) for s, w in zip(stored, wanted) if s != w),
-                        (stored + wanted)[min(len(stored), len(wanted))][0],
-                    )
-                    raise AutoaugError(
-                        f"trial store {self.path}: {phase} round {round}{f' rung {rung}' if rung else ''} "
-                        f"already holds a different batch ({len(stored)} trials, now {len(wanted)}; first "
-                        f"difference at slot {first}); the run directory belongs to another search or its "
-                        "checkpoint does not match its trial store"
-                    )
-                return existing
-            self._conn.execute(
-                "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role, rung) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                [(key, round, slot, tokens, payload, seed, phase, spec.role, rung)
-                 for slot, ((key, tokens, payload, seed), spec) in zip(slots, zip(encoded, specs))],
-                many=True,
-            )
-            return self._select(*where)
+            held = {t.slot for t in existing}
+            stored = [(t.slot, t.key, t.seed) for t in existing if t.slot in encoded or not partial]
+            wanted = sorted((slot, spec.key, spec.seed) for slot, spec in zip(slots, specs) if slot in held or not partial)
+            if existing and stored != wanted:
+                first = next(
+                    (min(s[0], w[0]) for s, w in zip(stored, wanted) if s != w),
+                    (stored + wanted)[min(len(stored), len(wanted))][0],
+                )
+                raise AutoaugError(
+                    f"trial store {self.path}: {phase} round {round}{f' rung {rung}' if rung else ''} "
+                    f"already holds a different batch ({len(stored)} trials, now {len(wanted)}; first "
+                    f"difference at slot {first}); the run directory belongs to another search or its "
+                    "checkpoint does not match its trial store"
+                )
+            new = [slot for slot in slots if slot not in held] if partial or not existing else []
+            if new:
+                self._conn.execute(
+                    "INSERT INTO trials (key, round, slot, tokens, payload, seed, status, phase, role, rung) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+                    [(key, round, slot, tokens, payload, seed, phase, role, rung)
+                     for slot in new for (key, tokens, payload, seed), role in [encoded[slot]]],
+                    many=True,
+                )
+                existing = self._select(*where)
+            return [t for t in existing if t.slot in encoded] if partial else existing
 
     def mark_running(self, trial_id: int, worker: str) -> None:
         """pending -> running on `worker` (now)."""

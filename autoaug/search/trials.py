@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import sys
@@ -88,12 +89,14 @@ def run_trials(
     trials: Sequence[Trial],
     on_result: Callable[[Result], None] | None = None,
     fuse: int = 1,
+    recipe: Callable[[dict[str, Any]], str] | None = None,
 ) -> list[Trial]:
     """Evaluate the pending or running ones of `trials` on `pool`; returns all of `trials` as
     stored afterwards (done or failed), in the order given. `on_result` sees each result after
     the store has it. With `fuse` > 1 a worker gets up to `fuse` consecutive trials at once as
     one task (payload {FUSED: [[payload, seed], ...]}, its fn returning a reward per trial, as
-    `autoaug.training.fused.train_children` trains them); each trial is still stored alone."""
+    `autoaug.training.fused.train_children` trains them), of one seed and, given `recipe`, of one
+    `recipe(payload)`; each trial is still stored alone."""
     groups: dict[int, list[Task]] = {}  # a group task's id (its first trial's) -> its trials
 
     def members(task_id: int) -> list[Task]:
@@ -139,11 +142,16 @@ def run_trials(
 
     todo = [Task(t.id, t.payload, t.seed) for t in trials if t.status in UNFINISHED]
     if fuse > 1:
-        # Trials of one seed together: fused, they share initial weights, batch order and crops.
-        todo.sort(key=lambda t: t.seed)
-        for start in range(0, len(todo), fuse):
-            group = todo[start : start + fuse]
-            groups[group[0].id] = group
+        # Trials of one seed (and one `recipe`) together: fused, they share initial weights, batch
+        # order and crops, and train as one network.
+        def group_of(t: Task) -> tuple[int, Any]:
+            return t.seed, recipe(t.payload) if recipe is not None else ""
+
+        for _, alike in itertools.groupby(sorted(todo, key=group_of), key=group_of):
+            alike = list(alike)
+            for start in range(0, len(alike), fuse):
+                group = alike[start : start + fuse]
+                groups[group[0].id] = group
         todo = [Task(g[0].id, {FUSED: [[t.payload, t.seed] for t in g]}, g[0].seed) for g in groups.values()]
     if todo:
         pool.run(todo, on_start=on_start, on_result=record, on_retry=note_retry)

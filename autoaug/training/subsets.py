@@ -50,8 +50,10 @@ def load_data(
     )
 
 
-# Keyed by what the data were built from; only the last is kept (one dataset per worker).
+# Keyed by what the data were built from; the last KEEP are kept, most recent last: one dataset
+# per worker, at each rung of a search's successive halving (its own images and side).
 _DEVICE_DATA: dict[tuple[Any, ...], DeviceData] = {}
+KEEP = 3
 
 
 def device_data(
@@ -61,7 +63,10 @@ def device_data(
     """`load_data(...)` on `device`, prepared once per worker process and reused by every trial
     that process runs (the data go to the device once, airbench-style)."""
     key = (dataset, train_subset, val_subset, image_size, device)
-    if key not in _DEVICE_DATA:
-        _DEVICE_DATA.clear()
-        _DEVICE_DATA[key] = prepare(load_data(dataset, train_subset, val_subset, image_size), device)
-    return _DEVICE_DATA[key]
+    data = _DEVICE_DATA.pop(key, None)
+    if data is None:
+        while len(_DEVICE_DATA) >= KEEP:
+            del _DEVICE_DATA[next(iter(_DEVICE_DATA))]  # the least recently used
+        data = prepare(load_data(dataset, train_subset, val_subset, image_size), device)
+    _DEVICE_DATA[key] = data
+    return data

@@ -38,7 +38,7 @@ from tests.conftest import torch_threads
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["child.epochs=2", "child.batch_size=32", "train_subset=160", "val_subset=200", "export.reevaluate_top=0"]
 # No rungs but the ones a test names (the default's fractions left out).
-ONE_RUNG = ["fidelity.train_subset=", "fidelity.image_size="]
+ONE_RUNG = ["fidelity.train_subset=", "fidelity.image_size=", "fidelity.trunk="]
 # Two rungs: every policy at 1 epoch on 80 images, the best half at the search's own child.
 RUNGS = [*ONE_RUNG, "fidelity.epochs=1,2", "fidelity.train_subset=80,160", "fidelity.promote=0.5"]
 BUDGET = ["budget=8", "batch_size=4"]
@@ -126,7 +126,7 @@ def test_bad_fidelity_config_is_one_line(overrides: list[str], message: str) -> 
 
 
 def test_image_size_rungs_from_the_config_scale_the_cutout() -> None:
-    config = load_config(None, ["fidelity.image_size=16,32", "fidelity.train_subset=500,1000"])
+    config = load_config(None, ["fidelity.image_size=16,32", "fidelity.train_subset=500,1000", "fidelity.trunk="])
     assert config.fidelity.rungs == 2
     # The 16px rung cuts out 8 px ('auto' at 16), before and after run_search turns 'auto' into pixels.
     expected = ({"epochs": 40, "train_subset": 500, "image_size": 16, "cutout": 8},
@@ -154,7 +154,7 @@ def test_rungs_from_the_config() -> None:
 
 
 def test_the_time_to_go_counts_each_child_at_its_rungs_time() -> None:
-    cifar = load_config(None, []).for_images((32, 32), 4000)
+    cifar = load_config(None, ["budget=144"]).for_images((32, 32), 4000)
     children = plan(cifar, (32, 32))
     # 9 rounds of 16 policies + a reference at rung 0, 4 + a reference at rung 1; the re-evaluation and
     # the verdict train the search's own child, the top rung's.
@@ -178,12 +178,12 @@ def test_the_time_to_go_counts_each_child_at_its_rungs_time() -> None:
 
 def test_the_default_halves_side_and_images_where_the_data_allow() -> None:
     config = load_config(None, [])
-    assert config.budget == 144 and config.fidelity.fractional and config.fidelity.promote == 0.25
+    assert config.budget == 256 and config.fidelity.fractional and config.fidelity.promote == 0.25
     # CIFAR: the schedule experiments/results/halving.md measured, in the units config.toml records.
     cifar = config.for_images((32, 32), 4000)
     assert (cifar.fidelity.train_subset, cifar.fidelity.image_size) == ("500,1000", "16,32")
     assert cifar.rung_settings == ({"epochs": 40, "train_subset": 500, "image_size": 16, "cutout": 8},
-                                   {"epochs": 40, "train_subset": 1000, "image_size": 32, "cutout": 16})
+                                   {"epochs": 40, "train_subset": 1000, "image_size": 32, "cutout": 16, "trunk": 20})
     assert cifar.for_images((32, 32), 4000) == cifar  # units stay units
     # 28x28 digits: tiny does not take 14x14; 15x15 is the smallest side it takes.
     assert config.for_images((28, 28), 2000).fidelity.image_size == "15,28"
@@ -283,6 +283,9 @@ def test_promotion_trains_the_best_half_again_on_the_same_seed(two_rungs: Path) 
             best_two = sorted(sorted(policies, key=lambda t: (-t.reward, t.slot))[:2], key=lambda t: t.slot)
             assert [t.slot for t in rung1] == [t.slot for t in best_two] + [4]
             assert [t.key for t in rung1[:2]] == [t.key for t in best_two]
+            # rung 1's reference needs no promotion: it was stored and trained first, with rung 0
+            assert rung1[-1].id < min(t.id for t in rung0) < max(t.id for t in rung0) < rung1[0].id
+            assert rung1[-1].started <= min(t.started for t in rung0)
             assert {t.seed for t in rung0 + rung1} == {seed}  # the promoted trial's seed is its rung-0 seed
             # Rung 0 trains the cheap child, rung 1 the search's own (its payload as a one-rung search's).
             assert all(t.payload[RUNG_KEY] == {"epochs": 1, "train_subset": 80} for t in rung0)
@@ -423,7 +426,8 @@ def test_resume_mid_rung_after_sigkill_gives_the_uninterrupted_store(tmp_path: P
             *TINY, *BUDGET, *RUNGS]
     proc = subprocess.Popen(args, env=_env(), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while _done_at_rung_1(run) < 1:  # round 0's rung 1 has begun: 1 of its 3 children done
+    # round 0's rung 1 has begun: its reference (trained with rung 0) and 1 of its 2 policies done
+    while _done_at_rung_1(run) < 2:
         assert proc.poll() is None, f"the search ended before it could be stopped: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "the search made no progress"
         time.sleep(0.02)
@@ -431,7 +435,7 @@ def test_resume_mid_rung_after_sigkill_gives_the_uninterrupted_store(tmp_path: P
     proc.wait()
     proc.stderr.close()
     before = [r for r in _store_rows(run) if r[5] == "done"]
-    assert any(r[1] == 1 for r in before) and len(before) < len(_store_rows(two_rungs))
+    assert sum(r[1] == 1 for r in before) >= 2 and len(before) < len(_store_rows(two_rungs))
 
     resumed = subprocess.run(args, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -451,7 +455,7 @@ def test_a_resume_keeps_the_rungs_and_an_old_config_means_one_rung(two_rungs: Pa
     saved = (two_rungs / CONFIG_FILENAME).read_text()
     old = tmp_path / CONFIG_FILENAME
     old.write_text(saved[:saved.index("[fidelity]")])
-    assert load_config(old, complete=True).fidelity == FidelityConfig(train_subset="", image_size="")
+    assert load_config(old, complete=True).fidelity == FidelityConfig(train_subset="", image_size="", trunk="")
 
 
 # --- one rung: the search as before rungs existed ----------------------------------------------

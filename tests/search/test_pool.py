@@ -109,6 +109,28 @@ def test_a_fused_groups_results_land_on_its_trials(tmp_path: Path, backend: str)
         assert done["k4"].status == "failed" and "a reward per trial" in done["k4"].error
 
 
+GROUPS: list[list[str]] = []
+
+
+def _recording_reward(payload, seed, device):
+    """A fused group's rewards, recording which trials (by their "k") were fused."""
+    GROUPS.append([p["k"] for p, _ in payload[FUSED]])
+    return [0.5] * len(payload[FUSED])
+
+
+def test_a_fused_group_holds_one_seed_and_one_recipe(tmp_path: Path) -> None:
+    """A rung's reference child is trained with the rung below (issue #21): fused on a GPU, the
+    children of one seed group by what they train with besides their policy (`recipe`)."""
+    with TrialStore(tmp_path / STORE_FILENAME) as store:
+        specs = [TrialSpec(key=f"k{i}", payload={"k": f"k{i}", "rung": rung}, seed=0) for i, rung in enumerate([1, 0, 0, 1, 0])]
+        trials = add_batch(store, specs)
+        GROUPS.clear()
+        with make_pool(_recording_reward, backend="inline", devices=["cpu"]) as pool:
+            done = run_trials(store, pool, trials, fuse=2, recipe=lambda payload: str(payload["rung"]))
+    assert all(t.status == "done" for t in done)
+    assert sorted(GROUPS) == [["k0", "k3"], ["k1", "k2"], ["k4"]]
+
+
 def test_fuse_setting(tmp_path: Path) -> None:
     assert fuse_of(SearchConfig(devices="cpu")) == DEFAULT_FUSE["cpu"]
     assert fuse_of(SearchConfig(devices="cuda:0")) == DEFAULT_FUSE["cuda"]

@@ -190,6 +190,27 @@ def test_add_pending_round_trips_and_is_idempotent(store: TrialStore) -> None:
     assert len(store.rows()) == 3  # the failed adds changed nothing
 
 
+def test_a_rung_added_in_parts_agrees_on_the_slots_it_shares(store: TrialStore) -> None:
+    """A rung's reference child is stored before the policies promoted to it (issue #21)."""
+    reference, promoted = TrialSpec("reference", {}, seed=7, role="reference"), _batch(0, n=3)
+    [early] = store.add_pending(2, [reference], rung=1, slots=[16], partial=True)
+    store.mark_running(early.id, "w0")
+    store.mark_done(early.id, 0.5, 1.0)
+    rows = store.add_pending(2, [promoted[0], promoted[2], reference], rung=1, slots=[3, 9, 16], partial=True)
+    assert [(t.slot, t.key, t.status) for t in rows] == [(3, "r0s0", "pending"), (9, "r0s2", "pending"),
+                                                         (16, "reference", "done")]
+    assert rows[-1].id == early.id and min(t.id for t in rows[:2]) > early.id
+    # resumed: each part again returns its own rows, untouched
+    assert store.add_pending(2, [reference], rung=1, slots=[16], partial=True) == [rows[-1]]
+    assert store.add_pending(2, [promoted[0], promoted[2], reference], rung=1, slots=[3, 9, 16], partial=True) == rows
+    # a part that disagrees on a slot both hold is another search's
+    with pytest.raises(AutoaugError, match="round 2 rung 1 already holds a different batch.*slot 9"):
+        store.add_pending(2, [promoted[1], reference], rung=1, slots=[9, 16], partial=True)
+    with pytest.raises(AutoaugError, match="3 trials, now 1"):  # not in parts: the whole rung must match
+        store.add_pending(2, [reference], rung=1, slots=[16])
+    assert len(store.rows()) == 3
+
+
 def test_bad_specs_are_refused_before_anything_is_written(store: TrialStore) -> None:
     with pytest.raises(ValueError, match="not plain JSON"):
         store.add_pending(0, [TrialSpec("a", {"x": 1}, 0), TrialSpec("b", {"x": object()}, 1)])

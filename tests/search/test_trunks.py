@@ -1,7 +1,7 @@
 """Shared trunks in the search (issue #21, `fidelity.trunk`, `autoaug.search.trunks`): the config's
 checks, real tiny searches whose top rung goes on from a trunk trained once per round (the rewards
 are those of children trained from it by hand, the reference's is the whole child's, the
-re-evaluation trains whole children), the same store from two worker processes as from one, and
+re-evaluation goes on from a trunk of its own seed, the verdict trains whole children), the same store from two worker processes as from one, and
 the trunk cache under a lock: trained once for two processes, a killed holder blocks nobody, a
 damaged file is trained again, a worker without the run directory trains its own.
 
@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from autoaug.errors import ConfigError
-from autoaug.search.config import load_config
-from autoaug.search.fidelity import AHEAD_KEY, RUNG_KEY, rung_payload, without_rung
+from autoaug.search.config import load_config, save_config
+from autoaug.search.fidelity import RUNG_KEY, rung_payload, top_payload, without_rung
 from autoaug.search.rewards import REFERENCE_KEY, evaluate_policy
 from autoaug.search.search import batch_seed, run_search
 from autoaug.search.store import STORE_FILENAME, TrialStore
@@ -87,16 +87,31 @@ def test_a_trunk_follows_its_rung_when_the_fractions_resolve() -> None:
     on_cifar = config.for_images((32, 32), 4000)
     assert on_cifar.fidelity.trunk == "0,20"
     assert [s.get("trunk") for s in on_cifar.rung_settings] == [None, 20]
-    # the top rung's payload names its trunk; the re-evaluation's child (without_rung) trains whole
+    # the top rung's payload names its trunk, and so does the re-evaluation's child (top_payload),
+    # from either rung; the verdict's (without_rung) trains whole
     top = rung_payload(on_cifar, 1, {"policy": None})
     assert top == {"policy": None, RUNG_KEY: {"trunk": 20}} and without_rung(top) == {"policy": None}
+    assert top_payload(on_cifar, top) == top == top_payload(on_cifar, rung_payload(on_cifar, 0, {"policy": None}))
     assert rung_payload(on_cifar, 0, {"policy": None})[RUNG_KEY] == {"train_subset": 500, "image_size": 16, "cutout": 8}
     # images that are not square keep the search's child alone, with the top rung's trunk
     alone = config.for_images((32, 40), 4000)
     assert alone.fidelity.rungs == 1 and alone.fidelity.trunk == "20"
     assert alone.rung_settings[0]["trunk"] == 20
-    # an old run directory's config without the key: no trunk
-    assert load_config(None, []).fidelity.trunk_list == ()
+
+def test_the_default_trunk_is_the_top_rungs_first_half_where_a_round_shares_a_seed(tmp_path: Path) -> None:
+    on_cifar = load_config(None, []).for_images((32, 32), 4000)
+    assert on_cifar.fidelity.trunk == "0,20" and on_cifar.budget == 256
+    # fractions name the rungs from the top: one rung gets the top's half; a 3-epoch child 2 (rounded)
+    assert load_config(None, ["fidelity.train_subset=", "fidelity.image_size="]).for_images((32, 32)).fidelity.trunk == "20"
+    assert load_config(None, ["child.epochs=3"]).for_images((32, 32), 4000).fidelity.trunk == "0,2"
+    assert load_config(None, ["child.epochs=1"]).for_images((32, 32), 4000).fidelity.trunk == ""  # none left to share
+    # no child per trial, or a seed per policy: nothing to share, and no error either
+    assert load_config(None, ["reward.kind=density"]).for_images((32, 32), 4000).fidelity.trunk == ""
+    assert load_config(None, ["reward.paired=false"]).for_images((32, 32), 4000).fidelity.trunk == ""
+    # an old run directory's config without the key meant no trunk
+    path = save_config(on_cifar, tmp_path / "config.toml")
+    path.write_text("\n".join(line for line in path.read_text().splitlines() if not line.startswith("trunk")))
+    assert load_config(path, complete=True).fidelity.trunk_list == ()
 
 
 # --- a search with a trunk --------------------------------------------------------------------
@@ -107,7 +122,8 @@ def test_the_top_rung_goes_on_from_one_trunk_per_round(trunk_run: Path) -> None:
     task = ChildTask.from_config(config)
     data = task.data("cpu")
     recipe = dataclasses.replace(config.child, device="cpu")
-    assert len(list((trunk_run / TRUNK_DIRNAME).glob("*.pt"))) == 2  # one per round, none for rung 0
+    # one per round, none for rung 0, and one for the re-evaluation's seed
+    assert len(list((trunk_run / TRUNK_DIRNAME).glob("*.pt"))) == 3
     with TrialStore(trunk_run / STORE_FILENAME, read_only=True) as store:
         for round_ in (0, 1):
             seed = batch_seed(config.seed, round_)
@@ -117,24 +133,30 @@ def test_the_top_rung_goes_on_from_one_trunk_per_round(trunk_run: Path) -> None:
             assert all(RUNG_KEY in t.payload and "trunk" not in t.payload[RUNG_KEY]
                        for t in store.rows(round=round_, phase="search", rung=0))
             trunk = train_trunk(data, recipe, seed, 2)
-            # the stored trunk is that trunk, to the bit, trained ahead by the round's first rung-0
-            # trial (before the promoted children asked for it)
+            # the stored trunk is that trunk, to the bit, trained by the top rung's reference child,
+            # which was stored and trained first with rung 0 (before the promoted children asked
+            # for the trunk)
             path = trunk_run / TRUNK_DIRNAME / f"{trunk_key(seed, 2, recipe, _where(task))}.pt"
-            first = store.rows(round=round_, phase="search", rung=0)[0]
-            assert first.slot == 0 and first.payload[AHEAD_KEY] == [{"trunk": 2}]
-            assert all(AHEAD_KEY not in t.payload for t in store.rows(round=round_, phase="search")[1:])
-            assert first.started <= path.stat().st_mtime <= first.finished <= min(t.started for t in top)
+            reference, rung_0 = top[-1], store.rows(round=round_, phase="search", rung=0)
+            assert reference.id < min(t.id for t in rung_0) and reference.started <= min(t.started for t in rung_0)
+            assert reference.started <= path.stat().st_mtime <= reference.finished <= min(t.started for t in top[:-1])
             saved = TrainState.from_dict(torch.load(path, weights_only=True))
             assert all(torch.equal(a, b) for a, b in zip(saved.model.values(), trunk.model.values()))
             # each policy's reward is its child from the trunk; the reference's is the whole child
             for t in top[:-1]:
                 assert t.reward == train_child(policy_from_json(t.payload["policy"]), data, recipe, seed, trunk)
-            assert top[-1].reward == train_child(None, data, recipe, seed)
-        # the re-evaluation trains whole children, as without a trunk
-        again = store.rows(phase="reeval", role="policy")
-        assert again and all(RUNG_KEY not in t.payload for t in again)
-        t = again[0]
-        assert t.reward == train_child(policy_from_json(t.payload["policy"]), data, recipe, t.seed)
+            assert reference.reward == train_child(None, data, recipe, seed)
+        # the re-evaluation trains its children from a trunk of its own seed, as the top rung does;
+        # the verdict's children after it train whole
+        again = store.rows(phase="reeval", round=0)
+        assert len(again) == 3 and again[-1].key == REFERENCE_KEY
+        assert all(t.payload[RUNG_KEY] == {"trunk": 2} for t in again)
+        assert all(RUNG_KEY not in t.payload for t in store.rows(phase="reeval") if t.round > 0)
+        t, seed = again[0], again[0].seed
+        trunk = train_trunk(data, recipe, seed, 2)
+        assert t.reward == train_child(policy_from_json(t.payload["policy"]), data, recipe, seed, trunk)
+        assert again[-1].reward == train_child(None, data, recipe, seed)
+        assert (trunk_run / TRUNK_DIRNAME / f"{trunk_key(seed, 2, recipe, _where(task))}.pt").is_file()
 
 
 def _where(task: ChildTask) -> dict:
@@ -169,7 +191,7 @@ def test_resume_after_sigkill_in_the_trunk_rung_gives_the_uninterrupted_store(tr
     env = _env()
     proc = subprocess.Popen(args, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
-    while _done_at_rung_1(run) < 1:  # round 0's trunk is trained and a child of it done
+    while _done_at_rung_1(run) < 2:  # round 0's trunk is trained, its reference and a policy of it done
         assert proc.poll() is None, f"the search ended before it could be stopped: {proc.stderr.read()}"
         assert time.monotonic() < deadline, "the search made no progress"
         time.sleep(0.02)
@@ -178,6 +200,8 @@ def test_resume_after_sigkill_in_the_trunk_rung_gives_the_uninterrupted_store(tr
     proc.stderr.close()
     resumed = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    # the budget's policies: round 0's 4 at rung 0 (its promoted children there count once)
+    assert f"resuming {run}: 4 of 8 policies evaluated" in resumed.stderr
     assert _rows(run) == _rows(trunk_run)
 
 

@@ -24,5 +24,9 @@ def test_device_data_is_prepared_once_per_subset(tiny_npz) -> None:
     splits = load_data(spec, 12, 6)
     assert torch.equal(data.train_x, torch.from_numpy(splits.train_x).permute(0, 3, 1, 2))  # (12, C, H, W)
     assert np.bincount(splits.train_y).tolist() == [4, 4, 4] and len(data.val_y) == 6
-    other = device_data(spec, "cpu", 6, 6)  # another subset replaces the cached one
-    assert len(other.train_x) == 6 and device_data(spec, "cpu", 12, 6) is not data
+    # a search's rungs each have their own subset: the last KEEP (3) stay, the least recently used goes
+    other = device_data(spec, "cpu", 6, 6)
+    assert len(other.train_x) == 6 and device_data(spec, "cpu", 12, 6) is data
+    device_data(spec, "cpu", 9, 6)
+    device_data(spec, "cpu", 3, 6)  # (6, 6) was used least recently
+    assert device_data(spec, "cpu", 12, 6) is data and device_data(spec, "cpu", 6, 6) is not other
