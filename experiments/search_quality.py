@@ -60,7 +60,8 @@ SCALES = {
     # search arguments, final-regime recipe, children at a time, device, final-regime cache under runs/
     "cpu": ([], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
     # The default before issue #21: 64 policies, each the 40-epoch child on 1,000 32x32 images.
-    "cpu-64": (["--budget", "64", "--set", "fidelity.image_size=", "--set", "fidelity.train_subset="],
+    "cpu-64": (["--budget", "64", "--set", "fidelity.image_size=", "--set", "fidelity.train_subset=", "--set",
+                "fidelity.trunk="],
                {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
     # The default before it was cut to issue #10's 15 minutes: 112 policies (7 controller updates)
     # of fp32 children ('auto' is fp32 on the CPU), 35 minutes; the final regime is the cpu scale's.
@@ -69,6 +70,8 @@ SCALES = {
     # Issue #21's shared trunk: the default's rungs, the top one from a 20-epoch trunk shared by the
     # round (halving.md's `16px-500img -> late-20, m = 4`), 256 policies (4x the former default's 64).
     "cpu-trunk": (["--budget", "256", "--set", "fidelity.trunk=0,20"], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
+    # The default of stops 29-32: the same rungs without a trunk, 144 policies (2.2x the 64).
+    "cpu-halving": (["--budget", "144", "--set", "fidelity.trunk="], {"epochs": FINAL_EPOCHS}, 2, "cpu", "final"),
 }
 
 
@@ -78,12 +81,13 @@ TITLES = {
     "cpu-35min": "the former default, 112 policies of fp32 children (35 minutes)",
     "gpu": "experiments/gpu.toml on a GPU",
     "cpu-trunk": "256 policies, the top rung from a shared 20-epoch trunk",
+    "cpu-halving": "the former default, 144 policies in two rungs without a trunk",
 }
 
 
 PEER = "peer"
 """The algo name of a cost peer: a PPO search of PEERS[scale], run in the same protocol on the same machine."""
-PEERS = {"cpu": "cpu-64", "cpu-trunk": "cpu-64"}
+PEERS = {"cpu": "cpu-64", "cpu-trunk": "cpu-64", "cpu-halving": "cpu-64"}
 """Scales whose searches get a peer for their cost: the former default (issue #21's 64 policies)."""
 
 
@@ -267,6 +271,9 @@ def main() -> None:
     ap.add_argument("--peer-seeds", type=int, default=1, help="PPO searches of the former default after the "
                     "searches, their cost's peer on this machine (scale cpu)")
     ap.add_argument("--report", action="store_true", help="only report what is finished")
+    ap.add_argument("--versus", action="append", default=[], metavar="RUNS", help="another protocol directory "
+                    "whose searches' exports are in this one's final-regime store (copied, or trained there): "
+                    "this protocol's exports against them, search by search (read only, trains nothing)")
     args = ap.parse_args()
     torch.set_num_threads(1)  # as every child of the protocol (hostinfo reports it)
     suffix = "" if args.scale == "cpu" else f"-{args.scale}"
@@ -307,11 +314,16 @@ def main() -> None:
     for algo, seed in searches:
         specs[f"{algo} search, seed {seed}"] = str(search_dir(runs, algo, seed) / "policy.json")
     acc = final_regime(specs, seeds, args.minor_seeds, recipe, device, parallel, runs, args.report)
+    versus = {}
+    for other in map(Path, args.versus):
+        theirs = {f"{algo} search, seed {seed}": str(search_dir(other, algo, seed) / "policy.json") for algo, seed in searches
+                  if (search_dir(other, algo, seed) / "policy.json").is_file()}
+        versus[other.name] = final_regime(theirs, seeds, 0, recipe, device, parallel, runs, report=True)
 
     png = out.with_suffix(".png")
     if searches:
         plot(runs, searches, png)
-    write_report(out, png, runs, args, acc, costs, seeds, started, recipe, peers)
+    write_report(out, png, runs, args, acc, costs, seeds, started, recipe, peers, versus)
 
 
 def final_regime(specs: dict[str, str], seeds: list[int], minor_seeds: int, recipe: dict, device: str,
@@ -395,8 +407,8 @@ def targets(acc: dict[str, dict[int, float]]) -> list[str]:
     if below:
         lines += ["", "Why PPO's exports fall short of autoaugment-cifar10: an export concatenates the best "
                   "policies of one search, chosen by a child's reward that ranks policies only loosely like "
-                  "the final regime (experiments/results/proxy_rank.md) and re-evaluated on 3 child seeds, "
-                  "(the rounds below say whether the controller learned that reward); the published policy "
+                  "the final regime (experiments/results/proxy_rank.md) and re-evaluated on 3 child seeds "
+                  "(the rounds above say whether the controller learned that reward); the published policy "
                   "is the best of about 15,000 policies, each scored by a Wide-ResNet-40-2 child trained "
                   "120 epochs (Cubuk et al. 2018)."]
     return lines
@@ -456,7 +468,8 @@ def peer_lines(runs: Path, costs, spans, peers) -> list[str]:
 
 
 RANKING = {
-    "cpu": "the schedule's regret 0.20 against the child's 0.22 points of the final regime",
+    "cpu": "`16px-500img -> late-20, m = 4`'s regret 0.22 against the child's 0.22 points of the final regime",
+    "cpu-halving": "the schedule's regret 0.20 against the child's 0.22 points of the final regime",
     "cpu-trunk": "`16px-500img -> late-20, m = 4`'s regret 0.22 against the child's 0.22 points of the final regime",
 }
 """How well a scale's schedule keeps a batch's best policy, simulated on cached rewards
@@ -502,19 +515,15 @@ def search_targets(runs: Path, costs, spans, estimate: tuple[float, float, int] 
                            f"like its own child at a quarter of its cost; the best halving schedule of those keeps its "
                            f"regret at 0.46 of the cost (experiments/results/halving.md), about 2.2x the policies, "
                            f"so {policies} fit the time where {TARGET_RATIO * FORMER_POLICIES} were asked for. A trunk "
-                           "shared by each batch, which the search does not have yet, keeps that regret at 0.33 of "
-                           "the cost (3.0x) and reaches 4.9x at a regret the bootstrap does not tell from it "
-                           "(halving.md, the `late` rows).")
-        if worst > TIME_TARGET_MIN and scale == "cpu-trunk":
+                           "shared by each batch (`fidelity.trunk`, the default's since this scale was measured) "
+                           "keeps that regret at 0.33 of the cost (3.0x) and reaches 4.9x at a regret the bootstrap "
+                           "does not tell from it (halving.md, the `late` rows).")
+        if worst > TIME_TARGET_MIN and scale in ("cpu", "cpu-trunk"):
             slowest = max(walls, key=walls.get)
             search, after = phase_minutes(search_dir(runs, *slowest))
             why.append(f"- Time: the slowest search ({slowest[0]} seed {slowest[1]}) spent {search:.1f} min on its "
                        f"{policies} policies and {after:.1f} min after them, re-training the best 8 on 3 fresh seeds "
-                       "and the verdict's free alternatives: 36 whole children of the search's own 40-epoch recipe, "
-                       "which the trunk does not shorten (a re-evaluation from a trunk per seed would halve the 27 "
-                       "re-evaluation children's cost; not built: the late-20 child ranks the 24 policies at "
-                       "Spearman +0.86 against today's +0.70, but alone picks a batch's best less reliably, "
-                       "regret 0.56 against 0.22, experiments/results/halving.md).")
+                       "(from a trunk per seed) and the verdict's free alternatives (9 whole children).")
         elif worst > TIME_TARGET_MIN:
             per_child = statistics.mean(costs[k]["cpu_s"] / spans[k][0] for k in walls)
             why.append(f"- Time: a child costs {per_child:.0f} CPU s here (search and controller included), "
@@ -533,10 +542,12 @@ def search_targets(runs: Path, costs, spans, estimate: tuple[float, float, int] 
                        f"update its rounds score {min(m for m, _ in gains):+.2f} to {max(m for m, _ in gains):+.2f} "
                        "points above random search's on the same child seeds, each over 2 standard errors (the "
                        "round table above, rewards at the cheapest rung). Its exports are no better for it in the "
-                       "final regime: that rung's child (16x16 pixels) ranks policies like the final regime at "
-                       "Spearman +0.55, the search's own child at +0.70 (experiments/results/frontier.md), so PPO "
-                       "climbs partly what the small child likes; and both algorithms' exports pass the same "
-                       "filter, the search child's re-evaluation on 3 seeds.")
+                       "final regime: 12 of each round's 16 rewards PPO learns from are that rung's, and its child "
+                       "(16x16 pixels on 500 images) ranks the 24 search-space policies like the final regime at "
+                       "Spearman +0.29 (95% interval -0.13 to +0.68), where the search's own child ranks them at "
+                       "+0.70 and the top rung's trunk child at +0.86 (experiments/results/frontier.md, 2 seeds): "
+                       "PPO climbs mostly what the small child likes. Both algorithms' exports then pass the same "
+                       "filter, the top rung and the re-evaluation on 3 seeds.")
         elif d < 2 * se:
             spreads = [statistics.stdev(v) for seed in sorted({s for a, s in costs if a == "random"})
                        for v in rounds(searched_policies(runs, "random", seed)).values() if len(v) > 1]
@@ -554,10 +565,41 @@ def search_targets(runs: Path, costs, spans, estimate: tuple[float, float, int] 
     return lines + (["", "Why:", *why] if why else [])
 
 
-def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, started, recipe, peers) -> None:
+def kept_preface(out: Path) -> list[str]:
+    """The hand-written notes of an earlier report (its quoted lines before the first table), which
+    a rewrite keeps: how the run directory was put together, what was copied from where."""
+    if not out.is_file():
+        return []
+    head = out.read_text().split("\n## ")[0].splitlines()
+    notes = [line for line in head if line.startswith(">")]
+    return [*notes, ""] if notes else []
+
+
+def versus_lines(acc: dict[str, dict[int, float]], versus: dict[str, dict[str, dict[int, float]]]) -> list[str]:
+    """This protocol's exports against another protocol directory's exports of the same (algo,
+    search seed), paired by final seed: what a change of the search bought, search by search."""
+    lines = []
+    for other, theirs in versus.items():
+        lines += ["", f"## Against the exports of `{other}` (the same algorithm and search seed; paired by final seed)", ""]
+        for algo in ALGOS:
+            estimates = []
+            for name in (n for n in acc if n.startswith(f"{algo} search") and theirs.get(n)):
+                d, se, n = paired(acc[name], theirs[name])
+                if n > 1:
+                    estimates.append((d, se))
+                    lines.append(f"- {name}: {d:+.2f} +/- {se:.2f} ({n} final seeds)")
+            if len(estimates) > 1:
+                m, se = over_searches(estimates)
+                lines.append(f"- {algo}, over its {len(estimates)} searches: **{m:+.2f} +/- {se:.2f}** ({OVER_SEARCHES})")
+    return lines
+
+
+def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, started, recipe, peers,
+                 others=None) -> None:
     lines = [
         f"# Does the search beat the free alternatives? (issue #10: {TITLES[args.scale]})",
         "",
+        *kept_preface(out),
         f"`python experiments/search_quality.py --scale {args.scale} --algos {args.algos} --search-seeds {args.search_seeds} "
         f"--final-seeds {args.final_seeds} --minor-seeds {args.minor_seeds}" + (f" --ra {args.ra}" if args.ra else "")
         + f"` on {describe('cpu' if SCALES[args.scale][3] == 'cpu' else None)}; "
@@ -613,6 +655,7 @@ def write_report(out: Path, png: Path, runs: Path, args, acc, costs, seeds, star
         lines += proxy_learning(runs, sorted({s for a, s in costs if all((b, s) in costs for b in ALGOS)}))
         lines += targets(acc)
         lines += search_targets(runs, costs, spans, estimate, args.scale)
+        lines += versus_lines(acc, others or {})
         lines += ["", f"![search curves]({png.name})", "",
                   "Search curves: every policy's reward (dots) and the best so far (lines) against policies "
                   "evaluated, raw (left) and paired with the batch's reference child (right)."]
