@@ -153,7 +153,7 @@ class FidelityConfig:
     verdict trains whole children. Fractions adapt like the lists above (a search whose reward
     trains no child per trial, or whose rewards are not paired, trains no trunk). The default: the
     top rung's first half shared, 20 of 40 epochs on CIFAR, halving.md's `16px-500img -> late-20,
-    m = 4` (its regret: today's child's), which pays for 256 policies in the 15 minutes
+    m = 4` (its regret: today's child's), which pays for 256 policies in about the 15 minutes
     (experiments/results/search_quality.md)."""
 
     def __post_init__(self) -> None:
@@ -398,9 +398,9 @@ class SearchConfig:
     command again with the same directory resumes the search."""
     budget: int = 256
     """Policies to evaluate in total (failed trials count: they were spent). 256 in two rungs of
-    [fidelity], the top one from a shared trunk, take at most issue #10's 15 minutes on 2 CPU cores,
-    where 64 of one rung took 12-16 before (issue #21; experiments/results/search_quality.md,
-    experiments/results/search_quality-cpu-64.md)."""
+    [fidelity], the top one from a shared trunk, take about issue #10's 15 minutes on 2 CPU cores
+    (15.4-15.9 on the AMD EPYC), where 64 of one rung took 12-16 before (issue #21;
+    experiments/results/search_quality.md, experiments/results/search_quality-cpu-64.md)."""
     batch_size: int = 16
     """Policies sampled per controller update (the last round may be smaller)."""
     algo: str = "ppo"
